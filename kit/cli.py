@@ -1,0 +1,118 @@
+"""``kit`` / ``python -m kit``: the command line. Each command is a small function; errors in the
+arguments exit with status 2 and a one-line message, never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from datetime import date
+
+from kit import __version__, symbology
+from kit.clock import expiry_time, time_to_expiry, us_session
+from kit.config import ConfigError, Settings
+from kit.model import ModelError
+
+PARSERS: dict[str, Callable[[str], object]] = {
+    "occ": symbology.from_occ,
+    "dxlink": symbology.from_dxlink,
+    "delta": symbology.from_delta,
+}
+
+
+def _parse_symbol(text: str):
+    """Try each vendor form in turn: the user should not have to say which one they pasted."""
+    for parse in PARSERS.values():
+        try:
+            return parse(text)
+        except ModelError:
+            continue
+    raise ModelError(f"{text!r} is not an OCC, DxLink or Delta Exchange option symbol")
+
+
+def cmd_symbol(args: argparse.Namespace) -> int:
+    c = _parse_symbol(args.symbol)
+    out = {
+        "root": c.root,
+        "underlying": c.underlying,
+        "expiry": c.expiry.isoformat(),
+        "strike": c.strike,
+        "right": c.right.value,
+        "multiplier": c.multiplier,
+        "expires_at": expiry_time(c).isoformat(),
+    }
+    if c.is_crypto:
+        out["delta"] = symbology.to_delta(c)
+    else:
+        out |= {
+            "occ": symbology.to_occ(c),
+            "dxlink": symbology.to_dxlink(c),
+            "thetadata": symbology.to_thetadata(c),
+            "ibkr": symbology.to_ibkr(c),
+        }
+    if args.at:
+        from datetime import datetime
+
+        when = datetime.fromisoformat(args.at)
+        if when.tzinfo is None:
+            raise ModelError(f"--at {args.at!r}: include a UTC offset, e.g. 2024-01-19T15:00-05:00")
+        out["years_to_expiry"] = time_to_expiry(c, when)
+    print(json.dumps(out, indent=2))
+    return 0
+
+
+def cmd_session(args: argparse.Namespace) -> int:
+    s = us_session(args.day)
+    if s is None:
+        print(json.dumps({"day": args.day.isoformat(), "open": None, "close": None}))
+    else:
+        print(
+            json.dumps(
+                {
+                    "day": s.day.isoformat(),
+                    "open": s.open.isoformat(),
+                    "close": s.close.isoformat(),
+                    "early_close": s.early_close,
+                }
+            )
+        )
+    return 0
+
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="kit", description="Theta Desk command line.")
+    p.add_argument("--version", action="version", version=f"kit {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("symbol", help="convert an option symbol between vendor forms")
+    s.add_argument("symbol", help="OCC (SPXW  240119C04700000), DxLink (.SPXW240119C4700) or Delta")
+    s.add_argument("--at", help="also print years to expiry from this ISO time (with offset)")
+    s.set_defaults(func=cmd_symbol)
+
+    s = sub.add_parser("session", help="US options session (open/close in UTC) on a date")
+    s.add_argument("day", type=_day, help="YYYY-MM-DD")
+    s.set_defaults(func=cmd_session)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        Settings.from_env().configure_logging()
+        return args.func(args)
+    except (ModelError, ConfigError, ValueError) as exc:
+        print(f"kit {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
