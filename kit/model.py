@@ -415,3 +415,27 @@ class Action(msgspec.Struct, frozen=True):
     def __post_init__(self) -> None:
         _check_ts(self.ts_ns)
         _coerce_enum(self, "kind", ActionKind)
+
+
+class FeedState(StrEnum):
+    CONNECTING = "CONNECTING"
+    LIVE = "LIVE"
+    STALE = "STALE"  # connected but silent longer than the feed's timeout: data can't be trusted
+    DISCONNECTED = "DISCONNECTED"
+    CLOSED = "CLOSED"
+
+
+class FeedStatus(msgspec.Struct, frozen=True):
+    """A feed's health changed. The desk freezes automation while a feed is not LIVE."""
+
+    feed: str
+    state: FeedState
+    ts_ns: int
+    detail: str = ""
+
+    def __post_init__(self) -> None:
+        _coerce_enum(self, "state", FeedState)
+        _check_ts(self.ts_ns)
+
+
+Event = Quote | Trade | UnderlyingTick | FeedStatus
