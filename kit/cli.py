@@ -80,6 +80,40 @@ def cmd_session(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_emulate(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from kit.emulators.thetadata import serve_forever
+
+    try:
+        asyncio.run(serve_forever(args.rest_port, args.ws_port, args.seed, args.speed))
+    except KeyboardInterrupt:
+        return 0
+    except OSError as exc:
+        raise ValueError(f"cannot listen on 127.0.0.1 ({exc.strerror or exc})") from None
+    return 0
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"not a TCP port (0-65535): {text!r}")
+    return port
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number: {text!r}")
+    return value
+
+
 def _day(text: str) -> date:
     try:
         return date.fromisoformat(text)
@@ -100,6 +134,14 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("session", help="US options session (open/close in UTC) on a date")
     s.add_argument("day", type=_day, help="YYYY-MM-DD")
     s.set_defaults(func=cmd_session)
+
+    s = sub.add_parser("emulate", help="run a vendor emulator on 127.0.0.1 until Ctrl-C")
+    s.add_argument("vendor", choices=["thetadata"], help="which vendor protocol to speak")
+    s.add_argument("--rest-port", type=_port, default=25503, help="REST v3 port (default 25503)")
+    s.add_argument("--ws-port", type=_port, default=25520, help="stream port (default 25520)")
+    s.add_argument("--seed", type=int, default=0, help="simulator seed (default 0)")
+    s.add_argument("--speed", type=_positive, default=1.0, help="market time per second")
+    s.set_defaults(func=cmd_emulate)
     return p
 
 

@@ -390,7 +390,8 @@ async def serve_forever(rest_port: int, ws_port: int, seed: int, speed: float) -
         print(
             f"ThetaData emulator: REST http://127.0.0.1:{emu.rest_port}/v3  "
             f"stream ws://127.0.0.1:{emu.ws_port}/v1/events\n"
-            f"market time {clock.now():%Y-%m-%d %H:%M %Z} at {speed:g}x; Ctrl-C to stop",
+            f"market time {clock.now().astimezone(NEW_YORK):%Y-%m-%d %H:%M %Z} at {speed:g}x; "
+            "Ctrl-C to stop",
             flush=True,
         )
         while True:

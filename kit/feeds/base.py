@@ -182,6 +182,8 @@ class StreamingFeed(ABC):
         self._rng = random.Random(seed)
         self._last_frame_ns = 0
         self._gap = False  # data stopped flowing at some point: backfill on the way back
+        self._backfilling = False
+        self._detail = ""
         self._malformed_logged = 0
 
     # --- vendor hooks ---
@@ -272,9 +274,9 @@ class StreamingFeed(ABC):
     # --- machinery ---
 
     def _set_state(self, state: FeedState, detail: str = "") -> None:
-        if state is self.state and not detail:
-            return
-        self.state = state
+        if state is self.state and detail == self._detail:
+            return  # 1 Hz vendor status frames repeat themselves: report changes only
+        self.state, self._detail = state, detail
         self._sink.emit(FeedStatus(self.name, state, self.clock.now_ns(), detail))
 
     def _on_frame(self, frame: Any) -> None:
@@ -283,6 +285,8 @@ class StreamingFeed(ABC):
         try:
             for ev in self._parse(frame):
                 self._sink.emit(ev)
+                if self.state is FeedState.DISCONNECTED:
+                    self.vendor_up()  # data flows again before the vendor's status says so
         except MalformedFrameError as exc:
             self.stats.malformed += 1
             if self._malformed_logged < 20 or self.stats.malformed % 1000 == 0:
@@ -293,11 +297,20 @@ class StreamingFeed(ABC):
         """The vendor says its upstream is down although our socket is fine (e.g. ThetaData
         DISCONNECTED status): report it and remember where the gap started."""
         self._gap = True
+        self._sink.hold()  # whatever trickles in before the gap is filled waits behind it
         self._set_state(FeedState.DISCONNECTED, detail)
 
     def vendor_up(self) -> None:
-        """Upstream is back: backfill what the stream missed, then go LIVE."""
-        if self.state is not FeedState.LIVE:
+        """Upstream is back (its status says so, or market data flows again): backfill what
+        the stream missed, then go LIVE. Live events have been held since ``vendor_down``: a
+        newer live quote delivered first would lift the watermark above the gap and the
+        backfill would be discarded as duplicates."""
+        if (
+            self.state is FeedState.DISCONNECTED
+            and not self._backfilling
+            and self._conn is not None
+        ):
+            self._backfilling = True
             asyncio.get_running_loop().create_task(self._backfill_and_go_live())
 
     async def _run(self) -> None:
@@ -370,22 +383,25 @@ class StreamingFeed(ABC):
         self._sink.hold()
         had_gap, self._gap = self._gap, False
         events: list[Event] = []
-        if had_gap and self.config.backfill and self._subs:
-            sem = asyncio.Semaphore(self.config.backfill_concurrency)
+        try:
+            if had_gap and self.config.backfill and self._subs:
+                sem = asyncio.Semaphore(self.config.backfill_concurrency)
 
-            async def one(key: SubKey) -> list[Event]:
-                start = self._sink.last_ts((Quote, key) if isinstance(key, Contract) else key)
-                if start is None:
-                    return []
-                async with sem:
-                    try:
-                        return await self._fetch_history(key, start)
-                    except Exception as exc:  # a failed backfill must not kill the feed
-                        log.warning("%s: backfill of %s failed: %s", self.name, key, exc)
+                async def one(key: SubKey) -> list[Event]:
+                    start = self._sink.last_ts((Quote, key) if isinstance(key, Contract) else key)
+                    if start is None:
                         return []
+                    async with sem:
+                        try:
+                            return await self._fetch_history(key, start)
+                        except Exception as exc:  # a failed backfill must not kill the feed
+                            log.warning("%s: backfill of %s failed: %s", self.name, key, exc)
+                            return []
 
-            for chunk in await asyncio.gather(*(one(k) for k in list(self._subs))):
-                events.extend(chunk)
-            self.stats.backfilled += len(events)
-        self._sink.release(events)
+                for chunk in await asyncio.gather(*(one(k) for k in list(self._subs))):
+                    events.extend(chunk)
+                self.stats.backfilled += len(events)
+            self._sink.release(events)
+        finally:
+            self._backfilling = False
         self._set_state(FeedState.LIVE)

@@ -488,20 +488,45 @@ class MarketSim:
                   for j in np.flatnonzero(emit)]  # fmt: skip
         return quotes, now
 
+    def _trade_sizes(self, idx: np.ndarray, steps: np.ndarray) -> np.ndarray:
+        """Size printed by each contract at each step (0 = no trade); pure function of both."""
+        hit = _mix(idx, steps, 3) < self.config.trades_per_step
+        return np.where(hit, 1 + np.floor(_mix(idx, steps, 5) * 10), 0.0)
+
     def trades(self, contracts: Sequence[Contract], step: int | None = None) -> list[Trade]:
         """Prints at the bid or the ask, at a reproducible random subset of contracts."""
         st = self.steps if step is None else step
         idx = self._indices(contracts)
-        hit = _mix(idx, st, 3) < self.config.trades_per_step
-        if not hit.any():
+        size = self._trade_sizes(idx, np.int64(st)) * self._moving(contracts, np.full(len(idx), st))
+        if not size.any():
             return []
-        sel = [c for c, h in zip(contracts, hit, strict=True) if h]
+        hit = np.flatnonzero(size)
+        sel = [contracts[j] for j in hit]
         bid, ask, _, _, _, _, alive = self.quote_arrays(sel, st)
-        side = _mix(self._indices(sel), st, 4) < 0.5
-        size = 1 + np.floor(_mix(self._indices(sel), st, 5) * 10)
-        px = np.where(side & (bid > 0), bid, ask)
-        return [Trade(c, float(px[j]), float(size[j]), self._ts[st])
+        buy = _mix(idx[hit], st, 4) < 0.5
+        px = np.where(buy | (bid <= 0), ask, bid)
+        return [Trade(c, float(px[j]), float(size[hit[j]]), self._ts[st])
                 for j, c in enumerate(sel) if alive[j]]  # fmt: skip
+
+    def volume(self, contracts: Sequence[Contract], step: int | None = None) -> np.ndarray:
+        """Contracts traded so far in the step's day (New York date), exactly the sum of the
+        prints :meth:`trades` reports. Costs O(steps in the day x contracts): for snapshots and
+        analytics, not the tick path."""
+        st = self.steps if step is None else step
+        day = datetime.fromtimestamp(self._ts[st] / NS_PER_S, tz=NEW_YORK).date()
+        midnight = to_ns(datetime(day.year, day.month, day.day, tzinfo=NEW_YORK))
+        first = self.step_index(midnight) + (self._ts[self.step_index(midnight)] < midnight)
+        steps = np.arange(min(first, st), st + 1)
+        idx = self._indices(contracts)
+        total = np.zeros(len(idx))
+        for chunk in np.array_split(steps, max(1, len(steps) // 2000)):
+            grid_idx, grid_st = np.meshgrid(idx, chunk, indexing="ij")
+            moving = (
+                np.asarray(self._us_open)[grid_st]
+                | np.array([c.is_crypto for c in contracts])[:, None]
+            )
+            total += (self._trade_sizes(grid_idx, grid_st) * moving).sum(axis=1)
+        return total
 
     def ticks(self, symbols: Iterable[str], step: int | None = None) -> list[UnderlyingTick]:
         st = self.steps if step is None else step

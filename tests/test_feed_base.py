@@ -1,0 +1,52 @@
+import random
+from datetime import date
+
+from kit.feeds.base import Backoff, EventSink, FeedStats
+from kit.model import Contract, FeedState, FeedStatus, Quote, UnderlyingTick
+
+C = Contract("SPXW", date(2024, 1, 19), 4800, "C")
+
+
+def q(ts: int, bid: float = 1.0) -> Quote:
+    return Quote(C, bid, bid + 0.1, 1, 1, ts)
+
+
+def drain(sink: EventSink) -> list:
+    out = []
+    while not sink.queue.empty():
+        out.append(sink.queue.get_nowait())
+    return out
+
+
+def test_backoff_grows_exponentially_with_bounded_jitter_and_a_cap():
+    b = Backoff(initial_s=0.5, factor=2.0, max_s=10.0, jitter=0.2)
+    rng = random.Random(1)
+    for attempt, base in [(0, 0.5), (1, 1.0), (3, 4.0), (10, 10.0)]:
+        delays = [b.delay(attempt, rng) for _ in range(200)]
+        assert min(delays) >= base * 0.8
+        assert max(delays) <= base * 1.2
+        assert max(delays) - min(delays) > base * 0.2  # really jittered
+
+
+def test_watermark_drops_repeats_but_keeps_distinct_events_at_the_same_time():
+    stats = FeedStats()
+    sink = EventSink(stats)
+    for ev in (q(1), q(2), q(2), q(2, bid=1.5), q(1), q(3)):
+        sink.emit(ev)
+    assert [(e.ts_ns, e.bid) for e in drain(sink)] == [(1, 1.0), (2, 1.0), (2, 1.5), (3, 1.0)]
+    assert stats.duplicates_dropped == 2
+    assert stats.events == 4
+
+
+def test_hold_and_release_put_backfill_before_live_events_without_duplicates():
+    sink = EventSink(FeedStats())
+    sink.emit(q(1))
+    sink.hold()
+    sink.emit(q(5))  # live, arrives during the backfill
+    sink.emit(FeedStatus("f", FeedState.LIVE, 6))  # status is never held back
+    sink.emit(UnderlyingTick("SPX", 5000.0, 5))
+    sink.release([q(4), q(2), q(1), q(3), q(5)])  # backfill overlaps both ends
+    out = drain(sink)
+    assert isinstance(out[1], FeedStatus)
+    assert [e.ts_ns for e in out if isinstance(e, Quote)] == [1, 2, 3, 4, 5]
+    assert [e.ts_ns for e in out if isinstance(e, UnderlyingTick)] == [5]
