@@ -80,6 +80,10 @@ AM_SETTLED_ROOTS: frozenset[str] = frozenset({"SPX", "NDX", "RUT", "VIX"})
 CRYPTO_CONTRACT_SIZE: dict[str, float] = {"BTC": 0.001, "ETH": 0.01}
 
 
+_INF = math.inf
+_NUMBER = (float, int)
+
+
 def _coerce_enum(record: msgspec.Struct, name: str, enum: type[Enum]) -> None:
     """Accept an enum member or its value (``"C"``); anything else is an unknown value."""
     value = getattr(record, name)
@@ -171,6 +175,17 @@ class Quote(msgspec.Struct, frozen=True):
     ts_ns: int
 
     def __post_init__(self) -> None:
+        b, a, bs, as_, ts = self.bid, self.ask, self.bid_size, self.ask_size, self.ts_ns
+        # Fast path for the per-tick case: chained comparisons are False for NaN, inf and
+        # negatives, so one expression accepts a good quote; anything else gets the detailed
+        # checks below, which name the field.
+        if (
+            type(b) is float and type(a) is float and type(ts) is int
+            and 0.0 <= b < _INF and 0.0 <= a < _INF and 0 <= bs < _INF and 0 <= as_ < _INF
+            and (bs > 0 or as_ > 0) and (b <= a or b == 0.0 or a == 0.0) and ts >= 0
+            and type(bs) in _NUMBER and type(as_) in _NUMBER
+        ):  # fmt: skip
+            return
         _check_price("bid", self.bid)
         _check_price("ask", self.ask)
         _check_size("bid_size", self.bid_size, positive=False)

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -71,6 +72,16 @@ def _quote_frame(q: Quote) -> bytes:
                   "bid_condition": 50, "ask_size": int(q.ask_size), "ask_exchange": 5,
                   "ask": q.ask, "ask_condition": 50, "date": int(f"{local:%Y%m%d}")},
     })  # fmt: skip
+
+
+def _text_frame(payload: bytes) -> bytes:
+    """One unmasked server-to-client WebSocket text frame (RFC 6455 5.2)."""
+    n = len(payload)
+    if n < 126:
+        return bytes((0x81, n)) + payload
+    if n < 1 << 16:
+        return bytes((0x81, 126)) + n.to_bytes(2, "big") + payload
+    return bytes((0x81, 127)) + n.to_bytes(8, "big") + payload
 
 
 class ThetaDataEmulator:
@@ -166,6 +177,36 @@ class ThetaDataEmulator:
         """Raw frames to send before the next market step (malformed, NaN, negative...)."""
         self.faults.malformed.extend(frames)
 
+    async def blast(self, frames: Sequence[bytes], rate: float | None = None) -> list[int]:
+        """Benchmark aid: send pre-encoded text frames on the stream; returns each frame's
+        ``time.monotonic_ns()`` at sending.
+
+        Paced (``rate`` per second) frames go through the WebSocket library one by one. Flat
+        out, frames are framed here and written to the socket 256 at a time (valid WebSocket
+        frames on the wire, honouring the write buffer), so the sender outruns any client and
+        the measurement is of the client.
+        """
+        if self._conn is None:
+            raise RuntimeError("no client is connected")
+        sent: list[int] = []
+        if rate is not None:
+            start = time.monotonic_ns()
+            for i, frame in enumerate(frames):
+                if (wait := start + int(i * 1e9 / rate) - time.monotonic_ns()) > 0:
+                    await asyncio.sleep(wait / 1e9)
+                sent.append(time.monotonic_ns())
+                await self._conn.send(frame.decode())
+            return sent
+        transport = self._conn.transport
+        wire = [_text_frame(f) for f in frames]
+        for i in range(0, len(wire), 256):
+            while transport.get_write_buffer_size() > 4 << 20:
+                await asyncio.sleep(0.0005)
+            now = time.monotonic_ns()
+            sent.extend([now] * len(wire[i : i + 256]))
+            transport.write(b"".join(wire[i : i + 256]))
+        return sent
+
     # --- streaming ---
 
     async def _serve_ws(self, ws: ServerConnection) -> None:
@@ -179,6 +220,7 @@ class ThetaDataEmulator:
         self._conn = ws
         self.connections += 1
         self._streams.clear()
+        self._last_id = -1  # ids must increase within a client's session
         try:
             async for message in ws:
                 await self._on_request(ws, message)

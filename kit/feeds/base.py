@@ -131,8 +131,10 @@ class EventSink:
             return
         mark = self._marks.get(key)
         ts = event.ts_ns
-        if mark is None or ts > mark.ts:
+        if mark is None:
             self._marks[key] = _Watermark(ts, event)
+        elif ts > mark.ts:
+            mark.ts, mark.seen = ts, [event]
         elif ts < mark.ts or event in mark.seen:
             self.stats.duplicates_dropped += 1
             return
