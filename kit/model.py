@@ -108,6 +108,16 @@ def _check_size(name: str, value: float, *, positive: bool) -> None:
     _check_price(name, value, positive=positive)
 
 
+def _check_text(name: str, value: object) -> None:
+    if not isinstance(value, str) or not value:
+        raise ModelError(f"{name}: expected a non-empty string, got {value!r}")
+
+
+def _check_count(name: str, value: object) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ModelError(f"{name}: expected a positive integer, got {value!r}")
+
+
 def _check_ts(value: int) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise ModelError(f"ts_ns: must be a non-negative integer of nanoseconds, got {value!r}")
@@ -230,8 +240,7 @@ class UnderlyingTick(msgspec.Struct, frozen=True):
     ts_ns: int
 
     def __post_init__(self) -> None:
-        if not isinstance(self.symbol, str) or not self.symbol:
-            raise ModelError(f"symbol: expected a non-empty string, got {self.symbol!r}")
+        _check_text("symbol", self.symbol)
         _check_price("price", self.price, positive=True)
         _check_ts(self.ts_ns)
 
@@ -310,18 +319,12 @@ class Position(msgspec.Struct, frozen=True):
     note: str = ""
 
     def __post_init__(self) -> None:
-        if not isinstance(self.id, str) or not self.id:
-            raise ModelError(f"id: expected a non-empty string, got {self.id!r}")
+        _check_text("id", self.id)
         _coerce_enum(self, "strategy", StrategyType)
         force_setattr(self, "legs", tuple(self.legs))
         if not self.legs:
             raise ModelError("legs: a position needs at least one leg")
-        if (
-            not isinstance(self.quantity, int)
-            or isinstance(self.quantity, bool)
-            or (self.quantity <= 0)
-        ):
-            raise ModelError(f"quantity: expected a positive integer, got {self.quantity!r}")
+        _check_count("quantity", self.quantity)
         _check_ts(self.opened_ts_ns)
         if (why := _validate_shape(self.strategy, self.legs)) is not None:
             raise ModelError(f"legs: {why}")
@@ -349,19 +352,13 @@ class Order(msgspec.Struct, frozen=True):
     position_id: str | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.client_id, str) or not self.client_id:
-            raise ModelError(f"client_id: expected a non-empty string, got {self.client_id!r}")
+        _check_text("client_id", self.client_id)
         force_setattr(self, "legs", tuple(self.legs))
         if not self.legs:
             raise ModelError("legs: an order needs at least one leg")
         _coerce_enum(self, "side", Side)
         _coerce_enum(self, "order_type", OrderType)
-        if (
-            not isinstance(self.quantity, int)
-            or isinstance(self.quantity, bool)
-            or (self.quantity <= 0)
-        ):
-            raise ModelError(f"quantity: expected a positive integer, got {self.quantity!r}")
+        _check_count("quantity", self.quantity)
         if self.order_type is OrderType.LIMIT:
             lp = self.limit_price
             if not isinstance(lp, int | float) or isinstance(lp, bool) or not math.isfinite(lp):
@@ -384,8 +381,7 @@ class Fill(msgspec.Struct, frozen=True):
     commission: float = 0.0
 
     def __post_init__(self) -> None:
-        if not isinstance(self.fill_id, str) or not self.fill_id:
-            raise ModelError(f"fill_id: expected a non-empty string, got {self.fill_id!r}")
+        _check_text("fill_id", self.fill_id)
         _coerce_enum(self, "side", Side)
         _check_size("quantity", self.quantity, positive=True)
         _check_price("price", self.price)
@@ -413,8 +409,7 @@ class Alert(msgspec.Struct, frozen=True):
     def __post_init__(self) -> None:
         _check_ts(self.ts_ns)
         _coerce_enum(self, "severity", Severity)
-        if not isinstance(self.rule, str) or not self.rule:
-            raise ModelError(f"rule: expected a non-empty rule id, got {self.rule!r}")
+        _check_text("rule", self.rule)
 
 
 class Action(msgspec.Struct, frozen=True):

@@ -25,7 +25,7 @@ import random
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, Self, runtime_checkable
 
 from kit.clock import NS_PER_S, Clock, LiveClock
 from kit.model import Contract, Event, FeedState, FeedStatus, Quote, Trade, UnderlyingTick
@@ -161,8 +161,81 @@ class EventSink:
             self._deliver(ev)
 
 
-class StreamingFeed(ABC):
-    """Base class of every adapter: subclasses implement the five vendor hooks below."""
+class FeedBase(ABC):
+    """Lifecycle every feed shares: a task that produces events into the sink, start/close,
+    ``async with``, ``async for`` and status reporting. Subclasses write ``_run``."""
+
+    def __init__(self, name: str, clock: Clock) -> None:
+        self.name = name
+        self.clock = clock
+        self.stats = FeedStats()
+        self.state = FeedState.CLOSED
+        self._sink = EventSink(self.stats)
+        self._task: asyncio.Task[None] | None = None
+        self._detail = ""
+
+    @abstractmethod
+    async def _run(self) -> None:
+        """Produce events until cancelled (or the source ends)."""
+
+    async def _on_start(self) -> None:  # noqa: B027 - an optional hook, empty by default
+        """Hook: runs before the producing task starts."""
+
+    async def _on_close(self) -> None:  # noqa: B027 - an optional hook, empty by default
+        """Hook: release connections after the producing task is cancelled."""
+
+    async def start(self) -> None:
+        if self._task is None:
+            await self._on_start()
+            self._task = asyncio.create_task(self._run(), name=f"feed:{self.name}")
+
+    async def close(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self._on_close()
+        self._set_state(FeedState.CLOSED, "closed by client")
+        self._sink.queue.put_nowait(_CLOSED)
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def __aiter__(self) -> AsyncIterator[Event]:
+        queue = self._sink.queue
+        while True:
+            item = await queue.get()
+            if item is _CLOSED:
+                return
+            yield item
+
+    def get_nowait(self) -> Event | None:
+        """Next event if one is ready (for consumers that poll in batches)."""
+        try:
+            item = self._sink.queue.get_nowait()
+        except asyncio.QueueEmpty:
+            return None
+        return None if item is _CLOSED else item
+
+    def _set_state(self, state: FeedState, detail: str = "") -> None:
+        if state is self.state and detail == self._detail:
+            return  # 1 Hz vendor status frames repeat themselves: report changes only
+        self.state, self._detail = state, detail
+        self._sink.emit(FeedStatus(self.name, state, self.clock.now_ns(), detail))
+
+    def _reject(self, reason: str, what: object) -> None:
+        """Count and log a refused subscription; the feed carries on."""
+        self.stats.rejected[reason] = self.stats.rejected.get(reason, 0) + 1
+        log.warning("%s: %s refused: %s", self.name, what, reason)
+
+
+class StreamingFeed(FeedBase):
+    """Base class of every network adapter: subclasses implement the vendor hooks below."""
 
     def __init__(
         self,
@@ -172,20 +245,14 @@ class StreamingFeed(ABC):
         config: FeedConfig | None = None,
         seed: int | None = None,
     ) -> None:
-        self.name = name
-        self.clock = clock or LiveClock()
+        super().__init__(name, clock or LiveClock())
         self.config = config or FeedConfig()
-        self.stats = FeedStats()
-        self.state = FeedState.CLOSED
-        self._sink = EventSink(self.stats)
         self._subs: dict[SubKey, None] = {}  # insertion-ordered set
         self._conn: Any = None
-        self._task: asyncio.Task[None] | None = None
         self._rng = random.Random(seed)
         self._last_frame_ns = 0
         self._gap = False  # data stopped flowing at some point: backfill on the way back
         self._backfilling = False
-        self._detail = ""
         self._malformed_logged = 0
 
     # --- vendor hooks ---
@@ -215,71 +282,32 @@ class StreamingFeed(ABC):
         with contextlib.suppress(Exception):
             await conn.close()
 
-    # --- public API ---
-
-    async def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name=f"feed:{self.name}")
-
-    async def close(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+    async def _on_close(self) -> None:
         if self._conn is not None:
             await self._close_conn(self._conn)
             self._conn = None
-        self._set_state(FeedState.CLOSED, "closed by client")
-        self._sink.queue.put_nowait(_CLOSED)
 
-    async def __aenter__(self) -> StreamingFeed:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
+    # --- subscriptions ---
 
     async def subscribe(self, keys: Iterable[SubKey]) -> None:
+        """Remember the keys (replayed on every connection) and send them if connected."""
         new = [k for k in keys if k not in self._subs]
         self._subs.update(dict.fromkeys(new))
-        if new and self._conn is not None and self.state is FeedState.LIVE:
+        if new and self._conn is not None:
             await self._send_subscribe(self._conn, new, True)
 
     async def unsubscribe(self, keys: Iterable[SubKey]) -> None:
         gone = [k for k in keys if k in self._subs]
         for k in gone:
             del self._subs[k]
-        if gone and self._conn is not None and self.state is FeedState.LIVE:
+        if gone and self._conn is not None:
             await self._send_subscribe(self._conn, gone, False)
 
     @property
     def subscriptions(self) -> list[SubKey]:
         return list(self._subs)
 
-    async def __aiter__(self) -> AsyncIterator[Event]:
-        queue = self._sink.queue
-        while True:
-            item = await queue.get()
-            if item is _CLOSED:
-                return
-            yield item
-
-    def get_nowait(self) -> Event | None:
-        """Next event if one is ready (for consumers that poll in batches)."""
-        try:
-            item = self._sink.queue.get_nowait()
-        except asyncio.QueueEmpty:
-            return None
-        return None if item is _CLOSED else item
-
     # --- machinery ---
-
-    def _set_state(self, state: FeedState, detail: str = "") -> None:
-        if state is self.state and detail == self._detail:
-            return  # 1 Hz vendor status frames repeat themselves: report changes only
-        self.state, self._detail = state, detail
-        self._sink.emit(FeedStatus(self.name, state, self.clock.now_ns(), detail))
 
     def _on_frame(self, frame: Any) -> None:
         self._last_frame_ns = self.clock.now_ns()

@@ -10,20 +10,18 @@ slices, so a full day of ticks never sits in memory as objects.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import polars as pl
 
 from kit.clock import Clock, SimClock, from_ns
-from kit.feeds.base import _CLOSED, EventSink, FeedStats, SubKey
+from kit.feeds.base import FeedBase, FeedStats, SubKey
 from kit.model import (
     Contract,
     Event,
     FeedState,
-    FeedStatus,
     ModelError,
     Quote,
     Trade,
@@ -97,7 +95,7 @@ def read_events(frame: pl.DataFrame, stats: FeedStats | None = None) -> Iterator
             log.warning("replay: skipping bad row %r: %s", r, exc)
 
 
-class ReplayFeed:
+class ReplayFeed(FeedBase):
     """Plays a recording on a clock. Without subscriptions it plays everything recorded."""
 
     def __init__(
@@ -125,36 +123,13 @@ class ReplayFeed:
         first = self._frame.select(pl.col("ts_ns").min()).collect().item()
         if first is None:
             raise ValueError("the recording is empty")
-        self.name = name
-        self.clock = clock or SimClock(from_ns(first), speed=speed)
-        self.stats = FeedStats()
-        self.state = FeedState.CLOSED
-        self._sink = EventSink(self.stats)
+        super().__init__(name, clock or SimClock(from_ns(first), speed=speed))
         self._filter: set[SubKey] = set()
         self._batch_rows = batch_rows
-        self._task: asyncio.Task[None] | None = None
         self.finished = asyncio.Event()
 
-    async def start(self) -> None:
-        if self._task is None:
-            self._set_state(FeedState.LIVE, "replaying")
-            self._task = asyncio.create_task(self._run(), name=f"feed:{self.name}")
-
-    async def close(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._set_state(FeedState.CLOSED, "closed")
-        self._sink.queue.put_nowait(_CLOSED)
-
-    async def __aenter__(self) -> ReplayFeed:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
+    async def _on_start(self) -> None:
+        self._set_state(FeedState.LIVE, "replaying")
 
     async def subscribe(self, keys: Iterable[SubKey]) -> None:
         self._filter.update(keys)
@@ -165,17 +140,6 @@ class ReplayFeed:
     @property
     def subscriptions(self) -> list[SubKey]:
         return list(self._filter)
-
-    async def __aiter__(self) -> AsyncIterator[Event]:
-        while True:
-            item = await self._sink.queue.get()
-            if item is _CLOSED:
-                return
-            yield item
-
-    def _set_state(self, state: FeedState, detail: str) -> None:
-        self.state = state
-        self._sink.emit(FeedStatus(self.name, state, self.clock.now_ns(), detail))
 
     def _wanted(self, ev: Event) -> bool:
         if not self._filter:

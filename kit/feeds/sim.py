@@ -8,19 +8,17 @@ risk rules are tested against: a fast drop, a vol spike, a feed pause.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 
 from kit.clock import NS_PER_S, Clock
-from kit.feeds.base import _CLOSED, EventSink, FeedStats, SubKey
+from kit.feeds.base import FeedBase, SubKey
 from kit.feeds.sim_market import MarketSim, Shock, SimConfig
-from kit.model import Contract, Event, FeedState, FeedStatus
+from kit.model import Contract, FeedState
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +51,7 @@ SCRIPTS: dict[str, tuple[ScriptStep, ...]] = {
 }  # fmt: skip
 
 
-class SimFeed:
+class SimFeed(FeedBase):
     """Feed over the simulated market. ``market`` is public for chain listing and analytics."""
 
     def __init__(
@@ -64,17 +62,12 @@ class SimFeed:
         script: Sequence[ScriptStep] | str = (),
         name: str = "sim",
     ) -> None:
-        self.name = name
-        self.clock = clock
+        super().__init__(name, clock)
         self.market = MarketSim(clock.now(), config)
-        self.stats = FeedStats()
-        self.state = FeedState.CLOSED
-        self._sink = EventSink(self.stats)
         self._contracts: list[Contract] = []
         self._symbols: list[str] = []
         self._last: np.ndarray | None = None  # last emitted bid, ask, sizes per contract
         self._last_ticks: dict[str, float] = {}
-        self._task: asyncio.Task[None] | None = None
         self._pauses: list[tuple[int, int]] = []
         self._start_ns = self.market.now_ns
         steps = SCRIPTS[script] if isinstance(script, str) else tuple(script)
@@ -99,31 +92,9 @@ class SimFeed:
 
     # --- Feed protocol ---
 
-    async def start(self) -> None:
-        if self._task is None:
-            self.state = FeedState.LIVE
-            self._sink.emit(
-                FeedStatus(self.name, FeedState.LIVE, self.clock.now_ns(), "simulated market")
-            )
-            self._emit_step(self.market.steps)
-            self._task = asyncio.create_task(self._run(), name=f"feed:{self.name}")
-
-    async def close(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self.state = FeedState.CLOSED
-        self._sink.emit(FeedStatus(self.name, FeedState.CLOSED, self.clock.now_ns(), "closed"))
-        self._sink.queue.put_nowait(_CLOSED)
-
-    async def __aenter__(self) -> SimFeed:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
+    async def _on_start(self) -> None:
+        self._set_state(FeedState.LIVE, "simulated market")
+        self._emit_step(self.market.steps)
 
     async def subscribe(self, keys: Iterable[SubKey]) -> None:
         for key in keys:
@@ -161,20 +132,6 @@ class SimFeed:
     @property
     def subscriptions(self) -> list[SubKey]:
         return [*self._contracts, *self._symbols]
-
-    async def __aiter__(self) -> AsyncIterator[Event]:
-        while True:
-            item = await self._sink.queue.get()
-            if item is _CLOSED:
-                return
-            yield item
-
-    def get_nowait(self) -> Event | None:
-        try:
-            item = self._sink.queue.get_nowait()
-        except asyncio.QueueEmpty:
-            return None
-        return None if item is _CLOSED else item
 
     # --- stepping ---
 

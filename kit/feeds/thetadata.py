@@ -327,18 +327,17 @@ class ThetaDataFeed(StreamingFeed):
         self._contracts: dict[tuple[str, int, int, str], Contract] = {}
         self._poller: asyncio.Task[None] | None = None
 
-    async def start(self) -> None:
-        await super().start()
+    async def _on_start(self) -> None:
         if self._poller is None:
             self._poller = asyncio.create_task(self._poll_indices(), name=f"{self.name}:index")
 
-    async def close(self) -> None:
+    async def _on_close(self) -> None:
         poller, self._poller = self._poller, None
         if poller is not None:
             poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await poller
-        await super().close()
+        await super()._on_close()
         await self.rest.aclose()
 
     async def _connect(self) -> Any:
@@ -407,10 +406,7 @@ class ThetaDataFeed(StreamingFeed):
         )
         if header.response in (None, "SUBSCRIBED"):
             return
-        reason = str(header.response)
-        self.stats.rejected[reason] = self.stats.rejected.get(reason, 0) + 1
-        action = "subscribe" if add else "unsubscribe"
-        log.warning("%s: %s request for %s refused: %s", self.name, action, key, reason)
+        self._reject(str(header.response), f"{'subscribe' if add else 'unsubscribe'} {key}")
 
     async def _fetch_history(self, key: SubKey, start_ns: int) -> list[Event]:
         if not isinstance(key, Contract):
