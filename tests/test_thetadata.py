@@ -11,7 +11,7 @@ from kit.clock import NEW_YORK, SimClock
 from kit.emulators.thetadata import ThetaDataEmulator
 from kit.feeds.base import FeedConfig
 from kit.feeds.thetadata import ThetaDataConfig, ThetaDataError, ThetaDataFeed, ThetaDataREST
-from kit.model import FeedState, FeedStatus, Quote, UnderlyingTick
+from kit.model import FeedState, FeedStatus, Quote, Trade, UnderlyingTick
 
 SPEED = 20.0  # market seconds per wall second: a minute of market in three seconds
 
@@ -178,6 +178,31 @@ async def test_malformed_frames_are_counted_and_the_feed_carries_on(emu, caplog)
     assert feed.state is FeedState.CLOSED
     assert "malformed frame" in caplog.text
     assert feed.stats.connects == 1
+
+
+OHLC_FRAME = (
+    '{"header":{"type":"OHLC","status":"CONNECTED"},"contract":{"root":"SPXW",'
+    '"expiration":20240119,"strike":5000000,"right":"C"},"ohlc":{"ms_of_day":1,'
+    '"open":1,"high":1,"low":1,"close":1,"volume":1,"count":1,"date":20240119}}'
+)
+
+
+async def test_trades_stream_when_asked_and_ohlc_frames_are_understood(emu):
+    contracts = emu.market.chain("SPXW")[150:190]
+    feed = ThetaDataFeed(config(emu, stream_trades=True), clock=emu.clock)
+    col = Collector(feed)
+    await feed.subscribe(contracts)
+    async with feed:
+        await col.until(lambda: len([e for e in col.events if isinstance(e, Trade)]) >= 3)
+        emu.inject(OHLC_FRAME)
+        n = feed.stats.frames
+        await col.until(lambda: feed.stats.frames > n + 5)
+    await col.task
+    trades = [e for e in col.events if isinstance(e, Trade)]
+    for t in trades:  # exactly the prints the market made at that moment
+        step = emu.market.step_index(t.ts_ns)
+        assert t in emu.market.trades(contracts, step)
+    assert feed.stats.malformed == 0
 
 
 async def test_one_streaming_connection_only(emu):

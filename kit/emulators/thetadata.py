@@ -33,7 +33,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from kit.clock import NEW_YORK, Clock, SimClock, expiry_time, previous_session, to_ns
 from kit.feeds.sim_market import MarketSim, SimConfig
 from kit.feeds.thetadata import ERROR_CODES, format_timestamp, parse_timestamp
-from kit.model import Contract, Quote
+from kit.model import Contract, Quote, Trade
 from kit.symbology import from_thetadata
 
 log = logging.getLogger(__name__)
@@ -57,20 +57,36 @@ class Faults:
     malformed: list[str] = field(default_factory=list)  # frames to inject before the next step
 
 
+def _stamp(ts_ns: int) -> tuple[int, int]:
+    """(YYYYMMDD, ms_of_day) in New York time, as ThetaData stamps stream events."""
+    local = datetime.fromtimestamp(ts_ns / 1e9, NEW_YORK)
+    ms = ((local.hour * 60 + local.minute) * 60 + local.second) * 1000 + ts_ns // 1_000_000 % 1000
+    return int(f"{local:%Y%m%d}"), ms
+
+
+def _contract_fields(c: Contract) -> dict[str, Any]:
+    return {"security_type": "OPTION", "root": c.root, "expiration": int(f"{c.expiry:%Y%m%d}"),
+            "strike": c.strike_milli, "right": c.right.value}  # fmt: skip
+
+
 def _quote_frame(q: Quote) -> bytes:
-    c = q.contract
-    local = datetime.fromtimestamp(q.ts_ns / 1e9, NEW_YORK)
-    ms = ((local.hour * 60 + local.minute) * 60 + local.second) * 1000 + (
-        q.ts_ns // 1_000_000
-    ) % 1000
+    day, ms = _stamp(q.ts_ns)
     return _encode({
         "header": {"type": "QUOTE", "status": "CONNECTED"},
-        "contract": {"security_type": "OPTION", "root": c.root,
-                     "expiration": int(f"{c.expiry:%Y%m%d}"), "strike": c.strike_milli,
-                     "right": c.right.value},
+        "contract": _contract_fields(q.contract),
         "quote": {"ms_of_day": ms, "bid_size": int(q.bid_size), "bid_exchange": 5, "bid": q.bid,
                   "bid_condition": 50, "ask_size": int(q.ask_size), "ask_exchange": 5,
-                  "ask": q.ask, "ask_condition": 50, "date": int(f"{local:%Y%m%d}")},
+                  "ask": q.ask, "ask_condition": 50, "date": day},
+    })  # fmt: skip
+
+
+def _trade_frame(t: Trade, sequence: int) -> bytes:
+    day, ms = _stamp(t.ts_ns)
+    return _encode({
+        "header": {"type": "TRADE", "status": "CONNECTED"},
+        "contract": _contract_fields(t.contract),
+        "trade": {"ms_of_day": ms, "sequence": sequence, "size": int(t.size), "condition": 0,
+                  "price": t.price, "exchange": 5, "date": day},
     })  # fmt: skip
 
 
@@ -106,7 +122,8 @@ class ThetaDataEmulator:
         self.connections = 0  # accepted streaming connections, ever
         self.refused_connections = 0
         self._conn: ServerConnection | None = None
-        self._streams: dict[Contract, None] = {}
+        self._streams: dict[tuple[Contract, str], None] = {}  # (contract, QUOTE | TRADE)
+        self._trade_seq = 0
         self._tracked: list[Contract] = []  # grow-only: keeps the change rule exact
         self._last: np.ndarray | None = None
         self._last_id = -1
@@ -256,13 +273,17 @@ class ThetaDataEmulator:
             log.info("emulator: bad request %r: %s", message, exc)
             await self._reply(ws, None, "ERROR")
             return
+        stream = (contract, str(req.get("req_type", "QUOTE")))
+        if stream[1] not in ("QUOTE", "TRADE"):
+            await self._reply(ws, req_id, "ERROR")
+            return
         if not req.get("add", True):
-            self._streams.pop(contract, None)
-        elif contract not in self._streams:
+            self._streams.pop(stream, None)
+        elif stream not in self._streams:
             if len(self._streams) >= self.max_streams:
                 await self._reply(ws, req_id, "MAX_STREAMS_REACHED")
                 return
-            self._streams[contract] = None
+            self._streams[stream] = None
             if self.market.is_listed(contract) and contract not in self._tracked:
                 self._tracked.append(contract)
                 # baseline at the current step so the next diff is exactly the next change
@@ -289,10 +310,16 @@ class ThetaDataEmulator:
             before = self.market.steps
             self.market.advance_to(self.clock.now_ns())
             for step in range(before + 1, self.market.steps + 1):
-                frames: Sequence[Any] = ()
+                frames: list[bytes] = []
                 if self._tracked:
                     quotes, self._last = self.market.quote_updates(self._tracked, step, self._last)
-                    frames = [_quote_frame(q) for q in quotes if q.contract in self._streams]
+                    frames = [
+                        _quote_frame(q) for q in quotes if (q.contract, "QUOTE") in self._streams
+                    ]
+                    traded = [c for c in self._tracked if (c, "TRADE") in self._streams]
+                    for t in self.market.trades(traded, step) if traded else ():
+                        self._trade_seq += 1
+                        frames.append(_trade_frame(t, self._trade_seq))
                 up = self.clock.now_ns() >= self.faults.upstream_down_until_ns
                 if self._sending() and up:
                     injected, self.faults.malformed = self.faults.malformed, []
