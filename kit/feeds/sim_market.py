@@ -16,6 +16,7 @@ requests with precisely what they streamed.
 from __future__ import annotations
 
 import math
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -361,7 +362,8 @@ class MarketSim:
             base = 5000 * math.exp(-0.5 * m * m) * (1.6 if not c.is_call else 1.0)
             if (c.strike / spec.strike_step) % 10 == 0:
                 base *= 2.5
-            noise = _mix(hash((c.root, c.expiry.toordinal(), c.strike_milli, c.right)) & 0xFFFFFFFF)
+            # a stable per-contract draw (Python's hash() of a str changes per process)
+            noise = _mix(zlib.crc32(f"{c.root}{c.expiry:%Y%m%d}{c.right}{c.strike_milli}".encode()))
             out[j] = int(base * (0.5 + float(noise)))
         return out
 
