@@ -16,27 +16,19 @@ requests with precisely what they streamed.
 from __future__ import annotations
 
 import math
-import zlib
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime
 
 import numpy as np
 
-from kit.clock import (
-    NEW_YORK,
-    NS_PER_S,
-    delta_expiry,
-    expiry_time,
-    next_session,
-    session_at,
-    to_ns,
-    us_session,
-)
-from kit.model import Contract, Quote, Right, Trade, UnderlyingTick
+from kit.clock import NEW_YORK, NS_PER_S, session_at, to_ns
+from kit.feeds.sim_chains import DEFAULT_CHAINS, YEAR_NS, ChainSpec, Listing, expiries, mix
+from kit.feeds.sim_chains import open_interest as listed_open_interest
+from kit.feeds.sim_chains import strikes as listed_strikes
+from kit.model import Contract, Quote, Trade, UnderlyingTick
 from kit.pricing import greeks
 
-YEAR_NS = 365 * 24 * 3600 * NS_PER_S
 US_TRADING_YEAR_S = 252 * 6.5 * 3600
 
 
@@ -59,21 +51,6 @@ class UnderlyingSpec:
     crypto: bool = False
 
 
-@dataclass(frozen=True)
-class ChainSpec:
-    """How one option root is listed: which expiries, which strikes."""
-
-    root: str
-    underlying: str
-    kind: str  # "daily" (US sessions), "monthly" (third Fridays), "crypto" (12:00 UTC daily)
-    expiries: int
-    strike_step: float
-    min_width: float = 0.015  # strikes cover at least +/- this fraction of spot
-    max_width: float = 0.20
-    tick: float = 0.05  # below $3; twice this above (CBOE index option ticks)
-    spot_ratio: float = 1.0  # SPY = SPX / 10
-
-
 DEFAULT_UNDERLYINGS: tuple[UnderlyingSpec, ...] = (
     UnderlyingSpec("SPX", 5000.0, 0.15, 0.18),
     UnderlyingSpec("NDX", 18000.0, 0.19, 0.22, rho=-0.7, div_yield=0.007),
@@ -84,16 +61,6 @@ DEFAULT_UNDERLYINGS: tuple[UnderlyingSpec, ...] = (
                    jumps_per_year=6.0, jump_mean=0.0, jump_std=0.06, rate=0.0, div_yield=0.0,
                    skew=-0.05, smile=0.06, crypto=True),
 )  # fmt: skip
-
-DEFAULT_CHAINS: tuple[ChainSpec, ...] = (
-    ChainSpec("SPXW", "SPX", "daily", 5, 5.0),
-    ChainSpec("SPX", "SPX", "monthly", 2, 25.0),
-    ChainSpec("SPY", "SPX", "daily", 5, 1.0, tick=0.01, spot_ratio=0.1),
-    ChainSpec("NDXP", "NDX", "daily", 3, 25.0),
-    ChainSpec("NDX", "NDX", "monthly", 2, 100.0),
-    ChainSpec("BTC", "BTC", "crypto", 3, 500.0, max_width=0.3, tick=0.5),
-    ChainSpec("ETH", "ETH", "crypto", 3, 25.0, max_width=0.3, tick=0.1),
-)
 
 CORRELATED = {"NDX": ("SPX", 0.9), "ETH": ("BTC", 0.8)}  # Brownian correlation to a leader
 DERIVED = ("SPY", "VIX")  # SPY = SPX / 10; VIX = 30-day implied vol of SPX
@@ -120,28 +87,45 @@ class Shock:
     vol_points: float = 0.0  # instantaneous vol rises by this many points over the window
 
 
-def _mix(*parts: np.ndarray | int) -> np.ndarray:
-    """splitmix64 of the combined inputs: a reproducible uniform in [0, 1) per element."""
-    x = np.uint64(0x9E3779B97F4A7C15)
-    with np.errstate(over="ignore"):
-        for p in parts:
-            x = (x ^ np.asarray(p, dtype=np.uint64)) * np.uint64(0xBF58476D1CE4E5B9)
-            x ^= x >> np.uint64(31)
-        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        x ^= x >> np.uint64(31)
-    return (x >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+class _Path:
+    """The simulated path in preallocated arrays that double when full: every read is a view,
+    so pricing a step costs the same at 9:31 as at 15:59 (a list turned into an array per call
+    made a simulated day quadratic)."""
 
+    def __init__(self, ts: int, spot: np.ndarray, var: np.ndarray, us_open: bool) -> None:
+        cap = 4096
+        self.n = 0
+        self._ts = np.empty(cap, dtype=np.int64)
+        self._spot = np.empty((cap, len(spot)))
+        self._var = np.empty((cap, len(var)))
+        self._open = np.empty(cap, dtype=bool)
+        self.append(ts, spot, var, us_open)
 
-@dataclass
-class _Listing:
-    contracts: list[Contract] = field(default_factory=list)
-    index: dict[Contract, int] = field(default_factory=dict)
-    strike: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    expiry_ns: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-    is_call: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
-    und: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-    spec: list[ChainSpec] = field(default_factory=list)
-    open_interest: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    def append(self, ts: int, spot: np.ndarray, var: np.ndarray, us_open: bool) -> None:
+        if self.n == len(self._ts):
+            self._ts, self._spot, self._var, self._open = (
+                np.concatenate([a, np.empty_like(a)])
+                for a in (self._ts, self._spot, self._var, self._open)
+            )
+        i = self.n
+        self._ts[i], self._spot[i], self._var[i], self._open[i] = ts, spot, var, us_open
+        self.n = i + 1
+
+    @property
+    def ts(self) -> np.ndarray:
+        return self._ts[: self.n]
+
+    @property
+    def spot(self) -> np.ndarray:
+        return self._spot[: self.n]
+
+    @property
+    def var(self) -> np.ndarray:
+        return self._var[: self.n]
+
+    @property
+    def us_open(self) -> np.ndarray:
+        return self._open[: self.n]
 
 
 class MarketSim:
@@ -151,95 +135,89 @@ class MarketSim:
         self.config = cfg = config or SimConfig()
         self.specs = {u.symbol: u for u in cfg.underlyings}
         self.symbols = [u.symbol for u in cfg.underlyings]
-        n = len(self.symbols)
         self._rng = np.random.default_rng(cfg.seed)
         self.step_ns = int(cfg.step_s * NS_PER_S)
-        t0 = to_ns(start) // self.step_ns * self.step_ns
-        # path: one row per step; columns follow self.symbols
-        self._ts: list[int] = [t0]
-        self._spot: list[np.ndarray] = [np.array([u.spot for u in cfg.underlyings])]
-        self._var: list[np.ndarray] = [np.array([u.vol**2 for u in cfg.underlyings])]
-        self._us_open: list[bool] = [session_at(start) is not None]  # did US underlyings move
-        self._theta = np.array([u.long_vol**2 for u in cfg.underlyings])
-        self._kappa = np.array([u.kappa for u in cfg.underlyings])
-        self._xi = np.array([u.vol_of_var for u in cfg.underlyings])
-        self._rho = np.array([u.rho for u in cfg.underlyings])
-        self._crypto = np.array([u.crypto for u in cfg.underlyings])
+        self._path = _Path(
+            to_ns(start) // self.step_ns * self.step_ns,
+            np.array([u.spot for u in cfg.underlyings]),
+            np.array([u.vol**2 for u in cfg.underlyings]),
+            session_at(start) is not None,
+        )
+        arr = lambda f: np.array([f(u) for u in cfg.underlyings])  # noqa: E731
+        self._theta, self._kappa = arr(lambda u: u.long_vol**2), arr(lambda u: u.kappa)
+        self._xi, self._rho = arr(lambda u: u.vol_of_var), arr(lambda u: u.rho)
+        self._crypto = arr(lambda u: u.crypto)
+        self._jump = np.array(
+            [[u.jumps_per_year, u.jump_mean, u.jump_std] for u in cfg.underlyings]
+        )
         self._lead = np.array([self.symbols.index(CORRELATED[s][0]) if s in CORRELATED else i
                                for i, s in enumerate(self.symbols)])  # fmt: skip
         self._lead_corr = np.array([CORRELATED.get(s, (s, 0.0))[1] for s in self.symbols])
-        self._jump = np.array([[u.jumps_per_year, u.jump_mean, u.jump_std]
-                               for u in cfg.underlyings])  # fmt: skip
+        self._dt = np.where(
+            self._crypto, cfg.step_s / (365 * 86400), cfg.step_s / US_TRADING_YEAR_S
+        )
         self.shocks: list[Shock] = []
-        self._listing = _Listing()
-        self._listed_days: set[tuple[str, date]] = set()
-        self._n = n
+        self.listing = Listing()
+        self._listed: set[tuple[str, object]] = set()
         self._list_chains()
 
     # --- time and path ---
 
     @property
     def now_ns(self) -> int:
-        return self._ts[-1]
+        return int(self._path.ts[-1])
 
     @property
     def steps(self) -> int:
-        return len(self._ts) - 1
+        return self._path.n - 1
 
     def step_index(self, ts_ns: int) -> int:
         """The last step at or before ``ts_ns`` (clamped to the path)."""
-        i = (ts_ns - self._ts[0]) // self.step_ns
+        i = (ts_ns - int(self._path.ts[0])) // self.step_ns
         return int(min(max(i, 0), self.steps))
 
     def step_time(self, i: int) -> int:
-        return self._ts[i]
+        return int(self._path.ts[i])
 
     def advance_to(self, ts_ns: int) -> int:
         """Evolve in fixed steps up to ``ts_ns``; returns how many steps were taken."""
         taken = 0
-        while self._ts[-1] + self.step_ns <= ts_ns:
+        while self.now_ns + self.step_ns <= ts_ns:
             self._step()
             taken += 1
         return taken
 
     def _step(self) -> None:
-        t = self._ts[-1] + self.step_ns
-        when = datetime.fromtimestamp(t / NS_PER_S, tz=NEW_YORK)
-        us_open = session_at(when) is not None
+        t = self.now_ns + self.step_ns
+        us_open = session_at(datetime.fromtimestamp(t / NS_PER_S, tz=NEW_YORK)) is not None
         moving = self._crypto | us_open
-        dt = np.where(self._crypto, self.config.step_s / (365 * 86400),
-                      self.config.step_s / US_TRADING_YEAR_S)  # fmt: skip
-        z = self._rng.standard_normal((2, self._n))
-        lead = z[0][self._lead]
+        dt, n = self._dt, len(self.symbols)
+        z = self._rng.standard_normal((2, n))
         c = self._lead_corr
-        z_spot = c * lead + np.sqrt(1 - c * c) * z[0]
+        z_spot = c * z[0][self._lead] + np.sqrt(1 - c * c) * z[0]
         z_var = self._rho * z_spot + np.sqrt(1 - self._rho**2) * z[1]
-        jumps = self._rng.random(self._n) < self._jump[:, 0] * dt
+        jumps = self._rng.random(n) < self._jump[:, 0] * dt
         jump_size = np.where(jumps, self._rng.normal(self._jump[:, 1], self._jump[:, 2]), 0.0)
-        v = np.maximum(self._var[-1], 1e-6)
+        spot0, var0 = self._path.spot[-1], self._path.var[-1]
+        v = np.maximum(var0, 1e-6)
         log_ret = -0.5 * v * dt + np.sqrt(v * dt) * z_spot + jump_size
         v_new = v + self._kappa * (self._theta - v) * dt + self._xi * np.sqrt(v * dt) * z_var
-        log_ret, v_new = self._apply_shocks(t, log_ret, v_new)
-        spot = np.where(moving, self._spot[-1] * np.exp(log_ret), self._spot[-1])
-        var = np.where(moving, np.clip(v_new, 0.0025, 9.0), self._var[-1])
-        self._ts.append(t)
-        self._spot.append(spot)
-        self._var.append(var)
-        self._us_open.append(us_open)
-        if len(self._ts) % 600 == 0:  # list new expiries as days roll (cheap check)
+        self._apply_shocks(t, log_ret, v_new, var0)
+        spot = np.where(moving, spot0 * np.exp(log_ret), spot0)
+        var = np.where(moving, np.clip(v_new, 0.0025, 9.0), var0)
+        self._path.append(t, spot, var, us_open)
+        if self._path.n % 600 == 0:  # list new expiries as days roll (cheap check)
             self._list_chains()
 
-    def _apply_shocks(self, t: int, log_ret: np.ndarray, v: np.ndarray):
+    def _apply_shocks(self, t: int, log_ret: np.ndarray, v: np.ndarray, var0: np.ndarray) -> None:
         for s in self.shocks:
             if s.start_ns < t <= s.end_ns:
                 i = self.symbols.index(s.symbol)
                 n_steps = max(1, (s.end_ns - s.start_ns) // self.step_ns)
                 log_ret[i] += s.log_return / n_steps
                 if s.vol_points:
-                    sig0 = math.sqrt(self._var[-1][i])
-                    target = (sig0 + s.vol_points / 100 / n_steps) ** 2
+                    target = (math.sqrt(var0[i]) + s.vol_points / 100 / n_steps) ** 2
                     v[i] = max(v[i], target)
-        return log_ret, v
 
     def shock(self, shock: Shock) -> None:
         if shock.symbol not in self.specs:
@@ -250,24 +228,23 @@ class MarketSim:
         """Last price of an underlying, SPY (SPX / 10) or VIX, at ``step`` (default: now)."""
         i = self.steps if step is None else step
         if symbol == "SPY":
-            return round(float(self._spot[i][self.symbols.index("SPX")]) / 10, 2)
+            return round(float(self._path.spot[i, self.symbols.index("SPX")]) / 10, 2)
         if symbol == "VIX":
             return round(100 * float(self.atm_vol("SPX", 30 / 365, i)), 2)
-        return float(self._spot[i][self.symbols.index(symbol)])
+        return float(self._path.spot[i, self.symbols.index(symbol)])
 
     def atm_vol(self, symbol: str, T: np.ndarray | float, step: int | None = None):
         """At-the-money implied vol: Heston expected average variance (with a risk premium)."""
         k = self.symbols.index(symbol)
-        return self._atm(
-            k, np.asarray(T, dtype=float), self._var[self.steps if step is None else step][k]
-        )
+        var = self._path.var[self.steps if step is None else step, k]
+        return self._atm(k, np.asarray(T, dtype=float), var)
 
     def implied_vol(self, symbol: str, K, T, step: int | None = None) -> np.ndarray:
         """The surface at one step, for strikes ``K`` and years to expiry ``T``."""
         i = self.steps if step is None else step
         k = self.symbols.index(symbol)
         K, T = np.broadcast_arrays(np.asarray(K, dtype=float), np.asarray(T, dtype=float))
-        return self._surface(k, K, T, self._spot[i][k], self._var[i][k])
+        return self._surface(k, K, T, self._path.spot[i, k], self._path.var[i, k])
 
     def _atm(self, k: int, T: np.ndarray, var: np.ndarray | float) -> np.ndarray:
         prem = self.config.variance_premium
@@ -288,101 +265,38 @@ class MarketSim:
     # --- listing ---
 
     def _list_chains(self) -> None:
-        now = self._ts[-1]
-        new: list[tuple[Contract, ChainSpec, int]] = []
+        now = self.now_ns
         for spec in self.config.chains:
-            for expiry in self._expiries(spec, now):
-                if (spec.root, expiry) in self._listed_days:
+            k = self.symbols.index(spec.underlying)
+            u = self.specs[spec.underlying]
+            spot = float(self._path.spot[-1, k]) * spec.spot_ratio
+            for expiry in expiries(spec, now):
+                if (spec.root, expiry) in self._listed:
                     continue
-                self._listed_days.add((spec.root, expiry))
-                new.extend(self._strikes(spec, expiry, now))
-        if not new:
-            return
-        L = self._listing
-        for c, spec, _ in new:
-            L.index[c] = len(L.contracts)
-            L.contracts.append(c)
-            L.spec.append(spec)
-        u = self.symbols
-        L.strike = np.concatenate([L.strike, [c.strike for c, _, _ in new]])
-        L.expiry_ns = np.concatenate([L.expiry_ns, [e for _, _, e in new]]).astype(np.int64)
-        L.is_call = np.concatenate([L.is_call, [c.is_call for c, _, _ in new]]).astype(bool)
-        L.und = np.concatenate([L.und, [u.index(s.underlying) for _, s, _ in new]]).astype(np.int64)
-        L.open_interest = np.concatenate([L.open_interest, self._open_interest(new)])
-
-    def _expiries(self, spec: ChainSpec, now_ns: int) -> list[date]:
-        now = datetime.fromtimestamp(now_ns / NS_PER_S, tz=NEW_YORK)
-        out: list[date] = []
-        if spec.kind == "crypto":
-            day = now.astimezone(delta_expiry(now.date()).tzinfo).date()
-            while len(out) < spec.expiries:
-                if to_ns(delta_expiry(day)) > now_ns:
-                    out.append(day)
-                day += timedelta(days=1)
-        elif spec.kind == "daily":
-            day = now.date()
-            while len(out) < spec.expiries:
-                s = next_session(day)
-                if to_ns(s.close) > now_ns:
-                    out.append(s.day)
-                day = s.day + timedelta(days=1)
-        else:  # monthly: third Friday (Thursday when Friday is a holiday)
-            y, m = now.year, now.month
-            while len(out) < spec.expiries:
-                first = date(y, m, 1)
-                friday = first + timedelta(days=(4 - first.weekday()) % 7 + 14)
-                day = friday if us_session(friday) else friday - timedelta(days=1)
-                if to_ns(us_session(day).open) > now_ns:
-                    out.append(day)
-                y, m = (y + 1, 1) if m == 12 else (y, m + 1)
-        return out
-
-    def _strikes(self, spec: ChainSpec, expiry: date, now_ns: int):
-        i = self.symbols.index(spec.underlying)
-        S = float(self._spot[-1][i]) * spec.spot_ratio
-        probe = Contract(spec.root, expiry, spec.strike_step, Right.CALL)
-        exp_ns = to_ns(expiry_time(probe))
-        T = max((exp_ns - now_ns) / YEAR_NS, 1 / 365 / 24)
-        sd = float(self.atm_vol(spec.underlying, T)) * math.sqrt(T)
-        width = min(spec.max_width, max(spec.min_width, 4 * sd))
-        lo = math.ceil(S * (1 - width) / spec.strike_step)
-        hi = math.floor(S * (1 + width) / spec.strike_step)
-        return [
-            (Contract(spec.root, expiry, k * spec.strike_step, right), spec, exp_ns)
-            for k in range(max(lo, 1), hi + 1)
-            for right in (Right.PUT, Right.CALL)
-        ]
-
-    def _open_interest(self, new: list[tuple[Contract, ChainSpec, int]]) -> np.ndarray:
-        """Bell-shaped around spot, heavier on round strikes and puts, reproducible per contract."""
-        out = np.empty(len(new), dtype=np.int64)
-        for j, (c, spec, _) in enumerate(new):
-            S = self.spot(spec.underlying) * spec.spot_ratio
-            m = math.log(c.strike / S) / 0.08
-            base = 5000 * math.exp(-0.5 * m * m) * (1.6 if not c.is_call else 1.0)
-            if (c.strike / spec.strike_step) % 10 == 0:
-                base *= 2.5
-            # a stable per-contract draw (Python's hash() of a str changes per process)
-            noise = _mix(zlib.crc32(f"{c.root}{c.expiry:%Y%m%d}{c.right}{c.strike_milli}".encode()))
-            out[j] = int(base * (0.5 + float(noise)))
-        return out
+                self._listed.add((spec.root, expiry))
+                contracts, exp_ns = listed_strikes(
+                    spec, expiry, spot, lambda T, s=spec: float(self.atm_vol(s.underlying, T)), now
+                )
+                self.listing.add(
+                    (c, spec, exp_ns, k, u.rate, u.div_yield, listed_open_interest(c, spec, spot))
+                    for c in contracts
+                )
 
     def chain(self, root: str | None = None, *, alive: bool = True) -> list[Contract]:
         """Listed contracts (of one root), optionally only those not yet expired."""
-        L = self._listing
-        now = self._ts[-1]
+        L, now = self.listing, self.now_ns
         return [c for c, e in zip(L.contracts, L.expiry_ns, strict=True)
                 if (root is None or c.root == root) and (not alive or e > now)]  # fmt: skip
 
     def is_listed(self, contract: Contract) -> bool:
-        return contract in self._listing.index
+        return contract in self.listing.index
 
     def open_interest(self, contracts: Sequence[Contract]) -> np.ndarray:
-        return self._listing.open_interest[self._indices(contracts)]
+        return self.listing.open_interest[self._indices(contracts)]
 
     def _indices(self, contracts: Iterable[Contract]) -> np.ndarray:
         try:
-            return np.fromiter((self._listing.index[c] for c in contracts), dtype=np.int64)
+            return np.fromiter((self.listing.index[c] for c in contracts), dtype=np.int64)
         except KeyError as exc:
             raise KeyError(
                 f"unknown contract {exc.args[0]!r}: not listed by the simulator"
@@ -391,67 +305,59 @@ class MarketSim:
     # --- quotes ---
 
     def quote_arrays(self, contracts: Sequence[Contract], steps: np.ndarray | int | None = None):
-        """bid, ask, bid_size, ask_size, mid, iv arrays for contracts at steps (broadcast)."""
-        L = self._listing
-        idx = self._indices(contracts)
-        st = np.asarray(self.steps if steps is None else steps, dtype=np.int64)
-        st, idx = np.broadcast_arrays(st, idx)
-        spot_path = np.asarray(self._spot)
-        var_path = np.asarray(self._var)
-        ts = np.asarray(self._ts, dtype=np.int64)[st]
-        und = L.und[idx]
-        ratio = np.array([L.spec[j].spot_ratio for j in idx.ravel()]).reshape(idx.shape)
-        S = spot_path[st, und] * ratio
-        T = (L.expiry_ns[idx] - ts) / YEAR_NS
-        alive = T > 0
-        r = np.array([self.specs[self.symbols[k]].rate for k in und.ravel()]).reshape(und.shape)
-        q = np.array([self.specs[self.symbols[k]].div_yield for k in und.ravel()]).reshape(
-            und.shape
+        """bid, ask, bid_size, ask_size, mid, iv, alive for contracts at steps (broadcast)."""
+        L, path = self.listing, self._path
+        st, idx = np.broadcast_arrays(
+            np.asarray(self.steps if steps is None else steps, dtype=np.int64),
+            self._indices(contracts),
         )
+        und, ratio, tick = L.und[idx], L.ratio[idx], L.tick[idx]
+        spot_und = path.spot[st, und]
+        T = (L.expiry_ns[idx] - path.ts[st]) / YEAR_NS
         iv = np.empty(idx.shape)
         for k in np.unique(und):
-            sel = und == k  # SPY uses the SPX surface at strike / ratio
-            K_und = L.strike[idx][sel] / ratio[sel]
-            iv[sel] = self._surface(k, K_und, T[sel], spot_path[st[sel], k], var_path[st[sel], k])
-        g = greeks(S, L.strike[idx], np.maximum(T, 0.0), r, q, iv, L.is_call[idx])
+            sel = und == k  # SPY prices off the SPX surface at strike / ratio
+            iv[sel] = self._surface(k, L.strike[idx][sel] / ratio[sel], T[sel], spot_und[sel],
+                                    path.var[st[sel], k])  # fmt: skip
+        g = greeks(spot_und * ratio, L.strike[idx], np.maximum(T, 0.0), L.rate[idx],
+                   L.div_yield[idx], iv, L.is_call[idx])  # fmt: skip
         mid = g.price
         # spreads: wider out of the money, in fast moves and into the close
-        tick = np.array([L.spec[j].tick for j in idx.ravel()]).reshape(idx.shape)
         tick = np.where((mid > 3) & (tick >= 0.05), 2 * tick, tick)
         frac = 0.012 + 0.05 * np.exp(-np.abs(g.delta) / 0.05)
         lookback = np.maximum(st - int(300 / self.config.step_s), 0)
-        move = np.abs(np.log(spot_path[st, und] / spot_path[lookback, und]))
-        frac *= 1 + 4 * np.minimum(1.0, move / 0.01)
-        to_close = (L.expiry_ns[idx] - ts) / NS_PER_S
-        frac *= np.where(to_close < 300, 2.0, np.where(to_close < 900, 1.5, 1.0))
+        frac *= 1 + 4 * np.minimum(1.0, np.abs(np.log(spot_und / path.spot[lookback, und])) / 0.01)
+        to_close_s = (L.expiry_ns[idx] - path.ts[st]) / NS_PER_S
+        frac *= np.where(to_close_s < 300, 2.0, np.where(to_close_s < 900, 1.5, 1.0))
         half = np.maximum(frac * mid, 0.5 * tick)
-        bid = np.floor((mid - half) / tick + 1e-9) * tick
-        ask = np.ceil((mid + half) / tick - 1e-9) * tick
-        bid = np.round(np.maximum(bid, 0.0), 4)
-        ask = np.round(np.maximum(ask, tick), 4)
-        bid_size = np.where(bid > 0, 1 + np.floor(_mix(idx, st, 1) * 50), 0).astype(float)
-        ask_size = 1 + np.floor(_mix(idx, st, 2) * 50)
-        return bid, ask, bid_size, ask_size, mid, iv, alive
+        bid = np.round(np.maximum(np.floor((mid - half) / tick + 1e-9) * tick, 0.0), 4)
+        ask = np.round(np.maximum(np.ceil((mid + half) / tick - 1e-9) * tick, tick), 4)
+        bid_size = np.where(bid > 0, 1 + np.floor(mix(idx, st, 1) * 50), 0).astype(float)
+        ask_size = 1 + np.floor(mix(idx, st, 2) * 50)
+        return bid, ask, bid_size, ask_size, mid, iv, T > 0
+
+    def _moving(self, idx: np.ndarray, steps: np.ndarray) -> np.ndarray:
+        """Quotes update only while the underlying trades (US sessions; crypto always)."""
+        return self.listing.crypto[idx] | self._path.us_open[steps]
 
     def quotes(self, contracts: Sequence[Contract], step: int | None = None) -> list[Quote]:
-        """Current quotes (skipping expired contracts)."""
+        """Quotes at a step (default now), skipping expired contracts."""
         st = self.steps if step is None else step
         bid, ask, bs, as_, _, _, alive = self.quote_arrays(contracts, st)
-        ts = self._ts[st]
+        ts = self.step_time(st)
         return [Quote(c, float(bid[j]), float(ask[j]), float(bs[j]), float(as_[j]), ts)
                 for j, c in enumerate(contracts) if alive[j]]  # fmt: skip
 
     def quote_history(self, contract: Contract, start_ns: int, end_ns: int) -> list[Quote]:
         """Every quote change of ``contract`` with start_ns <= ts <= end_ns, as streamed."""
-        first = max(self.step_index(start_ns), 0)
-        if self._ts[first] < start_ns:
+        first = self.step_index(start_ns)
+        if self.step_time(first) < start_ns:
             first += 1
         last = self.step_index(end_ns)
         if last < first:
             return []
         steps = np.arange(max(first - 1, 0), last + 1)
-        bid, ask, bs, as_, _, _, alive = self.quote_arrays([contract], steps)
-        bid, ask, bs, as_, alive = (a.ravel() for a in (bid, ask, bs, as_, alive))
+        bid, ask, bs, as_, _, _, alive = (a.ravel() for a in self.quote_arrays([contract], steps))
         changed = np.ones(len(steps), dtype=bool)
         changed[1:] = (
             (bid[1:] != bid[:-1])
@@ -461,15 +367,11 @@ class MarketSim:
         )
         if first > 0:
             changed[0] = False  # the step before the window only anchors the comparison
-        keep = np.flatnonzero(changed & alive & (steps >= first) & self._moving([contract], steps))
+        moving = self._moving(self._indices([contract]), steps)
+        keep = np.flatnonzero(changed & alive & (steps >= first) & moving)
+        ts = self._path.ts
         return [Quote(contract, float(bid[j]), float(ask[j]), float(bs[j]), float(as_[j]),
-                      self._ts[steps[j]]) for j in keep]  # fmt: skip
-
-    def _moving(self, contracts: Sequence[Contract], steps: np.ndarray) -> np.ndarray:
-        """Quotes update only while the underlying trades (US sessions; crypto always)."""
-        crypto = np.array([c.is_crypto for c in contracts])
-        us_open = np.asarray(self._us_open)[steps]
-        return crypto | us_open
+                      int(ts[steps[j]])) for j in keep]  # fmt: skip
 
     def quote_updates(
         self, contracts: Sequence[Contract], step: int, last: np.ndarray | None
@@ -484,55 +386,52 @@ class MarketSim:
             if last is None or last.shape != now.shape
             else (now != last).any(axis=0)
         )
-        emit = changed & alive & self._moving(contracts, np.full(len(contracts), step))
-        ts = self._ts[step]
+        emit = changed & alive & self._moving(self._indices(contracts), np.int64(step))
+        ts = self.step_time(step)
         quotes = [Quote(contracts[j], float(bid[j]), float(ask[j]), float(bs[j]), float(as_[j]), ts)
                   for j in np.flatnonzero(emit)]  # fmt: skip
         return quotes, now
 
     def _trade_sizes(self, idx: np.ndarray, steps: np.ndarray) -> np.ndarray:
-        """Size printed by each contract at each step (0 = no trade); pure function of both."""
-        hit = _mix(idx, steps, 3) < self.config.trades_per_step
-        return np.where(hit, 1 + np.floor(_mix(idx, steps, 5) * 10), 0.0)
+        """Size printed by each contract at each step (0 = no trade), while it trades."""
+        hit = (mix(idx, steps, 3) < self.config.trades_per_step) & self._moving(idx, steps)
+        return np.where(hit, 1 + np.floor(mix(idx, steps, 5) * 10), 0.0)
 
     def trades(self, contracts: Sequence[Contract], step: int | None = None) -> list[Trade]:
         """Prints at the bid or the ask, at a reproducible random subset of contracts."""
         st = self.steps if step is None else step
         idx = self._indices(contracts)
-        size = self._trade_sizes(idx, np.int64(st)) * self._moving(contracts, np.full(len(idx), st))
-        if not size.any():
-            return []
+        size = self._trade_sizes(idx, np.int64(st))
         hit = np.flatnonzero(size)
+        if not hit.size:
+            return []
         sel = [contracts[j] for j in hit]
         bid, ask, _, _, _, _, alive = self.quote_arrays(sel, st)
-        buy = _mix(idx[hit], st, 4) < 0.5
-        px = np.where(buy | (bid <= 0), ask, bid)
-        return [Trade(c, float(px[j]), float(size[hit[j]]), self._ts[st])
+        px = np.where((mix(idx[hit], st, 4) < 0.5) | (bid <= 0), ask, bid)
+        ts = self.step_time(st)
+        return [Trade(c, float(px[j]), float(size[hit[j]]), ts)
                 for j, c in enumerate(sel) if alive[j]]  # fmt: skip
 
     def volume(self, contracts: Sequence[Contract], step: int | None = None) -> np.ndarray:
-        """Contracts traded so far in the step's day (New York date), exactly the sum of the
-        prints :meth:`trades` reports. Costs O(steps in the day x contracts): for snapshots and
+        """Contracts traded so far in the step's day (New York date): exactly the sum of the
+        prints :meth:`trades` reports. O(steps in the day x contracts): for snapshots and
         analytics, not the tick path."""
         st = self.steps if step is None else step
-        day = datetime.fromtimestamp(self._ts[st] / NS_PER_S, tz=NEW_YORK).date()
+        day = datetime.fromtimestamp(self.step_time(st) / NS_PER_S, tz=NEW_YORK).date()
         midnight = to_ns(datetime(day.year, day.month, day.day, tzinfo=NEW_YORK))
-        first = self.step_index(midnight) + (self._ts[self.step_index(midnight)] < midnight)
-        steps = np.arange(min(first, st), st + 1)
+        first = self.step_index(midnight) + (self.step_time(self.step_index(midnight)) < midnight)
         idx = self._indices(contracts)
         total = np.zeros(len(idx))
-        for chunk in np.array_split(steps, max(1, len(steps) // 2000)):
+        for chunk in np.array_split(
+            np.arange(min(first, st), st + 1), max(1, (st - first) // 2000)
+        ):
             grid_idx, grid_st = np.meshgrid(idx, chunk, indexing="ij")
-            moving = (
-                np.asarray(self._us_open)[grid_st]
-                | np.array([c.is_crypto for c in contracts])[:, None]
-            )
-            total += (self._trade_sizes(grid_idx, grid_st) * moving).sum(axis=1)
+            total += self._trade_sizes(grid_idx, grid_st).sum(axis=1)
         return total
 
     def ticks(self, symbols: Iterable[str], step: int | None = None) -> list[UnderlyingTick]:
         st = self.steps if step is None else step
-        return [UnderlyingTick(s, self.spot(s, st), self._ts[st]) for s in symbols]
+        return [UnderlyingTick(s, self.spot(s, st), self.step_time(st)) for s in symbols]
 
     def us_market_open(self, step: int | None = None) -> bool:
-        return self._us_open[self.steps if step is None else step]
+        return bool(self._path.us_open[self.steps if step is None else step])
