@@ -7,7 +7,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
-from datetime import date
+from datetime import date, datetime
 
 from kit import __version__, symbology
 from kit.clock import expiry_time, time_to_expiry, us_session
@@ -52,8 +52,6 @@ def cmd_symbol(args: argparse.Namespace) -> int:
             "ibkr": symbology.to_ibkr(c),
         }
     if args.at:
-        from datetime import datetime
-
         when = datetime.fromisoformat(args.at)
         if when.tzinfo is None:
             raise ModelError(f"--at {args.at!r}: include a UTC offset, e.g. 2024-01-19T15:00-05:00")

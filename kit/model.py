@@ -104,10 +104,6 @@ def _check_price(name: str, value: float, *, positive: bool = False) -> None:
         raise ModelError(f"{name}: must be {kind}, got {value!r}")
 
 
-def _check_size(name: str, value: float, *, positive: bool) -> None:
-    _check_price(name, value, positive=positive)
-
-
 def _check_text(name: str, value: object) -> None:
     if not isinstance(value, str) or not value:
         raise ModelError(f"{name}: expected a non-empty string, got {value!r}")
@@ -198,8 +194,8 @@ class Quote(msgspec.Struct, frozen=True):
             return
         _check_price("bid", self.bid)
         _check_price("ask", self.ask)
-        _check_size("bid_size", self.bid_size, positive=False)
-        _check_size("ask_size", self.ask_size, positive=False)
+        _check_price("bid_size", self.bid_size, positive=False)
+        _check_price("ask_size", self.ask_size, positive=False)
         if self.bid_size == 0 and self.ask_size == 0:
             raise ModelError("bid_size/ask_size: zero-size quote (both sides empty)")
         if self.bid > 0 and self.ask > 0 and self.bid > self.ask:
@@ -228,7 +224,7 @@ class Trade(msgspec.Struct, frozen=True):
 
     def __post_init__(self) -> None:
         _check_price("price", self.price, positive=True)
-        _check_size("size", self.size, positive=True)
+        _check_price("size", self.size, positive=True)
         _check_ts(self.ts_ns)
 
 
@@ -383,7 +379,7 @@ class Fill(msgspec.Struct, frozen=True):
     def __post_init__(self) -> None:
         _check_text("fill_id", self.fill_id)
         _coerce_enum(self, "side", Side)
-        _check_size("quantity", self.quantity, positive=True)
+        _check_price("quantity", self.quantity, positive=True)
         _check_price("price", self.price)
         _check_price("commission", self.commission)
         _check_ts(self.ts_ns)

@@ -46,7 +46,7 @@ def _contract(root: str, expiry: date, strike: float, right: str, symbol: object
         raise SymbolError(f"{symbol!r}: {exc}") from None
 
 
-def _right_code(value: object) -> str:
+def right_code(value: object) -> str:
     """'C'/'P' from the spellings vendors use ('C', 'call', 'PUT', ...); unknown values pass
     through so the contract's own validation names them."""
     text = str(value).upper()
@@ -95,7 +95,7 @@ def from_thetadata(root: str, expiration: int | str, strike: int | str, right: s
     except (TypeError, ValueError):
         raise SymbolError(f"ThetaData strike must be an integer in 1/10 cent: {symbol!r}") from None
     expiry = _date(str(expiration), "%Y%m%d", symbol)
-    return _contract(str(root), expiry, strike_milli / 1000, _right_code(right), symbol)
+    return _contract(str(root), expiry, strike_milli / 1000, right_code(right), symbol)
 
 
 # --- DxLink ---
@@ -155,7 +155,7 @@ def from_ibkr(fields: Mapping[str, Any] | Any) -> Contract:
     if not isinstance(strike, int | float):
         raise SymbolError(f"IBKR strike must be a number: {fields!r}")
     return _contract(
-        root, _date(ymd, "%Y%m%d", fields), float(strike), _right_code(get("right")), fields
+        root, _date(ymd, "%Y%m%d", fields), float(strike), right_code(get("right")), fields
     )
 
 

@@ -1,7 +1,10 @@
 import random
-from datetime import date
+from datetime import UTC, date, datetime
 
-from kit.feeds.base import Backoff, EventSink, FeedStats
+import numpy as np
+
+from kit.clock import SimClock
+from kit.feeds.base import Backoff, EventSink, Feed, FeedConfig, FeedStats, StreamingFeed
 from kit.model import Contract, FeedState, FeedStatus, Quote, UnderlyingTick
 
 C = Contract("SPXW", date(2024, 1, 19), 4800, "C")
@@ -50,3 +53,52 @@ def test_hold_and_release_put_backfill_before_live_events_without_duplicates():
     assert isinstance(out[1], FeedStatus)
     assert [e.ts_ns for e in out if isinstance(e, Quote)] == [1, 2, 3, 4, 5]
     assert [e.ts_ns for e in out if isinstance(e, UnderlyingTick)] == [5]
+
+
+class _DroppingFeed(StreamingFeed):
+    """A vendor that accepts the connection and hangs up: one frame the first time, then none."""
+
+    def __init__(self, clock: SimClock) -> None:
+        super().__init__("dropping", clock=clock, config=FeedConfig(
+            backoff=Backoff(initial_s=1.0, factor=2.0, max_s=64.0, jitter=0.0)))  # fmt: skip
+        self.connect_times: list[int] = []
+
+    async def _connect(self):
+        self.connect_times.append(self.clock.now_ns())
+        return object()
+
+    async def _send_subscribe(self, conn, keys, add) -> None:
+        return None
+
+    async def _frames(self, conn):
+        if len(self.connect_times) == 1:
+            yield "hello"
+
+    def _parse(self, frame):
+        return ()
+
+    async def _close_conn(self, conn) -> None:
+        return None
+
+
+async def test_backoff_keeps_growing_when_every_connection_drops_at_once():
+    clock = SimClock(datetime(2024, 1, 19, 15, tzinfo=UTC))
+    feed = _DroppingFeed(clock)
+    await feed.start()
+    await clock.run_until(datetime(2024, 1, 19, 15, 2, tzinfo=UTC))
+    await feed.close()
+    gaps = np.diff(feed.connect_times) / 1e9
+    # the first session delivered data (retry after 1 s); then 2, 4, 8, ... not 1 s forever
+    assert list(gaps[:5]) == [1.0, 2.0, 4.0, 8.0, 16.0]
+    assert len(feed.connect_times) < 10
+
+
+def test_every_feed_satisfies_the_feed_protocol(tmp_path):
+    from kit.feeds.replay import ReplayFeed, record
+    from kit.feeds.sim import SimFeed
+    from kit.feeds.thetadata import ThetaDataConfig, ThetaDataFeed
+
+    clock = SimClock(datetime(2024, 1, 19, 15, tzinfo=UTC))
+    record([UnderlyingTick("SPX", 5000.0, 1)], tmp_path / "r.parquet")
+    feeds = [SimFeed(clock), ThetaDataFeed(ThetaDataConfig()), ReplayFeed(tmp_path / "r.parquet")]
+    assert all(isinstance(f, Feed) for f in feeds)

@@ -302,6 +302,11 @@ async def test_rest_errors_are_clear_and_transient_ones_retried(emu):
         with pytest.raises(ThetaDataError, match="474 DISCONNECTED"):
             await rest.expirations("SPXW")
         emu.faults.rest_failures.clear()
+        emu.faults.rest_garbage = 1
+        ndjson = ThetaDataREST(config(emu, rest_format="ndjson"))
+        with pytest.raises(ThetaDataError, match="unparseable response"):
+            await ndjson.expirations("SPXW")
+        await ndjson.aclose()
         emu.fail_rest(471)
         with pytest.raises(ThetaDataError, match="471 PERMISSION"):
             await rest.expirations("SPXW")

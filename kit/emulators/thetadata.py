@@ -20,7 +20,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -32,7 +32,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 
 from kit.clock import NEW_YORK, Clock, SimClock, expiry_time, previous_session, to_ns
 from kit.feeds.sim_market import MarketSim, SimConfig
-from kit.feeds.thetadata import ERROR_CODES, format_timestamp, parse_timestamp
+from kit.feeds.thetadata import ERROR_CODES, format_timestamp, parse_date, parse_timestamp
 from kit.model import Contract, Quote, Trade
 from kit.symbology import from_thetadata
 
@@ -54,6 +54,7 @@ class Faults:
     silent_until_ns: int = 0  # send nothing at all (no STATUS either)
     upstream_down_until_ns: int = 0  # STATUS DISCONNECTED, no data
     rest_failures: list[int] = field(default_factory=list)  # codes for the next REST calls
+    rest_garbage: int = 0  # answer the next N REST calls 200 with an unparseable body
     malformed: list[str] = field(default_factory=list)  # frames to inject before the next step
 
 
@@ -336,6 +337,9 @@ class ThetaDataEmulator:
         if self.faults.rest_failures:
             code = self.faults.rest_failures.pop(0)
             return code, ERROR_CODES.get(code, "ERROR")
+        if self.faults.rest_garbage:
+            self.faults.rest_garbage -= 1
+            return 200, "{not json"
         try:
             handler = {
                 "option/list/expirations": self._expirations,
@@ -356,7 +360,7 @@ class ThetaDataEmulator:
         symbol = args["symbol"]
         out = self.market.chain(symbol, alive=False)
         if "expiration" in args and args["expiration"] != "*":
-            exp = _parse_date(args["expiration"])
+            exp = parse_date(args["expiration"])
             out = [c for c in out if c.expiry == exp]
         if "strike" in args:
             strike = float(args["strike"])
@@ -397,8 +401,8 @@ class ThetaDataEmulator:
 
     def _history(self, args: dict[str, str]) -> list[dict[str, Any]]:
         contracts = self._contracts(args)
-        start_day = _parse_date(args.get("start_date") or args["date"])
-        end_day = _parse_date(args.get("end_date") or args.get("date") or args["start_date"])
+        start_day = parse_date(args.get("start_date") or args["date"])
+        end_day = parse_date(args.get("end_date") or args.get("date") or args["start_date"])
         start = parse_timestamp(f"{start_day:%Y-%m-%d}T{args.get('start_time', '09:30:00')}")
         end = parse_timestamp(f"{end_day:%Y-%m-%d}T{args.get('end_time', '16:00:00')}")
         if end < start:
@@ -416,13 +420,6 @@ class ThetaDataEmulator:
                  "price": round(self.market.spot(sym), 2)}]  # fmt: skip
 
 
-def _parse_date(text: str) -> date:
-    t = text.replace("-", "")
-    if len(t) != 8 or not t.isdigit():
-        raise ValueError(f"bad date {text!r} (YYYYMMDD)")
-    return date(int(t[:4]), int(t[4:6]), int(t[6:8]))
-
-
 class _RestHandler(tornado.web.RequestHandler):
     def initialize(self, emu: ThetaDataEmulator) -> None:
         self.emu = emu
@@ -432,7 +429,7 @@ class _RestHandler(tornado.web.RequestHandler):
         fmt = args.pop("format", "csv")
         code, body = self.emu.rest(endpoint.strip("/"), args)
         if code != 200 or isinstance(body, str):
-            self.set_status(code, ERROR_CODES.get(code, "ERROR"))
+            self.set_status(code, ERROR_CODES.get(code))
             self.set_header("Content-Type", "text/plain")
             self.finish(str(body))
             return

@@ -349,15 +349,9 @@ class StreamingFeed(FeedBase):
             self._set_state(FeedState.CONNECTING)
             try:
                 conn = await self._connect()
-            except (TimeoutError, OSError, ConnectionError) as exc:
+            except Exception as exc:  # refused, unreachable, bad auth: all retried with backoff
                 self._note_gap()
                 self._set_state(FeedState.DISCONNECTED, f"connect failed: {exc}")
-                await self.clock.sleep(self.config.backoff.delay(attempt, self._rng))
-                attempt += 1
-                continue
-            except Exception as exc:  # a vendor-level refusal (bad auth...) is retried too
-                self._note_gap()
-                self._set_state(FeedState.DISCONNECTED, f"connect refused: {exc}")
                 await self.clock.sleep(self.config.backoff.delay(attempt, self._rng))
                 attempt += 1
                 continue
@@ -366,6 +360,8 @@ class StreamingFeed(FeedBase):
             if self.stats.connects > 1:
                 self.stats.reconnects += 1
             watchdog = asyncio.create_task(self._watchdog(conn))
+            backfill: asyncio.Task[None] | None = None
+            frames_before = self.stats.frames
             try:
                 self._last_frame_ns = self.clock.now_ns()
                 self._sink.hold()
@@ -373,20 +369,20 @@ class StreamingFeed(FeedBase):
                 backfill = asyncio.create_task(self._backfill_and_go_live())
                 async for frame in self._frames(conn):
                     self._on_frame(frame)
-                backfill.cancel()
                 detail = "connection closed by peer"
-            except (OSError, ConnectionError) as exc:
-                detail = f"connection lost: {exc}"
-            except Exception as exc:  # a vendor library's own "connection closed" errors
+            except Exception as exc:  # OSError, or a vendor library's "connection closed"
                 detail = f"connection lost: {type(exc).__name__}: {exc}"
             finally:
                 watchdog.cancel()
+                if backfill is not None:
+                    backfill.cancel()  # never announce LIVE for a connection that is gone
                 self._conn = None
                 await self._close_conn(conn)
             self._note_gap()
             if self.state is not FeedState.STALE:
                 self._set_state(FeedState.DISCONNECTED, detail)
-            attempt = 0 if self.stats.frames else attempt + 1
+            # back off further unless this connection really delivered data
+            attempt = 0 if self.stats.frames > frames_before else attempt + 1
             await self.clock.sleep(self.config.backoff.delay(attempt, self._rng))
 
     def _note_gap(self) -> None:

@@ -42,7 +42,7 @@ from kit.clock import NEW_YORK, Clock, from_ns, to_ns
 from kit.config import load_env
 from kit.feeds.base import FeedConfig, MalformedFrameError, StreamingFeed, SubKey
 from kit.model import Contract, Event, ModelError, Quote, Trade, UnderlyingTick
-from kit.symbology import from_thetadata, to_thetadata
+from kit.symbology import from_thetadata, right_code, to_thetadata
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +138,14 @@ def _rows(text: str, fmt: str) -> list[dict[str, str]]:
     return list(csv.DictReader(io.StringIO(text)))
 
 
+def parse_date(text: object) -> date:
+    """``YYYYMMDD`` or ``YYYY-MM-DD`` (both appear in ThetaData's APIs)."""
+    t = str(text).replace("-", "")
+    if len(t) != 8 or not t.isdigit():
+        raise ValueError(f"bad date {text!r} (YYYYMMDD)")
+    return date(int(t[:4]), int(t[4:6]), int(t[6:8]))
+
+
 class ThetaDataREST:
     """Async client for the Terminal's REST v3 API, returning domain records."""
 
@@ -174,7 +182,10 @@ class ThetaDataREST:
                     raise ThetaDataError(474, f"Terminal unreachable: {exc}", url) from None
             else:
                 if resp.status_code == 200:
-                    return _rows(resp.text, params["format"])
+                    try:
+                        return _rows(resp.text, params["format"])
+                    except (ValueError, csv.Error) as exc:
+                        raise ThetaDataError(470, f"unparseable response: {exc}", url) from None
                 if resp.status_code == 472:
                     return []
                 if resp.status_code not in RETRYABLE or attempt == self.config.retries:
@@ -186,7 +197,7 @@ class ThetaDataREST:
 
     async def expirations(self, symbol: str) -> list[date]:
         rows = await self.get("/option/list/expirations", symbol=symbol)
-        return sorted(_date(r["expiration"]) for r in rows)
+        return sorted(parse_date(r["expiration"]) for r in rows)
 
     async def strikes(self, symbol: str, expiration: date) -> list[float]:
         rows = await self.get(
@@ -240,18 +251,13 @@ class ThetaDataREST:
             return None
 
 
-def _date(text: str) -> date:
-    t = str(text).replace("-", "")
-    return date(int(t[:4]), int(t[4:6]), int(t[6:8]))
-
-
 def _quote_row(r: dict[str, Any], contract: Contract | None = None) -> Quote | None:
     """One REST quote row -> Quote; a bad row is logged and skipped, never raised."""
     try:
         if contract is None:
             contract = Contract(
-                str(r["symbol"]), _date(r["expiration"]), float(r["strike"]),
-                {"CALL": "C", "PUT": "P"}.get(str(r["right"]).upper(), str(r["right"]).upper()),
+                str(r["symbol"]), parse_date(r["expiration"]), float(r["strike"]),
+                right_code(r["right"]),
             )  # fmt: skip
         return Quote(
             contract, float(r["bid"]), float(r["ask"]), float(r["bid_size"]), float(r["ask_size"]),
@@ -418,7 +424,7 @@ class ThetaDataFeed(StreamingFeed):
             for sym in [k for k in self._subs if isinstance(k, str)]:
                 try:
                     tick = await self.rest.index_price(sym)
-                except ThetaDataError as exc:
+                except Exception as exc:  # one bad answer must not stop the polling
                     log.warning("%s: index %s: %s", self.name, sym, exc)
                     continue
                 if tick is not None:
