@@ -96,6 +96,14 @@ class Feed(Protocol):
 _CLOSED = object()  # queue sentinel
 
 
+async def cancel(task: asyncio.Task[Any] | None) -> None:
+    """Cancel a task and wait until it has really stopped."""
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 class _Watermark:
     """Last timestamp emitted for one key, and what was emitted at exactly that timestamp."""
 
@@ -191,10 +199,7 @@ class FeedBase(ABC):
 
     async def close(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel(task)
         await self._on_close()
         self._set_state(FeedState.CLOSED, "closed by client")
         self._sink.queue.put_nowait(_CLOSED)

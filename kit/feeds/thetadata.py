@@ -22,7 +22,6 @@ from ``/v3/index/snapshot/price`` (subscribe with the symbol, e.g. ``"SPX"``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import csv
 import io
 import json
@@ -40,7 +39,7 @@ from websockets.asyncio.client import connect
 
 from kit.clock import NEW_YORK, Clock, from_ns, to_ns
 from kit.config import load_env
-from kit.feeds.base import FeedConfig, MalformedFrameError, StreamingFeed, SubKey
+from kit.feeds.base import FeedConfig, MalformedFrameError, StreamingFeed, SubKey, cancel
 from kit.model import Contract, Event, ModelError, Quote, Trade, UnderlyingTick
 from kit.symbology import from_thetadata, right_code, to_thetadata
 
@@ -339,10 +338,7 @@ class ThetaDataFeed(StreamingFeed):
 
     async def _on_close(self) -> None:
         poller, self._poller = self._poller, None
-        if poller is not None:
-            poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await poller
+        await cancel(poller)
         await super()._on_close()
         await self.rest.aclose()
 
