@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from datetime import date, datetime
@@ -92,6 +93,41 @@ def cmd_emulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from kit.alerts import ConsoleSink, JsonlSink
+    from kit.rules import load_rules
+    from kit.scenarios import run
+
+    rules = load_rules(args.rules or os.environ.get("KIT_RULES") or None)
+    sink = JsonlSink(sys.stdout) if args.jsonl else ConsoleSink()
+    result = asyncio.run(
+        run(args.script, sinks=[sink], speed=args.speed or None, seed=args.seed, day=args.date,
+            demo=not args.no_demo, rules=rules, auto_manage=False)
+    )  # fmt: skip
+    counts: dict[str, int] = {}
+    for record in result.alerts:
+        counts[record.alert.rule] = counts.get(record.alert.rule, 0) + 1
+    summary = {
+        "scenario": args.script,
+        "alerts": counts,
+        "positions": [
+            {k: p[k] for k in ("id", "pnl", "pnl_pct", "delta_unit", "gamma_unit", "spot")}
+            for p in result.snapshot.positions
+        ],
+        "events": result.desk_stats["events"],
+    }
+    print(json.dumps(summary), file=sys.stderr if args.jsonl else sys.stdout)
+    return 0
+
+
+def _speed(text: str) -> float:
+    if text == "max":
+        return 0.0
+    return _positive(text)
+
+
 def _port(text: str) -> int:
     try:
         port = int(text)
@@ -140,6 +176,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0, help="simulator seed (default 0)")
     s.add_argument("--speed", type=_positive, default=1.0, help="market time per second")
     s.set_defaults(func=cmd_emulate)
+
+    from kit.scenarios import DEFAULT_DAY, SCENARIOS
+
+    s = sub.add_parser("run", help="run the desk on a feed (a scripted simulator day) to its end")
+    s.add_argument("--feed", choices=["sim"], default="sim", help="market data source")
+    s.add_argument("--script", choices=sorted(SCENARIOS), required=True, help="scenario to run")
+    s.add_argument("--speed", type=_speed, default=0.0,
+                   help="market seconds per second, or 'max' (default: as fast as possible)")
+    s.add_argument("--jsonl", action="store_true", help="alerts as JSON lines on stdout")
+    s.add_argument("--no-demo", action="store_true", help="skip the demo short SPX strangle")
+    s.add_argument("--seed", type=int, default=0, help="simulator seed (default 0)")
+    s.add_argument("--date", type=_day, default=DEFAULT_DAY, help="session to simulate")
+    s.add_argument("--rules", help="TOML file overriding the default risk rules (or KIT_RULES)")
+    s.set_defaults(func=cmd_run)
     return p
 
 

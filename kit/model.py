@@ -393,7 +393,11 @@ class Fill(msgspec.Struct, frozen=True):
 
 
 class Alert(msgspec.Struct, frozen=True):
-    """A risk alert. ``inputs`` holds the values that triggered it: the audit trail."""
+    """A risk alert. ``inputs`` holds the values that triggered it: the audit trail.
+
+    ``key`` tells apart alerts of one rule about one subject (a profit-target level, the
+    underlying of a rapid move): the alert manager de-duplicates on (rule, position_id, key).
+    """
 
     ts_ns: int
     severity: Severity
@@ -401,6 +405,7 @@ class Alert(msgspec.Struct, frozen=True):
     message: str
     position_id: str | None = None
     inputs: dict[str, Any] = msgspec.field(default_factory=dict)
+    key: str = ""
 
     def __post_init__(self) -> None:
         _check_ts(self.ts_ns)
@@ -409,7 +414,10 @@ class Alert(msgspec.Struct, frozen=True):
 
 
 class Action(msgspec.Struct, frozen=True):
-    """Something a rule proposes (or auto-manage executes) for a position, with its reason."""
+    """Something a rule proposes (or auto-manage executes) for a position, with its reason.
+
+    ``inputs`` holds the values that triggered it, like an alert's: the audit trail.
+    """
 
     ts_ns: int
     kind: ActionKind
@@ -417,6 +425,7 @@ class Action(msgspec.Struct, frozen=True):
     reason: str
     position_id: str | None = None
     params: dict[str, Any] = msgspec.field(default_factory=dict)
+    inputs: dict[str, Any] = msgspec.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _check_ts(self.ts_ns)

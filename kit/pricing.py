@@ -88,9 +88,12 @@ class IVStatus(IntEnum):
 # --- batching ---
 
 
+CPUS = os.cpu_count() or 1  # read once: the call costs ~14 us, a third of a small batch
+
+
 @cache
 def _pool() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="pricing")
+    return ThreadPoolExecutor(max_workers=CPUS, thread_name_prefix="pricing")
 
 
 def _flatten(args: tuple[ArrayLike, ...]) -> tuple[tuple[int, ...], list[float | F64 | NDArray]]:
@@ -110,7 +113,7 @@ def _flatten(args: tuple[ArrayLike, ...]) -> tuple[tuple[int, ...], list[float |
 def _run_chunks(n: int, kernel: Callable[[slice], None], threads: int | None) -> None:
     """Run ``kernel`` over [0, n) in CHUNK slices, on the thread pool when it pays off."""
     slices = [slice(i, min(i + CHUNK, n)) for i in range(0, n, CHUNK)]
-    workers = threads if threads is not None else (os.cpu_count() or 1)
+    workers = threads if threads is not None else CPUS
     if workers <= 1 or len(slices) < 4:
         for s in slices:
             kernel(s)
@@ -370,7 +373,7 @@ def _solve_total_vol(x: F64, beta: F64) -> tuple[F64, NDArray[np.bool_]]:
 
 def _solve_parallel(x: F64, beta: F64) -> tuple[F64, NDArray[np.bool_]]:
     """One block per worker: the iteration is ufunc-bound, so threads scale."""
-    workers = os.cpu_count() or 1
+    workers = CPUS
     if workers <= 1 or len(x) < 4 * CHUNK:
         return _solve_total_vol(x, beta)
     s, done = np.empty_like(x), np.empty(len(x), dtype=bool)
@@ -435,6 +438,38 @@ def implied_vol(
         status[solve[~done]] = IVStatus.NO_CONVERGENCE
     iv_out = _shape_out([iv], shape)[0]
     return (iv_out, status.reshape(shape)) if return_status else iv_out
+
+
+def implied_vol_near(
+    price: F64, S: F64, K: F64, T: F64, r: F64, q: F64, is_call: NDArray[np.bool_], guess: F64
+) -> F64:
+    """Implied vol of 1-D arrays starting from ``guess`` (the previous tick's IV): Newton on
+    price with vega, a few steps, then :func:`implied_vol` for the rows that did not settle.
+
+    A tick moves IV very little, so two or three Newton steps reach full precision; on a handful
+    of rows that is several times cheaper than the cold bracketed solve, whose fixed per-call cost
+    dominates small batches (the desk's per-tick refresh of position legs).
+    """
+    sigma = np.where(np.isfinite(guess) & (guess > 0), guess, np.nan)
+    w = np.where(is_call, 1.0, -1.0)
+    done = np.zeros(len(price), dtype=bool)
+    with np.errstate(all="ignore"):
+        sqrt_t, sdq, kdr = np.sqrt(T), S * np.exp(-q * T), K * np.exp(-r * T)
+        log_fk = np.log(sdq / kdr)
+        for _ in range(4):
+            sst = sigma * sqrt_t
+            d1 = log_fk / sst + 0.5 * sst
+            model = w * (sdq * ndtr(w * d1) - kdr * ndtr(w * (d1 - sst)))
+            vega = sdq * _INV_SQRT_2PI * np.exp(-0.5 * d1 * d1) * sqrt_t
+            step = (model - price) / vega
+            sigma = sigma - step
+            done = np.abs(step) <= 1e-12 * sigma
+            if done.all():
+                break
+    bad = ~(done & np.isfinite(sigma) & (sigma > 0))
+    if bad.any():
+        sigma[bad] = implied_vol(price[bad], S[bad], K[bad], T[bad], r[bad], q[bad], is_call[bad])
+    return sigma
 
 
 # --- Black-76 on the forward ---

@@ -317,3 +317,21 @@ def test_black76_agrees_with_quantlib_black_formula():
         kind = ql.Option.Call if is_call else ql.Option.Put
         ref = ql.blackFormula(kind, K, F, std, disc)
         assert float(black76_price(F, K, T, r, sigma, is_call)) == pytest.approx(ref, abs=1e-12)
+
+
+def test_implied_vol_near_matches_the_cold_solver_from_a_nearby_guess():
+    rng = np.random.default_rng(7)
+    n = 2000
+    S = np.full(n, 5000.0)
+    K, T = rng.uniform(4000, 6000, n), rng.uniform(0.0005, 1.0, n)
+    is_call, sigma = rng.random(n) < 0.5, rng.uniform(0.05, 1.0, n)
+    r, q = np.full(n, 0.045), np.full(n, 0.013)
+    p = pricing.price(S, K, T, r, q, sigma, is_call)
+    guess = sigma * rng.uniform(0.8, 1.2, n)
+    guess[:50] = np.nan  # no previous IV: the cold solver answers
+    near = pricing.implied_vol_near(p, S, K, T, r, q, is_call, guess)
+    cold = pricing.implied_vol(p, S, K, T, r, q, is_call)
+    identified = pricing.greeks(S, K, T, r, q, sigma, is_call).vega >= 1e-6 * S
+    assert identified.sum() > 1500
+    np.testing.assert_allclose(near[identified], cold[identified], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(near[:50], cold[:50], rtol=0, atol=0, equal_nan=True)

@@ -48,6 +48,14 @@ SCRIPTS: dict[str, tuple[ScriptStep, ...]] = {
         ScriptStep(600, "drop", "SPX", 0.6, 600),
     ),
     "feed_pause": (ScriptStep(600, "pause", size=45),),
+    "zero_dte_close": (),  # a quiet last hour: theta does the work
+    "day": (  # from 09:45: a fast drop that recovers, a vol spike, an outage, the last hour
+        ScriptStep(1800, "drop", "SPX", 1.3, 300),
+        ScriptStep(2400, "rally", "SPX", 1.2, 3600),
+        ScriptStep(8100, "vol_spike", "SPX", 12, 600),
+        ScriptStep(8100, "drop", "SPX", 0.6, 600),
+        ScriptStep(13500, "pause", size=45),
+    ),
 }  # fmt: skip
 
 

@@ -16,6 +16,7 @@ requests with precisely what they streamed.
 from __future__ import annotations
 
 import math
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -215,6 +216,8 @@ class MarketSim:
                 i = self.symbols.index(s.symbol)
                 n_steps = max(1, (s.end_ns - s.start_ns) // self.step_ns)
                 log_ret[i] += s.log_return / n_steps
+                # the leverage effect: the Heston variance response to that return, E[dv | dS]
+                v[i] = max(v[i] + self._rho[i] * self._xi[i] * s.log_return / n_steps, 1e-6)
                 if s.vol_points:
                     target = (math.sqrt(var0[i]) + s.vol_points / 100 / n_steps) ** 2
                     v[i] = max(v[i], target)
@@ -245,6 +248,25 @@ class MarketSim:
         k = self.symbols.index(symbol)
         K, T = np.broadcast_arrays(np.asarray(K, dtype=float), np.asarray(T, dtype=float))
         return self._surface(k, K, T, self._path.spot[i, k], self._path.var[i, k])
+
+    def iv_history(self, symbol: str, days: int = 252) -> np.ndarray:
+        """Daily 30-day ATM implied vol (in vol points, like the VIX) for the ``days`` sessions
+        before the start, ending at today's level: the input of IV rank.
+
+        A daily Heston variance path from its own seeded stream, run from the long-run level and
+        then shifted so its last value meets the live path's variance.
+        """
+        k = self.symbols.index(symbol)
+        rng = np.random.default_rng([self.config.seed, zlib.crc32(symbol.encode())])
+        dt = 1 / 252
+        var = np.empty(days)
+        v = self._theta[k]
+        for i in range(days):
+            v = max(v + self._kappa[k] * (self._theta[k] - v) * dt
+                    + self._xi[k] * math.sqrt(v * dt) * rng.standard_normal(), 0.0025)  # fmt: skip
+            var[i] = v
+        var = np.maximum(var + (self._path.var[0, k] - var[-1]), 0.0025)
+        return 100 * self._atm(k, np.asarray(30 / 365), var)
 
     def _atm(self, k: int, T: np.ndarray, var: np.ndarray | float) -> np.ndarray:
         prem = self.config.variance_premium

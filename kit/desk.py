@@ -1,0 +1,417 @@
+"""The Desk: the one owner of state. Feeds in; market, book, rules, alerts and actions out.
+
+Everything runs on one asyncio loop. Each feed has a pump task that takes whatever events are
+waiting (up to ``max_batch``), applies them to the market state (O(1) each) and then evaluates
+once: Greeks of the open legs are recomputed vectorised, the book is revalued and every rule runs
+over every position. When the loop keeps up a batch is one event, so rules run on every tick;
+under load they run on the newest state of each batch instead of falling behind. A heartbeat
+re-prices the whole chain and evaluates the time-driven rules (feed silence, time stops) even
+when nothing arrives.
+
+Actions are proposed when their alert first fires. They are executed only when auto-manage is on,
+the kill switch is off, no feed-outage freeze is in force and the position's quotes pass the
+liquidity rule; each decision is recorded with its inputs as an audit record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+import numpy as np
+from msgspec.structs import replace
+
+from kit.alerts import AlertManager, AlertRecord
+from kit.book import Book, BookConfig, PositionView
+from kit.clock import NEW_YORK, NS_PER_S, Clock, from_ns
+from kit.feeds.base import Feed, cancel
+from kit.market import MarketConfig, MarketState
+from kit.model import (
+    Action,
+    ActionKind,
+    Alert,
+    FeedState,
+    FeedStatus,
+    Fill,
+    ModelError,
+    Position,
+    Quote,
+    Severity,
+    Trade,
+    UnderlyingTick,
+)
+from kit.risk import Context, EntryCheck, Finding, check_entry, evaluate
+from kit.rules import Rules, load_rules
+from kit.signals import iv_rank
+
+log = logging.getLogger(__name__)
+
+Executor = Callable[[Action], Awaitable[None]]
+DeskEvent = AlertRecord | Action | FeedStatus
+_POSITION_ACTIONS = frozenset(ActionKind) - {ActionKind.FREEZE, ActionKind.BLOCK_ENTRIES}
+VOL_INDEX = {"SPX": "VIX", "SPY": "VIX"}
+
+
+@dataclass(frozen=True)
+class DeskConfig:
+    heartbeat_s: float = 1.0  # time-driven rules and the full-chain Greeks run this often
+    max_batch: int = 4096  # events applied before one evaluation
+    subscriber_queue: int = 10_000  # events buffered per event-stream subscriber
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What a dashboard renders: the book, totals and the desk's switches, at ``ts_ns``."""
+
+    ts_ns: int
+    spots: dict[str, float]
+    positions: list[dict[str, Any]]
+    totals: dict[str, float]
+    feeds: dict[str, str]
+    auto_manage: bool
+    killed: bool
+    frozen: bool
+    blocked_by: dict[str, str]
+    alerts: list[AlertRecord] = field(default_factory=list)
+
+
+class Desk:
+    """Wires feeds → market state → book → rules → alerts and actions on one event loop."""
+
+    def __init__(
+        self,
+        clock: Clock,
+        feeds: Sequence[Feed] = (),
+        *,
+        rules: Rules | None = None,
+        alerts: AlertManager | None = None,
+        executor: Executor | None = None,
+        auto_manage: bool = False,
+        config: DeskConfig | None = None,
+        market_config: MarketConfig | None = None,
+        book_config: BookConfig | None = None,
+    ) -> None:
+        self.clock = clock
+        self.feeds = list(feeds)
+        self.rules = rules or load_rules()
+        self.config = config or DeskConfig()
+        windows = tuple(sorted({self.rules.rapid_move.window_s,
+                                self.rules.correlation_break.window_s}))  # fmt: skip
+        mc = market_config or MarketConfig()
+        self.market = MarketState(replace_windows(mc, windows))
+        self.book = Book(self.market, book_config)
+        self.alerts = alerts or AlertManager(clock)
+        self.executor = executor
+        self.auto_manage = auto_manage
+        self.killed = False
+        self.frozen = False
+        self.blocked_by: dict[str, str] = {}
+        self.iv_history: dict[str, np.ndarray] = {}
+        self.feed_states: dict[str, FeedState] = {}
+        self.feed_down_since: dict[str, int] = {}
+        self.last_data_ns = clock.now_ns()
+        self.stats = {"events": 0, "rejected": 0, "evaluations": 0, "actions_executed": 0}
+        self.view: PositionView = self.book.view(self.last_data_ns)
+        self._scope: set[str | None] = {None}
+        self._day: date | None = None
+        self._evaluated_ns = 0
+        self._tasks: list[asyncio.Task[None]] = []
+        self._subscribers: list[asyncio.Queue[DeskEvent]] = []
+        self._pending: set[asyncio.Task[None]] = set()
+
+    # --- lifecycle ---
+
+    async def start(self) -> None:
+        self.alerts.start()
+        for feed in self.feeds:
+            await feed.start()
+            self._tasks.append(asyncio.create_task(self._pump(feed), name=f"desk:{feed.name}"))
+        self._tasks.append(asyncio.create_task(self._heartbeat(), name="desk:heartbeat"))
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            await cancel(task)
+        self._tasks.clear()
+        for feed in self.feeds:
+            await feed.close()
+        if self._pending:
+            await asyncio.gather(*self._pending, return_exceptions=True)
+        await self.alerts.close()
+
+    async def __aenter__(self) -> Desk:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def subscribe(self, keys: Iterable[Any]) -> None:
+        """Subscribe every feed to ``keys`` (contracts and underlying symbols)."""
+        keys = list(keys)
+        for feed in self.feeds:
+            await feed.subscribe(keys)
+
+    async def _pump(self, feed: Feed) -> None:
+        async for event in feed:
+            batch = [event]
+            while len(batch) < self.config.max_batch:
+                nxt = feed.get_nowait()  # type: ignore[attr-defined]
+                if nxt is None:
+                    break
+                batch.append(nxt)
+            self.process(batch)
+
+    async def _heartbeat(self) -> None:
+        period_ns = int(self.config.heartbeat_s * NS_PER_S)
+        while True:
+            await self.clock.sleep(self.config.heartbeat_s)
+            now = self.clock.now_ns()
+            self.market.refresh(None, now)
+            if now - self._evaluated_ns >= period_ns:  # ticks already evaluated this period
+                self.evaluate()
+
+    # --- the hot path ---
+
+    def process(self, events: Iterable[Any]) -> list[AlertRecord]:
+        """Apply events (bad ones are counted and logged, never raised), then evaluate once."""
+        m, data = self.market, False
+        for event in events:
+            self.stats["events"] += 1
+            t = type(event)
+            try:
+                if t is Quote:
+                    m.on_quote(event)
+                    data = True
+                elif t is UnderlyingTick:
+                    m.on_underlying(event)
+                    data = True
+                elif t is Trade:
+                    data = True
+                elif t is FeedStatus:
+                    self._on_status(event)
+                else:
+                    raise ModelError(f"not a market event: {event!r:.120}")
+            except Exception as exc:  # noqa: BLE001 - one bad event must not stop the desk
+                self.stats["rejected"] += 1
+                log.warning("desk: event rejected: %s", exc)
+        if data:
+            self.last_data_ns = self.clock.now_ns()
+        return self.evaluate()
+
+    def _on_status(self, status: FeedStatus) -> None:
+        self.feed_states[status.feed] = status.state
+        if status.state is FeedState.LIVE or status.state is FeedState.CLOSED:
+            self.feed_down_since.pop(status.feed, None)
+        else:
+            self.feed_down_since.setdefault(status.feed, self.clock.now_ns())
+        self._publish(status)
+
+    def evaluate(self) -> list[AlertRecord]:
+        """Reprice open legs, revalue the book, run every rule; returns the alerts emitted."""
+        now = self._evaluated_ns = self.clock.now_ns()
+        self._roll_day(now)
+        b = self.book
+        if b.n_legs:
+            self.market.refresh(b.leg_row[b.leg_qty != 0], now)
+        self.view = view = b.view(now)
+        ctx = Context(view, self.market, self.rules, now, self.last_data_ns, self.feed_down_since)
+        findings = evaluate(ctx)
+        self.stats["evaluations"] += 1
+        emitted = self.alerts.offer([f.alert for f in findings], self._scope)
+        self._apply_states(findings, now)
+        if emitted:
+            by_alert = {id(f.alert): f for f in findings}
+            for record in emitted:
+                self._publish(record)
+                finding = by_alert[id(record.alert)]
+                if finding.action is not None:
+                    self._act(finding, view)
+                if record.alert.rule == "rapid_move":
+                    self.market.refresh(None, now)  # a fast market: reprice the whole chain now
+        return emitted
+
+    def _roll_day(self, now: int) -> None:
+        day = from_ns(now).astimezone(NEW_YORK).date()
+        if day != self._day:
+            if self._day is not None:
+                self.book.roll_day()
+            self._day = day
+
+    def _apply_states(self, findings: list[Finding], now: int) -> None:
+        """Freeze and entry blocks hold exactly while their conditions hold."""
+        frozen = any(f.alert.rule == "feed_stale" for f in findings)
+        if self.frozen and not frozen:
+            alert = Alert(now, Severity.INFO, "feed_stale", "fresh market data: automation "
+                          "resumes", key="resumed")  # fmt: skip
+            self._publish(self.alerts.notify(alert))
+        self.frozen = frozen
+        self.blocked_by = {
+            f"{f.alert.rule}:{f.alert.key}": f.alert.message
+            for f in findings
+            if f.action is not None and f.action.kind is ActionKind.BLOCK_ENTRIES
+        }
+
+    def _act(self, finding: Finding, view: PositionView) -> None:
+        action = finding.action
+        assert action is not None
+        status = self._veto(action, view)
+        if status is None and action.kind in _POSITION_ACTIONS and self.executor is not None:
+            status = "executed"
+            self.stats["actions_executed"] += 1
+            task = asyncio.get_running_loop().create_task(self._execute(action))
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
+        elif status is None:
+            status = "applied" if action.kind not in _POSITION_ACTIONS else "proposed"
+        record = replace(action, params={**action.params, "status": status})
+        self.alerts.record_action(record)
+        self._publish(record)
+
+    def _veto(self, action: Action, view: PositionView) -> str | None:
+        """Why an action is only proposed, or None when it may be carried out."""
+        if action.kind not in _POSITION_ACTIONS:
+            return None
+        if self.killed:
+            return "proposed: kill switch on"
+        if not self.auto_manage:
+            return "proposed: auto-manage off"
+        if self.frozen:
+            return "proposed: frozen by feed outage"
+        i = self.book.rows.get(action.position_id or "")
+        if i is not None and (view.stale[i] or view.max_spread_pct[i]
+                              >= self.rules.liquidity.max_spread_pct):  # fmt: skip
+            return "proposed: illiquid quotes, no automatic execution"
+        return None
+
+    async def _execute(self, action: Action) -> None:
+        assert self.executor is not None
+        try:
+            await self.executor(action)
+        except Exception:
+            log.exception("desk: executing %s for %s failed", action.kind, action.position_id)
+
+    # --- switches ---
+
+    def set_auto_manage(self, on: bool) -> None:
+        if on and self.killed:
+            raise RuntimeError("the kill switch is on: reset it before enabling auto-manage")
+        self.auto_manage = on
+        self._audit(f"auto-manage {'on' if on else 'off'}")
+
+    def kill(self, reason: str = "manual kill switch") -> None:
+        """Stop all automation at once: auto-manage off and no action executed until reset."""
+        self.killed, self.auto_manage = True, False
+        self._audit(f"kill switch on: {reason}", Severity.CRITICAL)
+
+    def reset_kill(self) -> None:
+        self.killed = False
+        self._audit("kill switch reset (auto-manage stays off)")
+
+    def _audit(self, message: str, severity: Severity = Severity.INFO) -> None:
+        alert = Alert(self.clock.now_ns(), severity, "desk", message, key=message)
+        self._publish(self.alerts.notify(alert))
+
+    # --- positions ---
+
+    def refresh_legs(self, position: Position) -> None:
+        rows = self.market.track_all(leg.contract for leg in position.legs)
+        self.market.refresh(rows, self.clock.now_ns())
+
+    def check_entry(self, position: Position) -> EntryCheck:
+        """Entry validation and pre-trade limits at current quotes; the verdict is alerted."""
+        self.refresh_legs(position)
+        now = self.clock.now_ns()
+        ctx = Context(self.view, self.market, self.rules, now, self.last_data_ns)
+        check = check_entry(ctx, position, self.iv_rank(position.underlying),
+                            tuple(self.blocked_by.values()))  # fmt: skip
+        self._publish(self.alerts.notify(check.finding.alert))
+        return check
+
+    def open_position(self, position: Position, fills: Iterable[Fill] = ()) -> None:
+        """Add a position to the book with its fills (from a broker, or recorded)."""
+        self.book.open(position)
+        for fill in fills:
+            self.book.apply_fill(fill, position.id)
+        self._scope = {None, *self.book.ids}
+        self.evaluate()
+
+    def apply_fill(self, fill: Fill, position_id: str) -> bool:
+        applied = self.book.apply_fill(fill, position_id)
+        if applied:
+            self.evaluate()
+        return applied
+
+    def iv_rank(self, underlying: str) -> float | None:
+        """IV rank of the underlying's volatility index (or ATM IV) against its history."""
+        history = self.iv_history.get(underlying)
+        if history is None:
+            return None
+        current = self.market.spot_of(VOL_INDEX.get(underlying, ""))
+        return iv_rank(history, current)
+
+    # --- outputs ---
+
+    def _publish(self, event: DeskEvent) -> None:
+        for q in self._subscribers:
+            if q.full():
+                q.get_nowait()  # newest wins for a slow viewer
+            q.put_nowait(event)
+
+    async def events(self) -> AsyncIterator[DeskEvent]:
+        """Alerts, actions and feed statuses as they happen, from now on."""
+        q: asyncio.Queue[DeskEvent] = asyncio.Queue(self.config.subscriber_queue)
+        self._subscribers.append(q)
+        try:
+            while True:
+                yield await q.get()
+        finally:
+            self._subscribers.remove(q)
+
+    def snapshot(self) -> Snapshot:
+        v, m = self.view, self.market
+        rows = []
+        for i, pid in enumerate(v.ids):
+            rows.append({
+                "id": pid, "strategy": self.book.positions[pid].strategy.value,
+                "underlying": v.underlying[i], "open": bool(v.is_open[i]),
+                "quantity": float(v.quantity[i]), "spot": float(v.spot[i]),
+                "pnl": float(v.total_pnl[i]), "pnl_pct": float(v.pnl_pct[i]),
+                "day_pnl": float(v.day_pnl[i]), "credit": float(v.credit[i]),
+                "delta_unit": float(v.delta_unit[i]), "gamma_unit": float(v.gamma_unit[i]),
+                "delta_shares": float(v.delta_shares[i]),
+                "beta_delta_spy": float(v.beta_delta_spy[i]),
+                "theta_per_day": float(v.theta_per_day[i]),
+                "vega_per_point": float(v.vega_per_point[i]),
+                "vanna_shares": float(v.vanna_shares[i]), "charm_shares": float(v.charm_shares[i]),
+                "short_dist_pct": float(v.short_dist_pct[i]), "stale": bool(v.stale[i]),
+                "risk": float(v.risk[i]),
+            })  # fmt: skip
+        live = v.is_open
+        totals = {
+            name: float(np.nansum(getattr(v, name)[live]))
+            for name in ("total_pnl", "day_pnl", "beta_delta_spy", "theta_per_day",
+                         "vega_per_point", "vanna_shares", "charm_shares", "risk")
+        }  # fmt: skip
+        return Snapshot(
+            ts_ns=v.ts_ns,
+            spots={s: float(m.spot[u]) for s, u in m.underlyings.items()},
+            positions=rows,
+            totals=totals,
+            feeds={f: s.value for f, s in self.feed_states.items()},
+            auto_manage=self.auto_manage,
+            killed=self.killed,
+            frozen=self.frozen,
+            blocked_by=dict(self.blocked_by),
+            alerts=self.alerts.unacknowledged(),
+        )
+
+
+def replace_windows(config: MarketConfig, windows: tuple[float, ...]) -> MarketConfig:
+    """The market config keeping the price windows the rules need."""
+    from dataclasses import replace as dc_replace
+
+    return dc_replace(config, windows_s=tuple(sorted({*config.windows_s, *windows})))
