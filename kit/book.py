@@ -93,7 +93,7 @@ _POS_FLOAT = ("quantity", "credit", "peak_pct", "opened_ns")
 
 
 class Book:
-    """Positions and fills. Reads marks and Greeks from a :class:`MarketState`; owns nothing else."""
+    """Positions and fills; marks and Greeks are read from a :class:`MarketState`."""
 
     def __init__(self, market: MarketState, config: BookConfig | None = None) -> None:
         self.market = market
@@ -204,7 +204,8 @@ class Book:
         mult = m.multiplier[lr]
 
         def per_pos(values: F64) -> F64:
-            return np.bincount(lp, weights=np.nan_to_num(values), minlength=n)
+            values[np.isnan(values)] = 0.0  # a leg without Greeks yet adds nothing
+            return np.bincount(lp, weights=values, minlength=n)
 
         mark = m.mark[lr]
         mark = np.where(np.isfinite(mark), mark, self.leg_avg)  # unmarked legs: flat P&L
@@ -225,7 +226,8 @@ class Book:
         betas = np.array([self.config.betas.get(u, 1.0) for u in self.pos_und])
         # per-unit delta: contracts x delta / quantity (the multiplier cancels out)
         delta_unit = per_pos(qty * m.delta[lr]) / units
-        gamma_unit = per_pos(qty * m.gamma[lr] * leg_spot) * self.config.gamma_move_pct / 100 / units
+        move = self.config.gamma_move_pct / 100
+        gamma_unit = per_pos(qty * m.gamma[lr] * leg_spot) * move / units
         dist, tested = self._short_distances(spot)
         spread = np.where(m.mark[lr] > 0, (m.ask[lr] - m.bid[lr]) / m.mark[lr] * 100, np.inf)
         active = qty != 0

@@ -182,8 +182,12 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("run", help="run the desk on a feed (a scripted simulator day) to its end")
     s.add_argument("--feed", choices=["sim"], default="sim", help="market data source")
     s.add_argument("--script", choices=sorted(SCENARIOS), required=True, help="scenario to run")
-    s.add_argument("--speed", type=_speed, default=0.0,
-                   help="market seconds per second, or 'max' (default: as fast as possible)")
+    s.add_argument(
+        "--speed",
+        type=_speed,
+        default=0.0,
+        help="market seconds per second, or 'max' (default: as fast as possible)",
+    )
     s.add_argument("--jsonl", action="store_true", help="alerts as JSON lines on stdout")
     s.add_argument("--no-demo", action="store_true", help="skip the demo short SPX strangle")
     s.add_argument("--seed", type=int, default=0, help="simulator seed (default 0)")

@@ -19,6 +19,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from dataclasses import replace as dc_replace
 from datetime import date
 from typing import Any
 
@@ -54,6 +55,11 @@ Executor = Callable[[Action], Awaitable[None]]
 DeskEvent = AlertRecord | Action | FeedStatus
 _POSITION_ACTIONS = frozenset(ActionKind) - {ActionKind.FREEZE, ActionKind.BLOCK_ENTRIES}
 VOL_INDEX = {"SPX": "VIX", "SPY": "VIX"}
+FROZEN = "held: frozen by feed outage"
+
+
+def _key(alert: Alert) -> tuple[str, str | None, str]:
+    return alert.rule, alert.position_id, alert.key
 
 
 @dataclass(frozen=True)
@@ -122,6 +128,7 @@ class Desk:
         self._tasks: list[asyncio.Task[None]] = []
         self._subscribers: list[asyncio.Queue[DeskEvent]] = []
         self._pending: set[asyncio.Task[None]] = set()
+        self._held: dict[tuple[str, str | None, str], Finding] = {}  # vetoed by a freeze only
 
     # --- lifecycle ---
 
@@ -169,6 +176,8 @@ class Desk:
         period_ns = int(self.config.heartbeat_s * NS_PER_S)
         while True:
             await self.clock.sleep(self.config.heartbeat_s)
+            for _ in range(3):  # let a feed woken at the same instant deliver its batch first
+                await asyncio.sleep(0)
             now = self.clock.now_ns()
             self.market.refresh(None, now)
             if now - self._evaluated_ns >= period_ns:  # ticks already evaluated this period
@@ -195,7 +204,7 @@ class Desk:
                     self._on_status(event)
                 else:
                     raise ModelError(f"not a market event: {event!r:.120}")
-            except Exception as exc:  # noqa: BLE001 - one bad event must not stop the desk
+            except Exception as exc:
                 self.stats["rejected"] += 1
                 log.warning("desk: event rejected: %s", exc)
         if data:
@@ -222,7 +231,10 @@ class Desk:
         findings = evaluate(ctx)
         self.stats["evaluations"] += 1
         emitted = self.alerts.offer([f.alert for f in findings], self._scope)
+        was_frozen = self.frozen
         self._apply_states(findings, now)
+        if was_frozen and not self.frozen and self._held:
+            self._release_held(findings, view)
         if emitted:
             by_alert = {id(f.alert): f for f in findings}
             for record in emitted:
@@ -255,10 +267,19 @@ class Desk:
             if f.action is not None and f.action.kind is ActionKind.BLOCK_ENTRIES
         }
 
+    def _release_held(self, findings: list[Finding], view: PositionView) -> None:
+        """Fresh data after a freeze: act on the held actions whose conditions still hold."""
+        held, self._held = self._held, {}
+        for f in findings:
+            if _key(f.alert) in held and f.action is not None:
+                self._act(f, view)
+
     def _act(self, finding: Finding, view: PositionView) -> None:
         action = finding.action
         assert action is not None
         status = self._veto(action, view)
+        if status == FROZEN:
+            self._held[_key(finding.alert)] = finding
         if status is None and action.kind in _POSITION_ACTIONS and self.executor is not None:
             status = "executed"
             self.stats["actions_executed"] += 1
@@ -280,7 +301,7 @@ class Desk:
         if not self.auto_manage:
             return "proposed: auto-manage off"
         if self.frozen:
-            return "proposed: frozen by feed outage"
+            return FROZEN
         i = self.book.rows.get(action.position_id or "")
         if i is not None and (view.stale[i] or view.max_spread_pct[i]
                               >= self.rules.liquidity.max_spread_pct):  # fmt: skip
@@ -412,6 +433,4 @@ class Desk:
 
 def replace_windows(config: MarketConfig, windows: tuple[float, ...]) -> MarketConfig:
     """The market config keeping the price windows the rules need."""
-    from dataclasses import replace as dc_replace
-
     return dc_replace(config, windows_s=tuple(sorted({*config.windows_s, *windows})))

@@ -47,7 +47,7 @@ class RollingWindow:
     constant-time question on every tick instead of a scan of the window.
     """
 
-    __slots__ = ("window_ns", "_all", "_max", "_min")
+    __slots__ = ("_all", "_max", "_min", "window_ns")
 
     def __init__(self, window_ns: int) -> None:
         self.window_ns = window_ns
@@ -124,8 +124,10 @@ class MarketState:
     def _grow(self) -> None:
         for name in (*_FLOAT_COLUMNS, *_INT_COLUMNS, *_BOOL_COLUMNS):
             old = getattr(self, name)
-            new = np.full(2 * len(old), np.nan) if old.dtype == np.float64 else np.zeros(
-                2 * len(old), dtype=old.dtype
+            new = (
+                np.full(2 * len(old), np.nan)
+                if old.dtype == np.float64
+                else np.zeros(2 * len(old), dtype=old.dtype)
             )
             new[: len(old)] = old
             setattr(self, name, new)

@@ -202,7 +202,8 @@ def liquidity(ctx: Context) -> list[Finding]:
 
 def rapid_move(ctx: Context) -> list[Finding]:
     cfg, v, out = ctx.rules.rapid_move, ctx.view, []
-    for sym in sorted({u for u, o in zip(v.underlying, v.is_open, strict=True) if o}):
+    held = {u for u, o in zip(v.underlying, v.is_open, strict=True) if o}
+    for sym in sorted(held | {s for s in cfg.watch if s in ctx.market.underlyings}):
         rise, fall = ctx.market.move_pct(sym, cfg.window_s, ctx.now_ns)
         move = rise if rise >= fall else -fall
         if abs(move) >= cfg.move_pct:

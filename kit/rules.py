@@ -65,6 +65,7 @@ class TimeStopRule:
 class RapidMoveRule:
     move_pct: float
     window_s: float
+    watch: tuple[str, ...] = ()  # underlyings watched even without positions on them
     enabled: bool = True
 
 
@@ -144,6 +145,10 @@ def _value(where: str, hint: Any, value: Any) -> Any:
             return Severity(str(value).upper())
         except ValueError:
             raise ConfigError(f"{where}: unknown severity {value!r}") from None
+    if hint == tuple[str, ...]:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{where}: expected a list of strings, got {value!r}")
+        return tuple(value)
     if typing.get_origin(hint) is tuple:
         if not isinstance(value, list) or not value:
             raise ConfigError(f"{where}: expected a non-empty list of levels")
@@ -158,7 +163,8 @@ def _build(where: str, cls: type, table: Any) -> Any:
     hints = typing.get_type_hints(cls, localns={"Level": Level, "Severity": Severity})
     known = {f.name for f in fields(cls)}
     if unknown := sorted(set(table) - known):
-        raise ConfigError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(sorted(known))})")
+        known_keys = ", ".join(sorted(known))
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r} (known: {known_keys})")
     missing = [f.name for f in fields(cls) if f.name not in table and f.default is MISSING]
     if missing:
         raise ConfigError(f"{where}: missing key {missing[0]!r}")
@@ -191,4 +197,3 @@ def load_rules(path: str | Path | None = None, overrides: dict[str, Any] | None 
             merged[rule] = {**merged[rule], **table}
     hints = typing.get_type_hints(Rules)
     return Rules(**{rule: _build(rule, hints[rule], merged[rule]) for rule in RULE_IDS})
-

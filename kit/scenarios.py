@@ -17,7 +17,7 @@ from kit.clock import NEW_YORK, SimClock, us_session
 from kit.desk import Desk, Snapshot
 from kit.feeds.sim import SCRIPTS, SimFeed
 from kit.feeds.sim_market import SimConfig
-from kit.model import Fill, Position, Side
+from kit.model import Fill, Side
 from kit.rules import Rules
 from kit.strategies import short_strangle
 
@@ -25,24 +25,41 @@ DEFAULT_DAY = date(2024, 3, 12)  # a plain Tuesday: reproducible runs
 
 
 @dataclass(frozen=True)
+class Demo:
+    """A demo short strangle opened ``at_s`` into the run, ``dte`` sessions out."""
+
+    id: str = "demo-strangle"
+    dte: int = 0
+    at_s: float = 0.0
+    delta: float = 0.10
+
+
+@dataclass(frozen=True)
 class Scenario:
     description: str
     start: time  # New York time of day the run starts
     duration_s: float
-    expects: tuple[str, ...]  # rules built to fire, in order
-    demo_dte: int = 0
+    expects: tuple[tuple[str, float, float], ...]  # (rule, from_s, to_s) built to fire, in order
+    demos: tuple[Demo, ...] = (Demo(),)
 
 
 SCENARIOS: dict[str, Scenario] = {
-    "rapid_drop": Scenario("SPX falls 1.3% in 5 minutes at 10:10", time(10), 1500, ("rapid_move",)),
+    "rapid_drop": Scenario("SPX falls 1.3% in 5 minutes at 10:10", time(10), 1500,
+                           (("rapid_move", 600, 900),)),
     "vol_spike": Scenario("SPX vol +12 points and -0.6% over 10 minutes at 10:10", time(10), 1500,
-                          ("gamma", "delta")),
+                          (("gamma", 0, 1500), ("delta", 600, 1500))),
     "feed_pause": Scenario("the feed goes silent for 45 s at 10:10", time(10), 900,
-                           ("feed_stale",)),
+                           (("feed_stale", 625, 645),)),
     "zero_dte_close": Scenario("a quiet 0DTE last hour to the close", time(15), 3600,
-                               ("time_stop",)),
-    "day": Scenario("09:45 to the close: drop and recovery, vol spike, outage, last hour",
-                    time(9, 45), 22500, ("rapid_move", "delta", "feed_stale", "time_stop")),
+                               (("time_stop", 1800, 3600),)),
+    "day": Scenario(
+        "09:45 to the close: a 4-day 5-delta strangle through a drop and recovery, a vol spike and an "
+        "outage; a 0DTE strangle sold at 14:30 for the last hour",
+        time(9, 45), 22500,
+        (("rapid_move", 1800, 2100), ("delta", 8100, 13500), ("feed_stale", 13525, 13545),
+         ("time_stop", 20700, 22500)),
+        (Demo("demo-4dte", dte=4, delta=0.05), Demo("demo-0dte", dte=0, at_s=17100)),
+    ),
 }  # fmt: skip
 
 
@@ -53,22 +70,25 @@ class RunResult:
     desk_stats: dict[str, int]
 
 
-def _demo_position(desk: Desk, feed: SimFeed, dte: int) -> tuple[Position, list[Fill]]:
-    """A short 10-delta SPXW strangle ``dte`` sessions out, filled at the mids."""
+async def _open_demo(desk: Desk, feed: SimFeed, demo: Demo) -> None:
+    """Sell the demo strangle at the mids of a chain snapshot, after the entry check."""
     m, now = feed.market, desk.clock.now_ns()
+    m.advance_to(now)
     expiries = sorted({c.expiry for c in m.chain("SPXW")})
-    chain = [c for c in m.chain("SPXW") if c.expiry == expiries[min(dte, len(expiries) - 1)]]
-    desk.process([*m.ticks(["SPX", "SPY", "VIX"]), *m.quotes(chain)])  # the opening snapshot
+    chain = [c for c in m.chain("SPXW") if c.expiry == expiries[min(demo.dte, len(expiries) - 1)]]
+    desk.process([*m.ticks(["SPX", "SPY", "VIX"]), *m.quotes(chain)])  # the chain snapshot
     desk.market.refresh(desk.market.track_all(chain), now)
-    position = short_strangle(desk.market, chain, "demo-strangle", now)
+    position = short_strangle(desk.market, chain, demo.id, now, delta=demo.delta)
     legs = [leg.contract for leg in position.legs]
     desk.market.set_open_interest(legs, m.open_interest(legs))
+    desk.check_entry(position)
     fills = [
-        Fill(f"demo-{i}", "demo", leg.contract, Side.SELL, float(position.quantity),
+        Fill(f"{demo.id}-{i}", demo.id, leg.contract, Side.SELL, float(position.quantity),
              round(float(desk.market.mark[desk.market.index[leg.contract]]), 2), now)
         for i, leg in enumerate(position.legs)
     ]  # fmt: skip
-    return position, fills
+    desk.open_position(position, fills)
+    await desk.subscribe(legs)
 
 
 async def run(
@@ -100,16 +120,15 @@ async def run(
     await desk.start()
     try:
         await desk.subscribe(["SPX", "SPY", "VIX"])
-        if demo:
-            position, fills = _demo_position(desk, feed, scenario.demo_dte)
-            desk.check_entry(position)
-            desk.open_position(position, fills)
-            await desk.subscribe(leg.contract for leg in position.legs)
-        if speed is None:
-            await clock.run_until(end)
-        else:
-            while clock.now() < end:
-                await asyncio.sleep(min(0.2, (end - clock.now()).total_seconds() / speed))
+        stops = [(start + timedelta(seconds=d.at_s), d) for d in scenario.demos if demo]
+        for when, d in [*sorted(stops, key=lambda s: s[0]), (end, None)]:
+            if speed is None:
+                await clock.run_until(when)
+            else:
+                while clock.now() < when:
+                    await asyncio.sleep(min(0.2, (when - clock.now()).total_seconds() / speed))
+            if d is not None:
+                await _open_demo(desk, feed, d)
     finally:
         await desk.close()
     return RunResult(desk.alerts.history, desk.snapshot(), dict(desk.stats))
