@@ -320,7 +320,8 @@ def check_entry(
         if not np.all(spread < cfg.max_spread_pct):
             failures.append(f"spread {np.nanmax(spread):.1f}% of mid ≥ {cfg.max_spread_pct:g}%")
         if not np.all(oi > cfg.min_open_interest):
-            failures.append(f"open interest {np.nanmin(oi):g} ≤ {cfg.min_open_interest:g}")
+            low = "unknown" if np.isnan(oi).any() else f"{oi.min():g}"
+            failures.append(f"open interest {low} ≤ {cfg.min_open_interest:g}")
         if not abs(net_delta) <= cfg.max_abs_delta:
             failures.append(f"net delta {net_delta:+.3f} outside ±{cfg.max_abs_delta:g}")
         if iv_rank is None or not np.isfinite(iv_rank):

@@ -53,8 +53,8 @@ SCENARIOS: dict[str, Scenario] = {
     "zero_dte_close": Scenario("a quiet 0DTE last hour to the close", time(15), 3600,
                                (("time_stop", 1800, 3600),)),
     "day": Scenario(
-        "09:45 to the close: a 4-day 5-delta strangle through a drop and recovery, a vol spike and an "
-        "outage; a 0DTE strangle sold at 14:30 for the last hour",
+        "09:45 to the close: a 4-day 5-delta strangle through a drop and recovery, a vol "
+        "spike and an outage; a 0DTE strangle sold at 14:30 for the last hour",
         time(9, 45), 22500,
         (("rapid_move", 1800, 2100), ("delta", 8100, 13500), ("feed_stale", 13525, 13545),
          ("time_stop", 20700, 22500)),

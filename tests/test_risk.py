@@ -25,24 +25,25 @@ NIGHT = to_ns(datetime(2024, 3, 13, 3, 0, tzinfo=UTC))
 def make_view(n: int = 1, **arrays) -> PositionView:
     """A quiet book of ``n`` open positions (no rule fires), with ``arrays`` overriding fields."""
     full = lambda v, dtype=float: np.full(n, v, dtype=dtype)  # noqa: E731
-    fields = dict(
-        ts_ns=NOW, ids=[f"P{i}" for i in range(n)], is_open=full(True, bool), quantity=full(1.0),
-        spot=full(5000.0), open_pnl=full(0.0), realized=full(0.0), total_pnl=full(0.0),
-        day_pnl=full(0.0), credit=full(500.0), pnl_pct=full(0.0), peak_pct=full(0.0),
-        delta_unit=full(0.0), gamma_unit=full(0.0), delta_shares=full(0.0),
-        beta_delta_spy=full(0.0), theta_per_day=full(0.0), vega_per_point=full(0.0),
-        vanna_shares=full(0.0), charm_shares=full(0.0), short_dist_pct=full(5.0),
-        tested=full(0, np.int64), stale=full(False, bool), max_spread_pct=full(1.0),
-        nearest_expiry_ns=full(NOW + 10 * 86400 * NS_PER_S), risk=full(0.0),
-        underlying=["SPX"] * n,
-    )  # fmt: skip
+    fields = {
+        "ts_ns": NOW, "ids": [f"P{i}" for i in range(n)], "is_open": full(True, bool),
+        "quantity": full(1.0),
+        "spot": full(5000.0), "open_pnl": full(0.0), "realized": full(0.0), "total_pnl": full(0.0),
+        "day_pnl": full(0.0), "credit": full(500.0), "pnl_pct": full(0.0), "peak_pct": full(0.0),
+        "delta_unit": full(0.0), "gamma_unit": full(0.0), "delta_shares": full(0.0),
+        "beta_delta_spy": full(0.0), "theta_per_day": full(0.0), "vega_per_point": full(0.0),
+        "vanna_shares": full(0.0), "charm_shares": full(0.0), "short_dist_pct": full(5.0),
+        "tested": full(0, np.int64), "stale": full(False, bool), "max_spread_pct": full(1.0),
+        "nearest_expiry_ns": full(NOW + 10 * 86400 * NS_PER_S), "risk": full(0.0),
+        "underlying": ["SPX"] * n,
+    }  # fmt: skip
     for name, value in arrays.items():
         fields[name] = np.asarray(value) if name not in ("ids", "underlying") else value
     return PositionView(**fields)
 
 
 def ctx(view: PositionView, market: MarketState | None = None, **kw) -> risk.Context:
-    args = dict(now_ns=NOW, last_data_ns=NOW, rules=RULES) | kw
+    args = {"now_ns": NOW, "last_data_ns": NOW, "rules": RULES} | kw
     return risk.Context(view, market or MarketState(), **args)
 
 

@@ -62,5 +62,5 @@ def test_unreadable_files_are_config_errors(tmp_path):
         load_rules(tmp_path / "missing.toml")
     bad = tmp_path / "bad.toml"
     bad.write_text("[delta\n")
-    with pytest.raises(ConfigError, match="bad.toml"):
+    with pytest.raises(ConfigError, match=r"bad\.toml"):
         load_rules(bad)
