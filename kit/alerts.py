@@ -48,6 +48,18 @@ _RANK = {s: i for i, s in enumerate(_SEVERITIES)}
 _STYLE = {Severity.CRITICAL: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
 
 
+class Candidate(Protocol):
+    """An alert not built yet (a risk finding): its identity now, the record when emitted."""
+
+    rule: str
+    position_id: str | None
+    key: str
+    severity: Severity
+
+    @property
+    def alert(self) -> Alert: ...
+
+
 class SinkError(RuntimeError):
     """A sink gave up on a batch (rejected, or still failing after its retries)."""
 
@@ -147,10 +159,11 @@ class AlertManager:
     # --- the hot path ---
 
     def offer(
-        self, alerts: Iterable[Alert], scope: Collection[str | None] | None = None
+        self, alerts: Iterable[Alert | Candidate], scope: Collection[str | None] | None = None
     ) -> list[AlertRecord]:
         """Feed the alerts true now; return the ones emitted. ``scope``: the positions evaluated
-        (None = portfolio level); their active keys not offered this time clear."""
+        (None = portfolio level); their active keys not offered this time clear. A
+        :class:`Candidate` is built into its alert only when it is emitted."""
         now = self.clock.now_ns()
         emitted: list[AlertRecord] = []
         offered: set[AlertKey] = set()
@@ -169,7 +182,8 @@ class AlertManager:
             elif rank <= state.rank:
                 self.stats["repeated"] += 1
                 continue
-            emitted.append(self._emit(key, alert, rank, now))
+            built = alert if type(alert) is Alert else alert.alert  # a lazy finding: build now
+            emitted.append(self._emit(key, built, rank, now))
         if scope is not None:
             self._clear(scope, offered)
         if len(self._last) > self._prune_at:

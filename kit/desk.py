@@ -230,13 +230,13 @@ class Desk:
         ctx = Context(view, self.market, self.rules, now, self.last_data_ns, self.feed_down_since)
         findings = evaluate(ctx)
         self.stats["evaluations"] += 1
-        emitted = self.alerts.offer([f.alert for f in findings], self._scope)
+        emitted = self.alerts.offer(findings, self._scope)  # builds only the news
         was_frozen = self.frozen
         self._apply_states(findings, now)
         if was_frozen and not self.frozen and self._held:
             self._release_held(findings, view)
         if emitted:
-            by_alert = {id(f.alert): f for f in findings}
+            by_alert = {id(f.alert): f for f in findings if f.built}
             for record in emitted:
                 self._publish(record)
                 finding = by_alert[id(record.alert)]
@@ -255,23 +255,23 @@ class Desk:
 
     def _apply_states(self, findings: list[Finding], now: int) -> None:
         """Freeze and entry blocks hold exactly while their conditions hold."""
-        frozen = any(f.alert.rule == "feed_stale" for f in findings)
+        frozen = any(f.rule == "feed_stale" for f in findings)
         if self.frozen and not frozen:
             alert = Alert(now, Severity.INFO, "feed_stale", "fresh market data: automation "
                           "resumes", key="resumed")  # fmt: skip
             self._publish(self.alerts.notify(alert))
         self.frozen = frozen
         self.blocked_by = {
-            f"{f.alert.rule}:{f.alert.key}": f.alert.message
+            f"{f.rule}:{f.key}": f.alert.message
             for f in findings
-            if f.action is not None and f.action.kind is ActionKind.BLOCK_ENTRIES
+            if f.action_kind == ActionKind.BLOCK_ENTRIES
         }
 
     def _release_held(self, findings: list[Finding], view: PositionView) -> None:
         """Fresh data after a freeze: act on the held actions whose conditions still hold."""
         held, self._held = self._held, {}
         for f in findings:
-            if _key(f.alert) in held and f.action is not None:
+            if (f.rule, f.position_id, f.key) in held and f.action_kind:
                 self._act(f, view)
 
     def _act(self, finding: Finding, view: PositionView) -> None:

@@ -185,7 +185,7 @@ class MarketState:
         self.ask[i] = q.ask
         self.quote_ts[i] = q.ts_ns
         mid = 0.5 * (q.bid + q.ask)
-        if q.bid > 0 and (q.ask - q.bid) <= self.config.max_spread_pct * 0.01 * mid:
+        if q.bid > 0 and q.ask > 0 and (q.ask - q.bid) <= self.config.max_spread_pct * 0.01 * mid:
             self.mark[i] = mid
             self.fresh[i] = True
             self.mark_ts[i] = q.ts_ns
@@ -265,7 +265,7 @@ class MarketState:
         self.vega_per_point[idx] = g.vega_per_point
         self.vanna_per_point[idx] = g.vanna_per_point
         self.charm_per_day[idx] = g.charm_per_day
-        self.fresh[idx] = False
+        self.fresh[idx[np.isfinite(S)]] = False  # without a spot, price it when one arrives
 
     def years_to_expiry(self, rows: NDArray[np.int64], now_ns: int) -> NDArray[np.float64]:
         return np.maximum(self.expiry_ns[rows] - now_ns, 0) / YEAR_NS

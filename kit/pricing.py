@@ -466,7 +466,11 @@ def implied_vol_near(
             done = np.abs(step) <= 1e-12 * sigma
             if done.all():
                 break
-    bad = ~(done & np.isfinite(sigma) & (sigma > 0))
+        # outside the no-arbitrage bounds there is no IV to find: say so without a cold solve
+        intrinsic, bound = np.maximum(w * (sdq - kdr), 0.0), np.where(w > 0, sdq, kdr)
+        outside = ~((price > intrinsic) & (price < bound))
+    sigma[outside] = np.nan
+    bad = ~(done & np.isfinite(sigma) & (sigma > 0)) & ~outside
     if bad.any():
         sigma[bad] = implied_vol(price[bad], S[bad], K[bad], T[bad], r[bad], q[bad], is_call[bad])
     return sigma

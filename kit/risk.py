@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from functools import partial
+from typing import Any
 
 import numpy as np
 
@@ -24,9 +25,54 @@ from kit.model import Action, ActionKind, Alert, Position, Severity
 from kit.rules import ROLL_UNTESTED, Level, LevelRule, Rules
 
 
-class Finding(NamedTuple):
-    alert: Alert
-    action: Action | None = None
+class Finding:
+    """A rule's verdict on one subject: an alert and, optionally, a proposed action.
+
+    The records are built only when first read. A condition that holds is re-reported on every
+    tick and dropped by the alert manager as a repeat, so formatting its message and inputs each
+    time would be the desk's largest cost; ``message`` and ``inputs`` may be zero-argument
+    callables for that reason.
+    """
+
+    __slots__ = ("_action", "_alert", "_inputs", "_message", "_ts", "action_kind", "key",
+                 "position_id", "rule", "severity")  # fmt: skip
+
+    def __init__(
+        self,
+        ts_ns: int,
+        rule: str,
+        severity: Severity,
+        message: str | Callable[[], str],
+        inputs: dict[str, Any] | Callable[[], dict[str, Any]],
+        position_id: str | None = None,
+        key: str = "",
+        action: str = "",
+    ) -> None:
+        self._ts, self.rule, self.severity = ts_ns, rule, severity
+        self._message, self._inputs = message, inputs
+        self.position_id, self.key, self.action_kind = position_id, key, action
+        self._alert: Alert | None = None
+        self._action: Action | None = None
+
+    @property
+    def built(self) -> bool:
+        return self._alert is not None
+
+    @property
+    def alert(self) -> Alert:
+        if self._alert is None:
+            message = self._message() if callable(self._message) else self._message
+            inputs = self._inputs() if callable(self._inputs) else self._inputs
+            self._alert = Alert(self._ts, self.severity, self.rule, message, self.position_id,
+                                inputs, self.key)  # fmt: skip
+            if self.action_kind:
+                self._action = Action(self._ts, ActionKind(self.action_kind), self.rule, message,
+                                      self.position_id, {}, inputs)  # fmt: skip
+        return self._alert
+
+    @property
+    def action(self) -> Action | None:
+        return self.alert and self._action
 
 
 @dataclass(frozen=True)
@@ -64,18 +110,14 @@ def _finding(
     ctx: Context,
     rule: str,
     severity: Severity,
-    message: str,
-    inputs: dict[str, Any],
+    message: str | Callable[[], str],
+    inputs: dict[str, Any] | Callable[[], dict[str, Any]],
     *,
     position_id: str | None = None,
     key: str = "",
     action: str = "",
 ) -> Finding:
-    alert = Alert(ctx.now_ns, severity, rule, message, position_id, inputs, key)
-    if not action:
-        return Finding(alert)
-    return Finding(alert, Action(ctx.now_ns, ActionKind(action), rule, message, position_id,
-                                 {}, inputs))  # fmt: skip
+    return Finding(ctx.now_ns, rule, severity, message, inputs, position_id, key, action)
 
 
 def _resolve(action: str, v: PositionView, i: int) -> str:
@@ -101,13 +143,18 @@ def _level_rule(
         mask = live & reached(metric, level.at)
         if level.profitable_only:
             mask &= v.total_pnl > 0
+        key = f"{level.at:g}"
         for i in np.flatnonzero(mask):
             action = _resolve(level.action, v, i)
-            msg = describe(i, level) + (f" → {action}" if action else "")
+            msg = partial(_described, describe, i, level, action)
             out.append(_finding(ctx, rule, level.severity, msg,
-                                _inputs(v, i, threshold=level.at), position_id=v.ids[i],
-                                key=f"{level.at:g}", action=action))  # fmt: skip
+                                partial(_inputs, v, i, threshold=level.at), position_id=v.ids[i],
+                                key=key, action=action))  # fmt: skip
     return out
+
+
+def _described(describe: Callable[[int, Level], str], i: int, level: Level, action: str) -> str:
+    return describe(i, level) + (f" → {action}" if action else "")
 
 
 def _ge(x: np.ndarray, at: float) -> np.ndarray:
@@ -163,7 +210,7 @@ def trailing_stop(ctx: Context) -> list[Finding]:
         msg = (f"profit {v.pnl_pct[i]:.1f}% fell to the trailing stop {stop[i]:.1f}% "
                f"(peak {v.peak_pct[i]:.1f}%) → {cfg.action}")  # fmt: skip
         out.append(_finding(ctx, "trailing_stop", Severity.WARNING, msg,
-                            _inputs(v, i, peak_pct=v.peak_pct[i], stop_pct=stop[i]),
+                            partial(_inputs, v, i, peak_pct=v.peak_pct[i], stop_pct=stop[i]),
                             position_id=v.ids[i], action=cfg.action))  # fmt: skip
     return out
 
@@ -191,11 +238,11 @@ def liquidity(ctx: Context) -> list[Finding]:
     cfg, v = ctx.rules.liquidity, ctx.view
     out = []
     for i in np.flatnonzero(v.is_open & ((v.max_spread_pct >= cfg.max_spread_pct) | v.stale)):
-        msg = (f"a leg's spread is {v.max_spread_pct[i]:.1f}% of mid (limit "
-               f"{cfg.max_spread_pct:g}%): marks held at the last good quote, no automatic "
-               f"execution")  # fmt: skip
+        msg = partial("a leg's spread is {:.1f}% of mid (limit {:g}%): marks held at the last "
+                      "good quote, no automatic execution".format, v.max_spread_pct[i],
+                      cfg.max_spread_pct)  # fmt: skip
         out.append(_finding(ctx, "liquidity", Severity.WARNING, msg,
-                            _inputs(v, i, max_spread_pct=v.max_spread_pct[i]),
+                            partial(_inputs, v, i, max_spread_pct=v.max_spread_pct[i]),
                             position_id=v.ids[i]))  # fmt: skip
     return out
 

@@ -80,6 +80,7 @@ def test_the_guard_uses_max_spread_pct_of_mid():
 def test_a_zero_bid_keeps_the_last_mark():
     m = MarketState()
     i = m.on_quote(quote(PUT, 0.98, 1.02))
+    m.on_underlying(UnderlyingTick("SPX", 5000.0, NOW))
     m.refresh(None, NOW)  # consume the fresh flag
     m.on_quote(quote(PUT, 0.0, 0.05, NOW + 1))  # no bid: 0.05 is not a mark
     assert m.mark[i] == pytest.approx(1.0)
@@ -196,14 +197,15 @@ def test_rolling_window_matches_brute_force(steps, later):
 def test_move_pct_reports_a_fall_within_the_window_and_forgets_it():
     m = MarketState()
     m.on_underlying(tick("SPX", 5000.0, NOW))
-    m.on_underlying(tick("SPX", 4940.0, NOW + 120 * NS_PER_S))
+    m.on_underlying(tick("SPX", 5050.0, NOW + 60 * NS_PER_S))  # the high is not the first print
+    m.on_underlying(tick("SPX", 4989.4, NOW + 120 * NS_PER_S))  # 1.2 % below the high
     rise, fall = m.move_pct("SPX", 300.0, NOW + 120 * NS_PER_S)
     assert rise == 0.0
     assert fall == pytest.approx(1.2)
-    # still inside the window 299 s after the high
-    assert m.move_pct("SPX", 300, NOW + 299 * NS_PER_S)[1] == pytest.approx(1.2)
-    # the 5000 print is older than 300 s: only 4940 remains
-    assert m.move_pct("SPX", 300.0, NOW + 301 * NS_PER_S) == (0.0, 0.0)
+    # the high is still inside the window 300 s after it printed
+    assert m.move_pct("SPX", 300, NOW + 360 * NS_PER_S)[1] == pytest.approx(1.2)
+    # the 5050 print is older than 300 s: only 4989.4 remains
+    assert m.move_pct("SPX", 300.0, NOW + 361 * NS_PER_S) == (0.0, 0.0)
     # nothing left in the window at all
     assert m.move_pct("SPX", 300.0, NOW + 600 * NS_PER_S) == (0.0, 0.0)
 
