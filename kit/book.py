@@ -229,7 +229,8 @@ class Book:
         move = self.config.gamma_move_pct / 100
         gamma_unit = per_pos(qty * m.gamma[lr] * leg_spot) * move / units
         dist, tested = self._short_distances(spot)
-        spread = np.where(m.mark[lr] > 0, (m.ask[lr] - m.bid[lr]) / m.mark[lr] * 100, np.inf)
+        mid = 0.5 * (m.ask[lr] + m.bid[lr])  # the latest quote's, as the liquidity guard reads it
+        spread = np.where(mid > 0, (m.ask[lr] - m.bid[lr]) / mid * 100, np.inf)
         active = qty != 0
         max_spread = np.full(n, 0.0)
         np.maximum.at(max_spread, lp[active], np.nan_to_num(spread[active], nan=np.inf))
