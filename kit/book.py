@@ -198,7 +198,11 @@ class Book:
     # --- valuation ---
 
     def view(self, now_ns: int) -> PositionView:
-        """Every position's P&L, Greeks and distances, vectorised over legs."""
+        """Every position's P&L, Greeks and distances, vectorised over legs.
+
+        Valuing also advances each open position's peak P&L %, the trailing stop's memory: the
+        peak is a fact about the position's history, so the book keeps it and rules stay pure.
+        """
         m, n = self.market, len(self.ids)
         lp, lr, qty = self.leg_pos, self.leg_row, self.leg_qty
         mult = m.multiplier[lr]
