@@ -106,20 +106,6 @@ def _inputs(v: PositionView, i: int, **extra: Any) -> dict[str, Any]:
     }
 
 
-def _finding(
-    ctx: Context,
-    rule: str,
-    severity: Severity,
-    message: str | Callable[[], str],
-    inputs: dict[str, Any] | Callable[[], dict[str, Any]],
-    *,
-    position_id: str | None = None,
-    key: str = "",
-    action: str = "",
-) -> Finding:
-    return Finding(ctx.now_ns, rule, severity, message, inputs, position_id, key, action)
-
-
 def _resolve(action: str, v: PositionView, i: int) -> str:
     """roll_untested → the side away from spot: when spot falls (delta > 0) the call."""
     if action != ROLL_UNTESTED:
@@ -147,7 +133,7 @@ def _level_rule(
         for i in np.flatnonzero(mask):
             action = _resolve(level.action, v, i)
             msg = partial(_described, describe, i, level, action)
-            out.append(_finding(ctx, rule, level.severity, msg,
+            out.append(Finding(ctx.now_ns, rule, level.severity, msg,
                                 partial(_inputs, v, i, threshold=level.at), position_id=v.ids[i],
                                 key=key, action=action))  # fmt: skip
     return out
@@ -209,7 +195,7 @@ def trailing_stop(ctx: Context) -> list[Finding]:
     for i in np.flatnonzero(armed & (v.pnl_pct <= stop)):
         msg = (f"profit {v.pnl_pct[i]:.1f}% fell to the trailing stop {stop[i]:.1f}% "
                f"(peak {v.peak_pct[i]:.1f}%) → {cfg.action}")  # fmt: skip
-        out.append(_finding(ctx, "trailing_stop", Severity.WARNING, msg,
+        out.append(Finding(ctx.now_ns, "trailing_stop", Severity.WARNING, msg,
                             partial(_inputs, v, i, peak_pct=v.peak_pct[i], stop_pct=stop[i]),
                             position_id=v.ids[i], action=cfg.action))  # fmt: skip
     return out
@@ -228,7 +214,7 @@ def time_stop(ctx: Context) -> list[Finding]:
     for i in np.flatnonzero(v.is_open & near & (v.pnl_pct >= cfg.min_profit_pct)):
         msg = (f"{to_close_s[i] / 60:.0f} min to the close with profit {v.pnl_pct[i]:.1f}% "
                f"≥ {cfg.min_profit_pct:g}% → {cfg.action}")  # fmt: skip
-        out.append(_finding(ctx, "time_stop", Severity.WARNING, msg,
+        out.append(Finding(ctx.now_ns, "time_stop", Severity.WARNING, msg,
                             _inputs(v, i, minutes_to_close=to_close_s[i] / 60),
                             position_id=v.ids[i], action=cfg.action))  # fmt: skip
     return out
@@ -241,7 +227,7 @@ def liquidity(ctx: Context) -> list[Finding]:
         msg = partial("a leg's spread is {:.1f}% of mid (limit {:g}%): marks held at the last "
                       "good quote, no automatic execution".format, v.max_spread_pct[i],
                       cfg.max_spread_pct)  # fmt: skip
-        out.append(_finding(ctx, "liquidity", Severity.WARNING, msg,
+        out.append(Finding(ctx.now_ns, "liquidity", Severity.WARNING, msg,
                             partial(_inputs, v, i, max_spread_pct=v.max_spread_pct[i]),
                             position_id=v.ids[i]))  # fmt: skip
     return out
@@ -258,7 +244,7 @@ def rapid_move(ctx: Context) -> list[Finding]:
                    f"re-evaluated")  # fmt: skip
             inputs = {"symbol": sym, "move_pct": _f(move), "window_s": cfg.window_s,
                       "spot": _f(ctx.market.spot_of(sym))}  # fmt: skip
-            out.append(_finding(ctx, "rapid_move", Severity.CRITICAL, msg, inputs, key=sym))
+            out.append(Finding(ctx.now_ns, "rapid_move", Severity.CRITICAL, msg, inputs, key=sym))
     return out
 
 
@@ -277,7 +263,7 @@ def feed_stale(ctx: Context) -> list[Finding]:
     inputs = {"silent_s": _f(silent_s), "feeds_down": {f: _f(s) for f, s in down.items()},
               "last_data_ns": ctx.last_data_ns, "last_event_ns": m.last_event_ns}  # fmt: skip
     msg = f"{why} (limit {cfg.after_s:g} s): automated actions frozen until fresh data"
-    return [_finding(ctx, "feed_stale", Severity.CRITICAL, msg, inputs, action="freeze")]
+    return [Finding(ctx.now_ns, "feed_stale", Severity.CRITICAL, msg, inputs, action="freeze")]
 
 
 def correlation_break(ctx: Context) -> list[Finding]:
@@ -290,7 +276,7 @@ def correlation_break(ctx: Context) -> list[Finding]:
            f"{cfg.window_s:g} s: new short-vol entries blocked")  # fmt: skip
     inputs = {"index": cfg.index, "index_return_pct": _f(idx), "vol_index": cfg.vol_index,
               "vol_return_pct": _f(vol), "window_s": cfg.window_s}  # fmt: skip
-    return [_finding(ctx, "correlation_break", Severity.WARNING, msg, inputs, key=cfg.index,
+    return [Finding(ctx.now_ns, "correlation_break", Severity.WARNING, msg, inputs, key=cfg.index,
                      action="block_entries")]  # fmt: skip
 
 
@@ -302,19 +288,19 @@ def limits(ctx: Context) -> list[Finding]:
     book = {"open_positions": n_open, "total_risk": _f(total_risk), "day_pnl": _f(day)}
     if day <= -cfg.daily_loss_limit:
         msg = f"day P&L ${day:,.0f} hit the daily loss limit ${cfg.daily_loss_limit:,.0f}"
-        out.append(_finding(ctx, "limits", Severity.CRITICAL, msg, book, key="daily_loss",
+        out.append(Finding(ctx.now_ns, "limits", Severity.CRITICAL, msg, book, key="daily_loss",
                             action="block_entries"))  # fmt: skip
     if n_open > cfg.max_open_positions:
         msg = f"{n_open} open positions exceed the limit of {cfg.max_open_positions:g}"
-        out.append(_finding(ctx, "limits", Severity.WARNING, msg, book, key="open_positions",
+        out.append(Finding(ctx.now_ns, "limits", Severity.WARNING, msg, book, key="open_positions",
                             action="block_entries"))  # fmt: skip
     if total_risk > cfg.max_total_risk:
         msg = f"total risk ${total_risk:,.0f} exceeds ${cfg.max_total_risk:,.0f}"
-        out.append(_finding(ctx, "limits", Severity.WARNING, msg, book, key="total_risk",
+        out.append(Finding(ctx.now_ns, "limits", Severity.WARNING, msg, book, key="total_risk",
                             action="block_entries"))  # fmt: skip
     for i in np.flatnonzero(v.is_open & (v.quantity > cfg.max_position_size)):
         msg = f"size {v.quantity[i]:g} exceeds the position limit {cfg.max_position_size:g}"
-        out.append(_finding(ctx, "limits", Severity.WARNING, msg,
+        out.append(Finding(ctx.now_ns, "limits", Severity.WARNING, msg,
                             _inputs(v, i, quantity=v.quantity[i]), position_id=v.ids[i],
                             key="size"))  # fmt: skip
     return out
@@ -393,5 +379,5 @@ def check_entry(
     else:
         msg = f"entry passed: net delta {net_delta:+.3f}, IV rank {iv_rank:.0f}"
         sev = Severity.INFO
-    finding = _finding(ctx, "entry", sev, msg, inputs, position_id=position.id)
+    finding = Finding(ctx.now_ns, "entry", sev, msg, inputs, position_id=position.id)
     return EntryCheck(not failures, tuple(failures), inputs, finding)
