@@ -58,10 +58,6 @@ VOL_INDEX = {"SPX": "VIX", "SPY": "VIX"}
 FROZEN = "held: frozen by feed outage"
 
 
-def _key(alert: Alert) -> tuple[str, str | None, str]:
-    return alert.rule, alert.position_id, alert.key
-
-
 @dataclass(frozen=True)
 class DeskConfig:
     heartbeat_s: float = 1.0  # time-driven rules and the full-chain Greeks run this often
@@ -279,7 +275,7 @@ class Desk:
         assert action is not None
         status = self._veto(action, view)
         if status == FROZEN:
-            self._held[_key(finding.alert)] = finding
+            self._held[finding.rule, finding.position_id, finding.key] = finding
         if status is None and action.kind in _POSITION_ACTIONS and self.executor is not None:
             status = "executed"
             self.stats["actions_executed"] += 1

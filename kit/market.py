@@ -117,7 +117,6 @@ class MarketState:
         self.spot_ts = np.zeros(8, dtype=np.int64)
         self.windows: dict[float, list[RollingWindow]] = {w: [] for w in cfg.windows_s}
         self.last_event_ns = 0  # newest event of any kind: the feed-outage rule watches it
-        self.rejected = 0
 
     # --- rows ---
 

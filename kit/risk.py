@@ -72,7 +72,8 @@ class Finding:
 
     @property
     def action(self) -> Action | None:
-        return self.alert and self._action
+        self.alert  # noqa: B018 - building the alert builds its action
+        return self._action
 
 
 @dataclass(frozen=True)

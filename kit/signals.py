@@ -1,4 +1,4 @@
-"""Market signals computed from the desk's own data: IV rank and percentile so far.
+"""Market signals computed from the desk's own data: IV rank so far.
 
 Issue 9 adds gamma exposure, walls, vanna/charm flows and regimes here.
 """
@@ -23,12 +23,3 @@ def iv_rank(history: ArrayLike, current: float) -> float:
     if hi <= lo:
         return float("nan")
     return float(np.clip((current - lo) / (hi - lo) * 100, 0.0, 100.0))
-
-
-def iv_percentile(history: ArrayLike, current: float) -> float:
-    """Share (%) of the history's days with IV below ``current``; NaN without history."""
-    h = np.asarray(history, dtype=float)
-    h = h[np.isfinite(h)]
-    if h.size == 0 or not np.isfinite(current):
-        return float("nan")
-    return float(np.mean(h < current) * 100)
