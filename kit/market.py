@@ -89,9 +89,9 @@ class RollingWindow:
 
 
 _FLOAT_COLUMNS = (
-    "bid", "ask", "mark", "strike", "multiplier", "expiry_ns", "rate", "div_yield",
-    "open_interest", "iv", "model_price", "delta", "gamma", "theta_per_day", "vega_per_point",
-    "vanna_per_point", "charm_per_day",
+    "bid", "ask", "bid_size", "ask_size", "mark", "strike", "multiplier", "expiry_ns", "rate",
+    "div_yield", "open_interest", "iv", "model_price", "delta", "gamma", "theta_per_day",
+    "vega_per_point", "vanna_per_point", "charm_per_day",
 )  # fmt: skip
 _INT_COLUMNS = ("quote_ts", "mark_ts", "und")
 _BOOL_COLUMNS = ("is_call", "wide", "fresh")  # fresh: quoted since its last refresh
@@ -182,6 +182,8 @@ class MarketState:
             i = self.track(q.contract)
         self.bid[i] = q.bid
         self.ask[i] = q.ask
+        self.bid_size[i] = q.bid_size
+        self.ask_size[i] = q.ask_size
         self.quote_ts[i] = q.ts_ns
         mid = 0.5 * (q.bid + q.ask)
         if q.bid > 0 and q.ask > 0 and (q.ask - q.bid) <= self.config.max_spread_pct * 0.01 * mid:

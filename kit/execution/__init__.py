@@ -1,0 +1,1 @@
+"""Execution: the Broker protocol, the paper broker, the order manager and real brokers."""
