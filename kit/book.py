@@ -14,6 +14,7 @@ mean the same for one lot and for ten.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -21,7 +22,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from kit.market import MarketState
-from kit.model import Fill, Position
+from kit.model import Fill, Leg, ModelError, Position, StrategyType
 from kit.payoff import Legs, Profile, profile
 
 F64 = NDArray[np.float64]
@@ -141,6 +142,53 @@ class Book:
 
     def legs_of(self, position_id: str) -> NDArray[np.int64]:
         return np.flatnonzero(self.leg_pos == self.rows[position_id])
+
+    def amend(self, position: Position) -> None:
+        """Replace a position's record after a roll, added wings or a partial close.
+
+        Legs the new record lists that the book lacks are added, flat until their fills arrive;
+        legs it no longer lists keep their fills and realised P&L (a rolled-out leg's history is
+        part of the position's P&L). Legs stay contiguous per position, as valuation requires.
+        """
+        row = self.rows.get(position.id)
+        if row is None:
+            raise BookError(f"cannot amend unknown position {position.id!r}")
+        legs = self.legs_of(position.id)
+        ratio = {self.market.track(leg.contract): leg.ratio for leg in position.legs}
+        self.leg_ratio[legs] = [ratio.pop(int(r), 0) for r in self.leg_row[legs]]
+        if ratio:  # new legs, inserted right after the position's last leg
+            at, n = int(legs[-1]) + 1, len(ratio)
+            self.leg_pos = np.insert(self.leg_pos, at, np.full(n, row))
+            self.leg_row = np.insert(self.leg_row, at, list(ratio))
+            self.leg_ratio = np.insert(self.leg_ratio, at, list(ratio.values()))
+            for name in _LEG_FLOAT[1:]:
+                setattr(self, f"leg_{name}", np.insert(getattr(self, f"leg_{name}"), at, 0.0))
+            self.n_legs += n
+        self.positions[position.id] = position
+        self.pos_quantity[row] = position.quantity
+        self.pos_open[row] = True
+
+    def held(self, position_id: str) -> Position | None:
+        """The position as its fills left it: its non-flat legs, ``units`` their common factor.
+
+        A partial close of a 4-lot strangle is a 2-lot strangle; a roll that filled half leaves
+        legs no named strategy describes, so the record becomes CUSTOM. None when flat.
+        """
+        old = self.positions[position_id]
+        j = self.legs_of(position_id)
+        j = j[self.leg_qty[j] != 0]
+        if not j.size:
+            return None
+        qty = [round(float(q)) for q in self.leg_qty[j]]
+        units = math.gcd(*qty)
+        legs = tuple(
+            Leg(self.market.contracts[int(r)], q // units)
+            for r, q in zip(self.leg_row[j], qty, strict=True)
+        )
+        try:
+            return Position(old.id, old.strategy, legs, units, old.opened_ts_ns, old.note)
+        except ModelError:
+            return Position(old.id, StrategyType.CUSTOM, legs, units, old.opened_ts_ns, old.note)
 
     def apply_fill(self, fill: Fill, position_id: str) -> bool:
         """Apply one execution to the position's matching leg; False for a repeated fill id.

@@ -432,6 +432,22 @@ class Action(msgspec.Struct, frozen=True):
         _coerce_enum(self, "kind", ActionKind)
 
 
+class Decision(msgspec.Struct, frozen=True):
+    """What automation or the order manager decided, and why: an entry taken or skipped, an
+    intent accepted or refused, an order step. With alerts and actions, the audit trail.
+    """
+
+    ts_ns: int
+    kind: str  # entry | intent | rejected | order | done | settlement | recovery
+    message: str
+    position_id: str | None = None
+    inputs: dict[str, Any] = msgspec.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _check_ts(self.ts_ns)
+        _check_text("kind", self.kind)
+
+
 class FeedState(StrEnum):
     CONNECTING = "CONNECTING"
     LIVE = "LIVE"

@@ -346,13 +346,16 @@ def check_entry(
     cfg, lim, m, v = ctx.rules.entry, ctx.rules.limits, ctx.market, ctx.view
     rows = m.rows([leg.contract for leg in position.legs])
     ratio = np.array([leg.ratio for leg in position.legs], dtype=float)
-    spread = np.where(m.mark[rows] > 0, (m.ask[rows] - m.bid[rows]) / m.mark[rows] * 100, np.inf)
+    width = m.ask[rows] - m.bid[rows]
+    spread = np.where(m.mark[rows] > 0, width / m.mark[rows] * 100, np.inf)
     oi = m.open_interest[rows]
     net_delta = float(np.sum(ratio * m.delta[rows]))
     failures: list[str] = []
     if cfg.enabled:
-        if not np.all(spread < cfg.max_spread_pct):
-            failures.append(f"spread {np.nanmax(spread):.1f}% of mid ≥ {cfg.max_spread_pct:g}%")
+        tight = (spread < cfg.max_spread_pct) | (width <= cfg.max_spread + 1e-9)
+        if not np.all(tight):
+            failures.append(f"spread {np.nanmax(spread[~tight]):.1f}% of mid ≥ "
+                            f"{cfg.max_spread_pct:g}% and wider than ${cfg.max_spread:g}")  # fmt: skip
         if not np.all(oi > cfg.min_open_interest):
             low = "unknown" if np.isnan(oi).any() else f"{oi.min():g}"
             failures.append(f"open interest {low} ≤ {cfg.min_open_interest:g}")

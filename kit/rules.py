@@ -37,6 +37,7 @@ class LevelRule:
 @dataclass(frozen=True)
 class EntryRule:
     max_spread_pct: float
+    max_spread: float  # dollars: a market this tight passes whatever its % (cheap options)
     min_open_interest: float
     max_abs_delta: float
     min_iv_rank: float
