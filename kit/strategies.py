@@ -6,13 +6,13 @@ backtest. Every function is pure (market state in, records out) and vectorised o
 
 Conventions, and why:
 
-* **Midpoint of a delta band.** A trader asks for "10 to 15 delta", not for one exact delta: strike
-  spacing rarely lands on 0.10, and a band says how far off is still acceptable. Within the band the
-  contract closest to the midpoint wins, so small Greek noise near either edge cannot flip the
-  choice to the edge strike, and a band means the same thing on a put and a call.
-* **Liquidity first.** A strike that cannot be traded near its mid is not a choice: contracts with a
-  one-sided or wide quote, a tiny bid or thin open interest are dropped *before* the delta match,
-  and an empty result says which contract came nearest and why it failed, in trader terms.
+* **Midpoint of a delta band.** A trader asks for "10 to 15 delta", not one exact delta: strikes
+  rarely land on 0.10, and a band says how far off is acceptable. The contract closest to the
+  midpoint wins, so Greek noise cannot push the choice to an edge strike, and a band means the
+  same thing on both sides.
+* **Liquidity first.** A strike that cannot be traded near its mid is no choice: one-sided, wide,
+  tiny-bid or thin-OI contracts are dropped *before* the delta match, and an empty result names
+  the contract that came nearest and why it failed.
 * **Roll the untested side.** When spot runs toward one short strike, the classic defence is to
   roll the *other* (untested) short leg toward spot: it collects more credit and brings the
   position's delta back toward zero without buying back the leg that is losing. The untested leg is
@@ -126,8 +126,6 @@ def _rows(market: MarketState, contracts: Sequence[Contract]) -> NDArray[np.int6
 
 
 def _one_expiry(chain: Sequence[Contract], what: str) -> None:
-    if not chain:
-        raise StrategyError(f"{what} needs a chain: it is empty")
     expiries = sorted({c.expiry for c in chain})
     if len(expiries) != 1:
         raise StrategyError(f"{what}'s chain must hold one expiry, got {len(expiries)}: {expiries}")

@@ -224,12 +224,13 @@ async def test_entry_check_reports_each_failed_condition():
     clock = SimClock(_at(11, 0))
     desk = Desk(clock)
     desk.process(_market(clock, 2.0, 2.0))
+    desk.process([Quote(CALL, 1.9, 2.1, 10, 10, clock.now_ns())])  # 10% of mid and $0.20 wide
     pos = Position("new", StrategyType.STRANGLE, (Leg(PUT, -1), Leg(CALL, -1)), 20,
                    clock.now_ns())  # fmt: skip
     check = desk.check_entry(pos)
     assert not check.ok
     text = "; ".join(check.failures)
-    assert "spread 5.0% of mid" in text and "open interest" in text
+    assert "spread 10.0% of mid ≥ 2% and wider than $0.1" in text and "open interest" in text
     assert "IV rank unknown" in text and "size 20 > limit 10" in text
     assert check.finding.alert.rule == "entry" and check.finding.alert.inputs["quantity"] == 20
     await desk.close()
