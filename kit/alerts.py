@@ -38,7 +38,9 @@ from rich.console import Console
 from rich.text import Text
 
 from kit.clock import NEW_YORK, NS_PER_S, Clock, from_ns
-from kit.model import Action, Alert, Severity
+from kit.execution.broker import OrderState
+from kit.model import Action, Alert, Decision, FeedStatus, Fill, Severity
+from kit.symbology import to_occ
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +75,10 @@ class AlertRecord(msgspec.Struct, frozen=True):
     acked_by: str | None = None
 
 
+SinkRecord = AlertRecord | Action | Decision | OrderState | Fill  # audit sinks get all but alerts
+DeskRecord = SinkRecord | FeedStatus
+
+
 @dataclass(frozen=True)
 class AlertConfig:
     """How the manager de-duplicates and delivers.
@@ -97,7 +103,7 @@ class AlertSink(Protocol):
     min_severity: Severity
     audit: bool
 
-    async def send(self, records: Sequence[AlertRecord | Action]) -> None: ...
+    async def send(self, records: Sequence[SinkRecord]) -> None: ...
 
 
 class _Emission(NamedTuple):
@@ -122,14 +128,14 @@ class _Channel:
         self.sink = sink
         self.rank = _RANK[Severity(sink.min_severity)]
         self.audit = bool(sink.audit)
-        self.buf: deque[AlertRecord | Action] = deque(maxlen=size)
+        self.buf: deque[SinkRecord] = deque(maxlen=size)
         self.wake = asyncio.Event()
         self.dropped = 0
         self.inflight = 0
         self.failures: set[type[BaseException]] = set()
         self.task: asyncio.Task[None] | None = None
 
-    def put(self, item: AlertRecord | Action) -> None:
+    def put(self, item: SinkRecord) -> None:
         if len(self.buf) == self.buf.maxlen:
             self.dropped += 1
         self.buf.append(item)
@@ -145,7 +151,7 @@ class AlertManager:
         self.clock = clock
         self.config = config or AlertConfig()
         self.stats: dict[str, int] = dict.fromkeys(
-            ("emitted", "repeated", "suppressed", "cleared", "actions", "dropped", "sink_errors"), 0
+            ("emitted", "repeated", "suppressed", "cleared", "audit", "dropped", "sink_errors"), 0
         )
         self._cooldown_ns = int(self.config.cooldown_s * NS_PER_S)
         self._channels = [_Channel(s, self.config.queue_size) for s in sinks]
@@ -230,12 +236,13 @@ class AlertManager:
                 ch.put(record)
         return record
 
-    def record_action(self, action: Action) -> None:
-        """Forward an action to the audit sinks. Never de-duplicated: every one is a decision."""
-        self.stats["actions"] += 1
+    def audit(self, record: Action | Decision | OrderState | Fill) -> None:
+        """Forward an action, decision, order state or fill to the audit sinks. Never
+        de-duplicated: each is something the desk did."""
+        self.stats["audit"] += 1
         for ch in self._channels:
             if ch.audit:
-                ch.put(action)
+                ch.put(record)
 
     # --- acknowledgement and state ---
 
@@ -350,22 +357,56 @@ def _plain(obj: Any) -> Any:
     return obj.tolist() if hasattr(obj, "tolist") else str(obj)
 
 
-def alert_to_json(record: AlertRecord | Action) -> dict[str, Any]:
-    """A record as plain JSON-ready Python (inputs converted), the shape every sink writes."""
-    if isinstance(record, Action):
+def record_to_json(record: DeskRecord) -> dict[str, Any]:
+    """Any desk record as plain JSON-ready Python: the one shape every sink and ``kit run
+    --jsonl`` writes. ``kind`` says what it is: ``alert``, ``decision`` (rule actions, with
+    ``decision`` = ``action``, and the order manager's decisions), ``order``, ``fill`` or
+    ``feed``; every record has ``ts`` (ISO, UTC) and ``ts_ns``."""
+    if isinstance(record, AlertRecord):
+        a = record.alert
         out: dict[str, Any] = {
-            "type": "action", "ts": from_ns(record.ts_ns).isoformat(), "ts_ns": record.ts_ns,
-            "kind": record.kind.value, "rule": record.rule, "reason": record.reason,
-            "position_id": record.position_id, "params": record.params, "inputs": record.inputs,
+            "kind": "alert", "ts_ns": a.ts_ns, "seq": record.seq,
+            "severity": a.severity.value, "rule": a.rule, "message": a.message,
+            "position_id": a.position_id, "inputs": a.inputs, "acked_ts_ns": record.acked_ts_ns,
+            "acked_by": record.acked_by,
+        }  # fmt: skip
+    elif isinstance(record, Action):
+        out = {
+            "kind": "decision", "decision": "action", "ts_ns": record.ts_ns,
+            "action": record.kind.value, "status": record.params.get("status"),
+            "rule": record.rule, "reason": record.reason, "position_id": record.position_id,
+            "params": record.params, "inputs": record.inputs,
+        }  # fmt: skip
+    elif isinstance(record, Decision):
+        out = {
+            "kind": "decision", "decision": record.kind, "ts_ns": record.ts_ns,
+            "message": record.message, "position_id": record.position_id,
+            "inputs": record.inputs,
+        }  # fmt: skip
+    elif isinstance(record, OrderState):
+        o = record.order
+        out = {
+            "kind": "order", "ts_ns": record.ts_ns or o.ts_ns, "client_id": o.client_id,
+            "status": record.status.value, "side": o.side.value, "qty": o.quantity,
+            "filled_qty": record.filled_qty, "avg_price": record.avg_price,
+            "order_type": o.order_type.value, "limit_price": o.limit_price,
+            "legs": [{"contract": to_occ(leg.contract, padded=False), "ratio": leg.ratio}
+                     for leg in o.legs],
+            "position_id": o.position_id, "broker_id": record.broker_id,
+            "reason": record.reason,
+        }  # fmt: skip
+    elif isinstance(record, Fill):
+        out = {
+            "kind": "fill", "ts_ns": record.ts_ns, "fill_id": record.fill_id,
+            "client_id": record.client_id, "contract": to_occ(record.contract, padded=False),
+            "side": record.side.value, "qty": record.quantity, "price": record.price,
+            "multiplier": record.contract.multiplier, "commission": record.commission,
+            "cash_flow": record.cash_flow,
         }  # fmt: skip
     else:
-        a = record.alert
-        out = {
-            "type": "alert", "ts": from_ns(a.ts_ns).isoformat(), "ts_ns": a.ts_ns,
-            "seq": record.seq, "severity": a.severity.value, "rule": a.rule,
-            "message": a.message, "position_id": a.position_id, "inputs": a.inputs,
-            "acked_ts_ns": record.acked_ts_ns, "acked_by": record.acked_by,
-        }  # fmt: skip
+        out = {"kind": "feed", "ts_ns": record.ts_ns, "feed": record.feed,
+               "state": record.state.value, "detail": record.detail}  # fmt: skip
+    out["ts"] = from_ns(out["ts_ns"]).isoformat()
     return msgspec.to_builtins(out, enc_hook=_plain)
 
 
@@ -373,13 +414,9 @@ def _ny_time(ts_ns: int) -> str:
     return from_ns(ts_ns).astimezone(NEW_YORK).strftime("%H:%M:%S")
 
 
-def _console_line(item: AlertRecord | Action) -> Text:
-    if isinstance(item, Action):
-        where = item.position_id or "portfolio"
-        return Text.assemble(
-            (_ny_time(item.ts_ns), "dim"),
-            f" → {item.kind.value} ({item.rule}): {item.reason} [{where}]",
-        )
+def _console_line(item: SinkRecord) -> Text:
+    if not isinstance(item, AlertRecord):
+        return Text.assemble((_ny_time(item.ts_ns), "dim"), f" → {_audit_text(item)}")
     a = item.alert
     return Text.assemble(
         (_ny_time(a.ts_ns), "dim"),
@@ -387,6 +424,20 @@ def _console_line(item: AlertRecord | Action) -> Text:
         (f"{a.severity.value:<8}", _STYLE[a.severity]),
         f" {a.rule} {a.position_id or 'portfolio'} {a.message}",
     )
+
+
+def _audit_text(item: Action | Decision | OrderState | Fill) -> str:
+    if isinstance(item, Action):
+        return f"{item.kind.value} ({item.rule}): {item.reason} [{item.position_id or 'book'}]"
+    if isinstance(item, Decision):
+        return f"{item.kind}: {item.message}"
+    if isinstance(item, OrderState):
+        o = item.order
+        price = "market" if o.limit_price is None else f"{o.limit_price:g}"
+        return (f"order {o.client_id} {o.side.value} {o.quantity} @ {price}: "
+                f"{item.status.value} {item.filled_qty}/{o.quantity}")  # fmt: skip
+    return (f"fill {item.side.value} {item.quantity:g} {to_occ(item.contract, padded=False)} "
+            f"@ {item.price:g} (commission {item.commission:.2f})")  # fmt: skip
 
 
 # --- sinks ---
@@ -401,7 +452,7 @@ class ConsoleSink:
         self.name, self.audit, self.min_severity = "console", True, min_severity
         self.console = console or Console()
 
-    async def send(self, records: Sequence[AlertRecord | Action]) -> None:
+    async def send(self, records: Sequence[SinkRecord]) -> None:
         for item in records:  # Text, not markup: a message with "[...]" prints as written
             self.console.print(_console_line(item), soft_wrap=True)
 
@@ -417,8 +468,8 @@ class JsonlSink:
         self._stream = None if isinstance(target, str | os.PathLike) else target
         self.name = f"jsonl:{self._path or getattr(target, 'name', 'stream')}"
 
-    async def send(self, records: Sequence[AlertRecord | Action]) -> None:
-        data = b"".join(msgspec.json.encode(alert_to_json(r)) + b"\n" for r in records)
+    async def send(self, records: Sequence[SinkRecord]) -> None:
+        data = b"".join(msgspec.json.encode(record_to_json(r)) + b"\n" for r in records)
         if self._stream is not None:
             self._stream.write(data.decode())
             self._stream.flush()
@@ -500,7 +551,7 @@ class EmailSink:
             starttls=starttls,
         )
 
-    def message(self, records: Sequence[AlertRecord | Action]) -> EmailMessage:
+    def message(self, records: Sequence[SinkRecord]) -> EmailMessage:
         """The email for one batch: the subject says how many and how bad, the body the inputs."""
         alerts = [r.alert for r in records if isinstance(r, AlertRecord)]
         if alerts:
@@ -510,7 +561,7 @@ class EmailSink:
             summary = f"{len(records)} action(s)"
         lines = []
         for r in records:
-            d = alert_to_json(r)
+            d = record_to_json(r)
             what = d.get("severity") or f"ACTION {d['kind']}", d["rule"], d["position_id"] or "-"
             text = d.get("message", d.get("reason"))
             lines.append(f"{_ny_time(d['ts_ns'])} ET  {'  '.join(what)}: {text}")
@@ -521,7 +572,7 @@ class EmailSink:
         msg.set_content("\n".join(lines) + "\n")
         return msg
 
-    async def send(self, records: Sequence[AlertRecord | Action]) -> None:
+    async def send(self, records: Sequence[SinkRecord]) -> None:
         msg = self.message(records)
         transient = (ConnectionError, TimeoutError, smtplib.SMTPServerDisconnected)
         deliver = partial(asyncio.to_thread, self._deliver, msg)
@@ -565,8 +616,8 @@ class WebhookSink:
         url = (os.environ if env is None else env).get("KIT_WEBHOOK_URL")
         return cls(url) if url else None
 
-    async def send(self, records: Sequence[AlertRecord | Action]) -> None:
-        body = msgspec.json.encode({"alerts": [alert_to_json(r) for r in records]})
+    async def send(self, records: Sequence[SinkRecord]) -> None:
+        body = msgspec.json.encode({"alerts": [record_to_json(r) for r in records]})
         headers = {"content-type": "application/json", **(self.headers or {})}
         async with httpx.AsyncClient(timeout=self.timeout_s) as client:
 

@@ -23,7 +23,7 @@ from numpy.typing import NDArray
 
 from kit.market import MarketState
 from kit.model import Fill, Leg, ModelError, Position, StrategyType
-from kit.payoff import Legs, Profile, profile
+from kit.payoff import Legs, Profile, leg_pnl_on_moves, profile
 
 F64 = NDArray[np.float64]
 
@@ -330,10 +330,8 @@ class Book:
             return np.zeros(0)
         m, lr = self.market, self.leg_row
         move = self.config.stress_move_pct / 100 * np.linspace(-1.0, 1.0, points)
-        s = spot[self.leg_pos][:, None] * (1 + move)
-        k = m.strike[lr][:, None]
-        intrinsic = np.where(m.is_call[lr][:, None], np.maximum(s - k, 0), np.maximum(k - s, 0))
-        pnl = (self.leg_qty * m.multiplier[lr])[:, None] * (intrinsic - self.leg_avg[:, None])
+        pnl = leg_pnl_on_moves(spot[self.leg_pos], m.strike[lr], m.is_call[lr],
+                               self.leg_qty * m.multiplier[lr], self.leg_avg, move)  # fmt: skip
         starts = np.searchsorted(self.leg_pos, np.arange(n))
         worst = np.nan_to_num(np.add.reduceat(pnl, starts, axis=0).min(axis=1))
         return np.maximum(-worst, 0.0)

@@ -21,12 +21,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequen
 from dataclasses import dataclass, field
 from dataclasses import replace as dc_replace
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from msgspec.structs import replace
 
-from kit.alerts import AlertManager, AlertRecord
+from kit.alerts import AlertManager, AlertRecord, DeskRecord
 from kit.book import Book, BookConfig, PositionView
 from kit.clock import NEW_YORK, NS_PER_S, Clock, from_ns
 from kit.feeds.base import Feed, cancel
@@ -35,6 +35,7 @@ from kit.model import (
     Action,
     ActionKind,
     Alert,
+    Decision,
     FeedState,
     FeedStatus,
     Fill,
@@ -51,8 +52,12 @@ from kit.signals import iv_rank
 
 log = logging.getLogger(__name__)
 
+if TYPE_CHECKING:
+    from kit.execution.broker import OrderState
+    from kit.execution.manager import OrderManager
+
 Executor = Callable[[Action], Awaitable[None]]
-DeskEvent = AlertRecord | Action | FeedStatus
+DeskEvent = DeskRecord
 _POSITION_ACTIONS = frozenset(ActionKind) - {ActionKind.FREEZE, ActionKind.BLOCK_ENTRIES}
 VOL_INDEX = {"SPX": "VIX", "SPY": "VIX"}
 FROZEN = "held: frozen by feed outage"
@@ -108,6 +113,9 @@ class Desk:
         self.book = Book(self.market, book_config)
         self.alerts = alerts or AlertManager(clock)
         self.executor = executor
+        self.orders: OrderManager | None = None  # set by the order manager that attaches
+        self.on_batch: list[Callable[[], None]] = []  # after each batch of market data
+        self.listeners: list[Callable[[DeskEvent], None]] = []  # every event, synchronously
         self.auto_manage = auto_manage
         self.killed = False
         self.frozen = False
@@ -205,6 +213,8 @@ class Desk:
                 log.warning("desk: event rejected: %s", exc)
         if data:
             self.last_data_ns = self.clock.now_ns()
+            for hook in self.on_batch:  # e.g. the paper broker matches resting orders
+                hook()
         return self.evaluate()
 
     def _on_status(self, status: FeedStatus) -> None:
@@ -284,9 +294,7 @@ class Desk:
             task.add_done_callback(self._pending.discard)
         elif status is None:
             status = "applied" if action.kind not in _POSITION_ACTIONS else "proposed"
-        record = replace(action, params={**action.params, "status": status})
-        self.alerts.record_action(record)
-        self._publish(record)
+        self.record(replace(action, params={**action.params, "status": status}))
 
     def _veto(self, action: Action, view: PositionView) -> str | None:
         """Why an action is only proposed, or None when it may be carried out."""
@@ -372,14 +380,25 @@ class Desk:
 
     # --- outputs ---
 
+    def record(self, event: Action | Decision | OrderState | Fill) -> None:
+        """Audit and publish something the desk did (an action, decision, order or fill)."""
+        self.alerts.audit(event)
+        self._publish(event)
+
     def _publish(self, event: DeskEvent) -> None:
+        for listener in self.listeners:
+            try:
+                listener(event)
+            except Exception:
+                log.exception("desk: event listener failed")
         for q in self._subscribers:
             if q.full():
                 q.get_nowait()  # newest wins for a slow viewer
             q.put_nowait(event)
 
     async def events(self) -> AsyncIterator[DeskEvent]:
-        """Alerts, actions and feed statuses as they happen, from now on."""
+        """Alerts, actions, decisions, orders, fills and feed statuses as they happen, from now
+        on (a slow reader loses the oldest; ``listeners`` never lose any)."""
         q: asyncio.Queue[DeskEvent] = asyncio.Queue(self.config.subscriber_queue)
         self._subscribers.append(q)
         try:

@@ -152,6 +152,25 @@ def spot_grid(
     return spot + half_width * offsets
 
 
+def leg_pnl_on_moves(
+    spot: ArrayLike,
+    strike: ArrayLike,
+    is_call: ArrayLike,
+    dollars_per_point: ArrayLike,
+    entry_price: ArrayLike,
+    moves: ArrayLike,
+) -> F64:
+    """Expiry P&L of each leg (rows) if its underlying's ``spot`` moves by each of ``moves``
+    (columns, fractions: 0.1 = +10%). Summing rows gives a position's stress P&L; the book and
+    the pre-trade risk limit both measure risk this way, so they always agree.
+    """
+    s = np.asarray(spot, dtype=np.float64)[:, None] * (1 + np.asarray(moves, dtype=np.float64))
+    k = np.asarray(strike, dtype=np.float64)[:, None]
+    intrinsic = np.where(np.asarray(is_call)[:, None], np.maximum(s - k, 0), np.maximum(k - s, 0))
+    entry = np.asarray(entry_price, dtype=np.float64)[:, None]
+    return np.asarray(dollars_per_point, dtype=np.float64)[:, None] * (intrinsic - entry)
+
+
 def pnl_at_expiry(legs: Legs, grid: ArrayLike) -> F64:
     """Dollar P&L if every leg settles at intrinsic value at each grid spot.
 

@@ -354,8 +354,10 @@ def check_entry(
     if cfg.enabled:
         tight = (spread < cfg.max_spread_pct) | (width <= cfg.max_spread + 1e-9)
         if not np.all(tight):
-            failures.append(f"spread {np.nanmax(spread[~tight]):.1f}% of mid ≥ "
-                            f"{cfg.max_spread_pct:g}% and wider than ${cfg.max_spread:g}")  # fmt: skip
+            failures.append(
+                f"spread {np.nanmax(spread[~tight]):.1f}% of mid ≥ "
+                f"{cfg.max_spread_pct:g}% and wider than ${cfg.max_spread:g}"
+            )
         if not np.all(oi > cfg.min_open_interest):
             low = "unknown" if np.isnan(oi).any() else f"{oi.min():g}"
             failures.append(f"open interest {low} ≤ {cfg.min_open_interest:g}")

@@ -19,9 +19,9 @@ Conventions, and why:
   the one farthest out of the money (in % of spot, signed, so a short leg in the money is never
   "far"). The new strike is the one that makes net delta closest to zero.
 * **Never cross strikes.** A rolled call stays at or above the short put strike (and a put at or
-  below the short call): crossing turns a strangle into an inverted one that locks in a loss at
-  expiry, and the strangle would no longer be a valid shape. A short leg also stays inside its own
-  wing, so an iron condor stays an iron condor.
+  below the short call): crossing makes an inverted strangle that owes at least the strike gap at
+  expiry whatever happens, and the strangle would no longer be a valid shape. A short leg also
+  stays inside its own wing, so an iron condor stays an iron condor.
 * **Wing delta.** Protection is bought by delta (0.05 by default) rather than at a fixed width: the
   same delta gives a comparable cost and tail cover across expiries and vol regimes, where a fixed
   number of points would be far too wide in a calm 0DTE and too narrow in a month-out crash.
@@ -122,7 +122,10 @@ def _rows(market: MarketState, contracts: Sequence[Contract]) -> NDArray[np.int6
     try:
         return market.rows(contracts)
     except KeyError as exc:
-        raise StrategyError(f"{exc.args[0]} is not tracked by the market: quote it first") from None
+        c = exc.args[0]
+        raise StrategyError(
+            f"{c.root} {c.expiry} {_label(c)} is not tracked: quote it first"
+        ) from None
 
 
 def _one_expiry(chain: Sequence[Contract], what: str) -> None:
@@ -297,8 +300,8 @@ def roll_target(
     what = f"{right.name.lower()} to roll to (target delta {target:+.2f})"
     new = _pick(market, candidates, target, liquidity, what, allowed=allowed)
     if abs(d_old - target) <= abs(market.delta[market.index[new]] - target):  # staying is as good
-        raise StrategyError(f"already delta-neutral: no liquid {right.name.lower()} beats "
-                            f"{_label(k)} (net delta {net:+.3f})")  # fmt: skip
+        why = f"no liquid {right.name.lower()} within the strikes beats {_label(k)}"
+        raise StrategyError(f"already delta-neutral for this side: {why} (net delta {net:+.3f})")
     return old, Leg(new, old.ratio)
 
 

@@ -26,7 +26,7 @@ from kit.alerts import (
     JsonlSink,
     SinkError,
     WebhookSink,
-    alert_to_json,
+    record_to_json,
 )
 from kit.clock import SimClock
 from kit.model import Action, ActionKind, Alert, Severity
@@ -290,11 +290,11 @@ async def test_records_reach_every_sink_at_or_above_its_min_severity(clock):
     assert isinstance(everything, AlertSink)
     async with AlertManager(clock, [everything, urgent]) as m:
         m.offer([mk(clock, pid="P1", sev=INFO), mk(clock, pid="P2", sev=C)])
-        m.record_action(act(clock))
-        m.record_action(act(clock))  # actions are never de-duplicated
+        m.audit(act(clock))
+        m.audit(act(clock))  # actions are never de-duplicated
     assert [type(r).__name__ for r in everything.items] == ["AlertRecord"] * 2 + ["Action"] * 2
     assert rules_of(urgent.items) == [("short_delta", "P2", C)]
-    assert m.stats["actions"] == 2
+    assert m.stats["audit"] == 2
 
 
 async def test_close_flushes_everything_queued_even_if_never_started(clock):
@@ -367,9 +367,9 @@ async def test_a_full_queue_drops_the_oldest_and_says_how_many(clock, caplog):
 # --- JSON / JSONL / console ---
 
 
-def test_alert_to_json_converts_numpy_inputs(clock):
+def test_record_to_json_converts_numpy_inputs(clock):
     inputs = {"delta": np.float64(0.32), "dte": np.int64(3), "iv": np.float32(0.5), "x": Ellipsis}
-    doc = alert_to_json(AlertRecord(7, mk(clock, **inputs)))
+    doc = record_to_json(AlertRecord(7, mk(clock, **inputs)))
     assert doc["inputs"] == {"delta": 0.32, "dte": 3, "iv": 0.5, "x": "Ellipsis"}
     assert type(doc["inputs"]["delta"]) is float and type(doc["inputs"]["dte"]) is int
     assert doc["ts"] == "2024-03-04T15:00:00+00:00" and doc["seq"] == 7
@@ -380,15 +380,15 @@ async def test_jsonl_file_lines_parse_with_the_required_keys(clock, tmp_path):
     path = tmp_path / "logs" / "day" / "alerts.jsonl"
     m = AlertManager(clock, [JsonlSink(path)])
     m.offer([mk(clock, sev=C, delta=np.float64(0.41), legs=np.array([1.0, -2.0]))])
-    m.record_action(act(clock))
+    m.audit(act(clock))
     await m.close()
     m2 = AlertManager(clock, [JsonlSink(str(path))])  # a second run appends
     m2.offer([mk(clock, rule="margin", pid=None)])
     await m2.close()
     docs = [json.loads(line) for line in path.read_text().splitlines()]
-    assert [d["type"] for d in docs] == ["alert", "action", "alert"]
+    assert [d["kind"] for d in docs] == ["alert", "decision", "alert"]
     alert, action = docs[0], docs[1]
-    required = {"type", "ts", "ts_ns", "seq", "severity", "rule", "message", "position_id"}
+    required = {"kind", "ts", "ts_ns", "seq", "severity", "rule", "message", "position_id"}
     assert required | {"inputs"} <= alert.keys()
     assert (alert["severity"], alert["rule"], alert["position_id"]) == (
         "CRITICAL",
@@ -397,7 +397,7 @@ async def test_jsonl_file_lines_parse_with_the_required_keys(clock, tmp_path):
     )
     assert alert["inputs"] == {"delta": 0.41, "legs": [1.0, -2.0]}
     assert datetime.fromisoformat(alert["ts"]) == T0 and alert["ts_ns"] == clock.now_ns()
-    assert action.items() >= {"kind": "close_half", "reason": "delta breached"}.items()
+    assert action.items() >= {"action": "close_half", "reason": "delta breached"}.items()
     assert {"ts", "ts_ns", "rule", "position_id", "params", "inputs"} <= action.keys()
     assert docs[2]["position_id"] is None
 
@@ -414,7 +414,7 @@ async def test_console_sink_prints_one_line_per_record_in_new_york_time(clock):
     console = Console(file=buf, width=200, force_terminal=False)
     async with AlertManager(clock, [ConsoleSink(console)]) as m:
         m.offer([mk(clock, sev=C, msg="short call [bold]ITM[/bold]")])
-        m.record_action(act(clock))
+        m.audit(act(clock))
     lines = buf.getvalue().splitlines()
     assert len(lines) == 2
     assert lines[0].startswith("10:00:00 CRITICAL")
@@ -495,7 +495,7 @@ async def test_email_below_min_severity_is_not_sent(clock, smtp):
     sink = EmailSink("127.0.0.1", ctl.port, "desk@example.com", ["me@example.com"])
     async with AlertManager(clock, [sink]) as m:
         m.offer([mk(clock, sev=W)])
-        m.record_action(act(clock))  # email is not an audit sink by default
+        m.audit(act(clock))  # email is not an audit sink by default
     assert inbox.messages == []
 
 

@@ -56,7 +56,7 @@ async def test_each_scenario_fires_its_rule_inside_its_window(name, tmp_path):
     for rule, lo, hi in scenario.expects:
         assert any(lo <= t <= hi for t in seen.get(rule, [])), (rule, seen.get(rule))
     lines = [json.loads(line) for line in out.read_text().splitlines()]
-    alerts = [d for d in lines if d["type"] == "alert"]
+    alerts = [d for d in lines if d["kind"] == "alert"]
     assert len(alerts) == len(result.alerts)  # the sink was flushed: nothing lost
     assert {a["rule"] for a in alerts} == {r.alert.rule for r in result.alerts}
 
@@ -82,7 +82,7 @@ def test_kit_run_prints_one_json_alert_per_line():
         capture_output=True, text=True, timeout=120, check=True,
     )  # fmt: skip
     rows = [json.loads(line) for line in proc.stdout.splitlines()]
-    alerts = [r for r in rows if r["type"] == "alert"]
+    alerts = [r for r in rows if r["kind"] == "alert"]
     assert all({"ts", "severity", "rule", "message"} <= set(a) for a in alerts)
     assert "feed_stale" in {a["rule"] for a in alerts}
     summary = json.loads(proc.stderr.strip().splitlines()[-1])

@@ -213,7 +213,9 @@ class PaperBroker:
         self._validate(order)
         broker_id = f"P{self._next_id}"
         self._next_id += 1
-        state = OrderState(order, OrderStatus.PENDING, broker_id=broker_id, ts_ns=self._now())
+        state = OrderState(
+            order, OrderStatus.PENDING, broker_id=broker_id, ts_ns=self.clock.now_ns()
+        )
         rec = self._orders[order.client_id] = _Record(state, pending=[op := _Op("activate")])
         self._set(rec, state)
         self._schedule(rec, op)
@@ -236,9 +238,9 @@ class PaperBroker:
             raise OrderRejectedError(f"cannot replace {client_id}: it is {why}")
         if not isinstance(limit_price, int | float) or not math.isfinite(limit_price):
             raise OrderRejectedError(f"replace {client_id}: limit {limit_price!r} is not finite")
-        if quantity is not None and (quantity < 1 or quantity < state.filled_qty):
-            msg = f"replace {client_id}: quantity {quantity} is below the {state.filled_qty} filled"
-            raise OrderRejectedError(msg if quantity >= 1 else f"quantity {quantity} is below 1")
+        if quantity is not None and quantity < max(1, state.filled_qty):
+            msg = f"replace {client_id}: quantity {quantity} is below 1 or the {state.filled_qty}"
+            raise OrderRejectedError(f"{msg} filled")
         self._check_open()
         self._request(rec, _Op("replace", float(limit_price), quantity))
         return state
@@ -262,7 +264,7 @@ class PaperBroker:
             if not (_ok(m.bid[row]) and _ok(m.ask[row])):
                 b, a = float(m.bid[row]), float(m.ask[row])
                 raise OrderRejectedError(f"{_label(leg.contract)}: no two-sided quote ({b}/{a})")
-            if m.expiry_ns[row] <= self._now():
+            if m.expiry_ns[row] <= self.clock.now_ns():
                 raise OrderRejectedError(f"{_label(leg.contract)}: expired")
 
     # --- queries ---
@@ -318,12 +320,12 @@ class PaperBroker:
         try:
             if not rec.state.status.done:  # a cancel that lost the race to a fill does nothing
                 self._apply(rec, op)
-        except Exception:  # a bug here must be seen, not die with the task
+            self._save()
+        except Exception:  # a failure here must be seen, not die unnoticed with the task
             log.exception("paper broker: %s of %s failed", op.kind, rec.state.client_id)
-        self._save()
 
     def _apply(self, rec: _Record, op: _Op) -> None:
-        state, now = rec.state, self._now()
+        state, now = rec.state, self.clock.now_ns()
         if op.kind == "cancel":
             self._set(rec, replace(state, status=OrderStatus.CANCELLED, ts_ns=now))
         elif op.kind == "activate":
@@ -341,10 +343,10 @@ class PaperBroker:
     # --- matching ---
 
     def on_market(self) -> None:
-        """Match the working orders against the current quotes (after each batch of events)."""
-        for rec in list(self._working.values()):
-            if rec.state.client_id in self._working:
-                self._match(rec, aggressive=False)
+        """Match the working orders against the current quotes (after each batch of events);
+        with none working it costs one dict check."""
+        for rec in list(self._working.values()) if self._working else ():
+            self._match(rec, aggressive=False)
 
     def _match(self, rec: _Record, *, aggressive: bool) -> None:
         """Fill what the quotes allow now. ``aggressive``: the order just arrived (or was
@@ -399,7 +401,7 @@ class PaperBroker:
         self, rec: _Record, rows: list[int], buys: list[bool], prices: list[float], units: int
     ) -> None:
         """One execution: a fill per leg, then the order's new state; sizes used up."""
-        state, now = rec.state, self._now()
+        state, now = rec.state, self.clock.now_ns()
         order, cfg = state.order, self.config
         rec.execs += 1
         fills = []
@@ -420,15 +422,15 @@ class PaperBroker:
         status = OrderStatus.FILLED if filled >= order.quantity else OrderStatus.PARTIAL
         for f in fills:
             self._book(f)
-        self._set(
-            rec, replace(state, status=status, filled_qty=filled, avg_price=avg, ts_ns=now), fills
-        )
+        state = replace(state, status=status, filled_qty=filled, avg_price=avg, ts_ns=now)
+        self._set(rec, state, fills)
 
     # --- settlement ---
 
     def settle(self, spots: Mapping[str, float], now_ns: int) -> list[Fill]:
         """Close every expired holding at intrinsic value against ``spots`` (by underlying), and
-        cancel the orders left working on expired contracts."""
+        cancel the orders still live on expired contracts. All spots are checked first, so a
+        missing one settles nothing."""
         expired = [c for c, q in self._pos.items() if round(q) != 0 and self._expiry(c) <= now_ns]
         for c in expired:
             if not _ok(spots.get(c.underlying, math.nan)):
@@ -438,21 +440,18 @@ class PaperBroker:
             s, q = spots[c.underlying], self._pos[c]
             price = max(0.0, s - c.strike) if c.is_call else max(0.0, c.strike - s)
             side = Side.SELL if q > 0 else Side.BUY
-            fills.append(
-                Fill(f"settle-{self._settle_seq}", SETTLEMENT, c, side, abs(q), price, now_ns)
-            )
-            self._settle_seq += 1
+            fill_id, self._settle_seq = f"settle-{self._settle_seq}", self._settle_seq + 1
+            fills.append(Fill(fill_id, SETTLEMENT, c, side, abs(q), price, now_ns))
             self._book(fills[-1])
         self._fills.extend(fills)
         self._save()
         for f in fills:
             self._emit(f)
-        for rec in list(self._working.values()):
+        live = [rec for rec in self._orders.values() if not rec.state.status.done]
+        for rec in live:
             if any(self._expiry(leg.contract) <= now_ns for leg in rec.state.order.legs):
-                done = replace(
-                    rec.state, status=OrderStatus.CANCELLED, reason="expired", ts_ns=now_ns
-                )
-                self._set(rec, done)
+                status = OrderStatus.CANCELLED
+                self._set(rec, replace(rec.state, status=status, reason="expired", ts_ns=now_ns))
         return fills
 
     def _expiry(self, c: Contract) -> int:
@@ -506,9 +505,6 @@ class PaperBroker:
     def _check_open(self) -> None:
         if self._closed:
             raise BrokerError("paper broker is closed: connect() first")
-
-    def _now(self) -> int:
-        return self.clock.now_ns()
 
     # --- persistence ---
 
