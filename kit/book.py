@@ -282,7 +282,9 @@ class Book:
         gamma_unit = per_pos(qty * m.gamma[lr] * leg_spot) * move / units
         dist, tested = self._short_distances(spot)
         mid = 0.5 * (m.ask[lr] + m.bid[lr])  # the latest quote's, as the liquidity guard reads it
-        spread = np.where(mid > 0, (m.ask[lr] - m.bid[lr]) / mid * 100, np.inf)
+        width = m.ask[lr] - m.bid[lr]
+        spread = np.where(mid > 0, width / mid * 100, np.inf)
+        spread[width <= m.config.max_spread + 1e-9] = 0.0  # a one- or two-tick market is liquid
         active = qty != 0
         max_spread = np.full(n, 0.0)
         np.maximum.at(max_spread, lp[active], np.nan_to_num(spread[active], nan=np.inf))

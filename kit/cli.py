@@ -96,29 +96,49 @@ def cmd_emulate(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     import asyncio
 
-    from kit.alerts import ConsoleSink, JsonlSink
+    from kit.alerts import ConsoleSink, record_to_json
     from kit.rules import load_rules
-    from kit.scenarios import run
 
     rules = load_rules(args.rules or os.environ.get("KIT_RULES") or None)
-    sink = JsonlSink(sys.stdout) if args.jsonl else ConsoleSink()
-    result = asyncio.run(
-        run(args.script, sinks=[sink], speed=args.speed or None, seed=args.seed, day=args.date,
-            demo=not args.no_demo, rules=rules, auto_manage=False)
+    speed = args.speed or None
+
+    def emit(doc: dict) -> None:
+        print(json.dumps(doc), flush=True)
+
+    sinks = [] if args.jsonl else [ConsoleSink()]
+    if args.auto:
+        from kit.autopilot import AUTO_SEED, run_auto
+        from kit.execution.state import JsonStateStore
+
+        store = JsonStateStore(args.state) if args.state else None
+        result = asyncio.run(run_auto(
+            day=args.date, seed=AUTO_SEED if args.seed is None else args.seed, speed=speed,
+            rules=rules, script=args.script or (), store=store, sinks=sinks,
+            emit=emit if args.jsonl else None,
+        ))  # fmt: skip
+        if not args.jsonl:
+            emit(result.summary)
+        return 0
+    from kit.scenarios import run
+
+    if args.script is None:
+        raise ValueError("give --script NAME, or --auto for an auto-managed session")
+    out = asyncio.run(
+        run(args.script, sinks=sinks, speed=speed, seed=args.seed or 0, day=args.date,
+            demo=not args.no_demo, rules=rules, auto_manage=False,
+            listener=(lambda e: emit(record_to_json(e))) if args.jsonl else None)
     )  # fmt: skip
     counts: dict[str, int] = {}
-    for record in result.alerts:
+    for record in out.alerts:
         counts[record.alert.rule] = counts.get(record.alert.rule, 0) + 1
-    summary = {
-        "scenario": args.script,
-        "alerts": counts,
+    emit({
+        "kind": "summary", "scenario": args.script, "alerts": counts,
         "positions": [
             {k: p[k] for k in ("id", "pnl", "pnl_pct", "delta_unit", "gamma_unit", "spot")}
-            for p in result.snapshot.positions
+            for p in out.snapshot.positions
         ],
-        "events": result.desk_stats["events"],
-    }
-    print(json.dumps(summary), file=sys.stderr if args.jsonl else sys.stdout)
+        "events": out.desk_stats["events"],
+    })  # fmt: skip
     return 0
 
 
@@ -179,20 +199,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     from kit.scenarios import DEFAULT_DAY, SCENARIOS
 
-    s = sub.add_parser("run", help="run the desk on a feed (a scripted simulator day) to its end")
+    s = sub.add_parser("run", help="run the desk on a simulated session to its end")
     s.add_argument("--feed", choices=["sim"], default="sim", help="market data source")
-    s.add_argument("--script", choices=sorted(SCENARIOS), required=True, help="scenario to run")
+    s.add_argument("--script", choices=sorted(SCENARIOS), help="scenario to run (or its shocks, "
+                   "timed from the open, under --auto)")  # fmt: skip
+    s.add_argument("--auto", action="store_true", help="an auto-managed paper session from the "
+                   "open to the close, entering by the strategy's rules")  # fmt: skip
     s.add_argument(
         "--speed",
         type=_speed,
         default=0.0,
         help="market seconds per second, or 'max' (default: as fast as possible)",
     )
-    s.add_argument("--jsonl", action="store_true", help="alerts as JSON lines on stdout")
+    s.add_argument("--jsonl", action="store_true", help="every alert, decision, order and fill "
+                   "as JSON lines on stdout, then a summary line")  # fmt: skip
     s.add_argument("--no-demo", action="store_true", help="skip the demo short SPX strangle")
-    s.add_argument("--seed", type=int, default=0, help="simulator seed (default 0)")
+    s.add_argument("--seed", type=int, default=None,
+                   help="simulator seed (default 0; 3 under --auto)")  # fmt: skip
     s.add_argument("--date", type=_day, default=DEFAULT_DAY, help="session to simulate")
     s.add_argument("--rules", help="TOML file overriding the default risk rules (or KIT_RULES)")
+    s.add_argument("--state", help="directory keeping the paper broker's and order manager's "
+                   "state across runs (default: in memory)")  # fmt: skip
     s.set_defaults(func=cmd_run)
     return p
 

@@ -306,6 +306,10 @@ class Desk:
             return "proposed: auto-manage off"
         if self.frozen:
             return FROZEN
+        if self.orders is not None and any(
+            r.intent.kind == "open" for r in self.orders.pending(action.position_id)
+        ):
+            return "proposed: the entry is still being filled"
         i = self.book.rows.get(action.position_id or "")
         if i is not None and (view.stale[i] or view.max_spread_pct[i]
                               >= self.rules.liquidity.max_spread_pct):  # fmt: skip

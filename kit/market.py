@@ -6,8 +6,9 @@ recomputes the rows of open positions' legs after every batch of events and the 
 its heartbeat (see :meth:`MarketState.refresh`).
 
 The liquidity guard lives here because it decides what a mark is: a quote whose bid/ask spread is
-wider than ``max_spread_pct`` of its mid is recorded but not used as a mark; the last good mark is
-kept and the row is flagged ``wide`` until a tight quote returns.
+wider than ``max_spread_pct`` of its mid (and wider than ``max_spread`` in price: a one- or
+two-tick market is as tight as a cheap option gets) is recorded but not used as a mark; the last
+good mark is kept and the row is flagged ``wide`` until a tight quote returns.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ YEAR_NS = 365 * 24 * 3600 * NS_PER_S
 class MarketConfig:
     """Inputs of the desk's own pricing, and the liquidity guard."""
 
-    max_spread_pct: float = 10.0  # a wider quote is not a mark (liquidity guard)
+    max_spread_pct: float = 10.0  # a wider quote is not a mark (liquidity guard) ...
+    max_spread: float = 0.10  # ... unless it is at most this wide (a $0.30 option quoted 0.25/0.35)
     rate: float = 0.045  # continuously compounded risk-free rate
     rates: Mapping[str, float] = field(default_factory=lambda: {"BTC": 0.0, "ETH": 0.0})
     dividend_yields: Mapping[str, float] = field(
@@ -116,6 +118,7 @@ class MarketState:
         self.spot = np.full(8, np.nan)
         self.spot_ts = np.zeros(8, dtype=np.int64)
         self.windows: dict[float, list[RollingWindow]] = {w: [] for w in cfg.windows_s}
+        self._tight = cfg.max_spread + 1e-9  # float noise: 0.35 - 0.25 > 0.10
         self.last_event_ns = 0  # newest event of any kind: the feed-outage rule watches it
 
     # --- rows ---
@@ -186,7 +189,12 @@ class MarketState:
         self.ask_size[i] = q.ask_size
         self.quote_ts[i] = q.ts_ns
         mid = 0.5 * (q.bid + q.ask)
-        if q.bid > 0 and q.ask > 0 and (q.ask - q.bid) <= self.config.max_spread_pct * 0.01 * mid:
+        width = q.ask - q.bid
+        if (
+            q.bid > 0
+            and q.ask > 0
+            and (width <= self.config.max_spread_pct * 0.01 * mid or width <= self._tight)
+        ):
             self.mark[i] = mid
             self.fresh[i] = True
             self.mark_ts[i] = q.ts_ns

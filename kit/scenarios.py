@@ -8,11 +8,11 @@ a feed pause (``feed_stale``) and a quiet 0DTE last hour (``time_stop``); ``day`
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
-from kit.alerts import AlertManager, AlertRecord, AlertSink
+from kit.alerts import AlertManager, AlertRecord, AlertSink, DeskRecord
 from kit.clock import NEW_YORK, SimClock, us_session
 from kit.desk import Desk, Snapshot
 from kit.feeds.sim import SCRIPTS, SimFeed
@@ -101,6 +101,7 @@ async def run(
     demo: bool = True,
     rules: Rules | None = None,
     auto_manage: bool = False,
+    listener: Callable[[DeskRecord], None] | None = None,
 ) -> RunResult:
     """Run scenario ``name`` on ``day`` (stepped as fast as possible unless ``speed`` is given)."""
     if name not in SCENARIOS:
@@ -117,6 +118,8 @@ async def run(
                 auto_manage=auto_manage)  # fmt: skip
     for symbol in ("SPX", "SPY"):
         desk.iv_history[symbol] = feed.market.iv_history("SPX")
+    if listener is not None:
+        desk.listeners.append(listener)
     await desk.start()
     try:
         await desk.subscribe(["SPX", "SPY", "VIX"])

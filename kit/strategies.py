@@ -67,12 +67,14 @@ class DeltaBand:
 @dataclass(frozen=True)
 class LiquidityFilter:
     """Which contracts are tradeable: two-sided, ``bid >= min_bid``, spread at most
-    ``max_spread_pct`` of mid, open interest at least ``min_open_interest`` (unknown OI fails
+    ``max_spread_pct`` of mid or at most ``max_spread`` wide (a one- or two-tick market is as
+    tight as a cheap option gets), open interest at least ``min_open_interest`` (unknown OI fails
     only when a minimum is set) and a finite delta (the desk could not price it otherwise)."""
 
     max_spread_pct: float = 10.0
     min_open_interest: float = 0.0
     min_bid: float = 0.05
+    max_spread: float = 0.10
 
     def __post_init__(self) -> None:
         if not (self.max_spread_pct > 0 and self.min_open_interest >= 0 and self.min_bid >= 0):
@@ -81,7 +83,7 @@ class LiquidityFilter:
     @classmethod
     def for_entry(cls, entry: EntryRule, *, min_bid: float = 0.05) -> LiquidityFilter:
         """The filter matching the desk's entry check, so a selection is not then refused."""
-        return cls(entry.max_spread_pct, entry.min_open_interest, min_bid)
+        return cls(entry.max_spread_pct, entry.min_open_interest, min_bid, entry.max_spread)
 
     def _checks(self, market: MarketState, rows: NDArray[np.int64]) -> list[tuple[Mask, Why]]:
         """(passes, why it fails) per check; NaN (never quoted, unknown OI) compares False."""
@@ -94,7 +96,8 @@ class LiquidityFilter:
             (quoted, lambda i: "no two-sided quote"),
             (~quoted | (bid >= self.min_bid), lambda i: f"bid {bid[i]:.2f} < {self.min_bid:.2f}"),
             # relative slack: a spread of exactly the limit passes despite float rounding
-            (~quoted | (spread <= self.max_spread_pct * (1 + 1e-9)),
+            (~quoted | (spread <= self.max_spread_pct * (1 + 1e-9))
+             | (ask - bid <= self.max_spread + 1e-9),
              lambda i: f"spread {spread[i]:.0f}% of mid"),
             ((oi >= self.min_open_interest) | (self.min_open_interest == 0),
              lambda i: f"open interest {oi[i]:.0f}" if oi[i] >= 0 else "open interest unknown"),

@@ -186,7 +186,7 @@ async def test_duplicate_client_id_sends_nothing_even_after_restart(desk: Desk) 
 async def test_unauthenticated_gateway_is_a_clear_error(desk: Desk) -> None:
     desk.emu.unauthenticated = True
     other = CpApiBroker(desk.config, desk.clock)
-    with pytest.raises(BrokerError, match="not authenticated.*log in"):
+    with pytest.raises(BrokerError, match=r"not authenticated.*log in"):
         await other.connect()
     with pytest.raises(BrokerError, match="not connected"):
         await other.place(order("x", [Leg(PUT, 1)], Side.BUY, 1, 10.5))

@@ -85,8 +85,10 @@ def test_kit_run_prints_one_json_alert_per_line():
     alerts = [r for r in rows if r["kind"] == "alert"]
     assert all({"ts", "severity", "rule", "message"} <= set(a) for a in alerts)
     assert "feed_stale" in {a["rule"] for a in alerts}
-    summary = json.loads(proc.stderr.strip().splitlines()[-1])
-    assert summary["scenario"] == "feed_pause" and summary["alerts"]["feed_stale"] >= 1
+    summary = rows[-1]
+    assert summary["kind"] == "summary" and summary["scenario"] == "feed_pause"
+    assert summary["alerts"]["feed_stale"] == sum(a["rule"] == "feed_stale" for a in alerts)
+    assert {r["kind"] for r in rows} >= {"alert", "decision", "feed", "summary"}
 
 
 def test_kit_run_rejects_an_unknown_script_with_one_line():

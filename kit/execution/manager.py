@@ -47,7 +47,7 @@ from kit.execution.intents import Intent, IntentKind, intent_for_action
 from kit.execution.limits import check_limits, stress_loss
 from kit.execution.state import MemoryStateStore, StateStore
 from kit.model import Action, Decision, Fill, Leg, ModelError, Order, OrderType, Side
-from kit.strategies import StrategyError
+from kit.strategies import StrategyError, units_to_close
 
 if TYPE_CHECKING:
     from kit.desk import Desk
@@ -118,6 +118,7 @@ class OrderManager:
         self._tasks: dict[str, asyncio.Task[IntentRecord]] = {}
         self._wake: dict[str, asyncio.Event] = {}
         self._amended: set[str] = set()
+        self._dirty = False  # fills applied, the desk not yet re-evaluated
         self._seq = 0
         self._load()
         broker.subscribe(self._on_broker_event)
@@ -160,6 +161,8 @@ class OrderManager:
             self._route_fill(fill, publish=False)
         for pid in {self._position_of(f) for f in fills} - {None}:
             self._reshape(pid)  # type: ignore[arg-type]
+        self._dirty = False
+        self.desk.evaluate()
         resumed = [r for r in self.records.values() if r.active]
         for rec in resumed:
             self._spawn(rec)
@@ -178,6 +181,20 @@ class OrderManager:
             task.cancel()
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
         await self.broker.close()
+
+    async def cancel_all(self, reason: str) -> None:
+        """Stop every intent and cancel every working order (awaiting confirmations): the
+        close of a session, or the kill switch. Stopped intents end as failed with ``reason``."""
+        for rec in self.pending():
+            rec.status, rec.message = "failed", reason
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for state in await self.broker.orders():
+            if not state.status.done:
+                await self._cancel(state.client_id)
+        self._save()
 
     # --- intake ---
 
@@ -343,8 +360,7 @@ class OrderManager:
         if held is None:
             raise OrderRejectedError(f"position {intent.position_id!r} is flat")
         if intent.kind is IntentKind.CLOSE:
-            units = rec.quantity or max(1, min(held.quantity,
-                                               round(held.quantity * intent.fraction)))  # fmt: skip
+            units = rec.quantity or units_to_close(held.quantity, intent.fraction)
             return tuple(Leg(leg.contract, -leg.ratio) for leg in held.legs), units
         return intent.legs, rec.quantity or held.quantity
 
@@ -503,6 +519,9 @@ class OrderManager:
         if isinstance(event, Fill):
             self._route_fill(event)
             return
+        if self._dirty:  # the fills of one execution are valued together, not leg by leg
+            self._dirty = False
+            self.desk.evaluate()
         wake = self._wake.get(event.client_id)
         if wake is not None:
             wake.set()
@@ -537,7 +556,7 @@ class OrderManager:
                 intent.kind is not IntentKind.OPEN):  # fmt: skip
             book.amend(intent.target)  # recovery: the rolled-in legs must exist
             self._amended.add(intent.id)
-        self.desk.apply_fill(fill, pid)
+        self._dirty |= book.apply_fill(fill, pid)
         if publish:
             self.desk.record(fill)
 

@@ -413,12 +413,12 @@ class PaperBroker:
             fill_id = f"{state.broker_id}-{rec.execs}-{j}"
             side = Side.BUY if buy else Side.SELL
             fills.append(Fill(fill_id, order.client_id, leg.contract, side, float(qty), price, now,
-                              commission=qty * rate))  # fmt: skip
+                              commission=round(qty * rate, 2)))  # fmt: skip
             used = self._used(row, buy) + qty
             self._consumed[(row, buy)] = (int(self.market.quote_ts[row]), used)
         net = sum(leg.ratio * p for leg, p in zip(order.legs, prices, strict=True))
         filled = state.filled_qty + units
-        avg = (state.avg_price * state.filled_qty + net * units) / filled
+        avg = round((state.avg_price * state.filled_qty + net * units) / filled, 9)
         status = OrderStatus.FILLED if filled >= order.quantity else OrderStatus.PARTIAL
         for f in fills:
             self._book(f)
