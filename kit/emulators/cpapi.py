@@ -82,14 +82,8 @@ def _desc(c: Contract) -> str:
 class CpApiEmulator:
     """Serve the Client Portal API on ``host:port`` (0 = a free port) over ``broker``."""
 
-    def __init__(
-        self,
-        broker: PaperBroker,
-        *,
-        account: str = "DU1234567",
-        port: int = 0,
-        host: str = "127.0.0.1",
-    ) -> None:
+    def __init__(self, broker: PaperBroker, *, account: str = "DU1234567", port: int = 0,
+                 host: str = "127.0.0.1") -> None:  # fmt: skip
         self.broker, self.account, self.host, self._port = broker, account, host, port
         self.unauthenticated = False
         self.require_confirmation: str | None = None  # message id asked on the next order
@@ -180,7 +174,7 @@ class CpApiEmulator:
                 try:
                     return await route(m, args, body)
                 except (KeyError, ValueError, TypeError, AttributeError) as exc:
-                    return 400, {"error": f"bad request: {exc!r}"}
+                    return 400, {"error": f"bad request: {type(exc).__name__}: {exc}"}
         return 404, {"error": f"no such endpoint: {method} /v1/api/{path}"}
 
     def _check_account(self, acct: str) -> None:
@@ -189,7 +183,8 @@ class CpApiEmulator:
 
     # --- contracts ---
 
-    def _conid(self, c: Contract) -> int:
+    def conid(self, c: Contract) -> int:
+        """The conid of a contract: stable, assigned on first sight."""
         conid = self._conids.get(c)
         if conid is None:
             conid = self._conids[c] = self._next_conid
@@ -207,7 +202,7 @@ class CpApiEmulator:
         """The options on ``symbol`` the engine's market tracks (conids assigned on the way)."""
         out = [c for c in self.broker.market.contracts if c.underlying == symbol]
         for c in out:
-            self._conid(c)
+            self.conid(c)
         return out
 
     def _contract(self, conid: int) -> Contract:
@@ -246,7 +241,7 @@ class CpApiEmulator:
                 continue
             if right and c.right.value != right:
                 continue
-            rows.append({"conid": self._conid(c), "symbol": symbol, "secType": "OPT",
+            rows.append({"conid": self.conid(c), "symbol": symbol, "secType": "OPT",
                          "exchange": "SMART", "listingExchange": None, "right": c.right.value,
                          "strike": c.strike, "currency": "USD", "cusip": None,
                          "coupon": "No Coupon", "desc1": symbol, "desc2": _desc(c),
@@ -258,7 +253,7 @@ class CpApiEmulator:
         c = self._contract(int(m.group(1)))
         ymd = f"{c.expiry:%Y%m%d}"
         return 200, {"cfi_code": "", "symbol": c.underlying, "cusip": None, "expiry_full": ymd,
-                     "con_id": self._conid(c), "maturity_date": ymd, "instrument_type": "OPT",
+                     "con_id": self.conid(c), "maturity_date": ymd, "instrument_type": "OPT",
                      "trading_class": c.root, "valid_exchanges": "SMART,CBOE",
                      "local_symbol": to_occ(c), "currency": "USD", "company_name": c.underlying,
                      "underlying_con_id": self._underlying(c.underlying), "r_t_h": True,
@@ -387,11 +382,14 @@ class CpApiEmulator:
 
     async def _cancel(self, m: re.Match[str], args: dict[str, str], body: Any) -> Answer:
         oid, client_id = self._known(m.group(1), m.group(2))
-        state = await self.broker.cancel(client_id)
+        try:
+            state = await self.broker.cancel(client_id)
+        except BrokerError as exc:
+            return 400, {"error": str(exc)}
         if not state.status.done:
             self._cancelling.add(oid)
         legs = state.order.legs
-        conid = self._conid(legs[0].contract) if len(legs) == 1 else COMBO_CONID
+        conid = self.conid(legs[0].contract) if len(legs) == 1 else COMBO_CONID
         return 200, {"msg": "Request was submitted", "order_id": oid, "conid": conid,
                      "account": self.account}  # fmt: skip
 
@@ -413,7 +411,7 @@ class CpApiEmulator:
         ms = st.ts_ns // 1_000_000
         kind = "Limit" if o.order_type is OrderType.LIMIT else "Market"
         row = {"acct": self.account, "exchange": "SMART", "conidex": self._conidex[oid],
-               "conid": COMBO_CONID if combo else self._conid(first), "account": self.account,
+               "conid": COMBO_CONID if combo else self.conid(first), "account": self.account,
                "orderId": oid, "cashCcy": "USD", "sizeAndFills": f"{st.filled_qty}/{o.quantity}",
                "orderDesc": f"{o.side.value.title()} {o.quantity} {kind}",
                "description1": first.underlying if combo else _desc(first),
@@ -450,8 +448,8 @@ class CpApiEmulator:
                    "net_amount": f.quantity * f.price * c.multiplier, "account": self.account,
                    "accountCode": self.account, "company_name": c.underlying,
                    "contract_description_1": _desc(c), "sec_type": "OPT",
-                   "listing_exchange": "SMART", "conid": self._conid(c),
-                   "conidEx": str(self._conid(c)), "clearing_id": "IB", "clearing_name": "IB",
+                   "listing_exchange": "SMART", "conid": self.conid(c),
+                   "conidEx": str(self.conid(c)), "clearing_id": "IB", "clearing_name": "IB",
                    "liquidation_trade": "0", "is_event_trading": "0"}  # fmt: skip
             if oid in self._coids:
                 row["order_ref"] = self._coids[oid]
@@ -461,13 +459,13 @@ class CpApiEmulator:
     async def _positions(self, m: re.Match[str], args: dict[str, str], body: Any) -> Answer:
         self._check_account(m.group(1))
         page = int(m.group(2))
-        held = sorted((await self.broker.positions()).items(), key=lambda kv: self._conid(kv[0]))
+        held = sorted((await self.broker.positions()).items(), key=lambda kv: self.conid(kv[0]))
         rows = []
         for c, qty in held[page * 100 : page * 100 + 100]:
             row = self.broker.market.index.get(c)
             mark = float(self.broker.market.mark[row]) if row is not None else 0.0
             mark = mark if mark == mark else 0.0  # NaN: never marked
-            rows.append({"acctId": self.account, "conid": self._conid(c),
+            rows.append({"acctId": self.account, "conid": self.conid(c),
                          "contractDesc": f"{_desc(c)} [{to_occ(c)} {c.multiplier:g}]",
                          "position": float(qty), "mktPrice": mark,
                          "mktValue": qty * mark * c.multiplier, "currency": "USD",

@@ -151,15 +151,12 @@ class CpApiBroker:
     supports_combo = True
     live = True
 
-    def __init__(
-        self,
-        config: CpApiConfig | None = None,
-        clock: Clock | None = None,
-        *,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
+    def __init__(self, config: CpApiConfig | None = None, clock: Clock | None = None, *,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:  # fmt: skip
         self.config = config or CpApiConfig.from_env()
         self.clock = clock or LiveClock()
+        self._iserver = f"/iserver/account/{self.config.account_id}"
+        self._portfolio = f"/portfolio/{self.config.account_id}"
         self._transport = transport
         self._client: httpx.AsyncClient | None = None
         self._listeners: list[Listener] = []
@@ -172,8 +169,7 @@ class CpApiBroker:
         self._seen: set[str] = set()  # execution ids already emitted (or predating connect)
         self._place_lock, self._poll_lock = asyncio.Lock(), asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
-        self._failing = False
-        self._last_tickle_ns = 0
+        self._failing, self._last_tickle_ns = False, 0
 
     # --- lifecycle ---
 
@@ -188,22 +184,19 @@ class CpApiBroker:
         try:
             auth = await self._call("GET", "/iserver/auth/status")
             if not (isinstance(auth, dict) and auth.get("authenticated")):
-                why = (auth or {}).get("message") if isinstance(auth, dict) else None
                 host = httpx.URL(self.config.base_url).host
-                raise BrokerError(
-                    f"IBKR Client Portal gateway at {host} is not authenticated"
-                    f"{f' ({why})' if why else ''}: log in on the gateway's web page, then connect"
-                )
+                msg = auth.get("message") if isinstance(auth, dict) else None
+                why = f" ({msg})" if msg else ""
+                raise BrokerError(f"IBKR gateway at {host} is not authenticated{why}: log in on "
+                                  "its web page, then connect")  # fmt: skip
             accounts = await self._call("GET", "/iserver/accounts")
             if self.config.account_id not in (accounts or {}).get("accounts", []):
                 raise BrokerError("IBKR_ACCOUNT_ID is not among the accounts of this session")
             await self._call("GET", "/portfolio/accounts")
             await self._call("GET", "/iserver/account/orders")  # starts the gateway's order feed
-            for t in await self._trades():
-                self._seen.add(str(t.get("execution_id") or ""))
+            self._seen.update(str(t.get("execution_id")) for t in await self._trades())
         except BaseException:
-            await self._client.aclose()
-            self._client = None
+            await self.close()
             raise
         self._last_tickle_ns = self.clock.now_ns()
         self._task = asyncio.create_task(self._poll_loop())
@@ -224,35 +217,31 @@ class CpApiBroker:
     # --- requests ---
 
     async def place(self, order: Order) -> OrderState:
-        async with self._place_lock:  # two places of one client id must not both send
-            known = self._states.get(order.client_id)
-            if known is not None:
+        # One place at a time (two of one client id must not both send), and no poll meanwhile
+        # (rows read before the acknowledgement must not overwrite it).
+        async with self._place_lock, self._poll_lock:
+            if (known := self._states.get(order.client_id)) is not None:
                 return known
             if (adopted := await self._adopt(order)) is not None:
                 return adopted
-            for leg in order.legs:
-                if leg.contract.is_crypto:
-                    raise OrderRejectedError(f"{leg.contract.root} options do not trade at IBKR")
+            if crypto := [leg.contract.root for leg in order.legs if leg.contract.is_crypto]:
+                raise OrderRejectedError(f"{crypto[0]} options do not trade at IBKR")
             if len({leg.contract for leg in order.legs}) != len(order.legs):
                 raise OrderRejectedError("the same contract appears in two legs")
-            body = await self._body(order)
-            ack = await self._submit(
-                f"/iserver/account/{self.config.account_id}/orders", body, new=True
-            )
+            ack = await self._submit(f"{self._iserver}/orders", await self._body(order), new=True)
             status = map_status(str(ack.get("order_status") or "PendingSubmit"), 0)
             if status in (OrderStatus.FILLED, OrderStatus.CANCELLED):  # details come by polling
                 status = OrderStatus.WORKING
             reason = str(ack.get("order_status")) if status is OrderStatus.REJECTED else ""
-            oid = str(ack["order_id"])
-            state = OrderState(order, status, broker_id=oid, reason=reason, ts_ns=self._now())
+            state = OrderState(order, status, broker_id=str(ack["order_id"]), reason=reason,
+                               ts_ns=self._now())  # fmt: skip
             self._remember(state)
             return state
 
     async def cancel(self, client_id: str) -> OrderState:
         state = self._known(client_id)
         if not state.status.done:
-            path = f"/iserver/account/{self.config.account_id}/order/{state.broker_id}"
-            await self._call("DELETE", path)
+            await self._call("DELETE", f"{self._iserver}/order/{state.broker_id}")
         return self._states[client_id]
 
     async def replace(
@@ -265,18 +254,15 @@ class CpApiBroker:
         if not isinstance(limit_price, int | float) or not math.isfinite(limit_price):
             raise OrderRejectedError(f"replace {client_id}: limit {limit_price!r} is not finite")
         if quantity is not None and (quantity < 1 or quantity < state.filled_qty):
-            raise OrderRejectedError(
-                f"replace {client_id}: quantity {quantity} is below 1 or the {state.filled_qty} "
-                "already filled"
-            )
+            raise OrderRejectedError(f"replace {client_id}: quantity {quantity} is below 1 or "
+                                     f"the {state.filled_qty} already filled")  # fmt: skip
         order = replace(state.order, limit_price=float(limit_price),
                         quantity=quantity or state.order.quantity)  # fmt: skip
         body = await self._body(order)
         del body["cOID"]  # a modify restates the order; the cOID is not changed
-        path = f"/iserver/account/{self.config.account_id}/order/{state.broker_id}"
-        await self._submit(path, body, new=False)
-        new = replace(self._states[client_id], order=order, ts_ns=self._now())
-        self._states[client_id] = new
+        await self._submit(f"{self._iserver}/order/{state.broker_id}", body, new=False)
+        new = self._states[client_id] = replace(self._states[client_id], order=order,
+                                                ts_ns=self._now())  # fmt: skip
         self._emit(new)
         return new
 
@@ -292,26 +278,18 @@ class CpApiBroker:
 
     async def fills(self) -> list[Fill]:
         """Every execution the gateway reports (its trades window), whoever placed it."""
-        out = []
-        for t in await self._trades():
-            if (fill := await self._fill(t)) is not None:
-                out.append(fill)
-        return out
+        return [f for t in await self._trades() if (f := await self._fill(t)) is not None]
 
     async def positions(self) -> dict[Contract, int]:
         out: dict[Contract, int] = {}
         for page in range(50):
-            rows = await self._call("GET", f"/portfolio/{self.config.account_id}/positions/{page}")
+            rows = await self._call("GET", f"{self._portfolio}/positions/{page}")
             rows = rows if isinstance(rows, list) else []
             for r in rows:
-                qty = round(_num(r.get("position")))
-                if qty == 0 or r.get("assetClass", "OPT") != "OPT":
+                if (qty := round(_num(r.get("position")))) == 0 or r.get("assetClass") != "OPT":
                     continue
-                contract = await self._contract_of(r.get("conid"))
-                if contract is None:
-                    log.warning(
-                        "IBKR position in conid %s is not a mappable option", r.get("conid")
-                    )
+                if (contract := await self._contract_of(r.get("conid"))) is None:
+                    log.warning("IBKR position in conid %s: not a mappable option", r.get("conid"))
                     continue
                 out[contract] = out.get(contract, 0) + qty
             if len(rows) < POSITIONS_PAGE:
@@ -321,9 +299,8 @@ class CpApiBroker:
     async def account(self) -> AccountSummary:
         """Summary amounts; realized P&L from the BASE ledger; commissions summed over the
         executions the gateway reports."""
-        acct = self.config.account_id
-        summary = await self._call("GET", f"/portfolio/{acct}/summary") or {}
-        ledger = await self._call("GET", f"/portfolio/{acct}/ledger") or {}
+        summary = await self._call("GET", f"{self._portfolio}/summary") or {}
+        base = (await self._call("GET", f"{self._portfolio}/ledger") or {}).get("BASE") or {}
 
         def amount(key: str) -> float:
             item = summary.get(key)
@@ -331,14 +308,12 @@ class CpApiBroker:
                 raise BrokerError(f"IBKR GET /portfolio/{{accountId}}/summary: no {key!r}")
             return _num(item.get("amount"), math.nan)
 
-        base = ledger.get("BASE") or ledger.get("USD") or {}
         return AccountSummary(
-            cash=amount("totalcashvalue"),
-            net_liquidation=amount("netliquidation"),
+            cash=amount("totalcashvalue"), net_liquidation=amount("netliquidation"),
             realized_pnl=_num(base.get("realizedpnl")),
             commissions=sum(f.commission for f in await self.fills()),
             buying_power_used=_num((summary.get("initmarginreq") or {}).get("amount")),
-        )
+        )  # fmt: skip
 
     # --- polling ---
 
@@ -376,11 +351,14 @@ class CpApiBroker:
                     self._last_tickle_ns = self.clock.now_ns()
                     await self._call("POST", "/tickle")
                 await self.poll()
-            except Exception as exc:  # the gateway is away: the next poll is the reconnect
+            except BrokerError as exc:  # the gateway is away: the next poll is the reconnect
                 if not self._failing:
                     log.warning("IBKR CP API poll failed (retrying every %g s): %s",
                                 self.config.poll_s, exc)  # fmt: skip
                 self._failing = True
+                continue
+            except Exception:  # a bug, or an answer we cannot read: loud, and keep polling
+                log.exception("IBKR CP API poll crashed")
                 continue
             if self._failing:
                 log.warning("IBKR CP API polling recovered")
@@ -388,10 +366,8 @@ class CpApiBroker:
 
     # --- helpers ---
 
-    async def _call(
-        self, method: str, path: str, *, params: dict[str, Any] | None = None,
-        body: Any = None, order: bool = False,
-    ) -> Any:  # fmt: skip
+    async def _call(self, method: str, path: str, *, params: dict[str, Any] | None = None,
+                    body: Any = None, order: bool = False) -> Any:  # fmt: skip
         """One request; failures become BrokerError naming the endpoint (a 4xx or an
         ``{"error"}`` answer to an order call is the order's rejection)."""
         if self._client is None:
@@ -399,12 +375,11 @@ class CpApiBroker:
         where = f"{method} {path.replace(self.config.account_id, '{accountId}')}"
         try:
             resp = await self._client.request(method, path, params=params, json=body)
+            data = resp.json() if resp.content else None
         except httpx.TimeoutException:
             raise BrokerError(f"IBKR {where}: no answer in {self.config.timeout_s:g} s") from None
         except httpx.HTTPError as exc:
             raise BrokerError(f"IBKR {where}: gateway unreachable ({exc!r})") from None
-        try:
-            data = resp.json() if resp.content else None
         except ValueError:
             raise BrokerError(f"IBKR {where}: HTTP {resp.status_code}, not JSON") from None
         error = data.get("error") if isinstance(data, dict) else None
@@ -420,15 +395,13 @@ class CpApiBroker:
     async def _submit(self, path: str, body: dict[str, Any], *, new: bool) -> dict[str, Any]:
         """Send a new order (``{"orders": [body]}``) or a modify (the bare body) and answer its
         questions: confirm the whitelisted ones, decline the rest and raise with IBKR's words."""
-        payload = {"orders": [body]} if new else body
-        answer = await self._call("POST", path, body=payload, order=True)
-        for _ in range(_MAX_REPLIES):
+        answer = await self._call("POST", path, body={"orders": [body]} if new else body,
+                                  order=True)  # fmt: skip
+        for replies in range(_MAX_REPLIES + 1):
             first = answer[0] if isinstance(answer, list) and answer else answer
-            if not isinstance(first, dict):
-                break
-            if "order_id" in first:
+            if isinstance(first, dict) and "order_id" in first:
                 return first
-            if "id" not in first:
+            if not (isinstance(first, dict) and "id" in first) or replies == _MAX_REPLIES:
                 break
             ids = [str(m) for m in first.get("messageIds") or []]
             text = " / ".join(str(m) for m in first.get("message") or []) or "no text"
@@ -439,21 +412,19 @@ class CpApiBroker:
                 raise OrderRejectedError(f"IBKR asks for confirmation ({', '.join(ids)}): {text}")
             log.info("IBKR: confirming informational message(s) %s: %s", ", ".join(ids), text)
             answer = await self._call("POST", reply, body={"confirmed": True}, order=True)
-        raise BrokerError(f"IBKR POST {path.split('/')[1]}: unexpected answer {answer!r:.200}")
+        where = path.replace(self.config.account_id, "{accountId}")
+        raise BrokerError(f"IBKR POST {where}: unexpected answer {answer!r:.200}")
 
     async def _body(self, order: Order) -> dict[str, Any]:
-        body: dict[str, Any] = {"acctId": self.config.account_id, "cOID": order.client_id,
-                                "tif": "DAY", "quantity": order.quantity}  # fmt: skip
         scale, sign = _shape(order)
+        body: dict[str, Any] = {"acctId": self.config.account_id, "cOID": order.client_id,
+                                "tif": "DAY", "quantity": order.quantity * scale}  # fmt: skip
         if len(order.legs) == 1:
             body["conid"] = await self._conid(order.legs[0].contract)
-            body["quantity"] = order.quantity * scale
-            buy = order.side.sign * sign > 0
         else:
             legs = [f"{await self._conid(leg.contract)}/{leg.ratio}" for leg in order.legs]
             body["conidex"] = f"{COMBO_CONID_USD};;;{','.join(legs)}"
-            buy = order.side is Side.BUY
-        body["side"] = "BUY" if buy else "SELL"
+        body["side"] = "BUY" if order.side.sign * sign > 0 else "SELL"
         body["orderType"] = "LMT" if order.order_type is OrderType.LIMIT else "MKT"
         if order.limit_price is not None:
             body["price"] = round(order.limit_price / sign, 8)
@@ -477,8 +448,7 @@ class CpApiBroker:
     def _from_row(self, order: Order, row: dict[str, Any], broker_id: str) -> OrderState:
         scale, sign = _shape(order)
         filled = round(_num(row.get("filledQuantity")) / scale)
-        ib_status = str(row.get("status") or "")
-        status = map_status(ib_status, filled)
+        status = map_status(ib_status := str(row.get("status") or ""), filled)
         avg = _num(row.get("avgPrice")) * sign if filled else 0.0
         reason = ib_status if status is OrderStatus.REJECTED else ""
         return OrderState(order, status, filled, avg, broker_id, reason, self._now())
@@ -497,8 +467,10 @@ class CpApiBroker:
         if eid in self._fills:
             return self._fills[eid]
         side = {"B": Side.BUY, "S": Side.SELL}.get(str(t.get("side") or "").upper())
-        if not eid or side is None or (contract := await self._contract_of(t.get("conid"))) is None:
-            return None  # expiries ("X"), BAG summary rows, non-options
+        if not eid or side is None or t.get("sec_type", "OPT") != "OPT":
+            return None  # expiries (side "X"), combo summary rows (BAG), other asset classes
+        if (contract := await self._contract_of(t.get("conid"))) is None:
+            return None
         cid = str(t.get("order_ref") or self._cids.get(str(t.get("order_id"))) or "")
         ts = int(_num(t.get("trade_time_r"))) * 1_000_000 or self._now()
         try:
@@ -515,8 +487,7 @@ class CpApiBroker:
         strike and right, picking the row with the expiry and trading class (SPX vs SPXW)."""
         if (conid := self._conids.get(c)) is not None:
             return conid
-        und = self._underlyings.get(c.underlying)
-        if und is None:
+        if (und := self._underlyings.get(c.underlying)) is None:
             rows = await self._call(
                 "GET", "/iserver/secdef/search", params={"symbol": c.underlying}
             )
@@ -535,29 +506,27 @@ class CpApiBroker:
             ):
                 if _num(r.get("multiplier"), c.multiplier) != c.multiplier:
                     raise OrderRejectedError(f"{c.root} multiplier at IBKR is {r['multiplier']}")
-                conid = int(r["conid"])
-                self._conids[c], self._contracts[conid] = conid, c
-                return conid
-        raise OrderRejectedError(
-            f"IBKR has no {c.root} {c.expiry} {c.strike:g}{c.right.value} option (secdef/info)"
-        )
+                self._conids[c], self._contracts[int(r["conid"])] = int(r["conid"]), c
+                return int(r["conid"])
+        raise OrderRejectedError(f"IBKR has no {c.root} {c.expiry} {c.strike:g}{c.right.value} "
+                                 "option (secdef/info)")  # fmt: skip
 
     async def _contract_of(self, conid: Any) -> Contract | None:
+        """The option behind a conid we did not resolve ourselves (orders from before a restart)."""
         try:
             key = int(conid)
         except (TypeError, ValueError):
             return None
         if key in self._contracts:
             return self._contracts[key]
-        contract = None
-        info = await self._call("GET", f"/iserver/contract/{key}/info")
+        contract, info = None, await self._call("GET", f"/iserver/contract/{key}/info")
         if isinstance(info, dict) and info.get("instrument_type") == "OPT":
             try:
                 ymd = str(info.get("expiry_full") or info["maturity_date"])[:8]
-                expiry = datetime.strptime(ymd, "%Y%m%d").date()
-                strike, right = _num(info["strike"], math.nan), right_code(info["right"])
-                mult = _num(info.get("multiplier"), 100.0)
-                contract = Contract(str(info["trading_class"]), expiry, strike, right, mult)
+                contract = Contract(str(info["trading_class"]),
+                                    datetime.strptime(ymd, "%Y%m%d").date(),
+                                    _num(info["strike"], math.nan), right_code(info["right"]),
+                                    _num(info.get("multiplier"), 100.0))  # fmt: skip
             except (KeyError, ValueError) as exc:  # ModelError is a ValueError
                 log.warning("IBKR conid %s: cannot read the option (%s)", key, exc)
         self._contracts[key] = contract
@@ -566,8 +535,7 @@ class CpApiBroker:
         return contract
 
     def _known(self, client_id: str) -> OrderState:
-        state = self._states.get(client_id)
-        if state is None:
+        if (state := self._states.get(client_id)) is None:
             raise BrokerError(f"unknown order {client_id!r}")
         return state
 
