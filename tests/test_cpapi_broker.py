@@ -6,6 +6,7 @@ import logging
 import socket
 from datetime import date, datetime
 
+import httpx
 import pytest
 
 from kit.clock import NEW_YORK, SimClock
@@ -92,7 +93,7 @@ async def test_single_leg_limit_fills(desk: Desk) -> None:
     # fill before the state that reports it; SPXW resolved, not the SPX class of the same month
     assert desk.events.index(fill) < desk.events.index(desk.states("buy-put")[-1])
     [ticket] = desk.emu.tickets
-    assert ticket["conid"] == desk.emu._conids[PUT] != desk.emu._conids[AM_PUT]
+    assert ticket["conid"] == desk.emu.conid(PUT) != desk.emu.conid(AM_PUT)
     assert (ticket["side"], ticket["quantity"], ticket["orderType"], ticket["price"]) == (
         "BUY", 2, "LMT", 10.5)  # fmt: skip
     assert (ticket["cOID"], ticket["tif"], ticket["acctId"]) == ("buy-put", "DAY", ACCOUNT)
@@ -103,12 +104,23 @@ async def test_combo_sell_strangle_via_conidex(desk: Desk) -> None:
     await desk.broker.place(strangle)
     await until(lambda: desk.status("strangle") is OrderStatus.FILLED)
     [ticket] = desk.emu.tickets
-    put_id, call_id = desk.emu._conids[PUT], desk.emu._conids[CALL]
+    put_id, call_id = desk.emu.conid(PUT), desk.emu.conid(CALL)
     assert ticket["conidex"] == f"{COMBO_CONID};;;{put_id}/1,{call_id}/1"
     assert (ticket["side"], ticket["quantity"], ticket["price"]) == ("SELL", 1, 15.0)
     got = {(f.contract, f.side, f.quantity, f.price) for f in desk.fills("strangle")}
     assert got == {(PUT, Side.SELL, 1.0, 10.0), (CALL, Side.SELL, 1.0, 5.0)}
     assert desk.broker.order("strangle").avg_price == pytest.approx(15.0)
+
+
+async def test_a_short_leg_alone_goes_out_as_its_contract(desk: Desk) -> None:
+    # BUY one unit of (-1 put) at -10.0 (a credit) is a SELL of the put at 10.0 or better
+    await desk.broker.place(order("short-leg", [Leg(PUT, -1)], Side.BUY, 1, -10.0))
+    await until(lambda: desk.status("short-leg") is OrderStatus.FILLED)
+    [ticket] = desk.emu.tickets
+    assert (ticket["side"], ticket["quantity"], ticket["price"]) == ("SELL", 1, 10.0)
+    [fill] = desk.fills("short-leg")
+    assert (fill.side, fill.price) == (Side.SELL, 10.0)
+    assert desk.broker.order("short-leg").avg_price == -10.0  # net per unit, as placed
 
 
 async def test_partial_fill_then_completion(desk: Desk) -> None:
@@ -125,8 +137,8 @@ async def test_partial_fill_then_completion(desk: Desk) -> None:
 async def test_cancel(desk: Desk) -> None:
     await desk.broker.place(order("resting", [Leg(PUT, 1)], Side.BUY, 1, 9.0))
     await until(lambda: desk.status("resting") is OrderStatus.WORKING)
-    state = await desk.broker.cancel("resting")
-    assert state.status is OrderStatus.WORKING  # the confirmation arrives as an event
+    state = await desk.broker.cancel("resting")  # the state now; the confirmation is an event
+    assert state.status in (OrderStatus.WORKING, OrderStatus.CANCELLED)
     await until(lambda: desk.status("resting") is OrderStatus.CANCELLED)
     assert desk.fills("resting") == []
     assert f"DELETE /iserver/account/{ACCOUNT}/order/{state.broker_id}" in desk.emu.requests
@@ -199,6 +211,17 @@ async def test_unreachable_gateway_names_the_endpoint() -> None:
     clock = SimClock(datetime(2024, 1, 19, 10, 0, tzinfo=NEW_YORK), speed=1.0)
     broker = CpApiBroker(CpApiConfig(f"http://127.0.0.1:{port}/v1/api", ACCOUNT), clock)
     with pytest.raises(BrokerError, match=r"GET /iserver/auth/status: gateway unreachable"):
+        await broker.connect()
+
+
+async def test_timeout_is_a_broker_error_naming_the_endpoint() -> None:
+    def slow(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("emulated", request=request)
+
+    clock = SimClock(datetime(2024, 1, 19, 10, 0, tzinfo=NEW_YORK), speed=1.0)
+    config = CpApiConfig("http://127.0.0.1:1/v1/api", ACCOUNT, timeout_s=0.5)
+    broker = CpApiBroker(config, clock, transport=httpx.MockTransport(slow))
+    with pytest.raises(BrokerError, match=r"GET /iserver/auth/status: no answer in 0.5 s"):
         await broker.connect()
 
 
