@@ -156,7 +156,7 @@ def _skip(desk: Desk, why: str, inputs: dict[str, Any] | None = None) -> bool:
 
 async def _wind_down(desk: Desk, broker: PaperBroker, orders: OrderManager) -> None:
     """The close: stop working orders, then settle what is held at intrinsic value."""
-    await orders.cancel_all("the session closed")
+    await orders.halt("the session closed")
     held = await broker.positions()
     if held:
         spots = {c.underlying: desk.market.spot_of(c.underlying) for c in held}

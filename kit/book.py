@@ -294,7 +294,7 @@ class Book:
         np.minimum.at(nearest, lp[active], m.expiry_ns[lr][active])
         return PositionView(
             ts_ns=now_ns,
-            ids=self.ids,
+            ids=list(self.ids),  # a snapshot: positions opened later must not join this view
             is_open=self.pos_open.copy(),
             quantity=self.pos_quantity,
             spot=spot,

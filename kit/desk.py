@@ -332,9 +332,16 @@ class Desk:
         self._audit(f"auto-manage {'on' if on else 'off'}")
 
     def kill(self, reason: str = "manual kill switch") -> None:
-        """Stop all automation at once: auto-manage off and no action executed until reset."""
+        """Stop all automation at once: auto-manage off, no action executed until reset, and
+        every working order cancelled (the trader takes over)."""
         self.killed, self.auto_manage = True, False
         self._audit(f"kill switch on: {reason}", Severity.CRITICAL)
+        if self.orders is not None:  # and nothing keeps working: every order is cancelled
+            task = asyncio.get_running_loop().create_task(
+                self.orders.halt(f"kill switch: {reason}")
+            )
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
 
     def reset_kill(self) -> None:
         self.killed = False

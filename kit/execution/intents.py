@@ -79,6 +79,10 @@ class Intent(msgspec.Struct, frozen=True):
             not self.legs or self.target is None
         ):
             raise ModelError(f"a {self.kind} intent needs the legs to trade and the target")
+        if self.target is not None and self.target.id != self.position_id:  # it amends the book
+            raise ModelError(f"target: position {self.target.id!r} is not {self.position_id!r}")
+        if self.kind is IntentKind.CLOSE and (self.legs or self.target is not None):
+            raise ModelError("a close intent takes a fraction, not legs or a target")
         f = self.fraction
         if not isinstance(f, int | float) or isinstance(f, bool) or not 0 < f <= 1:
             raise ModelError(f"fraction: must be in (0, 1], got {f!r}")

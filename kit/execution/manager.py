@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -72,8 +72,12 @@ class ManagerConfig:
     state_key: str = "order_manager"
 
     def __post_init__(self) -> None:
-        if not 0 < self.step_fraction <= 1 or self.retries < 0 or self.wait_s <= 0:
-            raise ValueError("step_fraction must be in (0, 1], retries >= 0 and wait_s > 0")
+        if not 0 < self.step_fraction <= 1 or self.retries < 0 or self.backoff < 1:
+            raise ValueError("step_fraction must be in (0, 1], retries >= 0 and backoff >= 1")
+        waits = (self.wait_s, self.cancel_timeout_s, self.market_wait_s, self.tick,
+                 *self.ticks.values())  # fmt: skip
+        if not all(w > 0 for w in waits):
+            raise ValueError("ticks and waits must be positive")
 
 
 class IntentRecord(msgspec.Struct):
@@ -182,17 +186,23 @@ class OrderManager:
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
         await self.broker.close()
 
-    async def cancel_all(self, reason: str) -> None:
-        """Stop every intent and cancel every working order (awaiting confirmations): the
-        close of a session, or the kill switch. Stopped intents end as failed with ``reason``."""
-        for rec in self.pending():
+    def halt(self, reason: str) -> Coroutine[Any, Any, None]:
+        """Stop every intent working now, and return the coroutine that cancels their orders
+        (awaiting confirmations): the kill switch and the close of a session. The stop itself
+        is immediate, so an intent submitted after the halt (a manual close) is not touched.
+        Stopped intents end as failed with ``reason``."""
+        stopped = self.pending()
+        for rec in stopped:
             rec.status, rec.message = "failed", reason
-        tasks = list(self._tasks.values())
+        tasks = [t for r in stopped if (t := self._tasks.get(r.intent.id)) is not None]
         for task in tasks:
             task.cancel()
+        return self._cancel_orders({r.intent.id for r in stopped}, tasks)
+
+    async def _cancel_orders(self, ids: set[str], tasks: list[asyncio.Task[IntentRecord]]) -> None:
         await asyncio.gather(*tasks, return_exceptions=True)
         for state in await self.broker.orders():
-            if not state.status.done:
+            if not state.status.done and state.client_id.split("/", 1)[0] in ids:
                 await self._cancel(state.client_id)
         self._save()
 
@@ -229,8 +239,12 @@ class OrderManager:
         rec = self.submit(intent)
         task = self._tasks.get(intent.id)
         if task is not None:
-            await asyncio.shield(task)
-        return rec
+            try:
+                await asyncio.shield(task)
+            except asyncio.CancelledError:
+                if not task.cancelled():  # we were cancelled, not the intent
+                    raise
+        return rec  # a superseded intent (its task cancelled) ends here too
 
     async def on_action(self, action: Action) -> None:
         """The desk's executor: carry out an auto-managed rule action as an intent."""
@@ -285,18 +299,35 @@ class OrderManager:
         if not intent.kind.adds_risk:
             return
         view = desk.view
-        spot = market.spot_of(legs[0].contract.underlying)
+        underlying = legs[0].contract.underlying
+        spot = market.spot_of(underlying)
+        if desk.rules.limits.enabled and not math.isfinite(spot):  # the stress would read 0
+            raise OrderRejectedError(f"no {underlying} spot: the risk limits cannot be checked")
         added = stress_loss(market, book, legs, quantity, spot)
         if intent.kind is IntentKind.ROLL:
             held = book.held(pid)
             assert held is not None and intent.target is not None
             added = stress_loss(market, book, intent.target.legs, quantity, spot) - stress_loss(
                 market, book, held.legs, quantity, spot)  # fmt: skip
-        pending_entries = sum(r.intent.kind is IntentKind.OPEN for r in self.pending())
+        # entries still being worked count once each, at their full size and risk, whether or
+        # not part of them filled (a filled part is also a row of the book: not counted twice)
+        entries = [
+            r.intent.target
+            for r in self.pending()
+            if r.intent.kind is IntentKind.OPEN and r.intent.target is not None
+        ]
+        entering = {p.id for p in entries}
+        n = len(view.is_open)  # view.ids is the book's list: positions added later follow it
+        live = view.is_open & np.array([p not in entering for p in view.ids[:n]], dtype=bool)
+        pending_risk = sum(
+            stress_loss(market, book, p.legs, p.quantity, market.spot_of(p.underlying))
+            for p in entries
+        )
         why = check_limits(
             desk.rules.limits, opening=intent.kind is IntentKind.OPEN, quantity=quantity,
-            added_risk=added, open_positions=int(view.is_open.sum()) + pending_entries,
-            total_risk=float(view.risk[view.is_open].sum()), day_pnl=float(view.day_pnl.sum()),
+            added_risk=added, open_positions=int(live.sum()) + len(entries),
+            total_risk=float(view.risk[live].sum()) + pending_risk,
+            day_pnl=float(view.day_pnl.sum()),
             killed=desk.killed, blocked_by=tuple(desk.blocked_by.values()),
         )  # fmt: skip
         if why:
@@ -342,8 +373,8 @@ class OrderManager:
     async def _supersede(self, rec: IntentRecord) -> None:
         """A newer intent for the same position replaces any older one still working."""
         for other in self.pending(rec.intent.position_id):
-            if other is rec:
-                continue
+            if other is rec:  # records keep submission order (the journal too): only older
+                break  # intents are superseded, even when a restart resumes both
             other.status = "superseded"
             task = self._tasks.get(other.intent.id)
             if task is not None and task is not asyncio.current_task():
@@ -436,9 +467,14 @@ class OrderManager:
             step += 1
             if step > cfg.retries:
                 break
-            rec.steps[stage] = step
-            self._save()
-            state = await broker.replace(cid, limit_price=self._price(legs, side, step))
+            try:
+                limit = self._price(legs, side, step)
+                rec.steps[stage] = step
+                self._save()
+                state = await broker.replace(cid, limit_price=limit)
+            except OrderRejectedError as exc:  # e.g. a quote went one-sided: the order must not
+                rec.message = f"ladder stopped: {exc}"  # keep working, so cancel it below
+                break
         if not state.status.done:
             state = await self._cancel(cid)
         filled = state.filled_qty
