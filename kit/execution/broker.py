@@ -18,7 +18,8 @@ settlements arrive as fills at intrinsic value with ``client_id`` ``"settlement"
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Sequence
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
@@ -85,6 +86,18 @@ class AccountSummary(msgspec.Struct, frozen=True):
 
 BrokerEvent = OrderState | Fill
 Listener = Callable[[BrokerEvent], None]
+
+log = logging.getLogger(__name__)
+
+
+def notify(listeners: Sequence[Listener], event: BrokerEvent, broker: str) -> None:
+    """Deliver ``event`` to every listener: one that raises is logged, the rest still hear it
+    (a failing dashboard must not stop fills reaching the book)."""
+    for listener in listeners:
+        try:
+            listener(event)
+        except Exception:
+            log.exception("%s: listener %r failed on %r", broker, listener, event)
 
 
 @runtime_checkable

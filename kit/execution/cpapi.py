@@ -58,6 +58,7 @@ from kit.execution.broker import (
     OrderRejectedError,
     OrderState,
     OrderStatus,
+    notify,
 )
 from kit.model import Contract, Fill, ModelError, Order, OrderType, Side
 from kit.symbology import right_code
@@ -540,11 +541,7 @@ class CpApiBroker:
         return state
 
     def _emit(self, event: BrokerEvent) -> None:
-        for listener in self._listeners:
-            try:
-                listener(event)
-            except Exception:
-                log.exception("IBKR CP API listener %r failed on %r", listener, event)
+        notify(self._listeners, event, self.name)
 
     def _now(self) -> int:
         return self.clock.now_ns()

@@ -45,6 +45,7 @@ from kit.execution.broker import (
     OrderRejectedError,
     OrderState,
     OrderStatus,
+    notify,
 )
 from kit.execution.state import StateStore
 from kit.market import MarketState
@@ -490,11 +491,7 @@ class PaperBroker:
         self._commissions += f.commission
 
     def _emit(self, event: BrokerEvent) -> None:
-        for listener in self._listeners:
-            try:
-                listener(event)
-            except Exception:
-                log.exception("paper broker listener %r failed on %r", listener, event)
+        notify(self._listeners, event, self.name)
 
     def _known(self, client_id: str) -> _Record:
         rec = self._orders.get(client_id)
