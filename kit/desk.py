@@ -375,12 +375,6 @@ class Desk:
         self._scope = {None, *self.book.ids}
         self.evaluate()
 
-    def apply_fill(self, fill: Fill, position_id: str) -> bool:
-        applied = self.book.apply_fill(fill, position_id)
-        if applied:
-            self.evaluate()
-        return applied
-
     def iv_rank(self, underlying: str) -> float | None:
         """IV rank of the underlying's volatility index (or ATM IV) against its history."""
         history = self.iv_history.get(underlying)

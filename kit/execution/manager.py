@@ -48,6 +48,7 @@ from kit.execution.limits import check_limits, stress_loss
 from kit.execution.state import MemoryStateStore, StateStore
 from kit.model import Action, Decision, Fill, Leg, ModelError, Order, OrderType, Side
 from kit.strategies import StrategyError, units_to_close
+from kit.symbology import to_occ
 
 if TYPE_CHECKING:
     from kit.desk import Desk
@@ -487,6 +488,8 @@ class OrderManager:
             if not m.status.done:
                 m = await self._cancel(mid)
             filled += m.filled_qty
+            self._wake.pop(mid, None)
+        self._wake.pop(cid, None)  # done with these orders: nothing waits on them any more
         return filled
 
     def _price(self, legs: tuple[Leg, ...], side: Side, step: int) -> float:
@@ -496,7 +499,8 @@ class OrderManager:
         ratio = np.array([leg.ratio for leg in legs], dtype=float)
         bid, ask = m.bid[rows], m.ask[rows]
         if not (np.all(bid > 0) and np.all(ask > 0)):
-            raise OrderRejectedError(f"no two-sided quote for the legs of {legs}")
+            names = ", ".join(to_occ(leg.contract, padded=False) for leg in legs)
+            raise OrderRejectedError(f"no two-sided quote for every leg of {names}")
         buying = (ratio > 0) == (side is Side.BUY)
         mid = float(ratio @ (0.5 * (bid + ask)))
         natural = float(ratio @ np.where(buying, ask, bid))
@@ -538,7 +542,6 @@ class OrderManager:
                 f"cancel of {cid} not confirmed within "
                 f"{self.config.cancel_timeout_s:g} s: sending nothing new"
             )
-        self._wake.pop(cid, None)
         return state
 
     async def _cancel_lingering(self, pid: str, keep: str) -> None:
