@@ -249,8 +249,9 @@ class AlertManager:
     def acknowledge(self, seq: int, by: str = "user") -> AlertRecord:
         """Mark record ``seq`` acknowledged (the first acknowledgement stands)."""
         first = self._history[0].seq if self._history else self._seq + 1
-        if not first <= seq <= self._seq:
-            raise KeyError(f"no alert with seq {seq} in history (holds {first}..{self._seq})")
+        if not 0 <= seq - first < len(self._history):
+            last = first + len(self._history) - 1
+            raise KeyError(f"no alert with seq {seq} in history (holds {first}..{last})")
         record = self._history[seq - first]
         if record.acked_ts_ns is None:
             record = msgspec.structs.replace(record, acked_ts_ns=self.clock.now_ns(), acked_by=by)
@@ -265,6 +266,30 @@ class AlertManager:
         seqs = sorted(e.seq for rules in self._active.values() for e in rules.values())
         records = (self._history[s - first] for s in seqs if s >= first)
         return [r for r in records if r.acked_ts_ns is None]
+
+    def state(self) -> dict[str, Any]:
+        """What de-duplication remembers (sequence, active keys, last emissions), as JSON-ready
+        data; the records themselves are kept by the store's ``alerts`` table."""
+        return {
+            "seq": self._seq,
+            "active": [[p, r, k, *e] for p, rs in self._active.items() for (r, k), e in rs.items()],
+            "last": [[r, p, k, *e] for (r, p, k), e in self._last.items()],
+        }
+
+    def restore(self, state: Mapping[str, Any], history: Iterable[AlertRecord] = ()) -> None:
+        """Take back :meth:`state` and the emitted records (any order; only the unbroken run
+        of sequence numbers ending at the newest is kept, so numbering stays positional)."""
+        records = sorted(history, key=lambda r: r.seq)[-self.config.history :]
+        start = len(records) - 1
+        while start > 0 and records[start - 1].seq == records[start].seq - 1:
+            start -= 1
+        self._history.clear()
+        self._history.extend(records[max(start, 0) :])
+        self._seq = max([int(state.get("seq", 0)), *(r.seq for r in records)])
+        self._active = {}
+        for p, r, k, *e in state.get("active", ()):
+            self._active.setdefault(p, {})[r, k] = _Emission(*e)
+        self._last = {(r, p, k): _Emission(*e) for r, p, k, *e in state.get("last", ())}
 
     @property
     def active(self) -> dict[AlertKey, Severity]:

@@ -27,8 +27,11 @@ from kit.execution.paper import PaperBroker, PaperConfig
 from kit.execution.state import MemoryStateStore, StateStore
 from kit.feeds.sim import SCRIPTS, ScriptStep, SimFeed
 from kit.feeds.sim_market import SimConfig
-from kit.model import Decision
+from kit.model import Contract, Decision
 from kit.rules import Rules
+from kit.store import Store, open_store
+from kit.store.attach import DeskStore
+from kit.store.recorder import RecorderConfig
 from kit.strategies import DeltaBand, LiquidityFilter, StrategyError, strangle
 
 AUTO_SEED = 3  # the default auto session: a day whose IV rank (86) lets a premium seller in
@@ -71,31 +74,52 @@ async def run_auto(
     paper: PaperConfig | None = None,
     script: Sequence[ScriptStep] | str = (),
     store: StateStore | None = None,
+    db: Store | str | None = None,
     sinks: Sequence[AlertSink] = (),
     emit: Callable[[dict[str, Any]], None] | None = None,
 ) -> AutoResult:
-    """Run one session on the simulator; ``emit`` receives every desk record as JSON."""
+    """Run one session on the simulator; ``emit`` receives every desk record as JSON.
+
+    With ``db`` (a DuckDB path, ``postgresql://`` URL or open store) everything is recorded
+    there and the state lives there too: a run of the same day that was interrupted (even by
+    kill -9) resumes where its last persisted second left off, with its positions and working
+    orders, and sends no order twice."""
     cfg = config or AutoConfig()
     session = us_session(day)
     if session is None:
         raise ValueError(f"{day} is not a US trading session")
-    clock = SimClock(session.open, speed=speed)
+    opened = open_store(db) if isinstance(db, str) else db
+    saved = opened.load_state(f"{RecorderConfig().desk}.autopilot") if opened else None
+    resume = saved if saved and saved["day"] == day.isoformat() and not saved["done"] else None
+    clock = SimClock(from_ns(resume["ts_ns"]) if resume else session.open, speed=speed)
     steps = SCRIPTS[script] if isinstance(script, str) else tuple(script)
-    feed = SimFeed(clock, config=SimConfig(seed=seed), script=steps)
+    feed = SimFeed(clock, config=SimConfig(seed=seed), script=steps, start=session.open)
     desk = Desk(clock, [feed], rules=rules, alerts=AlertManager(clock, sinks), auto_manage=True)
     for symbol in ("SPX", "SPY"):
         desk.iv_history[symbol] = feed.market.iv_history("SPX")
     if emit is not None:
         desk.listeners.append(lambda event: emit(record_to_json(event)))
-    state = store or MemoryStateStore()
+    kept = DeskStore.open(desk, opened) if opened is not None else None
+    state = kept.state if kept is not None else store or MemoryStateStore()
     broker = PaperBroker(clock, desk.market, paper, store=state)
     orders = OrderManager(desk, broker, manager, store=state)
+    progress = {"day": day.isoformat(), "seed": seed, "ts_ns": clock.now_ns(), "done": False}
+    if kept is not None:
+        desk.on_heartbeat.append(lambda: state.save("autopilot", progress | {
+            "ts_ns": clock.now_ns()}))  # fmt: skip
+        await kept.start()
+        if resume is not None:
+            desk.record(Decision(clock.now_ns(), "recovery", f"resuming the {day} session at "
+                                 f"{clock.now().astimezone(NEW_YORK):%H:%M:%S} from "
+                                 f"{kept.store.describe()}", None, {}))  # fmt: skip
     await desk.start()
+    entered = cfg.strategy_id in orders.strategies
+    if entered:  # resumed with a position: its expiry must be quoted before the book is
+        await _subscribe_expiry(desk, feed, cfg)
     await orders.start()
-    entered = False
     try:
         await desk.subscribe(["SPX", "SPY", "VIX"])
-        when = datetime.combine(day, cfg.first_entry, NEW_YORK)
+        when = max(datetime.combine(day, cfg.first_entry, NEW_YORK), clock.now())
         last = datetime.combine(day, cfg.last_entry, NEW_YORK)
         while not entered and when <= last:
             await _advance(clock, when, speed)
@@ -103,9 +127,13 @@ async def run_auto(
             when += timedelta(seconds=cfg.retry_every_s)
         await _advance(clock, session.close + timedelta(seconds=1), speed)
         await _wind_down(desk, broker, orders)
+        if kept is not None:
+            state.save("autopilot", progress | {"ts_ns": clock.now_ns(), "done": True})
     finally:
         await orders.close()
         await desk.close()
+        if kept is not None:
+            await kept.close()
     return _result(desk, len(await broker.orders()), orders, entered, emit)
 
 
@@ -122,15 +150,9 @@ async def _try_entry(
 ) -> bool:
     """Select the strangle and enter if the desk's entry check passes; says why not."""
     now = desk.clock.now_ns()
-    m = feed.market
-    expiries = sorted({c.expiry for c in m.chain(cfg.root)})
-    if len(expiries) <= cfg.dte:
+    chain = await _subscribe_expiry(desk, feed, cfg)
+    if not chain:
         return _skip(desk, f"no {cfg.root} expiry {cfg.dte} sessions out")
-    chain = [c for c in m.chain(cfg.root) if c.expiry == expiries[cfg.dte]]
-    await desk.subscribe(chain)  # the whole expiry: rolls and wings choose from it later
-    desk.process(m.quotes(chain))  # its current quotes now, rather than one step later
-    desk.market.set_open_interest(chain, m.open_interest(chain))
-    desk.market.refresh(desk.market.rows(chain), now)
     pid = f"{cfg.strategy_id}-{day:%Y%m%d}"
     try:
         liquidity = cfg.liquidity or LiquidityFilter.for_entry(desk.rules.entry)
@@ -147,6 +169,21 @@ async def _try_entry(
                          check.inputs))  # fmt: skip
     orders.submit(intent)
     return True
+
+
+async def _subscribe_expiry(desk: Desk, feed: SimFeed, cfg: AutoConfig) -> list[Contract]:
+    """Quote the strategy's whole expiry (rolls and wings choose from it later); returns it,
+    empty when there is no such expiry."""
+    m = feed.market
+    expiries = sorted({c.expiry for c in m.chain(cfg.root)})
+    if len(expiries) <= cfg.dte:
+        return []
+    chain = [c for c in m.chain(cfg.root) if c.expiry == expiries[cfg.dte]]
+    await desk.subscribe(chain)
+    desk.process(m.quotes(chain))  # its current quotes now, rather than one step later
+    desk.market.set_open_interest(chain, m.open_interest(chain))
+    desk.market.refresh(desk.market.rows(chain), desk.clock.now_ns())
+    return chain
 
 
 def _skip(desk: Desk, why: str, inputs: dict[str, Any] | None = None) -> bool:

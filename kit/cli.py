@@ -113,7 +113,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         store = JsonStateStore(args.state) if args.state else None
         result = asyncio.run(run_auto(
             day=args.date, seed=AUTO_SEED if args.seed is None else args.seed, speed=speed,
-            rules=rules, script=args.script or (), store=store, sinks=sinks,
+            rules=rules, script=args.script or (), store=store, db=args.db, sinks=sinks,
             emit=emit if args.jsonl else None,
         ))  # fmt: skip
         if not args.jsonl:
@@ -125,7 +125,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise ValueError("give --script NAME, or --auto for an auto-managed session")
     out = asyncio.run(
         run(args.script, sinks=sinks, speed=speed, seed=args.seed or 0, day=args.date,
-            demo=not args.no_demo, rules=rules, auto_manage=False,
+            demo=not args.no_demo, rules=rules, auto_manage=False, db=args.db,
             listener=(lambda e: emit(record_to_json(e))) if args.jsonl else None)
     )  # fmt: skip
     counts: dict[str, int] = {}
@@ -220,6 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--rules", help="TOML file overriding the default risk rules (or KIT_RULES)")
     s.add_argument("--state", help="directory keeping the paper broker's and order manager's "
                    "state across runs (default: in memory)")  # fmt: skip
+    s.add_argument("--db", help="record everything to this store and keep the state there: "
+                   "a DuckDB file or a postgresql:// URL (an interrupted --auto day "
+                   "resumes)")  # fmt: skip
     s.set_defaults(func=cmd_run)
     return p
 

@@ -115,6 +115,8 @@ class Desk:
         self.executor = executor
         self.orders: OrderManager | None = None  # set by the order manager that attaches
         self.on_batch: list[Callable[[], None]] = []  # after each batch of market data
+        self.on_heartbeat: list[Callable[[], None]] = []  # every heartbeat (risk snapshots)
+        self.tape: Callable[[Any], None] | None = None  # every accepted market event (recorder)
         self.listeners: list[Callable[[DeskEvent], None]] = []  # every event, synchronously
         self.auto_manage = auto_manage
         self.killed = False
@@ -186,12 +188,17 @@ class Desk:
             self.market.refresh(None, now)
             if now - self._evaluated_ns >= period_ns:  # ticks already evaluated this period
                 self.evaluate()
+            for hook in self.on_heartbeat:
+                try:
+                    hook()
+                except Exception:
+                    log.exception("desk: heartbeat hook failed")
 
     # --- the hot path ---
 
     def process(self, events: Iterable[Any]) -> list[AlertRecord]:
         """Apply events (bad ones are counted and logged, never raised), then evaluate once."""
-        m, data = self.market, False
+        m, data, tape = self.market, False, self.tape
         for event in events:
             self.stats["events"] += 1
             t = type(event)
@@ -206,8 +213,11 @@ class Desk:
                     data = True
                 elif t is FeedStatus:
                     self._on_status(event)
+                    continue
                 else:
                     raise ModelError(f"not a market event: {event!r:.120}")
+                if tape is not None:
+                    tape(event)
             except Exception as exc:
                 self.stats["rejected"] += 1
                 log.warning("desk: event rejected: %s", exc)
@@ -347,9 +357,36 @@ class Desk:
         self.killed = False
         self._audit("kill switch reset (auto-manage stays off)")
 
+    def acknowledge(self, seq: int, by: str = "user") -> AlertRecord:
+        """Acknowledge alert ``seq``; the updated record is published (stores keep the ack)."""
+        record = self.alerts.acknowledge(seq, by)
+        self._publish(record)
+        return record
+
+    # --- persistence ---
+
+    def state(self) -> dict[str, Any]:
+        """The switches and the alert manager's memory: what a restart must not forget (so
+        rules do not re-fire, acknowledged alerts stay acknowledged). Positions and orders are
+        the broker's and the order manager's to restore."""
+        return {"ts_ns": self.clock.now_ns(), "auto_manage": self.auto_manage,
+                "killed": self.killed, "alerts": self.alerts.state()}  # fmt: skip
+
+    def restore(self, state: dict[str, Any], history: Iterable[AlertRecord] = ()) -> None:
+        """Take back :meth:`state` (and the alert records kept by the store)."""
+        self.auto_manage = bool(state.get("auto_manage", False))
+        self.killed = bool(state.get("killed", False))
+        self.alerts.restore(state.get("alerts") or {}, history)
+
     def _audit(self, message: str, severity: Severity = Severity.INFO) -> None:
-        alert = Alert(self.clock.now_ns(), severity, "desk", message, key=message)
-        self._publish(self.alerts.notify(alert))
+        self.notify(severity, "desk", message)
+
+    def notify(self, severity: Severity, rule: str, message: str) -> AlertRecord:
+        """Emit and publish a one-off alert (a switch flipped, the store went down)."""
+        alert = Alert(self.clock.now_ns(), severity, rule, message, key=message)
+        record = self.alerts.notify(alert)
+        self._publish(record)
+        return record
 
     # --- positions ---
 

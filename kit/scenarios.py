@@ -19,6 +19,7 @@ from kit.feeds.sim import SCRIPTS, SimFeed
 from kit.feeds.sim_market import SimConfig
 from kit.model import Fill, Side
 from kit.rules import Rules
+from kit.store.attach import DeskStore
 from kit.strategies import short_strangle
 
 DEFAULT_DAY = date(2024, 3, 12)  # a plain Tuesday: reproducible runs
@@ -102,6 +103,7 @@ async def run(
     rules: Rules | None = None,
     auto_manage: bool = False,
     listener: Callable[[DeskRecord], None] | None = None,
+    db: str | None = None,
 ) -> RunResult:
     """Run scenario ``name`` on ``day`` (stepped as fast as possible unless ``speed`` is given)."""
     if name not in SCENARIOS:
@@ -120,6 +122,9 @@ async def run(
         desk.iv_history[symbol] = feed.market.iv_history("SPX")
     if listener is not None:
         desk.listeners.append(listener)
+    kept = DeskStore.open(desk, db) if db is not None else None
+    if kept is not None:
+        await kept.start()
     await desk.start()
     try:
         await desk.subscribe(["SPX", "SPY", "VIX"])
@@ -134,4 +139,6 @@ async def run(
                 await _open_demo(desk, feed, d)
     finally:
         await desk.close()
+        if kept is not None:
+            await kept.close()
     return RunResult(desk.alerts.history, desk.snapshot(), dict(desk.stats))

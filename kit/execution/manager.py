@@ -164,7 +164,7 @@ class OrderManager:
         fills = await self.broker.fills()
         for fill in fills:
             self._route_fill(fill, publish=False)
-        for pid in {self._position_of(f) for f in fills} - {None}:
+        for pid in {self.position_of(f) for f in fills} - {None}:
             self._reshape(pid)  # type: ignore[arg-type]
         self._dirty = False
         self.desk.evaluate()
@@ -566,7 +566,11 @@ class OrderManager:
             wake.set()
         self.desk.record(event)
 
-    def _position_of(self, fill: Fill) -> str | None:
+    def position_of(self, fill: Fill) -> str | None:
+        """The position a fill belongs to (a settlement part names its position in its id)."""
+        if fill.client_id == SETTLEMENT:
+            pid = fill.fill_id.rpartition(":")[2]
+            return pid if pid in self.desk.book.rows else None
         rec = self.records.get(fill.client_id.split("/", 1)[0])
         return rec.intent.position_id if rec is not None else None
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal
 
 import numpy as np
@@ -69,9 +70,13 @@ class SimFeed(FeedBase):
         config: SimConfig | None = None,
         script: Sequence[ScriptStep] | str = (),
         name: str = "sim",
+        start: datetime | None = None,
     ) -> None:
+        """``start``: when the simulated path begins (default: now). An earlier start replays
+        the same seeded path up to now without emitting it: a restarted desk resumes in the
+        market it left, scripts still timed from ``start``."""
         super().__init__(name, clock)
-        self.market = MarketSim(clock.now(), config)
+        self.market = MarketSim(start or clock.now(), config)
         self._contracts: list[Contract] = []
         self._symbols: list[str] = []
         self._last: np.ndarray | None = None  # last emitted bid, ask, sizes per contract
@@ -81,6 +86,7 @@ class SimFeed(FeedBase):
         steps = SCRIPTS[script] if isinstance(script, str) else tuple(script)
         for step in steps:
             self._schedule(step)
+        self.market.advance_to(clock.now_ns())
 
     def _schedule(self, step: ScriptStep) -> None:
         start = self._start_ns + int(step.at_s * NS_PER_S)

@@ -1,0 +1,70 @@
+"""Where everything the desk sees and does is kept: DuckDB by default, PostgreSQL for teams.
+
+``open_store()`` picks the backend from a path or URL (or ``KIT_DB_URL`` /
+``DB_CONNECTION_STRING``, else ``data/desk.duckdb``) and brings its schema up to date. The desk
+never writes to it directly: a :class:`~kit.store.writer.StoreWriter` batches rows off the hot
+path, and :class:`~kit.store.recorder.Recorder` turns desk events into rows.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from kit.store.base import Store, StoreError, StoreUnavailableError
+from kit.store.schema import SCHEMA_VERSION, TABLES
+
+DEFAULT_PATH = Path("data/desk.duckdb")
+ENV_VARS = ("KIT_DB_URL", "DB_CONNECTION_STRING")
+
+__all__ = [
+    "DEFAULT_PATH",
+    "SCHEMA_VERSION",
+    "TABLES",
+    "Store",
+    "StoreError",
+    "StoreUnavailableError",
+    "open_store",
+    "store_target",
+]
+
+
+def store_target(target: str | os.PathLike[str] | None = None,
+                 env: Mapping[str, str] | None = None) -> str:  # fmt: skip
+    """The database to use: ``target``, else the environment, else ``data/desk.duckdb``."""
+    if target:
+        return os.fspath(target)
+    env = os.environ if env is None else env
+    for var in ENV_VARS:
+        if env.get(var):
+            return env[var]
+    return str(DEFAULT_PATH)
+
+
+def is_postgres(target: str) -> bool:
+    return target.startswith(("postgresql://", "postgres://"))
+
+
+def open_store(target: str | os.PathLike[str] | None = None, *, migrate: bool = True,
+               read_only: bool = False) -> Store:  # fmt: skip
+    """Open a DuckDB file or a ``postgresql://`` URL and apply pending migrations.
+
+    An unreachable database raises :class:`StoreUnavailableError` only when ``migrate`` is set (the
+    connection is made then); with ``migrate=False`` it is made on first use, which lets a
+    desk start during a database outage and write later.
+    """
+    url = store_target(target)
+    if is_postgres(url):
+        from kit.store.postgres import PostgresStore
+
+        store: Store = PostgresStore(url)
+    else:
+        from kit.store.duck import DuckDBStore
+
+        if read_only and not Path(url).exists():
+            raise StoreError(f"{url}: no such database file")
+        store = DuckDBStore(url, read_only=read_only)
+    if migrate and not read_only:
+        store.migrate()
+    return store

@@ -1,0 +1,140 @@
+"""PostgreSQL (TimescaleDB when the extension is available) for teams and several processes.
+
+Batches go in with ``COPY … FROM STDIN`` fed by polars' CSV writer, tens of thousands of rows a
+second and more, where row-by-row inserts manage a few hundred per round trip. Keyed tables are
+copied into a session-local staging table and upserted from it in the same transaction (COPY
+cannot upsert). A dropped connection is an outage: the next call reconnects.
+
+Values come back as DuckDB returns them (JSON as text, UUIDs as text, numerics as floats), so
+callers see the same frames from either backend.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import polars as pl
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.types.json import set_json_loads
+from psycopg.types.numeric import FloatLoader
+from psycopg.types.string import TextLoader
+
+from kit.store.base import Store, StoreError, StoreUnavailableError, placeholders
+from kit.store.schema import TABLES, Table
+
+log = logging.getLogger(__name__)
+
+
+class PostgresStore(Store):
+    dialect = "postgres"
+
+    def __init__(self, url: str, *, connect_timeout_s: float = 5.0) -> None:
+        super().__init__(url)
+        self.connect_timeout_s = connect_timeout_s
+        self._con: psycopg.Connection[Any] | None = None
+
+    def describe(self) -> str:
+        info = conninfo_to_dict(self.url)
+        return (f"postgresql://{info.get('user', '')}@{info.get('host', 'localhost')}:"
+                f"{info.get('port', 5432)}/{info.get('dbname', '')}")  # fmt: skip
+
+    @property
+    def con(self) -> psycopg.Connection[Any]:
+        if self._con is None or self._con.closed:
+            try:
+                con = psycopg.connect(self.url, autocommit=True,
+                                      connect_timeout=max(1, round(self.connect_timeout_s)),
+                                      options="-c TimeZone=UTC")  # fmt: skip
+            except psycopg.OperationalError as exc:
+                raise StoreUnavailableError(f"{self.describe()}: {_first_line(exc)}") from None
+            set_json_loads(lambda data: data if isinstance(data, str) else bytes(data).decode(),
+                           con)  # fmt: skip
+            for oid in ("uuid",):
+                con.adapters.register_loader(oid, TextLoader)
+            con.adapters.register_loader("numeric", FloatLoader)
+            self._con = con
+        return self._con
+
+    def _run(self, fn: Any, what: str) -> Any:
+        try:
+            return fn()
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            self._drop()
+            raise StoreUnavailableError(f"{self.describe()}: {_first_line(exc)}") from None
+        except psycopg.Error as exc:
+            raise StoreError(f"postgres: {_first_line(exc)} (in {what[:120]!r})") from exc
+
+    def _drop(self) -> None:
+        if self._con is not None:
+            with contextlib.suppress(psycopg.Error):
+                self._con.close()
+            self._con = None
+
+    def _execute(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
+        self._run(lambda: self.con.execute(placeholders(sql, "pyformat"), params or None), sql)
+
+    def _fetch(self, sql: str, params: Mapping[str, Any] | None = None) -> pl.DataFrame:
+        def fetch() -> pl.DataFrame:
+            cur = self.con.execute(placeholders(sql, "pyformat"), params or None)
+            names = [d.name for d in cur.description or ()]
+            return pl.DataFrame(cur.fetchall(), schema=names, orient="row",
+                                infer_schema_length=None)  # fmt: skip
+
+        return self._run(fetch, sql)
+
+    def _write(self, batches: Sequence[tuple[Table, pl.DataFrame]]) -> None:
+        def write() -> None:
+            con = self.con
+            with con.transaction(), con.cursor() as cur:
+                for table, frame in batches:
+                    cols = ", ".join(table.names)
+                    target = f"kit_stage_{table.name}" if table.key else table.name
+                    if table.key:
+                        cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {target} "
+                                    f"(LIKE {table.name}) ON COMMIT DELETE ROWS")  # fmt: skip
+                    data = frame.write_csv(include_header=False,
+                                           datetime_format="%Y-%m-%d %H:%M:%S%.6f+00")  # fmt: skip
+                    with cur.copy(f"COPY {target} ({cols}) FROM STDIN (FORMAT csv)") as copy:
+                        copy.write(data)
+                    if table.key:
+                        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in table.names
+                                            if c not in table.key)  # fmt: skip
+                        cur.execute(
+                            f"INSERT INTO {table.name} ({cols}) SELECT {cols} FROM {target} "
+                            f"ON CONFLICT ({', '.join(table.key)}) DO UPDATE SET {updates}"
+                        )
+
+        self._run(write, "batch copy")
+
+    # --- TimescaleDB ---
+
+    def migrate(self) -> int:
+        with self.lock:
+            available = self._fetch(
+                "SELECT count(*) AS n FROM pg_available_extensions WHERE name = 'timescaledb'"
+            )["n"][0]
+            if available:
+                try:
+                    self._execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+                    self.timescale = True
+                except StoreError as exc:  # e.g. not in shared_preload_libraries
+                    log.warning("TimescaleDB is installed but not usable (%s): plain tables", exc)
+            version = super().migrate()
+            if self.timescale:
+                for t in TABLES.values():
+                    if t.hypertable:
+                        self._execute(f"SELECT create_hypertable('{t.name}', '{t.hypertable}', "
+                                      "if_not_exists => TRUE, migrate_data => TRUE)")  # fmt: skip
+            return version
+
+    def close(self) -> None:
+        with self.lock:
+            self._drop()
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

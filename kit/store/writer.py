@@ -1,0 +1,429 @@
+"""The batched writer: the desk hands rows over in O(1) and never waits on the database.
+
+``put`` appends a tuple to its table's buffer on the event loop. Every ``flush_s`` (or as soon
+as a table holds ``batch_rows``) the buffers are swapped out in one step and a worker thread
+turns them into polars frames (Arrow underneath) and writes all of them in one transaction, so
+what is in the database is always a consistent cut of the desk: the paper broker's state, the
+order manager's journal and the fills it knows about come from the same instant.
+
+Rows are validated where it is cheap: in bulk, when a frame is built. A chunk that does not
+build (a string where a number belongs) is retried row by row; rows that fail, carry NaN or
+infinity in a required number, or NULL in a required column are rejected with a logged reason
+and counted, and the rest are written.
+
+When the database is unavailable (server down, file locked) frames are kept in memory and
+retried with backoff; they are written, in order, when it returns. The buffer is bounded by
+``max_rows``: past ``warn_fraction`` a CRITICAL alert says so; at the bound the oldest *ticks*
+are dropped (journal rows — orders, fills, alerts, audit, state — never are) and that is alerted
+too. A clean close writes everything; if the database is still down, what is left is spooled
+to Parquet files that the next start writes first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import polars as pl
+
+from kit.model import Severity
+from kit.store.base import Store, StoreError, StoreUnavailableError
+from kit.store.schema import TABLES, Table, frame_schema
+
+log = logging.getLogger(__name__)
+
+Batch = list[tuple[Table, pl.DataFrame]]
+AlertHook = Callable[[Severity, str], None]
+_NUMERIC = {"float", "int"}
+
+
+@dataclass(frozen=True)
+class WriterConfig:
+    """``flush_s``: rows reach the database at most this late (state is persisted at least
+    this often). ``batch_rows``: a table this full is flushed early. ``max_rows``: rows kept
+    while the database is unavailable. ``retry_s``: backoff between attempts during an outage
+    (the last value repeats). ``chunk_rows``: rows converted between yields of the GIL, which
+    bounds how long the worker can hold up the event loop. ``spool_dir``: where a close during
+    an outage leaves unwritten rows (None: they are lost, with a CRITICAL log)."""
+
+    flush_s: float = 0.25
+    batch_rows: int = 10_000
+    max_rows: int = 2_000_000
+    warn_fraction: float = 0.8
+    retry_s: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 5.0)
+    chunk_rows: int = 2_048
+    close_timeout_s: float = 10.0
+    spool_dir: str | None = "data/spool"
+
+
+class StoreWriter:
+    """Buffers rows per table and writes them in batches from a worker thread."""
+
+    def __init__(
+        self, store: Store, config: WriterConfig | None = None, *, on_alert: AlertHook | None = None
+    ) -> None:
+        self.store = store
+        self.config = config or WriterConfig()
+        self.on_alert = on_alert
+        self.stats: dict[str, int] = dict.fromkeys(
+            ("put", "written", "rejected", "dropped", "batches", "outages", "spooled"), 0
+        )
+        self.available = True
+        self.outage_since: float | None = None
+        self._bufs: dict[str, list[tuple[Any, ...]]] = {name: [] for name in TABLES}
+        self._width = {name: len(t.columns) for name, t in TABLES.items()}
+        self._pending: deque[Batch] = deque()
+        self._pending_rows = 0
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._writing = False
+        self._warned = False
+        self._reject_logged: dict[str, float] = {}
+
+    # --- the hot path ---
+
+    def put(self, table: str, row: tuple[Any, ...]) -> bool:
+        """Queue one row (values in the table's column order; times as int ns since the
+        epoch; JSON columns take Python values, or a ``str`` of JSON text). O(1): values are
+        checked in bulk when the batch is built. Returns False if the row is refused now."""
+        buf = self._bufs.get(table)
+        if buf is None or len(row) != self._width[table]:
+            why = "unknown table" if buf is None else (
+                f"{len(row)} values for {self._width[table]} columns")  # fmt: skip
+            self._reject(table, 1, why)
+            return False
+        buf.append(row)
+        self.stats["put"] += 1
+        if len(buf) >= self.config.batch_rows:
+            self._wake.set()
+        return True
+
+    @property
+    def buffered(self) -> int:
+        """Rows not yet in the database (buffered and pending retry)."""
+        return sum(map(len, self._bufs.values())) + self._pending_rows
+
+    # --- lifecycle ---
+
+    async def start(self) -> None:
+        """Start the flush task (idempotent); rows spooled by an earlier close go first."""
+        if self._task is None or self._task.done():
+            self._closing = False
+            self._load_spool()
+            self._task = asyncio.create_task(self._run(), name="store-writer")
+
+    async def flush(self) -> None:
+        """Write everything queued so far (raises StoreUnavailableError during an outage)."""
+        self._take()
+        await self._drain()
+        if self._pending:
+            raise StoreUnavailableError(
+                f"{self.store.describe()}: {self._pending_rows} rows waiting"
+            )
+
+    async def close(self) -> None:
+        """Write everything; if the database stays down, spool what is left to Parquet."""
+        self._closing = True
+        self._wake.set()
+        if self._task is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._task), self.config.close_timeout_s)
+            if not self._task.done():
+                self._task.cancel()
+                await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        self._take()
+        if self._pending:
+            with contextlib.suppress(StoreUnavailableError):
+                await self._drain()
+        if self._pending:
+            self._spool()
+
+    async def __aenter__(self) -> StoreWriter:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _run(self) -> None:
+        attempt = 0
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.config.flush_s)
+            self._wake.clear()
+            self._take()
+            try:
+                await self._drain()
+                attempt = 0
+            except StoreUnavailableError:
+                delays = self.config.retry_s
+                await asyncio.sleep(delays[min(attempt, len(delays) - 1)])
+                attempt += 1
+            if self._closing and not self._pending and not any(self._bufs.values()):
+                return
+
+    # --- batches ---
+
+    def _take(self) -> None:
+        """Swap the buffers out (on the loop: one consistent cut) into the pending queue."""
+        taken = [(TABLES[n], rows) for n, rows in self._bufs.items() if rows]
+        if not taken:
+            return
+        for name in self._bufs:
+            if self._bufs[name]:
+                self._bufs[name] = []
+        self._pending.append([(t, rows) for t, rows in taken])  # type: ignore[misc]
+        self._pending_rows += sum(len(rows) for _, rows in taken)
+        self._bound()
+
+    async def _drain(self) -> None:
+        """Write pending batches oldest first; an outage stops it (StoreUnavailableError)."""
+        while self._pending:
+            batch = self._pending[0]
+            rows = sum(_height(x) for _, x in batch)
+            self._writing = True  # the bound leaves the batch in flight alone
+            try:
+                frames = await asyncio.to_thread(self._build, batch)
+                self._pending[0] = frames  # converted once, kept as frames while retrying
+                written = await asyncio.to_thread(self._write, frames)
+            except StoreUnavailableError as exc:
+                self._down(exc)
+                raise
+            finally:
+                self._writing = False
+            self._pending.popleft()
+            self._pending_rows -= rows
+            self.stats["written"] += written
+            self.stats["batches"] += 1
+            self._up()
+
+    def _write(self, frames: Batch) -> int:
+        try:
+            return self.store.write(frames)
+        except StoreUnavailableError:
+            raise
+        except StoreError as exc:  # one table's rows are refused: write the others, keep those
+            log.error("store: batch refused (%s); writing table by table", exc)
+            written = 0
+            for table, frame in frames:
+                try:
+                    written += self.store.write([(table, frame)])
+                except StoreUnavailableError:
+                    raise
+                except StoreError as one:
+                    self._dead_letter(table, frame, str(one))
+            return written
+
+    def _build(self, batch: Sequence[tuple[Table, Any]]) -> Batch:
+        out: Batch = []
+        for table, rows in batch:
+            if isinstance(rows, pl.DataFrame):
+                out.append((table, rows))
+                continue
+            chunks = []
+            step = self.config.chunk_rows
+            for i in range(0, len(rows), step):
+                chunks.append(self._frame(table, rows[i : i + step]))
+                time.sleep(0)  # let the event loop have the GIL between chunks
+            frame = pl.concat(chunks) if len(chunks) > 1 else chunks[0]
+            if frame.height:
+                out.append((table, frame))
+        return out
+
+    def _frame(self, table: Table, rows: list[tuple[Any, ...]]) -> pl.DataFrame:
+        """Rows → a frame of the table's schema; bad rows are rejected with their reason."""
+        try:
+            frame = _columns(table, rows)
+        except (
+            TypeError,
+            ValueError,
+            OverflowError,
+            msgspec.EncodeError,
+            pl.exceptions.PolarsError,
+        ):
+            good = []
+            for row in rows:
+                try:
+                    _columns(table, [row])
+                except Exception as exc:
+                    self._reject(table.name, 1, _why(exc), row)
+                else:
+                    good.append(row)
+            frame = _columns(table, good)
+        bad = None
+        for c in table.columns:
+            col = pl.col(c.name)
+            if c.type == "float":
+                if c.nullable:
+                    frame = frame.with_columns(col.fill_nan(None))
+                else:
+                    bad = _or(bad, col.is_nan() | col.is_infinite())
+            if not c.nullable:
+                bad = _or(bad, col.is_null())
+        if bad is not None:
+            mask = frame.select(bad.fill_null(True).alias("bad"))["bad"]
+            if mask.any():
+                rejected = frame.filter(mask)
+                self._reject(table.name, rejected.height,
+                             "NaN, infinity or NULL in a required column",
+                             rejected.row(0))  # fmt: skip
+                frame = frame.filter(~mask)
+        return frame
+
+    # --- outages, bounds, rejects ---
+
+    def _down(self, exc: Exception) -> None:
+        if self.available:
+            self.available = False
+            self.outage_since = time.monotonic()
+            self.stats["outages"] += 1
+            self._alert(Severity.CRITICAL, f"store unavailable ({exc}); keeping rows in memory "
+                        f"(up to {self.config.max_rows:,}) and retrying")  # fmt: skip
+
+    def _up(self) -> None:
+        if not self.available:
+            down = time.monotonic() - (self.outage_since or time.monotonic())
+            self.available, self.outage_since, self._warned = True, None, False
+            self._alert(Severity.INFO, f"store available again after {down:.1f} s: "
+                        "buffered rows written")  # fmt: skip
+
+    def _bound(self) -> None:
+        cfg = self.config
+        if not self._warned and self._pending_rows >= cfg.warn_fraction * cfg.max_rows:
+            self._warned = True
+            self._alert(Severity.CRITICAL, f"store buffer {self._pending_rows:,} of "
+                        f"{cfg.max_rows:,} rows: ticks are dropped when full")  # fmt: skip
+        excess = self._pending_rows - cfg.max_rows
+        if excess <= 0:
+            return
+        dropped = 0
+        for k, batch in enumerate(self._pending):  # oldest first
+            if k == 0 and self._writing:
+                continue
+            for i, (table, rows) in enumerate(batch):
+                if excess <= 0:
+                    break
+                if not table.ticks:
+                    continue
+                n = min(excess, _height(rows))
+                batch[i] = (table, rows[n:])
+                excess -= n
+                dropped += n
+        if dropped:
+            self._pending_rows -= dropped
+            self.stats["dropped"] += dropped
+            self._alert(Severity.CRITICAL, f"store buffer full: dropped the {dropped:,} oldest "
+                        "ticks (journal rows are kept)")  # fmt: skip
+
+    def _reject(self, table: str, n: int, why: str, row: Any = None) -> None:
+        self.stats["rejected"] += n
+        now = time.monotonic()
+        if now - self._reject_logged.get(table, -math.inf) >= 1.0:  # at most 1 line/s/table
+            self._reject_logged[table] = now
+            log.warning("store: %d %s row(s) rejected: %s%s", n, table, why,
+                        f" (e.g. {row!r:.200})" if row is not None else "")  # fmt: skip
+
+    def _alert(self, severity: Severity, message: str) -> None:
+        log.log(logging.CRITICAL if severity is Severity.CRITICAL else logging.INFO,
+                "store: %s", message)  # fmt: skip
+        if self.on_alert is not None:
+            try:
+                self.on_alert(severity, message)
+            except Exception:
+                log.exception("store: alert hook failed")
+
+    # --- spool: nothing lost across a close during an outage ---
+
+    def _spool(self) -> None:
+        rows = self._pending_rows
+        if self.config.spool_dir is None:
+            log.critical("store: closing during an outage: %d rows lost", rows)
+            self.stats["dropped"] += rows
+        else:
+            spool = Path(self.config.spool_dir)
+            spool.mkdir(parents=True, exist_ok=True)
+            stamp = time.time_ns()
+            for k, batch in enumerate(self._pending):
+                for table, frame in self._build(batch):
+                    frame.write_parquet(spool / f"{stamp}-{k:06d}-{table.name}.parquet")
+            self.stats["spooled"] += rows
+            log.critical("store: closing during an outage: %d rows spooled to %s; they are "
+                         "written at the next start", rows, spool)  # fmt: skip
+        self._pending.clear()
+        self._pending_rows = 0
+
+    def _load_spool(self) -> None:
+        if self.config.spool_dir is None:
+            return
+        files = sorted(Path(self.config.spool_dir).glob("*.parquet"))
+        for path in files:
+            table = TABLES.get(path.stem.rsplit("-", 1)[-1])
+            if table is None:
+                continue
+            frame = pl.read_parquet(path)
+            self._pending.append([(table, frame)])
+            self._pending_rows += frame.height
+            path.unlink()  # held in memory now; spooled again if this run also ends down
+        if files:
+            log.warning("store: %d rows from the spool queued for writing", self._pending_rows)
+
+    def _dead_letter(self, table: Table, frame: pl.DataFrame, why: str) -> None:
+        self.stats["rejected"] += frame.height
+        if self.config.spool_dir is None:
+            log.error("store: %d %s rows refused by the database: %s", frame.height,
+                      table.name, why)  # fmt: skip
+            return
+        path = Path(self.config.spool_dir) / "refused" / f"{time.time_ns()}-{table.name}.parquet"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        frame.write_parquet(path)
+        log.error("store: %d %s rows refused by the database (%s): kept in %s",
+                  frame.height, table.name, why, path)  # fmt: skip
+
+
+def _why(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0]}"
+
+
+def _height(rows: Any) -> int:
+    return rows.height if isinstance(rows, pl.DataFrame) else len(rows)
+
+
+def _or(a: pl.Expr | None, b: pl.Expr) -> pl.Expr:
+    return b if a is None else a | b
+
+
+def _plain(obj: Any) -> Any:
+    return obj.tolist() if hasattr(obj, "tolist") else str(obj)
+
+
+def _json(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    return msgspec.json.encode(value, enc_hook=_plain).decode()
+
+
+def _columns(table: Table, rows: list[tuple[Any, ...]]) -> pl.DataFrame:
+    """Strict column-wise conversion: a value of the wrong type raises."""
+    schema = frame_schema(table)
+    cols = list(zip(*rows, strict=True)) if rows else [()] * len(table.columns)
+    data = {}
+    for c, values in zip(table.columns, cols, strict=True):
+        if c.type == "ts":
+            s = pl.Series(c.name, values, dtype=pl.Int64, strict=True)
+            data[c.name] = s.cast(pl.Datetime("ns", "UTC")).dt.cast_time_unit("us")
+        elif c.type == "json":
+            data[c.name] = pl.Series(c.name, [_json(v) for v in values], dtype=pl.String)
+        else:
+            data[c.name] = pl.Series(c.name, values, dtype=schema[c.name], strict=True)
+    return pl.DataFrame(data)
