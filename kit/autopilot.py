@@ -34,6 +34,7 @@ from kit.store.attach import DeskStore
 from kit.store.recorder import RecorderConfig
 from kit.strategies import DeltaBand, LiquidityFilter, StrategyError, strangle
 
+WARM_UP_S = 5.0  # a session begun mid-day waits this long for the feed before selecting
 AUTO_SEED = 3  # the default auto session: a day whose IV rank (86) lets a premium seller in
 
 
@@ -75,6 +76,7 @@ async def run_auto(
     script: Sequence[ScriptStep] | str = (),
     store: StateStore | None = None,
     db: Store | str | None = None,
+    start: time | None = None,
     sinks: Sequence[AlertSink] = (),
     emit: Callable[[dict[str, Any]], None] | None = None,
 ) -> AutoResult:
@@ -83,7 +85,8 @@ async def run_auto(
     With ``db`` (a DuckDB path, ``postgresql://`` URL or open store) everything is recorded
     there and the state lives there too: a run of the same day that was interrupted (even by
     kill -9) resumes where its last persisted second left off, with its positions and working
-    orders, and sends no order twice."""
+    orders, and sends no order twice. ``start`` (New York time) begins a fresh session later
+    than the open, in the same simulated market (the path from the open is replayed)."""
     cfg = config or AutoConfig()
     session = us_session(day)
     if session is None:
@@ -91,7 +94,10 @@ async def run_auto(
     opened = open_store(db) if isinstance(db, str) else db
     saved = opened.load_state(f"{RecorderConfig().desk}.autopilot") if opened else None
     resume = saved if saved and saved["day"] == day.isoformat() and not saved["done"] else None
-    clock = SimClock(from_ns(resume["ts_ns"]) if resume else session.open, speed=speed)
+    begin = datetime.combine(day, start, NEW_YORK) if start else session.open
+    if not session.open <= begin < session.close:
+        raise ValueError(f"start {start} is outside the {day} session")
+    clock = SimClock(from_ns(resume["ts_ns"]) if resume else begin, speed=speed)
     steps = SCRIPTS[script] if isinstance(script, str) else tuple(script)
     feed = SimFeed(clock, config=SimConfig(seed=seed), script=steps, start=session.open)
     desk = Desk(clock, [feed], rules=rules, alerts=AlertManager(clock, sinks), auto_manage=True)
@@ -119,7 +125,8 @@ async def run_auto(
     await orders.start()
     try:
         await desk.subscribe(["SPX", "SPY", "VIX"])
-        when = max(datetime.combine(day, cfg.first_entry, NEW_YORK), clock.now())
+        warm = clock.now() + timedelta(seconds=WARM_UP_S)  # quotes and a spot to select on
+        when = max(datetime.combine(day, cfg.first_entry, NEW_YORK), warm)
         last = datetime.combine(day, cfg.last_entry, NEW_YORK)
         while not entered and when <= last:
             await _advance(clock, when, speed)

@@ -8,7 +8,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
-from datetime import date, datetime
+from datetime import date, datetime, time
 
 from kit import __version__, symbology
 from kit.clock import expiry_time, time_to_expiry, us_session
@@ -113,7 +113,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         store = JsonStateStore(args.state) if args.state else None
         result = asyncio.run(run_auto(
             day=args.date, seed=AUTO_SEED if args.seed is None else args.seed, speed=speed,
-            rules=rules, script=args.script or (), store=store, db=args.db, sinks=sinks,
+            rules=rules, script=args.script or (), store=store, db=args.db,
+            start=args.start, sinks=sinks,
             emit=emit if args.jsonl else None,
         ))  # fmt: skip
         if not args.jsonl:
@@ -168,6 +169,13 @@ def _positive(text: str) -> float:
     return value
 
 
+def _clock_time(text: str) -> time:
+    try:
+        return time.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a time (HH:MM[:SS]): {text!r}") from None
+
+
 def _day(text: str) -> date:
     try:
         return date.fromisoformat(text)
@@ -220,6 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--rules", help="TOML file overriding the default risk rules (or KIT_RULES)")
     s.add_argument("--state", help="directory keeping the paper broker's and order manager's "
                    "state across runs (default: in memory)")  # fmt: skip
+    s.add_argument("--from", dest="start", type=_clock_time, help="under --auto: begin the "
+                   "session at this New York time (HH:MM[:SS]) instead of the open")  # fmt: skip
     s.add_argument("--db", help="record everything to this store and keep the state there: "
                    "a DuckDB file or a postgresql:// URL (an interrupted --auto day "
                    "resumes)")  # fmt: skip

@@ -31,50 +31,46 @@ def _cash(fill: dict) -> float:
     return -sign * fill["qty"] * fill["price"] * fill["multiplier"] - fill["commission"]
 
 
-@pytest.fixture(scope="module")
-def auto_day() -> list[dict]:
-    """One full auto session through the CLI, as its JSON lines (the interface others read)."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "kit", "run", "--feed", "sim", "--auto", "--jsonl"],
-        capture_output=True, text=True, timeout=600, check=True,
-    )  # fmt: skip
-    return [json.loads(line) for line in proc.stdout.splitlines()]
+@pytest.fixture
+def auto_lines(auto_day) -> list[dict]:
+    """The CLI auto day's JSON lines (the session fixture in conftest also records it)."""
+    return auto_day[0]
 
 
-def test_auto_session_prints_orders_fills_decisions_and_alerts(auto_day):
-    kinds = {row["kind"] for row in auto_day}
+def test_auto_session_prints_orders_fills_decisions_and_alerts(auto_lines):
+    kinds = {row["kind"] for row in auto_lines}
     assert {"order", "fill", "decision", "alert"} <= kinds
-    assert auto_day[-1]["kind"] == "summary" and sum(r["kind"] == "summary" for r in auto_day) == 1
-    fills = [r for r in auto_day if r["kind"] == "fill"]
+    assert auto_lines[-1]["kind"] == "summary" and sum(r["kind"] == "summary" for r in auto_lines) == 1
+    fills = [r for r in auto_lines if r["kind"] == "fill"]
     assert all({"side", "qty", "price", "multiplier", "commission"} <= set(f) for f in fills)
     assert {f["side"] for f in fills} == {"buy", "sell"}
     assert all(f["multiplier"] == 100 and f["commission"] > 0 for f in fills)
 
 
-def test_auto_session_enters_by_the_band_manages_and_ends_flat(auto_day):
-    summary = auto_day[-1]
+def test_auto_session_enters_by_the_band_manages_and_ends_flat(auto_lines):
+    summary = auto_lines[-1]
     assert summary["entered"] and summary["flat"]
-    entry = next(r for r in auto_day if r["kind"] == "decision" and r["decision"] == "entry")
+    entry = next(r for r in auto_lines if r["kind"] == "decision" and r["decision"] == "entry")
     assert "entry passed" in entry["message"]
-    first = [r for r in auto_day if r["kind"] == "fill"][:2]
+    first = [r for r in auto_lines if r["kind"] == "fill"][:2]
     assert {from_occ(f["contract"]).right.value for f in first} == {"P", "C"}
     assert all(f["side"] == "sell" for f in first)
     # the rules, not a script, closed or rolled it: auto-managed actions were executed
-    executed = [r for r in auto_day if r["kind"] == "decision" and r["decision"] == "action"
+    executed = [r for r in auto_lines if r["kind"] == "decision" and r["decision"] == "action"
                 and r["status"] == "executed"]  # fmt: skip
     assert executed and all(r["position_id"] == entry["position_id"] for r in executed)
     assert all(status == "done" for status in summary["intents"].values())
     # every order the manager worked ended filled or cancelled
     last = {}
-    for r in auto_day:
+    for r in auto_lines:
         if r["kind"] == "order":
             last[r["client_id"]] = r["status"]
     assert set(last.values()) <= {"filled", "cancelled"}
 
 
-def test_auto_session_realized_pnl_is_what_the_fills_add_up_to(auto_day):
-    fills = [r for r in auto_day if r["kind"] == "fill"]
-    summary = auto_day[-1]
+def test_auto_session_realized_pnl_is_what_the_fills_add_up_to(auto_lines):
+    fills = [r for r in auto_lines if r["kind"] == "fill"]
+    summary = auto_lines[-1]
     assert summary["fills"] == len(fills)
     assert round(sum(_cash(f) for f in fills), 2) == pytest.approx(
         summary["realized_pnl"], abs=0.005

@@ -17,12 +17,6 @@ import pytest
 
 from kit.store.pgserver import LocalPostgres, find_bindir
 
-try:
-    find_bindir()
-except RuntimeError as exc:  # pragma: no cover - depends on the machine
-    pytest.skip(f"PostgreSQL server binaries unavailable: {exc}", allow_module_level=True)
-
-
 @pytest.fixture(scope="module")
 def pg() -> Iterator[LocalPostgres]:
     server = LocalPostgres().start()

@@ -298,12 +298,12 @@ class Recorder:
             }, mult)  # fmt: skip
         row = trade.row
         row["quantity"] = max(row["quantity"], float(view.quantity[i]))
-        credit = float(view.credit[i])
+        credit = round(float(view.credit[i]), 2)
         units = row["quantity"] * trade.multiplier
         row["credit"] = credit
         row["entry_price"] = credit / units if units else None
         row["commissions"] = round(self._commissions.get(pid, 0.0), 2)
-        row["realized_pnl"] = float(view.realized[i])
+        row["realized_pnl"] = round(float(view.realized[i]), 2)  # dollars: to the cent
         row["status"] = status
         if status == "closed" and row["closed_at"] is None:
             gross = row["realized_pnl"] + row["commissions"]

@@ -329,8 +329,11 @@ class StoreWriter:
     def _reject(self, table: str, n: int, why: str, row: Any = None) -> None:
         self.stats["rejected"] += n
         now = time.monotonic()
-        if now - self._reject_logged.get(table, -math.inf) >= 1.0:  # at most 1 line/s/table
-            self._reject_logged[table] = now
+        key = f"{table}:{why}"
+        if len(self._reject_logged) > 1000:  # reasons quoting bad values must not pile up
+            self._reject_logged.clear()
+        if now - self._reject_logged.get(key, -math.inf) >= 1.0:  # a reason at most once a second
+            self._reject_logged[key] = now
             log.warning("store: %d %s row(s) rejected: %s%s", n, table, why,
                         f" (e.g. {row!r:.200})" if row is not None else "")  # fmt: skip
 
