@@ -8,12 +8,13 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
-from datetime import date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 
 from kit import __version__, symbology
 from kit.clock import expiry_time, time_to_expiry, us_session
 from kit.config import ConfigError, Settings
 from kit.model import ModelError
+from kit.store.base import StoreError
 
 PARSERS: dict[str, Callable[[str], object]] = {
     "occ": symbology.from_occ,
@@ -143,6 +144,32 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_db(args: argparse.Namespace) -> int:
+    """Look into and maintain the store: row counts, Parquet export, tick retention."""
+    from kit.store import TABLES, open_store
+
+    if args.action != "info" and args.table is not None and args.table not in TABLES:
+        raise ValueError(f"unknown table {args.table!r} (have {', '.join(TABLES)})")
+    with open_store(args.db) as store:
+        if args.action == "info":
+            out = {"store": store.describe(), "schema_version": store.version(),
+                   "timescale": store.timescale,
+                   "rows": {name: store.count(name) for name in TABLES}}  # fmt: skip
+        elif args.action == "export":
+            if args.table is None or args.path is None:
+                raise ValueError("export needs TABLE and PATH, e.g. kit db export fills f.parquet")
+            out = {"table": args.table, "path": args.path,
+                   "rows": store.export_parquet(args.table, args.path)}  # fmt: skip
+        else:
+            if args.days is None:
+                raise ValueError("prune needs --days N (ticks older than N days are deleted)")
+            newest = store.query("SELECT max(ts) AS t FROM quotes")["t"][0]
+            cut = (newest or datetime.now(UTC)) - timedelta(days=args.days)
+            out = {"deleted": store.prune_ticks(cut), "before": cut.isoformat()}
+    print(json.dumps(out))
+    return 0
+
+
 def _speed(text: str) -> float:
     if text == "max":
         return 0.0
@@ -234,6 +261,16 @@ def build_parser() -> argparse.ArgumentParser:
                    "a DuckDB file or a postgresql:// URL (an interrupted --auto day "
                    "resumes)")  # fmt: skip
     s.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("db", help="the store: row counts, Parquet export, tick retention")
+    s.add_argument("action", choices=["info", "export", "prune"])
+    s.add_argument("table", nargs="?", help="export: the table (fills, quotes, trade_logs, ...)")
+    s.add_argument("path", nargs="?", help="export: the Parquet file to write")
+    s.add_argument("--days", type=_positive, help="prune: keep this many days of ticks, "
+                   "counted back from the newest tick")  # fmt: skip
+    s.add_argument("--db", help="DuckDB file or postgresql:// URL (default: KIT_DB_URL, "
+                   "DB_CONNECTION_STRING, else data/desk.duckdb)")  # fmt: skip
+    s.set_defaults(func=cmd_db)
     return p
 
 
@@ -243,7 +280,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         Settings.from_env().configure_logging()
         return args.func(args)
-    except (ModelError, ConfigError, ValueError) as exc:
+    except (ModelError, ConfigError, ValueError, StoreError) as exc:
         print(f"kit {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -14,7 +14,6 @@ The synthetic book (dollars, P&L net of commissions)::
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -398,15 +397,23 @@ def test_notebook_on_the_recorded_day(
     lines, db = auto_day
     with open_store(db, read_only=True) as store:  # closed before the kernel opens the file
         pid = j.trades(store)["position_id"][0]
-    filtered = "start.value = date(2030, 1, 1)\nprint('filtered:', stats.value)"
-    nb = run_notebook(db, monkeypatch, "from datetime import date\n" + filtered)
+    # After the notebook: what its widgets hold, then a filter change (observe → render).
+    extra = """print("table:", trade_table.value)
+print("equity points:", len(equity.x))
+from datetime import date
+start.value = date(2030, 1, 1)
+print("filtered:", stats.value)
+print("equity points after filter:", len(equity.x))"""
+    nb = run_notebook(db, monkeypatch, extra)
     assert not errors(nb)
     out = stdout(nb)
     assert "trades: 1 closed, 0 open" in out
-    assert f"{abs(lines[-1]['realized_pnl']):,.2f}" in out
-    assert "filtered: <pre>No trades match these filters.</pre>" in out  # observe re-rendered
-    widget_state = json.dumps(nb.metadata.get("widgets", {}))
-    assert pid in widget_state  # the trades table widget lists the position
+    assert f"-${abs(lines[-1]['realized_pnl']):,.2f} total" in out
+    table = out[out.index("table:") : out.index("equity points:")]
+    assert pid in table and "STRANGLE" not in table  # named by its strategy, not the structure
+    assert "equity points: 1\n" in out
+    assert "filtered: <pre>No trades match these filters.</pre>" in out
+    assert "equity points after filter: 0" in out
 
 
 def test_notebook_on_an_empty_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -352,3 +352,53 @@ async def test_a_desk_restores_acknowledgements_switches_and_alert_memory(db_url
     with open_store(db_url) as store:
         rows = store.query("SELECT seq, acknowledged, acked_by FROM alerts ORDER BY seq")
         assert rows.filter(pl.col("seq") == record.seq)["acked_by"].to_list() == ["trader"]
+
+
+async def test_tick_retention_prunes_on_the_desk_clock(tmp_path, monkeypatch):
+    from kit.store.attach import tick_retention
+
+    path = tmp_path / "desk.duckdb"
+    with open_store(path) as store:
+        frame = pl.DataFrame([dict(zip(TABLES["quotes"].names, quote(0), strict=True))])
+        old = frame.with_columns(ts=pl.lit(datetime(2024, 3, 1, tzinfo=UTC)))
+        new = frame.with_columns(ts=pl.lit(datetime(2024, 3, 11, tzinfo=UTC)))
+        store.write([("quotes", pl.concat([old, new]).cast(frame_schema(TABLES["quotes"])))])
+    monkeypatch.setenv("KIT_TICK_RETENTION_DAYS", "5")
+    clock = SimClock(datetime(2024, 3, 12, 14, tzinfo=UTC))
+    desk = Desk(clock, alerts=AlertManager(clock))
+    kept = DeskStore.open(desk, path)
+    assert kept.retention_days == 5.0
+    await kept.start()
+    await kept.close()
+    with open_store(path) as store:  # 2024-03-01 is past 5 days before the desk's 2024-03-12
+        assert store.query("SELECT ts FROM quotes")["ts"].dt.day().to_list() == [11]
+    monkeypatch.setenv("KIT_TICK_RETENTION_DAYS", "a week")
+    with pytest.raises(ValueError, match="number of days"):
+        tick_retention()
+    with pytest.raises(ValueError, match="positive"):
+        tick_retention(-1)
+
+
+def _kit(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "kit", *args], capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+
+
+def test_kit_db_info_export_and_prune(tmp_path):
+    path = str(tmp_path / "desk.duckdb")
+    with open_store(path) as store:
+        frame = pl.DataFrame([dict(zip(TABLES["fills"].names, fill("f1"), strict=True))])
+        store.write([("fills", frame.with_columns(ts=pl.lit(datetime(2024, 3, 12, tzinfo=UTC)))
+                      .cast(frame_schema(TABLES["fills"])))])  # fmt: skip
+    info = json.loads(_kit("db", "info", "--db", path).stdout)
+    assert info["schema_version"] == SCHEMA_VERSION and info["rows"]["fills"] == 1
+    out = tmp_path / "fills.parquet"
+    assert json.loads(_kit("db", "export", "fills", str(out), "--db", path).stdout)["rows"] == 1
+    assert pl.read_parquet(out)["fill_id"].to_list() == ["f1"]
+    assert json.loads(_kit("db", "prune", "--days", "3", "--db", path).stdout)["deleted"] == 0
+    bad = _kit("db", "export", "nope", "x.parquet", "--db", path)
+    assert bad.returncode == 2 and "unknown table 'nope'" in bad.stderr
+    assert "needs --days" in _kit("db", "prune", "--db", path).stderr
+    down = _kit("run", "--auto", "--db", "postgresql://desk:secret@127.0.0.1:1/x")
+    assert down.returncode == 2 and "Connection refused" in down.stderr
+    assert "secret" not in down.stderr  # credentials never reach the logs

@@ -8,19 +8,45 @@ The order matters for recovery, so it lives here once rather than in every entry
    restore their own documents when constructed; the order manager's ``start()`` then rebuilds
    the book from the broker's fills and resumes unfinished intents without resending;
 4. attach the recorder (ticks, events, snapshots) and start the writer.
+
+Tick retention (``retention_days`` or ``KIT_TICK_RETENTION_DAYS``; unset keeps everything) is
+applied at start and once per desk day, on the desk's clock, so a replayed 2024 session is not
+pruned against today's date.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
+from collections.abc import Mapping
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from kit.store import Store, open_store
+from kit.store import Store, StoreError, open_store
 from kit.store.recorder import Recorder, RecorderConfig, StoreStateStore
 from kit.store.writer import StoreWriter, WriterConfig
 
 if TYPE_CHECKING:
     from kit.desk import Desk
+
+log = logging.getLogger(__name__)
+RETENTION_ENV = "KIT_TICK_RETENTION_DAYS"
+
+
+def tick_retention(days: float | None = None, env: Mapping[str, str] | None = None) -> float | None:
+    """Days of ticks to keep: ``days``, else ``KIT_TICK_RETENTION_DAYS``, else all (None)."""
+    if days is None:
+        text = (os.environ if env is None else env).get(RETENTION_ENV, "").strip()
+        if not text:
+            return None
+        try:
+            days = float(text)
+        except ValueError:
+            raise ValueError(f"{RETENTION_ENV}={text!r}: give a number of days") from None
+    if not days > 0:
+        raise ValueError(f"tick retention must be a positive number of days, not {days!r}")
+    return float(days)
 
 
 class DeskStore:
@@ -29,6 +55,9 @@ class DeskStore:
     def __init__(self, desk: Desk, store: Store, writer: StoreWriter, recorder: Recorder) -> None:
         self.desk, self.store, self.writer, self.recorder = desk, store, writer, recorder
         self.restored = recorder.restore()
+        self.retention_days: float | None = None
+        self._pruned_on: date | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
 
     @classmethod
     def open(
@@ -38,13 +67,16 @@ class DeskStore:
         *,
         recorder: RecorderConfig | None = None,
         writer: WriterConfig | None = None,
+        retention_days: float | None = None,
     ) -> DeskStore:
         """Open ``target`` (a DuckDB path or ``postgresql://`` URL; default from the
         environment, else ``data/desk.duckdb``; or a store already open) for ``desk`` and
         restore its saved state."""
         store = target if isinstance(target, Store) else open_store(target)
         w = StoreWriter(store, writer, on_alert=lambda sev, msg: desk.notify(sev, "store", msg))
-        return cls(desk, store, w, Recorder(desk, w, recorder))
+        kept = cls(desk, store, w, Recorder(desk, w, recorder))
+        kept.retention_days = tick_retention(retention_days)
+        return kept
 
     @property
     def state(self) -> StoreStateStore:
@@ -54,9 +86,34 @@ class DeskStore:
     async def start(self) -> None:
         self.recorder.attach()
         await self.writer.start()
+        if self.retention_days is not None:
+            self.desk.on_heartbeat.append(self._retain)
+            self._retain()
+
+    def _retain(self) -> None:
+        """Prune ticks past the retention, once per desk day, in the writer's thread pool."""
+        now = self.desk.clock.now()
+        if now.date() == self._pruned_on:
+            return
+        self._pruned_on = now.date()
+        cut = now - timedelta(days=self.retention_days or 0.0)
+        task = asyncio.get_running_loop().create_task(asyncio.to_thread(self._prune, cut))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _prune(self, cut: datetime) -> None:
+        try:
+            n = self.store.prune_ticks(cut)
+        except StoreError as exc:  # an outage: the next day tries again
+            log.warning("store: tick retention skipped: %s", exc)
+            return
+        if n:
+            log.info("store: pruned %d ticks older than %s", n, cut.isoformat())
 
     async def close(self) -> None:
         """Record the last positions and state, write everything, close the database."""
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
         self.recorder.close()
         await self.writer.close()
         self.store.close()
