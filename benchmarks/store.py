@@ -18,9 +18,11 @@ the other columns NULL), times in ns.
    closed; rows/s = rows written / time from the first put until ``close`` returned.
    A probe task meanwhile loops ``t = now; await asyncio.sleep(0.001)`` and records the lag
    beyond 1 ms. The producer's own bursts are in that lag too, so the same probe is run for a
-   baseline (the producer alone, its rows put into a writer that is never started) and for a
-   writer whose store discards the frames (the writer's row → frame conversion without a
-   database); the difference to the baseline is the stall the writer causes.
+   baseline (the producer alone, putting into a sink that does what ``put`` does and lets the
+   rows go) and for a writer whose store discards the frames (the writer's row → frame
+   conversion without a database); the difference to the baseline is the stall the writer
+   causes. The rows are put from a pre-built pool of 200k tuples, so the producer's cost is
+   ``put`` alone (a desk also builds each tuple).
 
 Tables are emptied before each phase. Targets (printed, never an exit status): >= 500k rows/s
 into DuckDB, >= 50k rows/s into PostgreSQL, loop-stall p99 < 5 ms; the spec asks for 1M records
@@ -135,6 +137,29 @@ class NullStore(Store):
         pass
 
 
+class Sink:
+    """The baseline's writer: ``put`` does what ``StoreWriter.put`` does (check the width,
+    append, count); the buffer is let go every CAP rows, as if written at once."""
+
+    def __init__(self) -> None:
+        self.stats = {"put": 0}
+        self._width = len(QUOTES.columns)
+        self._buf: list[tuple[Any, ...]] = []
+
+    def put(self, table: str, row: tuple[Any, ...]) -> bool:
+        if table != QUOTES.name or len(row) != self._width:
+            return False
+        self._buf.append(row)
+        self.stats["put"] += 1
+        if len(self._buf) >= CAP:
+            self._buf = []
+        return True
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buf)
+
+
 # --- 1. bulk ---
 
 
@@ -174,8 +199,13 @@ async def probe(done: asyncio.Event, lags: list[float]) -> None:
         lags.append(time.perf_counter() - t - 0.001)
 
 
-async def produce(writer: StoreWriter, pool: list[tuple[Any, ...]], rate: float, seconds: float,
-                  cap: int | None) -> dict[str, float]:  # fmt: skip
+async def produce(
+    writer: StoreWriter | Sink,
+    pool: list[tuple[Any, ...]],
+    rate: float,
+    seconds: float,
+    cap: int | None,
+) -> dict[str, float]:
     """Every millisecond, put the rows due at ``rate`` in bursts of at most BURST rows (the loop
     is free between ticks, as a desk's is between feed frames); shed a burst instead when the
     writer holds ``cap`` unwritten rows."""
@@ -211,22 +241,32 @@ def _ms(lags: list[float]) -> dict[str, float]:
 async def sustained(store: Store | None, pool: list[tuple[Any, ...]], rate: float,
                     seconds: float) -> dict[str, Any]:  # fmt: skip
     """One run: producer + probe for ``seconds``, then close the writer. ``store`` None: the
-    baseline, rows put into a writer that is never started (nothing converted or written)."""
-    writer = StoreWriter(store or NullStore(), WriterConfig(spool_dir=None))
-    if store is not None:
+    baseline, rows put into a :class:`Sink` (nothing converted or written)."""
+    if store is None:
+        sink = Sink()
+        done, lags = asyncio.Event(), []
+        probing = asyncio.create_task(probe(done, lags))
+        prod = await produce(sink, pool, rate, seconds, None)
+        done.set()
+        await probing
+        return {
+            "offered_per_s": prod["offered"] / prod["seconds"],
+            "shed": prod["shed"],
+            "stall_ms": _ms(lags),
+            "put_per_s": sink.stats["put"] / prod["seconds"],
+        }
+    writer = StoreWriter(store, WriterConfig(spool_dir=None))
+    if not isinstance(store, NullStore):
         store.execute("TRUNCATE quotes")
-        await writer.start()
+    await writer.start()
     done, lags = asyncio.Event(), []
     probing = asyncio.create_task(probe(done, lags))
     t0 = time.perf_counter()
-    prod = await produce(writer, pool, rate, seconds, CAP if store is not None else None)
+    prod = await produce(writer, pool, rate, seconds, CAP)
     done.set()
     await probing
     out: dict[str, Any] = {"offered_per_s": prod["offered"] / prod["seconds"],
                            "shed": prod["shed"], "stall_ms": _ms(lags)}  # fmt: skip
-    if store is None:
-        out["put_per_s"] = writer.stats["put"] / prod["seconds"]
-        return out
     await writer.close()
     elapsed = time.perf_counter() - t0
     s = writer.stats

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from datetime import UTC, datetime, time
@@ -40,7 +39,8 @@ def auto_lines(auto_day) -> list[dict]:
 def test_auto_session_prints_orders_fills_decisions_and_alerts(auto_lines):
     kinds = {row["kind"] for row in auto_lines}
     assert {"order", "fill", "decision", "alert"} <= kinds
-    assert auto_lines[-1]["kind"] == "summary" and sum(r["kind"] == "summary" for r in auto_lines) == 1
+    assert auto_lines[-1]["kind"] == "summary"
+    assert sum(r["kind"] == "summary" for r in auto_lines) == 1
     fills = [r for r in auto_lines if r["kind"] == "fill"]
     assert all({"side", "qty", "price", "multiplier", "commission"} <= set(f) for f in fills)
     assert {f["side"] for f in fills} == {"buy", "sell"}

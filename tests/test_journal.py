@@ -137,7 +137,7 @@ def test_trades_are_oldest_first_with_names_and_vix(store: Store) -> None:
     assert t["win"].to_list() == [True, False, True, True, None]  # open: not scored
     assert t["holding_min"].to_list()[:3] == [270.0, 8 * 24 * 60 + 60, 330.0]
     assert t["holding_min"][4] is None
-    assert t["vix_change"].to_list() == pytest.approx([-0.5, 6.0, 0.5, 0.5, None], nan_ok=True)
+    assert t["vix_change"].to_list() == [-0.5, 6.0, 0.5, 0.5, None]  # exit - entry, points
     assert t["entry_regime"][0] == "low" and t["exit_regime"][1] == "medium"
     assert t["commissions"].to_list() == [5.0, 8.0, 3.0, 10.0, 6.0]
 
@@ -294,41 +294,20 @@ def test_bad_arguments_are_clear_value_errors(store: Store) -> None:
 # --- Parquet export ---
 
 
-def test_export_parquet_round_trip(store: Store, tmp_path: Path) -> None:
+def test_export_parquet_round_trips_with_uuids_as_text(store: Store, tmp_path: Path) -> None:
+    """``query`` returns UUIDs as text on both backends; the Parquet file does too (DuckDB's
+    own ``COPY … (FORMAT parquet)`` would write 16-byte UUIDs, read back as binary)."""
     path = tmp_path / "out" / "trade_logs.parquet"
     assert store.export_parquet("trade_logs", path) == len(TRADES)
-    back = pl.read_parquet(path).sort("position_id")
-    uuids = [c.name for c in TABLES["trade_logs"].columns if c.type == "uuid"]
-    written = frame("trade_logs", TRADES)
-    assert_frame_equal(back.drop(uuids), written.drop(uuids))
-
-
-def test_export_parquet_keeps_uuids_as_text(
-    store: Store, tmp_path: Path, request: pytest.FixtureRequest
-) -> None:
-    """``query`` returns UUIDs as text on both backends; the Parquet file should too. DuckDB's
-    ``COPY … (FORMAT parquet)`` writes them as 16-byte UUIDs (JSON as bytes too), which polars
-    reads as binary. Known store issue: strict xfail, so the fix turns this red until the
-    marker goes."""
-    if store.dialect == "duckdb":
-        request.applymarker(pytest.mark.xfail(
-            strict=True, reason="DuckDBStore.export_parquet writes UUID/JSON columns as binary"
-        ))  # fmt: skip
-    path = tmp_path / "trade_logs.parquet"
-    store.export_parquet("trade_logs", path)
     assert_frame_equal(pl.read_parquet(path).sort("position_id"), frame("trade_logs", TRADES))
 
 
 def test_export_parquet_keeps_the_schema_of_an_all_null_column(
-    empty: Store, tmp_path: Path, request: pytest.FixtureRequest
+    empty: Store, tmp_path: Path
 ) -> None:
     """A column with no values yet (no trade has an exit IV) should still export as its
     schema's type. PostgresStore builds frames from Python values, so such a column comes back
-    typed ``Null`` from ``query`` and is written that way. Known store issue: strict xfail."""
-    if empty.dialect == "postgres":
-        request.applymarker(pytest.mark.xfail(
-            strict=True, reason="PostgresStore infers dtypes from values: all-NULL → pl.Null"
-        ))  # fmt: skip
+    typed ``Null`` from ``query`` unless result types come from the column types."""
     rows = [{**t, "exit_iv": None} for t in TRADES]
     empty.write([("trade_logs", frame("trade_logs", rows))])
     path = tmp_path / "trade_logs.parquet"
@@ -408,7 +387,8 @@ print("equity points after filter:", len(equity.x))"""
     assert not errors(nb)
     out = stdout(nb)
     assert "trades: 1 closed, 0 open" in out
-    assert f"-${abs(lines[-1]['realized_pnl']):,.2f} total" in out
+    pnl = lines[-1]["realized_pnl"]
+    assert f"P&L: {'-' if pnl < 0 else ''}${abs(pnl):,.2f} total" in out
     table = out[out.index("table:") : out.index("equity points:")]
     assert pid in table and "STRANGLE" not in table  # named by its strategy, not the structure
     assert "equity points: 1\n" in out

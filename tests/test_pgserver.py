@@ -17,6 +17,7 @@ import pytest
 
 from kit.store.pgserver import LocalPostgres, find_bindir
 
+
 @pytest.fixture(scope="module")
 def pg() -> Iterator[LocalPostgres]:
     server = LocalPostgres().start()

@@ -16,7 +16,7 @@ import duckdb
 import polars as pl
 
 from kit.store.base import Store, StoreError, StoreUnavailableError, placeholders
-from kit.store.schema import Table
+from kit.store.schema import TABLES, Table
 
 
 class DuckDBStore(Store):
@@ -77,15 +77,18 @@ class DuckDBStore(Store):
             raise _error(exc, "batch insert") from exc
 
     def export_parquet(self, table: str, path: str | Path) -> int:
-        """DuckDB writes Parquet itself, streaming, without the table passing through Python."""
-        from kit.store.schema import TABLES
-
-        name = TABLES[table].name
+        """DuckDB writes Parquet itself, streaming, without the table passing through Python.
+        UUID and JSON columns are written as text, as ``query`` returns them (DuckDB would
+        write 16-byte UUIDs and JSON bytes)."""
+        t = TABLES[table]
+        name = t.name
+        cols = ", ".join(f"CAST({c.name} AS VARCHAR) AS {c.name}" if c.type in ("uuid", "json")
+                         else c.name for c in t.columns)  # fmt: skip
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         with self.lock:
             target = str(path).replace("'", "''")
-            self._execute(f"COPY {name} TO '{target}' (FORMAT parquet)")
+            self._execute(f"COPY (SELECT {cols} FROM {name}) TO '{target}' (FORMAT parquet)")
             return int(self._fetch(f"SELECT count(*) AS n FROM {name}")["n"][0])
 
     def close(self) -> None:

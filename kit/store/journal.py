@@ -14,6 +14,7 @@ Units, as the recorder writes them (:mod:`kit.store.recorder`):
 - ``entry_vix`` / ``exit_vix``: VIX index points; ``*_regime`` its band (see
   :func:`kit.signals.vix_regime`); ``entry_iv`` / ``exit_iv``: annualised, as a fraction.
 - ``dte``: calendar days from the entry date (New York) to the nearest expiry.
+- ``quantity``: the most units the position held at once (a partial close keeps it).
 - ``holding_min``: minutes from the first fill to the close (null while open).
 - ``win_rate``: a fraction in [0, 1], over closed trades only.
 - Timestamps: UTC. Months are UTC calendar months of the *close*, because that is when P&L is
@@ -36,8 +37,12 @@ import polars as pl
 from kit.store.base import Store
 
 __all__ = [
+    "BAR_SCHEMA",
     "BY",
+    "EQUITY_SCHEMA",
     "NO_TRADES",
+    "SUMMARY_SCHEMA",
+    "TRADE_SCHEMA",
     "equity_curve",
     "minute_bars",
     "pnl_by",
@@ -301,10 +306,9 @@ def _window(start: When, end: When) -> tuple[datetime | None, datetime | None]:
     """``[start, end)`` as UTC instants. A date is a whole UTC day and ``end`` is inclusive
     of it (a date picker's "to 12 March" means through the 12th); a datetime is an instant
     (naive means UTC) and ``end`` excludes it."""
-    lo = _instant(start, "start")
-    hi = _instant(end, "end")
-    if end is not None and not isinstance(end, datetime):
-        hi = hi + timedelta(days=1)  # type: ignore[operator]
+    lo, hi = _instant(start, "start"), _instant(end, "end")
+    if hi is not None and not isinstance(end, datetime):
+        hi += timedelta(days=1)
     if lo is not None and hi is not None and hi <= lo:
         raise ValueError(f"empty time range: start {start} is not before end {end}")
     return lo, hi

@@ -29,6 +29,16 @@ from kit.store.schema import TABLES, Table
 log = logging.getLogger(__name__)
 
 
+# Result column types by PostgreSQL type OID, so an empty or all-NULL column keeps its type (as
+# DuckDB's Arrow results do) instead of polars' Null; unknown types are inferred from values.
+_OID_DTYPES: dict[int, pl.DataType | None] = {
+    16: pl.Boolean(), 20: pl.Int64(), 21: pl.Int64(), 23: pl.Int64(), 700: pl.Float64(),
+    701: pl.Float64(), 1700: pl.Float64(), 25: pl.String(), 1043: pl.String(), 2950: pl.String(),
+    114: pl.String(), 3802: pl.String(), 1082: pl.Date(), 1114: pl.Datetime("us"),
+    1184: pl.Datetime("us", "UTC"),
+}  # fmt: skip
+
+
 class PostgresStore(Store):
     dialect = "postgres"
 
@@ -80,8 +90,8 @@ class PostgresStore(Store):
     def _fetch(self, sql: str, params: Mapping[str, Any] | None = None) -> pl.DataFrame:
         def fetch() -> pl.DataFrame:
             cur = self.con.execute(placeholders(sql, "pyformat"), params or None)
-            names = [d.name for d in cur.description or ()]
-            return pl.DataFrame(cur.fetchall(), schema=names, orient="row",
+            schema = {d.name: _OID_DTYPES.get(d.type_code) for d in cur.description or ()}
+            return pl.DataFrame(cur.fetchall(), schema=schema, orient="row",
                                 infer_schema_length=None)  # fmt: skip
 
         return self._run(fetch, sql)
