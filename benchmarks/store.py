@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -314,6 +315,7 @@ def main() -> None:
     frame = quote_frame(bulk_rows)
     frames = [frame.slice(i, FRAME_ROWS) for i in range(0, bulk_rows, FRAME_ROWS)]
     pool = row_pool(quote_frame(200_000, seed=1))
+    gc.freeze()  # as `kit run` does once started: long-lived objects leave the collector's scans
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"{os.cpu_count()} CPUs, load average {load} (other processes skew every figure)")
     print(f"store benchmark: {len(contracts())} contracts, bulk {bulk_rows:,} rows in "

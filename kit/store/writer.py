@@ -226,6 +226,8 @@ class StoreWriter:
             return written
 
     def _build(self, batch: Sequence[tuple[Table, Any]]) -> Batch:
+        """Rows → frames of each table's schema, converted in chunks (the GIL is released
+        between them, bounding how long the event loop can wait) and checked once per table."""
         out: Batch = []
         for table, rows in batch:
             if isinstance(rows, pl.DataFrame):
@@ -234,17 +236,18 @@ class StoreWriter:
             chunks = []
             step = self.config.chunk_rows
             for i in range(0, len(rows), step):
-                chunks.append(self._frame(table, rows[i : i + step]))
+                chunks.append(self._convert(table, rows[i : i + step]))
                 time.sleep(0)  # let the event loop have the GIL between chunks
-            frame = pl.concat(chunks) if len(chunks) > 1 else chunks[0]
+            frame = self._check(table, pl.concat(chunks) if len(chunks) > 1 else chunks[0])
             if frame.height:
                 out.append((table, frame))
         return out
 
-    def _frame(self, table: Table, rows: list[tuple[Any, ...]]) -> pl.DataFrame:
-        """Rows → a frame of the table's schema; bad rows are rejected with their reason."""
+    def _convert(self, table: Table, rows: list[tuple[Any, ...]]) -> pl.DataFrame:
+        """Strict conversion; a chunk that does not convert is redone row by row, rejecting the
+        rows that fail with their reason."""
         try:
-            frame = _columns(table, rows)
+            return _columns(table, rows)
         except (
             TypeError,
             ValueError,
@@ -260,26 +263,32 @@ class StoreWriter:
                     self._reject(table.name, 1, _why(exc), row)
                 else:
                     good.append(row)
-            frame = _columns(table, good)
+            return _columns(table, good)
+
+    def _check(self, table: Table, frame: pl.DataFrame) -> pl.DataFrame:
+        """NaN in an optional number becomes NULL; NaN, infinity or NULL in a required column
+        rejects the row."""
+        optional = [pl.col(c.name).fill_nan(None) for c in table.columns
+                    if c.type == "float" and c.nullable]  # fmt: skip
+        if optional:
+            frame = frame.with_columns(optional)
         bad = None
         for c in table.columns:
+            if c.nullable:
+                continue
             col = pl.col(c.name)
+            bad = _or(bad, col.is_null())
             if c.type == "float":
-                if c.nullable:
-                    frame = frame.with_columns(col.fill_nan(None))
-                else:
-                    bad = _or(bad, col.is_nan() | col.is_infinite())
-            if not c.nullable:
-                bad = _or(bad, col.is_null())
-        if bad is not None:
-            mask = frame.select(bad.fill_null(True).alias("bad"))["bad"]
-            if mask.any():
-                rejected = frame.filter(mask)
-                self._reject(table.name, rejected.height,
-                             "NaN, infinity or NULL in a required column",
-                             rejected.row(0))  # fmt: skip
-                frame = frame.filter(~mask)
-        return frame
+                bad = _or(bad, col.is_nan() | col.is_infinite())
+        if bad is None:
+            return frame
+        mask = frame.select(bad.fill_null(True).alias("bad"))["bad"]
+        if not mask.any():
+            return frame
+        rejected = frame.filter(mask)
+        self._reject(table.name, rejected.height, "NaN, infinity or NULL in a required column",
+                     rejected.row(0))  # fmt: skip
+        return frame.filter(~mask)
 
     # --- outages, bounds, rejects ---
 
