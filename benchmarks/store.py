@@ -48,7 +48,8 @@ import numpy as np
 import polars as pl
 
 from kit.model import Contract
-from kit.store import Store, open_store
+from kit.store import Store
+from kit.store.attach import open_desk_store
 from kit.store.pgserver import LocalPostgres
 from kit.store.schema import TABLES, Table, frame_schema
 from kit.store.writer import StoreWriter, WriterConfig
@@ -328,7 +329,7 @@ def main() -> None:
     runs["null"] = asyncio.run(sustained(NullStore(), pool, OFFERED["null"], seconds))
 
     with tempfile.TemporaryDirectory(prefix="kit-bench-") as tmp:
-        store = open_store(Path(tmp) / "bench.duckdb")
+        store = open_desk_store(Path(tmp) / "bench.duckdb")  # as a desk opens it
         try:
             out["duckdb_bulk_rows_per_s"] = bulk(store, frames)
             store.execute("TRUNCATE quotes")
@@ -338,7 +339,7 @@ def main() -> None:
             store.close()
 
     with LocalPostgres() as pg:
-        store = open_store(pg.url)
+        store = open_desk_store(pg.url)
         try:
             timescale = store.timescale
             out["postgres_bulk_rows_per_s"] = bulk(store, frames)

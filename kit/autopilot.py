@@ -29,8 +29,8 @@ from kit.feeds.sim import SCRIPTS, ScriptStep, SimFeed
 from kit.feeds.sim_market import SimConfig
 from kit.model import Contract, Decision
 from kit.rules import Rules
-from kit.store import Store, open_store
-from kit.store.attach import DeskStore
+from kit.store import Store
+from kit.store.attach import DeskStore, open_desk_store
 from kit.store.recorder import RecorderConfig
 from kit.strategies import DeltaBand, LiquidityFilter, StrategyError, strangle
 
@@ -91,7 +91,7 @@ async def run_auto(
     session = us_session(day)
     if session is None:
         raise ValueError(f"{day} is not a US trading session")
-    opened = open_store(db) if isinstance(db, str) else db
+    opened = open_desk_store(db) if isinstance(db, str) else db
     saved = opened.load_state(f"{RecorderConfig().desk}.autopilot") if opened else None
     resume = saved if saved and saved["day"] == day.isoformat() and not saved["done"] else None
     begin = datetime.combine(day, start, NEW_YORK) if start else session.open

@@ -47,12 +47,13 @@ def is_postgres(target: str) -> bool:
 
 
 def open_store(target: str | os.PathLike[str] | None = None, *, migrate: bool = True,
-               read_only: bool = False) -> Store:  # fmt: skip
+               read_only: bool = False, threads: int | None = None) -> Store:  # fmt: skip
     """Open a DuckDB file or a ``postgresql://`` URL and apply pending migrations.
 
     An unreachable database raises :class:`StoreUnavailableError` only when ``migrate`` is set (the
     connection is made then); with ``migrate=False`` it is made on first use, which lets a
-    desk start during a database outage and write later.
+    desk start during a database outage and write later. ``threads`` caps DuckDB's own
+    worker threads (default: one per core).
     """
     url = store_target(target)
     if is_postgres(url):
@@ -64,7 +65,7 @@ def open_store(target: str | os.PathLike[str] | None = None, *, migrate: bool = 
 
         if read_only and not Path(url).exists():
             raise StoreError(f"{url}: no such database file")
-        store = DuckDBStore(url, read_only=read_only)
+        store = DuckDBStore(url, read_only=read_only, threads=threads)
     if migrate and not read_only:
         store.migrate()
     return store

@@ -22,10 +22,13 @@ from kit.store.schema import TABLES, Table
 class DuckDBStore(Store):
     dialect = "duckdb"
 
-    def __init__(self, path: str | Path, *, read_only: bool = False) -> None:
+    def __init__(
+        self, path: str | Path, *, read_only: bool = False, threads: int | None = None
+    ) -> None:
         super().__init__(str(path))
         self.path = Path(path)
         self.read_only = read_only
+        self.threads = threads
         self._con: duckdb.DuckDBPyConnection | None = None
 
     @property
@@ -39,6 +42,8 @@ class DuckDBStore(Store):
             except duckdb.IOException as exc:  # most often: another process holds the file
                 raise StoreUnavailableError(f"{self.path}: {exc}") from None
             con.execute("SET TimeZone = 'UTC'").fetchall()
+            if self.threads is not None:
+                con.execute(f"SET threads = {int(self.threads)}").fetchall()
             self._con = con
         return self._con
 
