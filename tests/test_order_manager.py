@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from kit.clock import NEW_YORK, NS_PER_S, SimClock
+from kit.clock import NEW_YORK, NS_PER_S, SimClock, expiry_time, to_ns
 from kit.desk import Desk
 from kit.execution.broker import OrderRejectedError, OrderState, OrderStatus
 from kit.execution.intents import (
@@ -359,6 +359,16 @@ async def test_a_second_entry_for_a_strategy_is_refused_while_one_is_pending_or_
     await env.finish(env.manager.submit(closing(env, "S1", "strat")))
     assert env.desk.book.held("S1") is None
     assert env.manager.submit(open_intent(strangle(env, "S2"), "strat", "flat now")).active
+
+
+async def test_a_position_settled_at_expiry_lets_its_strategy_enter_again(env):
+    await hold(env, "S1", "strat")
+    assert env.manager.strategies == {"strat": "S1"}
+    spots = {"SPX": env.desk.market.spot_of("SPX")}
+    assert env.broker.settle(spots, to_ns(expiry_time(PUT)))  # the expiry's settlement fills
+    await env.run(1)
+    assert env.desk.book.held("S1") is None and env.manager.strategies == {}
+    assert env.manager.submit(open_intent(strangle(env, "S2"), "strat", "next day")).active
 
 
 # --- 7. a restart resumes, never trades twice ---

@@ -396,15 +396,21 @@ class OrderManager:
             return tuple(Leg(leg.contract, -leg.ratio) for leg in held.legs), units
         return intent.legs, rec.quantity or held.quantity
 
+    def _release(self, pid: str) -> None:
+        """Once ``pid`` is flat with nothing pending, its strategy may enter again (after an
+        intent closed it, or expiry settled it)."""
+        sid = next((s for s, p in self.strategies.items() if p == pid), None)
+        if sid is not None and not self.pending(pid) and (
+                pid not in self.desk.book.rows or self.desk.book.held(pid) is None):  # fmt: skip
+            del self.strategies[sid]
+            self._save()
+
     def _finish(self, rec: IntentRecord) -> None:
         intent = rec.intent
         pid = intent.position_id
         if pid in self.desk.book.rows:
             self._reshape(pid)
-        sid = intent.strategy_id
-        if self.strategies.get(sid) == pid and not self.pending(pid) and (
-                pid not in self.desk.book.rows or self.desk.book.held(pid) is None):  # fmt: skip
-            del self.strategies[sid]  # flat, nothing pending: the strategy may enter again
+        self._release(pid)
         self._save()
         self._decide("done", f"{intent.kind} {pid}: {rec.status}, {rec.filled} of "
                      f"{rec.quantity} units" + (f" ({rec.message})" if rec.message else ""),
@@ -583,6 +589,7 @@ class OrderManager:
                 book.apply_fill(part, pid)
                 if publish:
                     self.desk.record(part)
+                self._release(pid)
             self.desk.evaluate()
             return
         rec = self.records.get(fill.client_id.split("/", 1)[0])

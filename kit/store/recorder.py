@@ -114,6 +114,7 @@ class Recorder:
         self._dirty: set[str] = set()
         self._trades: dict[str, _Trade] = {}
         self._strategies: set[str] = set()
+        self._names: dict[str, str] = {}  # position → strategy name
         self._commissions: dict[str, float] = {}
         self._snapshot_ns = 0
         self._every_ns = int(cfg.snapshot_every_s * 1e9)
@@ -265,10 +266,11 @@ class Recorder:
                 float(view.quantity[i]), status, credit, realized, pos.opened_ts_ns,
                 None if held is not None else now, pos.note, now,
             ))  # fmt: skip
-            for j in book.legs_of(pid):
+            legs = book.legs_of(pid)
+            for k, j in enumerate(legs):
                 c = m.contracts[int(book.leg_row[j])]
                 self.writer.put("legs", (
-                    pid, int(j - book.legs_of(pid)[0]), to_occ(c, padded=False), c.root,
+                    pid, k, to_occ(c, padded=False), c.root,
                     c.underlying, c.expiry, c.strike, c.right.value,
                     int(book.leg_ratio[j]), float(book.leg_qty[j]), _num(book.leg_avg[j]), now,
                 ))  # fmt: skip
@@ -325,7 +327,12 @@ class Recorder:
         return float(np.nanmean(iv)) if np.isfinite(iv).any() else float("nan")
 
     def _strategy(self, pid: str, kind: str, underlying: str, now: int) -> str:
-        name = self.desk.orders.strategy_of(pid) if self.desk.orders is not None else pid
+        """The position's strategy UUID; its name is taken at first sight (the order manager
+        forgets which strategy a position was once it is closed)."""
+        name = self._names.get(pid)
+        if name is None:
+            orders = self.desk.orders
+            name = self._names[pid] = orders.strategy_of(pid) if orders is not None else pid
         sid = strategy_uuid(name)
         if name not in self._strategies:
             self._strategies.add(name)
