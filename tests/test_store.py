@@ -401,3 +401,34 @@ def test_kit_db_info_export_and_prune(tmp_path):
     down = _kit("run", "--auto", "--db", "postgresql://desk:secret@127.0.0.1:1/x")
     assert down.returncode == 2 and "Connection refused" in down.stderr
     assert "secret" not in down.stderr  # credentials never reach the logs
+
+
+def test_a_recorded_day_holds_every_event_the_desk_printed(auto_day):
+    lines, path = auto_day
+    printed = lines[:-1]
+    with open_store(path) as store:
+        audit = store.query("SELECT kind, record FROM audit")
+        assert audit.height == sum(r["kind"] != "alert" for r in printed)
+        alerts = store.query("SELECT seq, rule, severity FROM alerts ORDER BY seq")
+        assert alerts.rows() == [(r["seq"], r["rule"], r["severity"])
+                                 for r in printed if r["kind"] == "alert"]  # fmt: skip
+        last = {r["client_id"]: r["status"] for r in printed if r["kind"] == "order"}
+        assert dict(store.query("SELECT client_id, status FROM orders").rows()) == last
+        fills = store.query("SELECT fill_id, position_id, cash_flow FROM fills")
+        assert fills.height == lines[-1]["fills"] and fills["position_id"].null_count() == 0
+        assert round(fills["cash_flow"].sum(), 2) == lines[-1]["fills_cash"]
+        (pid,) = set(fills["position_id"])
+        pos = store.query("SELECT status, realized_pnl FROM positions WHERE id = :p", {"p": pid})
+        assert pos.rows() == [("closed", lines[-1]["realized_pnl"])]
+        legs = store.query("SELECT quantity FROM legs WHERE position_id = :p", {"p": pid})
+        assert legs.height >= 2 and set(legs["quantity"]) == {0.0}  # flat at the close
+        names = store.query("SELECT name, type FROM strategies").rows()
+        assert names == [("spx-0dte-strangle", "STRANGLE")]
+        snaps = store.query("SELECT count(*) AS n, count(DISTINCT ts) AS s FROM risk_snapshots "
+                            "WHERE position_id IS NULL")  # fmt: skip
+        assert snaps["n"][0] == snaps["s"][0] >= 6.5 * 3600 - 60  # one a second, open to close
+        greeks = store.query("SELECT count(*) AS n, count(iv) AS iv, count(price) AS px "
+                             "FROM quotes WHERE contract = 'SPX'")  # fmt: skip
+        assert greeks["n"][0] > 10_000 and greeks["px"][0] == greeks["n"][0] and not greeks["iv"][0]
+        assert store.query("SELECT count(iv) AS n FROM quotes WHERE bid IS NOT NULL")["n"][0] > 0
+        assert store.load_state("desk.autopilot")["done"] is True

@@ -260,7 +260,7 @@ class Recorder:
             held = book.held(pid)
             strategy = self._strategy(pid, pos.strategy.value, pos.legs[0].contract.underlying, now)
             status = "open" if held is not None else "closed"
-            credit, realized = float(view.credit[i]), float(view.realized[i])
+            credit, realized = round(float(view.credit[i]), 2), round(float(view.realized[i]), 2)
             self.writer.put("positions", (
                 pid, strategy, pos.strategy.value, pos.legs[0].contract.underlying,
                 float(view.quantity[i]), status, credit, realized, pos.opened_ts_ns,
