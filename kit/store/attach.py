@@ -81,10 +81,11 @@ class DeskStore:
         """Open ``target`` (a DuckDB path or ``postgresql://`` URL; default from the
         environment, else ``data/desk.duckdb``; or a store already open) for ``desk`` and
         restore its saved state."""
+        days = tick_retention(retention_days)  # a bad setting fails before anything opens
         store = target if isinstance(target, Store) else open_desk_store(target)
         w = StoreWriter(store, writer, on_alert=lambda sev, msg: desk.notify(sev, "store", msg))
         kept = cls(desk, store, w, Recorder(desk, w, recorder))
-        kept.retention_days = tick_retention(retention_days)
+        kept.retention_days = days
         return kept
 
     @property
