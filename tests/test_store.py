@@ -41,6 +41,14 @@ def fill(fid: str, price: float = 2.5) -> tuple:
     return (fid, T0, "c1", "p1", "SPXW240312C05100000", "sell", 1.0, price, 100.0, 1.3, 248.7)
 
 
+async def until(done, seconds: float = 5.0) -> None:
+    """Let the writer work (real time: its retries are real) until ``done()`` or the limit."""
+    for _ in range(int(seconds / 0.02)):
+        if done():
+            return
+        await asyncio.sleep(0.02)
+
+
 def writer(store, **kw) -> StoreWriter:
     cfg = {"spool_dir": None, "flush_s": 0.05, "retry_s": (0.05,), **kw}
     return StoreWriter(store, WriterConfig(**cfg))
@@ -212,19 +220,13 @@ async def test_a_postgres_outage_keeps_rows_and_writes_them_when_it_returns(tmp_
         for i in range(300):
             w.put("quotes", quote(i))
         w.put("fills", fill("during"))
-        for _ in range(100):
-            await asyncio.sleep(0.02)
-            if not w.available:
-                break
+        await until(lambda: not w.available)
         assert not w.available and w.buffered == 301
         assert alerts and alerts[0][0] is Severity.CRITICAL and "unavailable" in alerts[0][1]
         with pytest.raises(StoreUnavailableError):
             await w.flush()
         pg.start()
-        for _ in range(250):
-            await asyncio.sleep(0.02)
-            if w.available and not w.buffered:
-                break
+        await until(lambda: w.available and not w.buffered)
         assert w.available and w.buffered == 0
         assert alerts[-1][0] is Severity.INFO and "available again" in alerts[-1][1]
         assert store.count("quotes") == 300
@@ -251,17 +253,11 @@ async def test_a_duckdb_file_locked_by_another_process_is_an_outage(tmp_path):
         w = writer(store)
         await w.start()
         w.put("fills", fill("while-locked"))
-        for _ in range(100):
-            await asyncio.sleep(0.02)
-            if not w.available:
-                break
+        await until(lambda: not w.available)
         assert not w.available and w.buffered == 1
     finally:
         holder.communicate("\n", timeout=10)
-    for _ in range(250):
-        await asyncio.sleep(0.02)
-        if w.available and not w.buffered:
-            break
+    await until(lambda: w.available and not w.buffered)
     await w.close()
     assert store.query("SELECT fill_id FROM fills")["fill_id"].to_list() == ["while-locked"]
     store.close()

@@ -247,14 +247,9 @@ def minute_bars(store: Store, contract: str, start: When = None, end: When = Non
     count. Open and close are the first and last quote in the minute by time, picked with
     ``row_number()`` (portable; two quotes with the same microsecond are ordered arbitrarily).
     """
-    where, params = ["q.contract = :contract"], {"contract": contract}
-    lo, hi = _window(start, end)
-    if lo is not None:
-        where.append("q.ts >= :start")
-        params["start"] = lo
-    if hi is not None:
-        where.append("q.ts < :end")
-        params["end"] = hi
+    where: list[str] = ["q.contract = :contract"]
+    params: dict[str, Any] = {"contract": contract}
+    _time_range("q.ts", start, end, where, params)
     frame = store.query(
         f"""WITH px AS (
             SELECT date_trunc('minute', q.ts) AS minute, q.ts,
@@ -292,14 +287,22 @@ def _filters(
     if strategy is not None:
         clauses.append(f"({_NAME} = :strategy OR t.strategy = :strategy)")
         params["strategy"] = strategy
+    _time_range("t.opened_at", start, end, clauses, params)
+    return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+def _time_range(
+    column: str, start: When, end: When, clauses: list[str], params: dict[str, Any]
+) -> None:
+    """Add ``start <= column < end`` (each bound only when given: PostgreSQL cannot type a
+    bare NULL parameter)."""
     lo, hi = _window(start, end)
     if lo is not None:
-        clauses.append("t.opened_at >= :start")
+        clauses.append(f"{column} >= :start")
         params["start"] = lo
     if hi is not None:
-        clauses.append("t.opened_at < :end")
+        clauses.append(f"{column} < :end")
         params["end"] = hi
-    return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 
 def _window(start: When, end: When) -> tuple[datetime | None, datetime | None]:
