@@ -1,7 +1,8 @@
 """Crash recovery for real: an auto-managed session recording into DuckDB is killed with
 SIGKILL while its entry order is working; the same command started again resumes the session
-from the database, restores the working order and the intent behind it, finishes the day flat,
-and no order is sent twice."""
+from the database, restores the working order and the intent behind it, the desk's switches
+and alert numbering, finishes the day flat, and no order is sent twice. (Acknowledgements
+restored across a restart are tested in test_store: the CLI has no way to acknowledge.)"""
 
 from __future__ import annotations
 
@@ -36,6 +37,10 @@ def test_kill_9_mid_order_then_restart_resumes_without_sending_twice(tmp_path):
         orders = store.query("SELECT client_id, status FROM orders")
         assert orders.rows() == [(working, "working")]
         assert store.load_state("desk.paper_broker") is not None
+        desk_state = store.load_state("desk.desk")
+        assert desk_state["auto_manage"] is True and not desk_state["killed"]
+        alerts_before = store.query("SELECT seq FROM alerts")["seq"].to_list()
+        assert alerts_before and max(alerts_before) == desk_state["alerts"]["seq"]
 
     again = subprocess.run([*RUN, "--db", db], capture_output=True, text=True, timeout=600,
                            check=True)  # fmt: skip
@@ -43,6 +48,8 @@ def test_kill_9_mid_order_then_restart_resumes_without_sending_twice(tmp_path):
     recovery = [r for r in after if r["kind"] == "decision" and r["decision"] == "recovery"]
     assert "resuming the 2024-03-12 session" in recovery[0]["message"]
     assert "resuming 1 unfinished intents" in recovery[1]["message"]
+    new_alerts = [r["seq"] for r in after if r["kind"] == "alert"]
+    assert new_alerts and min(new_alerts) > max(alerts_before)  # numbering carried on
     summary = after[-1]
     assert summary["flat"] and summary["intents"][working.split("/")[0]] == "done"
     assert abs(summary["realized_pnl"] - summary["fills_cash"]) < 0.005
