@@ -1,3 +1,11 @@
-"""Theta Desk: engines for option premium sellers, shared by the notebooks and the desk service."""
+"""Theta Desk: the engines behind the notebooks. ``kit.connect()`` attaches to the desk service."""
 
 __version__ = "0.1.0"
+
+
+async def connect(*args, **kwargs):
+    """Connect to the desk service: see :func:`kit.client.connect` (imported on first use, so
+    ``import kit`` stays light for the command line)."""
+    from kit.client import connect as _connect
+
+    return await _connect(*args, **kwargs)

@@ -121,7 +121,7 @@ async def run_auto(
     await desk.start()
     entered = cfg.strategy_id in orders.strategies
     if entered:  # resumed with a position: its expiry must be quoted before the book is
-        await _subscribe_expiry(desk, feed, cfg)
+        await subscribe_expiry(desk, feed, cfg.root, cfg.dte)
     await orders.start()
     try:
         await desk.subscribe(["SPX", "SPY", "VIX"])
@@ -157,7 +157,7 @@ async def _try_entry(
 ) -> bool:
     """Select the strangle and enter if the desk's entry check passes; says why not."""
     now = desk.clock.now_ns()
-    chain = await _subscribe_expiry(desk, feed, cfg)
+    chain = await subscribe_expiry(desk, feed, cfg.root, cfg.dte)
     if not chain:
         return _skip(desk, f"no {cfg.root} expiry {cfg.dte} sessions out")
     pid = f"{cfg.strategy_id}-{day:%Y%m%d}"
@@ -178,14 +178,14 @@ async def _try_entry(
     return True
 
 
-async def _subscribe_expiry(desk: Desk, feed: SimFeed, cfg: AutoConfig) -> list[Contract]:
-    """Quote the strategy's whole expiry (rolls and wings choose from it later); returns it,
-    empty when there is no such expiry."""
+async def subscribe_expiry(desk: Desk, feed: SimFeed, root: str, dte: int) -> list[Contract]:
+    """Quote a whole expiry of ``root``, ``dte`` sessions out (rolls and wings choose from it
+    later); returns it, empty when there is no such expiry."""
     m = feed.market
-    expiries = sorted({c.expiry for c in m.chain(cfg.root)})
-    if len(expiries) <= cfg.dte:
+    expiries = sorted({c.expiry for c in m.chain(root)})
+    if len(expiries) <= dte:
         return []
-    chain = [c for c in m.chain(cfg.root) if c.expiry == expiries[cfg.dte]]
+    chain = [c for c in m.chain(root) if c.expiry == expiries[dte]]
     await desk.subscribe(chain)
     desk.process(m.quotes(chain))  # its current quotes now, rather than one step later
     desk.market.set_open_interest(chain, m.open_interest(chain))

@@ -122,6 +122,7 @@ class Desk:
         self.killed = False
         self.frozen = False
         self.blocked_by: dict[str, str] = {}
+        self.alert_only: set[str] = set()  # positions traded elsewhere: alerts, never orders
         self.iv_history: dict[str, np.ndarray] = {}
         self.feed_states: dict[str, FeedState] = {}
         self.feed_down_since: dict[str, int] = {}
@@ -310,6 +311,8 @@ class Desk:
         """Why an action is only proposed, or None when it may be carried out."""
         if action.kind not in _POSITION_ACTIONS:
             return None
+        if action.position_id in self.alert_only:
+            return "proposed: alert-only position (traded elsewhere)"
         if self.killed:
             return "proposed: kill switch on"
         if not self.auto_manage:

@@ -1,0 +1,281 @@
+"""The live monitor: every panel, the action bar, and the loop that feeds them snapshots.
+
+``await kit.ui.monitor()`` in a notebook cell connects to the desk service, builds the whole
+layout while the cell executes (Voila shows nothing displayed later) and starts one render task
+on the kernel's loop. The task draws the newest snapshot at most ``max_hz`` times a second
+inside ``hold_sync`` (one message per widget per frame), newest wins.
+
+A closed tab's kernel must not stream forever: an invisible ``Play`` widget ticks in the page
+once a second, and when it has not ticked for ``viewer_timeout_s`` the render loop pauses, so a
+kernel without a viewer sends nothing, goes idle and is culled by the server (voila.json). The
+loop resumes the moment the page ticks again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from typing import Any
+from urllib.parse import parse_qs
+
+import ipywidgets as w
+
+from kit.client import CommandRefusedError, DeskClient, connect
+from kit.ui.panels import (
+    CSS,
+    AlertsFeed,
+    Greeks,
+    Header,
+    Metrics,
+    PositionsTable,
+    Summary,
+    html_widget,
+    set_html,
+)
+from kit.ui.riskgraph import RiskGraph
+from kit.view import TUNABLE
+
+log = logging.getLogger(__name__)
+
+# (command, button label, CSS class, confirmation text); {p} is the selected position
+ACTIONS = (
+    ("close_all", "Close All", "kit-btn-close-all", "Close ALL open positions at market-ladder?"),
+    ("close_half", "Close 50%", "kit-btn-close-half", "Close 50% of {p}?"),
+    ("reduce_25", "Reduce 25%", "kit-btn-reduce", "Reduce {p} by 25%?"),
+    ("roll_put", "Roll Put", "kit-btn-roll-put", "Roll the short put of {p}?"),
+    ("roll_call", "Roll Call", "kit-btn-roll-call", "Roll the short call of {p}?"),
+    ("add_protection", "Add Protection", "kit-btn-protect", "Buy wings for {p} (iron condor)?"),
+)
+LABELS = {  # the settings (kit.view.TUNABLE) as a trader reads them
+    "minutes_to_close": "Time stop: minutes before close", "arm_pct": "Trailing stop arms at P&L %",
+    "trail_pct": "Trailing stop trails by %", "daily_loss_limit": "Daily loss limit $",
+    "max_total_risk": "Max total risk $",
+}  # fmt: skip
+
+
+def query_symbol(default: str = "SPX") -> str:
+    """``?symbol=NDX`` in the Voila URL (Voila passes the query string to the kernel)."""
+    values = parse_qs(os.environ.get("QUERY_STRING", "")).get("symbol")
+    return values[0].upper() if values and values[0].isalnum() else default
+
+
+class Monitor:
+    def __init__(
+        self, client: DeskClient, symbol: str = "SPX", *, max_hz: float = 10.0,
+        viewer_timeout_s: float = 120.0,
+    ) -> None:  # fmt: skip
+        self.client, self.symbol = client, symbol
+        self.period_s = 1.0 / max_hz
+        self.viewer_timeout_s = viewer_timeout_s
+        self.header, self.summary, self.metrics = Header(), Summary(), Metrics()
+        self.greeks, self.graph, self.table = Greeks(), RiskGraph(), PositionsTable()
+        self.alerts = AlertsFeed(self._ack)
+        self.selector = w.Dropdown(description="Position", options=[])
+        self.selector.add_class("kit-position-select")
+        self.result = html_widget("kit-result")
+        self.confirm_text = html_widget("kit-confirm-text")
+        self.yes = w.Button(description="Confirm", button_style="danger").add_class(
+            "kit-confirm-yes"
+        )
+        self.no = w.Button(description="Cancel").add_class("kit-confirm-no")
+        self.confirm = w.HBox([self.confirm_text, self.yes, self.no]).add_class("kit-confirm")
+        self.confirm.layout.display = "none"
+        self.yes.on_click(lambda _: self._confirmed())
+        self.no.on_click(lambda _: self._ask(None))
+        self.buttons = []
+        for cmd, label, css, _ in ACTIONS:
+            b = w.Button(description=label).add_class(css)
+            b.on_click(lambda _b, cmd=cmd: self._ask(cmd))
+            self.buttons.append(b)
+        self.auto = w.Button(description="Auto-Manage").add_class("kit-btn-auto")
+        self.auto.on_click(lambda _: self._ask("auto_manage"))
+        self.settings_btn = w.Button(description="Settings").add_class("kit-btn-settings")
+        self.settings_btn.on_click(lambda _: self._toggle_settings())
+        self.settings = self._settings_panel()
+        self.heartbeat = w.Play(interval=1000, max=10**9, show_repeat=False, playing=True)
+        self.heartbeat.layout.display = "none"
+        self.heartbeat.observe(lambda _: self._seen(), "value")
+        self.lag = html_widget("kit-lag")  # the wall_ns of the snapshot on screen (benchmark)
+        self.lag.layout.display = "none"
+        actions = w.HBox([*self.buttons, self.auto, self.settings_btn]).add_class("kit-actions")
+        self.widget = w.VBox([
+            w.HTML(CSS), self.header.widget,
+            w.HBox([self.selector, self.result]),
+            w.HBox([w.VBox([self.summary.widget, self.metrics.widget, self.greeks.widget],
+                           layout=w.Layout(width="55%")),
+                    w.VBox([self.graph.widget], layout=w.Layout(width="45%"))]),
+            actions, self.confirm, self.settings, self.table.widget, self.alerts.widget,
+            self.heartbeat, self.lag,
+        ]).add_class("kit-monitor")  # fmt: skip
+        self._pending: str | None = None
+        self._latest: dict[str, Any] | None = None
+        self._drawn: dict[str, Any] | None = None
+        self._wake = asyncio.Event()
+        self._last_seen = time.monotonic()
+        self._task: asyncio.Task[None] | None = None
+        self.paused = False
+        self.frames = 0
+        client.on_snapshot.append(self._on_snapshot)
+
+    # --- rendering ---
+
+    def _on_snapshot(self, doc: dict[str, Any]) -> None:
+        self._latest = doc
+        self._wake.set()
+
+    def _seen(self) -> None:
+        self._last_seen = time.monotonic()
+        if self.paused:
+            self.paused = False
+            self._wake.set()
+
+    def start(self) -> None:
+        if self._latest is None and self.client.snapshot is not None:
+            self._latest = self.client.snapshot
+        self.render()
+        self._task = asyncio.get_running_loop().create_task(self._loop(), name="kit.monitor")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if time.monotonic() - self._last_seen > self.viewer_timeout_s:
+                self.paused = True  # nobody is looking: stay quiet until the page ticks again
+                continue
+            started = time.perf_counter()
+            try:
+                self.render()
+            except Exception:
+                log.exception("monitor: render failed")
+            await asyncio.sleep(max(0.0, self.period_s - (time.perf_counter() - started)))
+
+    def selected(self, s: dict[str, Any]) -> dict[str, Any] | None:
+        open_ = [p for p in s["positions"] if p["open"]]
+        mine = [p for p in open_ if p["underlying"] == self.symbol] or open_
+        ids = [p["id"] for p in mine]
+        if list(self.selector.options) != ids:
+            keep = self.selector.value if self.selector.value in ids else None
+            self.selector.options = ids
+            self.selector.value = keep or (ids[0] if ids else None)
+        return next((p for p in mine if p["id"] == self.selector.value), None)
+
+    def render(self) -> None:
+        s = self._latest
+        if s is None or s is self._drawn:
+            return
+        self._drawn = s
+        p = self.selected(s)
+        viewers = s["engine"].get("clients", 1)
+        with contextlib.ExitStack() as stack:
+            for widget in (self.header.account, self.header.feed, self.summary.widget,
+                           self.metrics.text, self.table.widget, self.lag):  # fmt: skip
+                stack.enter_context(widget.hold_sync())
+            self.header.update(s, self.client.connected, viewers)
+            self.summary.update(p)
+            self.metrics.update(s, p, self.symbol)
+            self.greeks.update(s, p)
+            self.table.update(s)
+            self.alerts.update(s["alerts"])
+            self.auto.description = "Auto-Manage: " + ("ON" if s["auto_manage"] else "OFF")
+            self.graph.update(p, (s["spots"].get(self.symbol) or {}).get("last"))
+            set_html(self.lag, str(s.get("wall_ns", "")))
+        self.frames += 1
+
+    # --- actions ---
+
+    def _ask(self, cmd: str | None) -> None:
+        """Show the confirmation bar for ``cmd`` (None hides it)."""
+        self._pending = cmd
+        if cmd is None:
+            self.confirm.layout.display = "none"
+            return
+        pid = self.selector.value or "the position"
+        text = {c: t for c, _, _, t in ACTIONS}.get(cmd, "")
+        if cmd == "auto_manage":
+            on = not (self._drawn or {}).get("auto_manage", False)
+            text = f"Turn auto-manage {'ON: rules will trade' if on else 'OFF'}?"
+        set_html(self.confirm_text, f"<b>{text.format(p=pid)}</b>")
+        self.confirm.layout.display = "flex"
+
+    def _confirmed(self) -> None:
+        cmd, self._pending = self._pending, None
+        self.confirm.layout.display = "none"
+        if cmd is None:
+            return
+        params: dict[str, Any] = {}
+        if cmd == "auto_manage":
+            params["on"] = not (self._drawn or {}).get("auto_manage", False)
+        elif cmd != "close_all" and self.selector.value:
+            params["position"] = self.selector.value
+        self.send(cmd, **params)
+
+    def send(self, cmd: str, **params: Any) -> None:
+        """Send a command in the background; its result or refusal shows in the result bar."""
+        set_html(self.result, f"<span class='kit-dim'>{cmd}: sending…</span>")
+
+        async def run() -> None:
+            try:
+                out = await self.client.command(cmd, **params)
+                text = f"<span class='kit-pos'>✓ {cmd}: {_summary(out)}</span>"
+            except (CommandRefusedError, ConnectionError, TimeoutError) as exc:
+                text = f"<span class='kit-neg'>✗ {cmd}: {exc}</span>"
+            set_html(self.result, text)
+
+        asyncio.get_running_loop().create_task(run())
+
+    def _ack(self, seq: int) -> None:
+        self.send("ack", seq=seq)
+
+    def _settings_panel(self) -> w.VBox:
+        self.setting_inputs = {}
+        for rule, key in TUNABLE:
+            field = w.FloatText(description=LABELS[key], style={"description_width": "260px"},
+                                layout=w.Layout(width="380px"))  # fmt: skip
+            self.setting_inputs[rule, key] = field.add_class(f"kit-setting-{key}".replace("_", "-"))
+        apply = w.Button(description="Apply settings", button_style="warning")
+        apply.add_class("kit-settings-apply")
+        apply.on_click(lambda _: self._apply_settings())
+        box = w.VBox([*self.setting_inputs.values(), apply]).add_class("kit-settings")
+        box.layout.display = "none"
+        return box
+
+    def _toggle_settings(self) -> None:
+        shown = self.settings.layout.display != "none"
+        if not shown and self._drawn:
+            for (rule, key), field in self.setting_inputs.items():
+                value = self._drawn.get("settings", {}).get(rule, {}).get(key)
+                if value is not None:
+                    field.value = value
+        self.settings.layout.display = "none" if shown else "flex"
+
+    def _apply_settings(self) -> None:
+        rules: dict[str, dict[str, float]] = {}
+        for (rule, key), field in self.setting_inputs.items():
+            rules.setdefault(rule, {})[key] = float(field.value)
+        self.send("settings", rules=rules)
+
+
+def _summary(result: dict[str, Any]) -> str:
+    if "intents" in result:
+        return ", ".join(f"{i['intent']} {i['status']}" for i in result["intents"])
+    return ", ".join(f"{k}={v}" for k, v in result.items() if not isinstance(v, dict | list))
+
+
+async def monitor(symbol: str | None = None, **connect_kw: Any) -> Monitor:
+    """Connect, build the monitor, draw the first snapshot and start streaming; display
+    ``.widget`` in the same cell."""
+    client = await connect(name="monitor", **connect_kw)
+    with contextlib.suppress(TimeoutError):
+        await client.next_snapshot(timeout_s=2.0)
+    m = Monitor(client, symbol or query_symbol())
+    m.start()
+    return m

@@ -1,0 +1,304 @@
+"""The monitor's read-only panels: header, position summary, metrics, tables, alerts.
+
+Each panel is built once (while the notebook executes: Voila shows nothing displayed later)
+and then only has its traits set from a snapshot (:mod:`kit.view`). HTML panels are rebuilt as
+one string and assigned only when the text changed, so an unchanged panel costs no message.
+Every widget carries a stable ``kit-*`` CSS class: the browser tests and the lag benchmark find
+them by it.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+import struct
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import ipywidgets as w
+
+from kit.ui.gauges import BAD, OK, WARN, Gauge, GaugeSpec
+
+NY = ZoneInfo("America/New_York")
+SEVERITY_COLOURS = {"INFO": "#58a6ff", "WARNING": WARN, "CRITICAL": BAD}
+
+CSS = """
+<style>
+.kit-monitor { font-family: -apple-system, 'Segoe UI', Roboto, sans-serif; color: #c9d1d9; }
+.kit-monitor .kit-card { background: #161b22; border: 1px solid #30363d; border-radius: 6px;
+  padding: 6px 10px; margin: 3px; }
+.kit-stat { display: inline-block; margin-right: 22px; }
+.kit-stat .lbl { font-size: 11px; color: #8b949e; text-transform: uppercase; }
+.kit-stat .val { font-size: 18px; font-family: monospace; }
+.kit-pos { color: #3fb950; } .kit-neg { color: #f85149; } .kit-dim { color: #8b949e; }
+.kit-table { border-collapse: collapse; font-family: monospace; font-size: 12px; width: 100%; }
+.kit-table th { color: #8b949e; text-align: right; padding: 2px 8px; font-weight: normal; }
+.kit-table td { text-align: right; padding: 2px 8px; border-top: 1px solid #21262d; }
+.kit-table td:first-child, .kit-table th:first-child { text-align: left; }
+.kit-gauge { text-align: center; } .kit-gauge-title { font-size: 11px; color: #8b949e; }
+.kit-alert-row { border-left: 4px solid; padding-left: 6px; margin: 2px 0; }
+.kit-confirm { background: #3d2f00; border: 1px solid #d29922; border-radius: 6px; padding: 4px; }
+</style>
+"""
+
+
+def money(x: float | None, *, sign: bool = False) -> str:
+    if x is None or not math.isfinite(x):
+        return "—"
+    return f"{x:+,.2f}" if sign else f"{x:,.2f}"
+
+
+def signed_class(x: float | None) -> str:
+    return "kit-dim" if not x else ("kit-pos" if x > 0 else "kit-neg")
+
+
+def stat(label: str, value: str, cls: str = "", key: str = "") -> str:
+    data = f' data-key="{key}"' if key else ""
+    return (f'<div class="kit-stat"{data}><div class="lbl">{html.escape(label)}</div>'
+            f'<div class="val {cls}">{value}</div></div>')  # fmt: skip
+
+
+def html_widget(css: str, value: str = "") -> w.HTML:
+    widget = w.HTML(value)
+    widget.add_class(css)
+    return widget
+
+
+def set_html(widget: w.HTML, value: str) -> None:
+    if widget.value != value:
+        widget.value = value
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "—"
+    s = max(0, int(seconds))
+    return (
+        f"{s // 86400}d {s % 86400 // 3600}h"
+        if s >= 86400
+        else f"{s // 3600}h {s % 3600 // 60:02d}m"
+    )
+
+
+def ny_time(ts_ns: int | None) -> str:
+    if not ts_ns:
+        return "—"
+    return datetime.fromtimestamp(ts_ns / 1e9, UTC).astimezone(NY).strftime("%H:%M:%S")
+
+
+class Header:
+    """Account value, day and open P&L, buying power, feed status and data age, switches."""
+
+    def __init__(self) -> None:
+        self.account = html_widget("kit-header-account")
+        self.feed = html_widget("kit-header-feed")
+        self.widget = w.HBox([self.account, self.feed]).add_class("kit-header")
+        self.widget.add_class("kit-card")
+
+    def update(self, s: dict[str, Any], connected: bool, viewers: int) -> None:
+        acct, t = s.get("account") or {}, s["totals"]
+        open_pnl = sum(p["pnl"] or 0 for p in s["positions"] if p["open"])
+        set_html(self.account, "".join([
+            stat("Account value", money(acct.get("value")), key="account-value"),
+            stat("Day P&L", money(t.get("day_pnl"), sign=True), signed_class(t.get("day_pnl")),
+                 "day-pnl"),
+            stat("Open P&L", money(open_pnl, sign=True), signed_class(open_pnl), "open-pnl"),
+            stat("Buying power used", money(acct.get("buying_power_used")), key="bp-used"),
+            stat("Risk (stress)", money(t.get("risk")), key="risk"),
+        ]))  # fmt: skip
+        feed, age = s["feed"], s["feed"]["age_s"]
+        ok = connected and feed["state"] == "LIVE" and age < 5
+        auto = "KILLED" if s["killed"] else ("ON" if s["auto_manage"] else "OFF")
+        auto_cls = "kit-neg" if s["killed"] else ("kit-pos" if s["auto_manage"] else "kit-dim")
+        set_html(self.feed, "".join([
+            stat("Feed", feed["state"] if connected else "DISCONNECTED",
+                 "kit-pos" if ok else "kit-neg", "feed-status"),
+            stat("Data age", f"{age:.1f}s", "kit-pos" if age < 2 else "kit-neg", "data-age"),
+            stat("Auto-manage", auto, auto_cls, "auto-manage"),
+            stat("Engine", f"{s['engine']['id']} · {viewers} viewer{'s' * (viewers != 1)}",
+                 "kit-dim", "engine"),
+            stat("Market time", ny_time(s["ts_ns"]), "kit-dim", "market-time"),
+        ]))  # fmt: skip
+
+
+class Summary:
+    """The selected position: entry time, strikes, credit, time remaining, status."""
+
+    def __init__(self) -> None:
+        self.widget = html_widget("kit-summary")
+        self.widget.add_class("kit-card")
+
+    def update(self, p: dict[str, Any] | None) -> None:
+        if p is None:
+            set_html(self.widget, stat("Position", "none open", "kit-dim"))
+            return
+        strikes = " / ".join(f"{'+' if leg['qty'] > 0 else '−'}{leg['label']}" for leg in p["legs"])
+        set_html(self.widget, "".join([
+            stat("Position", html.escape(p["id"]), key="position"),
+            stat("Entered", ny_time(p["opened_ns"])),
+            stat("Strikes", html.escape(strikes) or "—", key="strikes"),
+            stat("Lots", f'<span class="kit-quantity">{p["quantity"]:g}</span>', key="quantity"),
+            stat("Credit", money(p["credit"]), key="credit"),
+            stat("Time left", duration(p["time_left_s"]), key="time-left"),
+            stat("Status", html.escape(p["status"]) + (" · alert-only" if p["alert_only"] else ""),
+                 key="status"),
+        ]))  # fmt: skip
+
+
+class Metrics:
+    """Underlying with change, P&L with progress to the profit target, each leg's market."""
+
+    def __init__(self) -> None:
+        self.text = html_widget("kit-metrics-text")
+        self.progress = w.FloatProgress(min=0, max=100, description="to target",
+                                        layout=w.Layout(width="98%"))  # fmt: skip
+        self.progress.add_class("kit-target-progress")
+        self.legs = html_widget("kit-legs")
+        self.widget = w.VBox([self.text, self.progress, self.legs]).add_class("kit-metrics")
+        self.widget.add_class("kit-card")
+
+    def update(self, s: dict[str, Any], p: dict[str, Any] | None, symbol: str) -> None:
+        spot = s["spots"].get(symbol) or {}
+        change = spot.get("change")
+        parts = [stat(symbol, f"{spot['last']:,.2f}" if spot else "—", key="spot"),
+                 stat("Change", f"{change:+,.2f} ({spot['change_pct']:+.2f}%)" if spot else "—",
+                      signed_class(change), "change")]  # fmt: skip
+        if p is not None:
+            pct = f"{p['pnl_pct'] or 0:+.1f}%"
+            parts += [stat("P&L", money(p["pnl"], sign=True), signed_class(p["pnl"]), "pnl"),
+                      stat("P&L % credit", pct, key="pnl-pct")]  # fmt: skip
+        set_html(self.text, "".join(parts))
+        target = (p or {}).get("target_pct") or 100.0
+        self.progress.max = target
+        self.progress.value = min(max((p or {}).get("pnl_pct") or 0.0, 0.0), target)
+        self.progress.description = f"→ {target:g}%"
+        rows = "".join(
+            f"<tr><td>{html.escape(leg['label'])}</td><td>{leg['qty']:+g}</td>"
+            f"<td>{money(leg['bid'])}</td><td>{money(leg['ask'])}</td>"
+            f"<td>{100 * leg['iv']:.1f}%</td><td>{money(leg['entry'])}</td>"
+            f"<td>{'—' if leg['delta'] is None else format(leg['delta'], '+.3f')}</td></tr>"
+            for leg in (p or {}).get("legs", [])
+        )
+        head = "".join(
+            f"<th>{h}</th>" for h in ("leg", "qty", "bid", "ask", "IV", "entry", "delta")
+        )
+        set_html(self.legs, f"<table class='kit-table'><tr>{head}</tr>{rows}</table>")
+
+
+class Greeks:
+    """Live gauges: delta per unit (±band), gamma (warning level), theta/day, vega, β-delta."""
+
+    def __init__(self) -> None:
+        self.delta = Gauge(GaugeSpec("Δ per unit", 0.25, 0.10, 0.15, css="kit-gauge-delta"))
+        self.gamma = Gauge(GaugeSpec("Γ per unit (1%)", 0.25, 0.10, 0.15, css="kit-gauge-gamma"))
+        self.theta = Gauge(GaugeSpec("Θ $/day", 1000, fmt="{:+,.0f}", css="kit-gauge-theta"))
+        self.vega = Gauge(GaugeSpec("Vega $/pt", 1000, fmt="{:+,.0f}", css="kit-gauge-vega"))
+        self.beta = Gauge(GaugeSpec("β-Δ SPY sh", 500, fmt="{:+,.0f}", css="kit-gauge-beta"))
+        gauges = [self.delta, self.gamma, self.theta, self.vega, self.beta]
+        self.widget = w.HBox([g.widget for g in gauges]).add_class("kit-greeks")
+        self.widget.add_class("kit-card")
+
+    def update(self, s: dict[str, Any], p: dict[str, Any] | None) -> None:
+        rules = s.get("rules", {})
+        src = p or {}
+        self.delta.set(src.get("delta_unit"), warn=rules.get("delta_band"))
+        self.gamma.set(src.get("gamma_unit"), warn=rules.get("gamma_warn"))
+        for gauge, key in ((self.theta, "theta_per_day"), (self.vega, "vega_per_point"),
+                           (self.beta, "beta_delta_spy")):  # fmt: skip
+            value = src.get(key) if p else s["totals"].get(key)
+            if value is not None:  # the dial grows with the book: ±2x the value, 100 at least
+                span = max(gauge.spec.span, 2 * abs(value)) if abs(value) > gauge.spec.span else (
+                    gauge.spec.span)  # fmt: skip
+                gauge.spec = GaugeSpec(**{**gauge.spec.__dict__, "span": span})
+            gauge.set(value)
+
+
+class PositionsTable:
+    def __init__(self) -> None:
+        self.widget = html_widget("kit-positions")
+        self.widget.add_class("kit-card")
+
+    def update(self, s: dict[str, Any]) -> None:
+        rows = "".join(
+            f"<tr data-id='{html.escape(p['id'])}'><td>{html.escape(p['id'])}</td>"
+            f"<td>{p['underlying']}</td><td>{p['strategy']}</td><td>{p['quantity']:g}</td>"
+            f"<td class='{signed_class(p['pnl'])}'>{money(p['pnl'], sign=True)}</td>"
+            f"<td>{money(p['credit'])}</td><td>{(p['delta_unit'] or 0):+.3f}</td>"
+            f"<td>{html.escape(p['status'])}</td></tr>"
+            for p in s["positions"]
+            if p["open"]
+        )
+        fills = "".join(
+            f"<tr class='kit-fill'><td>{ny_time(f['ts_ns'])}</td><td>{f.get('position_id') or ''}"
+            f"</td><td>{f['side']}</td><td>{f['qty']:g}</td><td>{html.escape(f['contract'])}</td>"
+            f"<td>{money(f['price'])}</td></tr>"
+            for f in s["fills"][:8]
+        )
+        set_html(self.widget,
+                 "<table class='kit-table'><tr><th>position</th><th>und</th><th>type</th>"
+                 "<th>lots</th><th>P&amp;L</th><th>credit</th><th>Δ/unit</th><th>status</th></tr>"
+                 f"{rows}</table><div class='lbl kit-dim'>recent fills</div>"
+                 "<table class='kit-table kit-fills'><tr><th>time</th><th>position</th>"
+                 "<th>side</th><th>qty</th><th>contract</th><th>price</th></tr>"
+                 f"{fills}</table>")  # fmt: skip
+
+
+def beep_wav(freq_hz: float = 880.0, seconds: float = 0.35, rate: int = 8000) -> str:
+    """A short sine beep as a data: URL (the CRITICAL alert sound; no file to serve)."""
+    n = int(seconds * rate)
+    frames = b"".join(struct.pack("<h", int(12000 * math.sin(2 * math.pi * freq_hz * i / rate)))
+                      for i in range(n))  # fmt: skip
+    buf = io.BytesIO()
+    buf.write(b"RIFF" + struct.pack("<I", 36 + len(frames)) + b"WAVEfmt ")
+    buf.write(struct.pack("<IHHIIHH", 16, 1, 1, rate, 2 * rate, 2, 16))
+    buf.write(b"data" + struct.pack("<I", len(frames)) + frames)
+    return "data:audio/wav;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+class AlertsFeed:
+    """Unacknowledged alerts, newest first, coloured by severity, each with an Ack button;
+    a new CRITICAL alert plays a beep."""
+
+    def __init__(self, acknowledge: Callable[[int], None], limit: int = 12) -> None:
+        self.acknowledge, self.limit = acknowledge, limit
+        self.rows = w.VBox().add_class("kit-alerts")
+        self.sound = html_widget("kit-alert-sound")
+        self.widget = w.VBox([html_widget("kit-alerts-title", "<b>Risk alerts</b>"), self.rows,
+                              self.sound]).add_class("kit-card")  # fmt: skip
+        self._shown: tuple[int, ...] = ()
+        self._beeped = 0
+        self._wav = beep_wav()
+
+    def update(self, alerts: list[dict[str, Any]]) -> None:
+        newest = sorted(alerts, key=lambda a: a["seq"], reverse=True)[: self.limit]
+        seqs = tuple(a["seq"] for a in newest)
+        if seqs == self._shown:
+            return
+        self._shown = seqs
+        self.rows.children = [self._row(a) for a in newest]
+        critical = [
+            a["seq"] for a in newest if a["severity"] == "CRITICAL" and a["seq"] > self._beeped
+        ]
+        if critical:
+            self._beeped = max(critical)
+            self.sound.value = (
+                f'<audio autoplay data-seq="{self._beeped}" src="{self._wav}"></audio>'
+            )
+
+    def _row(self, a: dict[str, Any]) -> w.Widget:
+        colour = SEVERITY_COLOURS.get(a["severity"], OK)
+        text = html_widget("kit-alert-text", (
+            f"<div class='kit-alert-row' style='border-color:{colour}'>"
+            f"<span style='color:{colour}'>{a['severity']}</span> "
+            f"<span class='kit-dim'>{ny_time(a['ts_ns'])} #{a['seq']} {a['rule']}</span> "
+            f"{html.escape(a['message'])}</div>"))  # fmt: skip
+        ack = w.Button(description="Ack", layout=w.Layout(width="60px"))
+        ack.add_class("kit-ack")
+        ack.on_click(lambda _b, seq=a["seq"]: self.acknowledge(seq))
+        row = w.HBox([ack, text]).add_class("kit-alert")
+        row.add_class(f"kit-alert-{a['severity'].lower()}")
+        return row
