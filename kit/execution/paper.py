@@ -33,6 +33,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import msgspec
+import numpy as np
 from msgspec.structs import replace
 
 from kit.clock import Clock, expiry_time, to_ns
@@ -50,6 +51,7 @@ from kit.execution.broker import (
 from kit.execution.state import StateStore
 from kit.market import MarketState
 from kit.model import Contract, Fill, Order, OrderType, Side
+from kit.payoff import leg_pnl_on_moves
 
 log = logging.getLogger(__name__)
 _EPS = 1e-9  # price tolerance: float sums of quotes must not make a marketable order rest
@@ -70,6 +72,7 @@ class PaperConfig:
     commission_by_root: Mapping[str, float] = field(default_factory=dict)
     fill_quoted_size_only: bool = True  # fills take at most the quoted size, used up per quote
     starting_cash: float = 100_000.0
+    margin_move_pct: float = 10.0  # buying power used = worst expiry loss within ±this spot move
     state_key: str = "paper_broker"
 
     def __post_init__(self) -> None:
@@ -291,7 +294,28 @@ class PaperBroker:
             net_liquidation=self._cash + value,
             realized_pnl=self._realized,
             commissions=self._commissions,
+            buying_power_used=self._margin(),
         )
+
+    def _margin(self) -> float:
+        """A portfolio-margin-style requirement: per underlying, the worst loss from today's
+        marks if every held option expired after a spot move within ±``margin_move_pct``
+        (the book's risk measure, so paper margin and the desk's risk agree)."""
+        held = [(c, q) for c, q in self._pos.items() if round(q) != 0]
+        move = self.config.margin_move_pct / 100 * np.linspace(-1.0, 1.0, 21)
+        total = 0.0
+        for und in {c.underlying for c, _ in held}:
+            legs = [(c, q) for c, q in held if c.underlying == und]
+            spot = self.market.spot_of(und)
+            if not math.isfinite(spot):
+                continue
+            pnl = leg_pnl_on_moves(
+                np.full(len(legs), spot), [c.strike for c, _ in legs],
+                [c.is_call for c, _ in legs], [q * c.multiplier for c, q in legs],
+                [self._mark(c) for c, _ in legs], move,
+            )  # fmt: skip
+            total += max(0.0, -float(pnl.sum(axis=0).min()))
+        return round(total, 2)
 
     def _mark(self, c: Contract) -> float:
         """The market's mark, else the mid, else the last fill price: never NaN in the value."""

@@ -1,0 +1,297 @@
+"""The desk service's gateway protocol, against a real service on 127.0.0.1: auth, snapshots,
+events, validated commands, one engine for many clients, and the client's reconnects."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import stat
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from websockets.asyncio.client import connect as ws_connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+import kit
+from kit.client import CommandRefusedError, DeskClient
+from kit.gateway import UNAUTHORIZED, GatewayConfig, service_token
+from kit.service import DeskService, ServiceConfig
+
+TOKEN = "test-token-123"
+
+
+async def until(predicate, timeout_s: float = 20.0, every_s: float = 0.05):
+    """Poll ``predicate`` (sync) until it returns something truthy."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(
+                f"timed out waiting for the condition on line {predicate.__code__.co_firstlineno}"
+            )
+        await asyncio.sleep(every_s)
+
+
+@pytest.fixture
+async def service(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> AsyncIterator[DeskService]:
+    monkeypatch.setenv("KIT_TOKEN", TOKEN)
+    rules = tmp_path / "rules.toml"  # entries pass on any simulated second, not just some
+    rules.write_text("[entry]\nmax_spread_pct = 50.0\nmin_iv_rank = 0.0\n")
+    cfg = ServiceConfig(
+        gateway=GatewayConfig(port=0, auth_timeout_s=0.5), speed=20.0, rules=str(rules)
+    )
+    svc = DeskService(cfg)
+    await svc.start()
+    yield svc
+    await svc.close()
+
+
+def url(svc: DeskService) -> str:
+    return f"ws://127.0.0.1:{svc.gateway.port}"
+
+
+@pytest.fixture
+async def client(service: DeskService) -> AsyncIterator[DeskClient]:
+    c = await kit.connect(url(service), TOKEN, name="pytest")
+    yield c
+    await c.close()
+
+
+async def held(client: DeskClient, quantity: float | None = None) -> dict:
+    """The first open position once it is fully entered (and has ``quantity`` lots)."""
+
+    def ready():
+        s = client.snapshot
+        for p in (s or {}).get("positions", []):
+            if p["open"] and p["status"] == "open" and quantity in (None, p["quantity"]):
+                return p
+        return None
+
+    return await until(ready)
+
+
+async def raw_session(svc: DeskService, token: str | None = TOKEN):
+    ws = await ws_connect(url(svc), compression=None)
+    if token is not None:
+        await ws.send(json.dumps({"type": "auth", "token": token, "client": "raw"}))
+        hello = json.loads(await ws.recv())
+        assert hello["type"] == "hello"
+    return ws
+
+
+async def command(ws, **msg) -> dict:
+    await ws.send(json.dumps({"type": "command", **msg}))
+    while True:
+        doc = json.loads(await ws.recv())
+        if doc["type"] in ("reply", "error"):
+            return doc
+
+
+# --- auth ---
+
+
+async def test_wrong_token_is_refused_and_closed(service: DeskService) -> None:
+    ws = await raw_session(service, token=None)
+    await ws.send(json.dumps({"type": "auth", "token": "nope"}))
+    assert json.loads(await ws.recv())["error"].startswith("unauthorized")
+    with pytest.raises(ConnectionClosed) as info:
+        await ws.recv()
+    assert info.value.rcvd.code == UNAUTHORIZED
+
+
+async def test_silent_client_is_dropped_after_the_auth_timeout(service: DeskService) -> None:
+    ws = await raw_session(service, token=None)
+    assert json.loads(await ws.recv())["type"] == "error"  # 0.5 s later, no auth sent
+    with pytest.raises(ConnectionClosed):
+        await ws.recv()
+
+
+async def test_commands_before_auth_are_not_executed(service: DeskService) -> None:
+    ws = await raw_session(service, token=None)
+    await ws.send(json.dumps({"type": "command", "id": "x", "cmd": "kill", "on": True}))
+    assert json.loads(await ws.recv())["type"] == "error"
+    assert not service.desk.killed
+
+
+async def test_browsers_are_refused(service: DeskService) -> None:
+    with pytest.raises(InvalidStatus) as info:
+        await ws_connect(url(service), origin="http://evil.example")
+    assert info.value.response.status_code == 403
+
+
+async def test_client_with_the_wrong_token_reports_why(service: DeskService) -> None:
+    with pytest.raises(ConnectionError, match="unauthorized"):
+        await kit.connect(url(service), "wrong", timeout_s=1.5)
+
+
+def test_token_file_is_created_user_only_and_reused(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("KIT_TOKEN", raising=False)
+    path = tmp_path / "cfg" / "service.token"
+    first = service_token(path)
+    assert len(first) >= 32
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert service_token(path) == first  # a restart keeps the token the tabs know
+    os.chmod(path, 0o644)
+    assert service_token(path) == first
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600  # made private again
+    monkeypatch.setenv("KIT_TOKEN", "from-env")
+    assert service_token(path) == "from-env"
+
+
+# --- snapshots and events ---
+
+
+async def test_snapshots_stream_at_most_ten_a_second(client: DeskClient) -> None:
+    seen: list[dict] = []
+    client.on_snapshot.append(seen.append)
+    await asyncio.sleep(1.5)
+    assert 8 <= len(seen) <= 16  # 10 Hz, give or take the edges of the window
+    s = seen[-1]
+    assert s["feed"]["state"] == "LIVE" and s["feed"]["age_s"] < 2
+    assert s["spots"]["SPX"]["last"] > 0
+    assert s["ts_ns"] > seen[0]["ts_ns"]  # the market moves on
+
+
+async def test_demo_position_and_its_fills_arrive(client: DeskClient) -> None:
+    p = await held(client, 2.0)
+    assert p["strategy"] == "STRANGLE" and len(p["legs"]) == 2
+    assert {leg["qty"] for leg in p["legs"]} == {-2.0}
+    assert p["credit"] > 0 and p["time_left_s"] > 0
+    fills = [e for e in client.events if e["kind"] == "fill"]
+    assert len(fills) >= 2 and all(f["side"] == "sell" for f in fills)
+    assert client.snapshot["account"]["buying_power_used"] > 0
+
+
+async def test_one_engine_serves_every_client(service: DeskService, client: DeskClient) -> None:
+    other = await kit.connect(url(service), TOKEN, name="second")
+    try:
+        await until(lambda: (other.snapshot or {}).get("engine", {}).get("clients") == 2)
+        assert other.hello["engine"]["id"] == client.hello["engine"]["id"]
+        assert len(service.gateway.viewers) == 2
+    finally:
+        await other.close()
+    await until(lambda: len(service.gateway.viewers) == 1)
+
+
+# --- commands ---
+
+
+async def test_close_half_halves_the_position(client: DeskClient) -> None:
+    p = await held(client, 2.0)
+    out = await client.command("close_half", position=p["id"])
+    assert out["intents"][0]["position"] == p["id"]
+    after = await held(client, 1.0)
+    assert after["id"] == p["id"]
+    buys = [e for e in client.events if e["kind"] == "fill" and e["side"] == "buy"]
+    assert len(buys) == 2  # one per leg, one lot each
+    assert any(f["side"] == "buy" for f in client.snapshot["fills"])
+
+
+async def test_a_resent_command_does_not_trade_twice(service: DeskService) -> None:
+    ws = await raw_session(service)
+    c = await kit.connect(url(service), TOKEN)
+    try:
+        p = await held(c, 2.0)
+        msg = {"id": "click-1", "cmd": "close_half", "position": p["id"]}
+        first, second = await command(ws, **msg), await command(ws, **msg)
+        assert first["ok"] and second["ok"]
+        assert first["result"]["intents"][0]["intent"] == second["result"]["intents"][0]["intent"]
+        await held(c, 1.0)
+        await asyncio.sleep(1.0)
+        assert (await held(c))["quantity"] == 1.0
+    finally:
+        await c.close()
+        await ws.close()
+
+
+@pytest.mark.parametrize(
+    ("msg", "error"),
+    [
+        ({"cmd": "launch_rockets"}, "unknown command"),
+        ({"cmd": "close_half", "position": "nope"}, "is not held"),
+        ({"cmd": "close_half", "size": 3}, "unknown parameter 'size'"),
+        ({"cmd": "auto_manage"}, "missing parameter 'on'"),
+        ({"cmd": "auto_manage", "on": "yes"}, "expected bool"),
+        ({"cmd": "ack", "seq": 0}, "outside"),
+        ({"cmd": "ack", "seq": 99999}, "ack:"),
+        ({"cmd": "open_strangle", "quantity": 1.5}, "expected int"),
+        ({"cmd": "open_strangle", "delta_low": 0.6}, "outside"),
+        ({"cmd": "settings", "rules": {"stop_loss": {"bogus": 1}}}, "unknown key 'bogus'"),
+        ({"cmd": "settings", "rules": {"rapid_move": {"window_s": 60}}}, "restart"),
+        ({"cmd": "close_all", "id": "bad id!"}, "id:"),
+    ],
+)
+async def test_bad_commands_get_a_clear_error(service: DeskService, msg: dict, error: str) -> None:
+    ws = await raw_session(service)
+    reply = await command(ws, **msg)
+    assert reply["type"] == "reply" and reply["ok"] is False
+    assert error in reply["error"]
+    assert (await command(ws, cmd="auto_manage", on=False))["ok"]  # the socket stays usable
+    await ws.close()
+
+
+async def test_malformed_frames_get_an_error_and_the_socket_stays(service: DeskService) -> None:
+    ws = await raw_session(service)
+    nan = json.dumps({"type": "command", "cmd": "ack", "seq": float("nan")})  # not JSON
+    for frame in ("{not json", nan, json.dumps([1, 2]), json.dumps({"type": "dance"})):
+        await ws.send(frame)
+        while (doc := json.loads(await ws.recv()))["type"] != "error":
+            pass
+        assert doc["error"]
+    assert (await command(ws, cmd="auto_manage", on=True))["ok"]
+    await ws.close()
+
+
+async def test_switches_ack_and_settings(service: DeskService, client: DeskClient) -> None:
+    await held(client)  # the kill switch would stop the demo entry: let it fill first
+    assert (await client.command("auto_manage", on=True))["auto_manage"] is True
+    await until(lambda: client.snapshot["auto_manage"])
+    await client.command("kill", on=True)
+    await until(lambda: client.snapshot["killed"] and not client.snapshot["auto_manage"])
+    with pytest.raises(CommandRefusedError, match="kill switch"):
+        await client.command("auto_manage", on=True)
+    await client.command("kill", on=False)
+    alert = await until(lambda: next(iter(client.snapshot["alerts"]), None))
+    await client.command("ack", seq=alert["seq"])
+    await until(lambda: alert["seq"] not in {a["seq"] for a in client.snapshot["alerts"]})
+    out = await client.command("settings", rules={"time_stop": {"minutes_to_close": 45}})
+    assert out["rules"]["time_stop"]["minutes_to_close"] == 45
+    assert service.desk.rules.time_stop.minutes_to_close == 45.0
+    await until(lambda: client.snapshot["settings"]["time_stop"]["minutes_to_close"] == 45)
+
+
+async def test_entries_pass_the_risk_limits(service: DeskService, client: DeskClient) -> None:
+    await held(client)
+    band = {"delta_low": 0.03, "delta_high": 0.3}  # some strike fits whatever the market does
+    with pytest.raises(CommandRefusedError, match="already has position"):
+        await client.command("open_strangle", strategy="demo", **band)  # no duplicate trade
+    with pytest.raises(CommandRefusedError, match="size 1000 > "):
+        await client.command("open_strangle", strategy="big", quantity=1000, **band)
+    assert not any(r.intent.strategy_id == "big" for r in service.orders.records.values())
+
+
+async def test_client_reconnects_when_the_service_comes_back(service: DeskService) -> None:
+    c = await kit.connect(url(service), TOKEN)
+    try:
+        port = service.gateway.port
+        await service.gateway.close()
+        await until(lambda: not c.connected)
+        with pytest.raises(ConnectionError):
+            await c.command("auto_manage", on=True)
+        service.gateway.config = GatewayConfig(port=port)
+        await service.gateway.start()
+        await until(lambda: c.connected, timeout_s=15)
+        assert c.connects == 2
+        await c.next_snapshot()
+        assert (await c.command("auto_manage", on=False))["auto_manage"] is False
+    finally:
+        await c.close()
+
+
+async def test_no_service_gives_a_clear_error() -> None:
+    with pytest.raises(ConnectionError, match="no desk service"):
+        await kit.connect("ws://127.0.0.1:9", "t", timeout_s=1.0)
