@@ -19,6 +19,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = "notebooks/monitor.ipynb"
+# Headless Debian Chromium for the browser test, the lag benchmark and the README screenshot:
+# without the background-networking switches it keeps dialling Google's hosts, which a closed
+# network refuses many times a second.
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ("--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync")  # fmt: skip
 
 
 def _wait_port(port: int, proc: subprocess.Popen, what: str, timeout_s: float) -> None:

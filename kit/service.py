@@ -38,6 +38,8 @@ from kit.execution.state import MemoryStateStore
 from kit.feeds.sim import SimFeed
 from kit.feeds.sim_market import SimConfig
 from kit.gateway import Gateway, GatewayConfig, service_token
+from kit.manual import ManualBook, manual_path
+from kit.model import Severity
 from kit.rules import load_rules
 from kit.scenarios import DEFAULT_DAY
 from kit.store.attach import DeskStore, open_desk_store
@@ -62,6 +64,7 @@ class ServiceConfig:
     db: str | None = None  # DuckDB path or postgresql:// URL; None keeps everything in memory
     rules: str | None = None  # TOML overriding the default rules
     token_file: Path | None = None
+    manual: Path | None = None  # the `kit positions` journal (None: KIT_MANUAL_POSITIONS/default)
 
 
 class DeskService:
@@ -101,6 +104,8 @@ class DeskService:
         self.desk.listeners.append(lambda e: self.gateway.publish_event(record_to_json(e)))
         self._tasks: list[asyncio.Task[None]] = []
         self._state = state
+        self.manual = ManualBook(cfg.manual or manual_path())
+        self._manual_seen: tuple[int, int, int] | None = None
 
     async def _chain(self, root: str, dte: int) -> list:
         return await subscribe_expiry(self.desk, self.feed, root, dte)
@@ -112,7 +117,45 @@ class DeskService:
     async def _command(self, message: Any, who: str) -> dict[str, Any]:
         return await self.commands.run(message, who)
 
+    def sync_manual(self) -> int:
+        """Bring the `kit positions` journal into the book (on start and every heartbeat, when
+        the file changed): new positions open as alert-only, new trades apply as fills (their
+        ids are stable, so nothing applies twice). Returns the positions touched. A journal
+        that cannot be read is reported once per change as a WARNING, never fatal."""
+        path = self.manual.path
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            return 0
+        seen = (st.st_mtime_ns, st.st_ino, st.st_size)
+        if seen == self._manual_seen:
+            return 0
+        self._manual_seen = seen
+        try:
+            records = self.manual.desk_records()
+        except ValueError as exc:
+            self.desk.notify(Severity.WARNING, "manual", f"manual positions not loaded: {exc}")
+            return 0
+        book, touched = self.desk.book, 0
+        for position, fills in records:
+            if position.id not in book.rows:
+                self.desk.alert_only.add(position.id)
+                self.desk.open_position(position, fills)
+                self._tasks.append(asyncio.create_task(self.desk.subscribe(
+                    [leg.contract for leg in position.legs])))  # fmt: skip
+                touched += 1
+                continue
+            resized = book.positions[position.id].quantity != position.quantity
+            if resized:
+                book.amend(position)
+            applied = [book.apply_fill(fill, position.id) for fill in fills]  # known ids: no-op
+            touched += resized or any(applied)
+        if touched:
+            self.desk.evaluate()
+        return touched
+
     async def start(self) -> None:
+        self.desk.on_heartbeat.append(self.sync_manual)
         if self.kept is not None:
             self.desk.on_heartbeat.append(self._save_progress)
             await self.kept.start()
@@ -120,6 +163,7 @@ class DeskService:
         await self.orders.start()
         await self.desk.subscribe(["SPX", "SPY", "VIX"])
         await self._chain("SPXW", 0)
+        self.sync_manual()
         await self.gateway.start()
         self._tasks.append(asyncio.create_task(self._publish_loop(), name="service:snapshots"))
         if self.config.demo and not any(self.desk.book.held(p) for p in self.desk.book.ids):

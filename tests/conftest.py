@@ -66,3 +66,11 @@ def auto_day(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[dict], Path
         capture_output=True, text=True, timeout=900, check=True,
     )  # fmt: skip
     return [json.loads(line) for line in proc.stdout.splitlines()], db
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args: dict) -> dict:
+    """pytest-playwright drives Debian's Chromium (`.ci/run` installs it), headless."""
+    from kit.launch import CHROMIUM, CHROMIUM_ARGS
+
+    return {**browser_type_launch_args, "executable_path": CHROMIUM, "args": list(CHROMIUM_ARGS)}

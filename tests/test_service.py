@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from service_helpers import TOKEN, until
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
@@ -18,22 +19,6 @@ import kit
 from kit.client import CommandRefusedError, DeskClient
 from kit.gateway import UNAUTHORIZED, GatewayConfig, service_token
 from kit.service import DeskService, ServiceConfig
-
-TOKEN = "test-token-123"
-
-
-async def until(predicate, timeout_s: float = 20.0, every_s: float = 0.05):
-    """Poll ``predicate`` (sync) until it returns something truthy."""
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(
-                f"timed out waiting for the condition on line {predicate.__code__.co_firstlineno}"
-            )
-        await asyncio.sleep(every_s)
 
 
 @pytest.fixture
@@ -295,3 +280,35 @@ async def test_client_reconnects_when_the_service_comes_back(service: DeskServic
 async def test_no_service_gives_a_clear_error() -> None:
     with pytest.raises(ConnectionError, match="no desk service"):
         await kit.connect("ws://127.0.0.1:9", "t", timeout_s=1.0)
+
+
+async def test_manual_positions_are_alert_only(monkeypatch, tmp_path: Path) -> None:
+    """A position logged with `kit positions` appears in the service's book within a
+    heartbeat, raises the desk's alerts, and refuses orders (it is traded elsewhere)."""
+    from kit.cli import main
+
+    monkeypatch.setenv("KIT_TOKEN", TOKEN)
+    journal = tmp_path / "manual.json"
+    cfg = ServiceConfig(gateway=GatewayConfig(port=0), speed=20.0, demo=False, manual=journal)
+    async with DeskService(cfg) as svc:
+        c = await kit.connect(url(svc), TOKEN)
+        try:
+            assert main(["positions", "add", "strangle", "--underlying", "SPX", "--expiry",
+                         "2024-03-12", "--put", "4990", "--call", "5010", "--contracts", "2",
+                         "--credit", "1.00", "--at", "2024-03-12T10:00:00-04:00",
+                         "--file", str(journal)]) == 0  # fmt: skip
+            p = await until(lambda: next((p for p in c.snapshot["positions"]
+                                          if p["id"].startswith("manual:")), None))  # fmt: skip
+            assert p["alert_only"] and p["quantity"] == 2.0 and p["credit"] == 200.0
+            with pytest.raises(CommandRefusedError, match="alert-only"):
+                await c.command("close_half", position=p["id"])
+            assert main(["positions", "close", p["id"].split(":")[1], "--price", "0.40",
+                         "--contracts", "1", "--at", "2024-03-12T10:01:00-04:00",
+                         "--file", str(journal)]) == 0  # fmt: skip
+            await until(lambda: next(q for q in c.snapshot["positions"]
+                                     if q["id"] == p["id"])["quantity"] == 1.0)  # fmt: skip
+            assert not svc.orders.records  # nothing was ever sent to the broker
+            # tight strikes around spot: the desk's rules raise their exit alerts on it
+            await until(lambda: any(a["position_id"] == p["id"] for a in c.snapshot["alerts"]))
+        finally:
+            await c.close()
