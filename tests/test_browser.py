@@ -1,0 +1,93 @@
+"""End to end in Debian's Chromium (pytest-playwright): `kit monitor` serves the Voila app;
+the page goes live, Close 50% halves the position, two tabs share one engine, and a closed
+tab's kernel goes away. The run also refreshes the README's screenshot (docs/monitor.png)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, expect
+from service_helpers import REPO, monitor_process
+
+SCREENSHOT = REPO / "docs" / "monitor.png"
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
+    with monitor_process(tmp_path_factory.mktemp("monitor"), speed=5.0) as (port, _):
+        yield f"http://127.0.0.1:{port}/", port
+
+
+def kernels(voila_port: int) -> list[int]:
+    """Pids of the kernels the Voila server on ``voila_port`` runs (its ipykernel children)."""
+    procs = {}
+    for stat in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            cmd = stat.read_bytes().replace(b"\0", b" ").decode()
+            ppid = int((stat.parent / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        procs[int(stat.parent.name)] = (cmd, ppid)
+    voila = [pid for pid, (cmd, _) in procs.items() if f"--port={voila_port}" in cmd]
+    return [pid for pid, (cmd, ppid) in procs.items()
+            if "ipykernel_launcher" in cmd and ppid in voila]  # fmt: skip
+
+
+def value(page: Page, key: str) -> str:
+    return page.locator(f"[data-key={key}] .val").inner_text()
+
+
+def wait_for(predicate, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.2)
+
+
+def test_monitor_end_to_end(app: tuple[str, int], browser: Browser) -> None:
+    url, port = app
+    context = browser.new_context(viewport={"width": 1400, "height": 1150})
+    page = context.new_page()
+    page.goto(url)
+    expect(page.locator(".kit-header")).to_be_visible(timeout=90_000)
+    quantity = page.locator("[data-key=quantity] .val")
+    expect(quantity).to_have_text("2", timeout=60_000)  # the demo strangle, entered on paper
+
+    # live: market time, P&L and data age keep moving
+    seen_time, seen_pnl = {value(page, "market-time")}, {value(page, "pnl")}
+    for _ in range(20):
+        page.wait_for_timeout(250)
+        seen_time.add(value(page, "market-time"))
+        seen_pnl.add(value(page, "pnl"))
+    assert len(seen_time) >= 3 and len(seen_pnl) >= 2
+    assert float(value(page, "data-age").rstrip("s")) < 3
+    assert value(page, "feed-status") == "LIVE"
+    SCREENSHOT.parent.mkdir(exist_ok=True)
+    page.screenshot(path=str(SCREENSHOT), full_page=True)
+
+    # Close 50%: asks first, then the position halves and the closing fills appear
+    page.click(".kit-btn-close-half")
+    expect(page.locator(".kit-confirm")).to_be_visible()
+    expect(page.locator(".kit-confirm-text")).to_contain_text("Close 50%")
+    page.click(".kit-confirm-yes")
+    expect(page.locator(".kit-result")).to_contain_text("✓ close_half", timeout=20_000)
+    expect(quantity).to_have_text("1", timeout=60_000)
+    expect(page.locator(".kit-fills")).to_contain_text("buy")
+
+    # a second tab attaches to the same engine: one desk, two viewers, two kernels
+    engine = value(page, "engine").split(" · ")[0]
+    second = context.new_page()
+    second.goto(url)
+    expect(second.locator("[data-key=engine] .val")).to_contain_text(engine, timeout=90_000)
+    expect(page.locator("[data-key=engine] .val")).to_contain_text("2 viewers", timeout=20_000)
+    expect(second.locator("[data-key=quantity] .val")).to_have_text("1")
+    wait_for(lambda: len(kernels(port)) == 2)
+
+    # closing a tab shuts its kernel down (Voila's unload beacon), and the service sees it go
+    second.close(run_before_unload=True)
+    wait_for(lambda: len(kernels(port)) == 1)
+    expect(page.locator("[data-key=engine] .val")).to_contain_text("1 viewer", timeout=20_000)
+    context.close()
