@@ -7,7 +7,10 @@ BIN := $(VENV)/bin
 DEV_STAMP := $(VENV)/.stamp-dev
 BENCH_STAMP := $(VENV)/.stamp-bench
 
-.PHONY: test lint bench setup clean
+PORT ?= 8866
+SERVICE_PORT ?= 8765
+
+.PHONY: test lint bench setup clean monitor
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -24,6 +27,11 @@ $(BENCH_STAMP): pyproject.toml $(DEV_STAMP)
 	@touch $@
 
 setup: $(DEV_STAMP)
+
+# The desk service on the simulated market (paper broker, demo position) and the Voila monitor;
+# prints the URL, Ctrl-C stops both. `make monitor PORT=9000` serves Voila elsewhere.
+monitor: $(DEV_STAMP)
+	$(BIN)/python -m kit monitor --port $(PORT) --service-port $(SERVICE_PORT)
 
 test: $(DEV_STAMP)
 	$(BIN)/python -m pytest

@@ -57,7 +57,7 @@ class RiskGraph:
         self.figure = bq.Figure(
             marks=[self.zero, self.bands, *self.lines.values(), self.spot, self.breakevens],
             axes=[bq.Axis(scale=self.x, label="spot", **ax),
-                  bq.Axis(scale=self.y, side="left", label="P&L $",
+                  bq.Axis(scale=self.y, side="left", label="P&L $", label_offset="-55px",
                           tick_format=",.0f", **ax)],
             animation_duration=0, background_style={"fill": "#0d1117"},
             fig_margin={"top": 10, "bottom": 40, "left": 70, "right": 10},
