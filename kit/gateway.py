@@ -207,7 +207,9 @@ class Gateway:
         return str(name)[:40] if name else "client"
 
     async def _send_loop(self, v: _Viewer) -> None:
-        period = 1.0 / self.config.snapshot_hz
+        """Events in order, then the newest snapshot if the viewer has not had it. The rate is
+        the publisher's (≤ ``snapshot_hz``); pausing here as well would make a snapshot wait
+        out the previous one's pause (measured: ~100 ms more lag on screen)."""
         while True:
             await v.wake.wait()
             v.wake.clear()
@@ -216,7 +218,6 @@ class Gateway:
             if self._snapshot is not None and v.snapshot_seq != self._snapshot_seq:
                 v.snapshot_seq = self._snapshot_seq
                 await v.ws.send(self._snapshot)
-                await asyncio.sleep(period)  # at most snapshot_hz to this viewer
 
     async def _on_message(self, v: _Viewer, raw: str | bytes) -> None:
         try:

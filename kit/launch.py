@@ -15,6 +15,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -93,3 +95,36 @@ def run(port: int, service_port: int, serve_args: list[str], *, timeout_s: float
         for s, handler in old.items():
             signal.signal(s, handler)
         print("kit monitor: stopped", flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def spawned(
+    log: Path, *args: str, speed: float = 5.0, env: Mapping[str, str] | None = None,
+    timeout_s: float = 90.0,
+) -> Iterator[tuple[int, int]]:  # fmt: skip
+    """``kit monitor`` as a child process on free ports (the browser test and the lag
+    benchmark): yields (Voila port, service port) once the URL is printed, and stops it with
+    Ctrl-C as a user would. Its output goes to ``log``."""
+    port, service_port = free_port(), free_port()
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "kit", "monitor", "--port", str(port), "--service-port",
+             str(service_port), "--speed", str(speed), *args],
+            cwd=ROOT, env={**os.environ, **(env or {})}, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + timeout_s
+            while "Theta Desk monitor:" not in log.read_text():
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"kit monitor did not start:\n{log.read_text()}")
+                time.sleep(0.2)
+            yield port, service_port
+        finally:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(60)

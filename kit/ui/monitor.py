@@ -2,8 +2,11 @@
 
 ``await kit.ui.monitor()`` in a notebook cell connects to the desk service, builds the whole
 layout while the cell executes (Voila shows nothing displayed later) and starts one render task
-on the kernel's loop. The task draws the newest snapshot at most ``max_hz`` times a second
-inside ``hold_sync`` (one message per widget per frame), newest wins.
+on the kernel's loop. The task draws the newest snapshot as soon as it arrives, inside
+``hold_sync`` (one message per widget per frame), newest wins. The service sends at most 10 a
+second; ``max_hz`` (20) only guards against bursts and sits above that rate on purpose: a cap
+equal to the arrival rate makes each frame wait out the previous frame's pause, which measured
+as ~100 ms of extra lag (benchmarks/monitor_lag.py).
 
 A closed tab's kernel must not stream forever: an invisible ``Play`` widget ticks in the page
 once a second, and when it has not ticked for ``viewer_timeout_s`` the render loop pauses, so a
@@ -64,7 +67,7 @@ def query_symbol(default: str = "SPX") -> str:
 
 class Monitor:
     def __init__(
-        self, client: DeskClient, symbol: str = "SPX", *, max_hz: float = 10.0,
+        self, client: DeskClient, symbol: str = "SPX", *, max_hz: float = 20.0,
         viewer_timeout_s: float = 120.0,
     ) -> None:  # fmt: skip
         self.client, self.symbol = client, symbol
