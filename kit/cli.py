@@ -148,6 +148,36 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """The desk service on the simulated market until Ctrl-C (see kit/service.py)."""
+    import asyncio
+
+    from kit.gateway import GatewayConfig
+    from kit.service import ServiceConfig, serve_forever
+
+    config = ServiceConfig(
+        gateway=GatewayConfig(port=args.port), day=args.date, start=args.start,
+        speed=args.speed, seed=args.seed, demo=not args.no_demo, auto_manage=args.auto_manage,
+        db=args.db, rules=args.rules,
+    )  # fmt: skip
+    gc.freeze()  # as in `kit run`: start-up objects stay out of the collector's full scans
+    try:
+        asyncio.run(serve_forever(config))
+    except OSError as exc:
+        raise ValueError(
+            f"cannot listen on 127.0.0.1:{args.port} ({exc.strerror or exc})"
+        ) from None
+    return 0
+
+
+def cmd_monitor(args: argparse.Namespace) -> int:
+    """The desk service plus the Voila monitor, stopped together (``make monitor``)."""
+    from kit.launch import run
+
+    serve = ["--speed", str(args.speed)] + (["--db", args.db] if args.db else [])
+    return run(args.port, args.service_port, serve + (["--no-demo"] if args.no_demo else []))
+
+
 def cmd_db(args: argparse.Namespace) -> int:
     """Look into and maintain the store: row counts, Parquet export, tick retention."""
     from kit.store import TABLES, open_store
@@ -266,6 +296,32 @@ def build_parser() -> argparse.ArgumentParser:
                    "resumes)")  # fmt: skip
     s.set_defaults(func=cmd_run)
 
+    from kit.autopilot import AUTO_SEED
+
+    s = sub.add_parser("serve", help="the desk service: one engine on the simulated market, "
+                       "served to dashboards on ws://127.0.0.1:PORT until Ctrl-C")  # fmt: skip
+    s.add_argument("--port", type=_port, default=8765, help="gateway port (default 8765)")
+    s.add_argument("--date", type=_day, default=DEFAULT_DAY, help="session to simulate")
+    s.add_argument("--from", dest="start", type=_clock_time, default=time(10),
+                   help="New York time the session starts at (default 10:00)")  # fmt: skip
+    s.add_argument("--speed", type=_positive, default=1.0,
+                   help="market seconds per second (default 1: real time)")  # fmt: skip
+    s.add_argument("--seed", type=int, default=AUTO_SEED, help=f"simulator seed ({AUTO_SEED})")
+    s.add_argument("--no-demo", action="store_true", help="no demo paper strangle")
+    s.add_argument("--auto-manage", action="store_true", help="start with auto-manage on")
+    s.add_argument("--db", help="record to this DuckDB file or postgresql:// URL and resume "
+                   "from it after a restart (default: in memory)")  # fmt: skip
+    s.add_argument("--rules", help="TOML file overriding the default risk rules (or KIT_RULES)")
+    s.set_defaults(func=cmd_serve)
+
+    s = sub.add_parser("monitor", help="the desk service and the Voila monitor, until Ctrl-C")
+    s.add_argument("--port", type=_port, default=8866, help="Voila port (default 8866)")
+    s.add_argument("--service-port", type=_port, default=8765, help="service port (8765)")
+    s.add_argument("--speed", type=_positive, default=1.0, help="market seconds per second")
+    s.add_argument("--db", help="as for `kit serve`")
+    s.add_argument("--no-demo", action="store_true", help="no demo paper strangle")
+    s.set_defaults(func=cmd_monitor)
+
     s = sub.add_parser("db", help="the store: row counts, Parquet export, tick retention")
     s.add_argument("action", choices=["info", "export", "prune"])
     s.add_argument("table", nargs="?", help="export: the table (fills, quotes, trade_logs, ...)")
@@ -275,6 +331,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--db", help="DuckDB file or postgresql:// URL (default: KIT_DB_URL, "
                    "DB_CONNECTION_STRING, else data/desk.duckdb)")  # fmt: skip
     s.set_defaults(func=cmd_db)
+
+    from kit.manual_cli import add_positions_parser
+
+    add_positions_parser(sub)
+
+    from kit.signals.cli import add_gex_parser
+
+    add_gex_parser(sub)
     return p
 
 

@@ -23,6 +23,7 @@ from kit.clock import NS_PER_S, from_ns, session_at
 from kit.market import MarketState
 from kit.model import Action, ActionKind, Alert, Position, Severity
 from kit.rules import ROLL_UNTESTED, Level, LevelRule, Rules
+from kit.signals import is_correlation_break
 
 
 class Finding:
@@ -271,7 +272,7 @@ def correlation_break(ctx: Context) -> list[Finding]:
     cfg, m = ctx.rules.correlation_break, ctx.market
     idx = m.window_return_pct(cfg.index, cfg.window_s, ctx.now_ns)
     vol = m.window_return_pct(cfg.vol_index, cfg.window_s, ctx.now_ns)
-    if not (idx <= -cfg.index_down_pct and vol <= -cfg.vol_down_pct):
+    if not is_correlation_break(idx, vol, cfg.index_down_pct, cfg.vol_down_pct):
         return []
     msg = (f"{cfg.index} {idx:+.2f}% and {cfg.vol_index} {vol:+.2f}% together within "
            f"{cfg.window_s:g} s: new short-vol entries blocked")  # fmt: skip
