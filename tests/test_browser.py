@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 from service_helpers import REPO, monitor_process
 
 SCREENSHOT = REPO / "docs" / "monitor.png"
@@ -19,6 +19,17 @@ SCREENSHOT = REPO / "docs" / "monitor.png"
 def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
     with monitor_process(tmp_path_factory.mktemp("monitor"), speed=5.0) as (port, _):
         yield f"http://127.0.0.1:{port}/", port
+
+
+@pytest.fixture(scope="module")
+def browser(browser_type_launch_args: dict) -> Iterator[Browser]:
+    """pytest-playwright's launch settings (conftest: Debian's Chromium), but a Playwright
+    that lives for this module only: the plugin's session-wide one keeps its event loop
+    running in the main thread, which breaks every asyncio test collected after this file."""
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(**browser_type_launch_args)
+        yield b
+        b.close()
 
 
 def kernels(voila_port: int) -> list[int]:
