@@ -210,10 +210,8 @@ class Greeks:
         for gauge, key in ((self.theta, "theta_per_day"), (self.vega, "vega_per_point"),
                            (self.beta, "beta_delta_spy")):  # fmt: skip
             value = src.get(key) if p else s["totals"].get(key)
-            if value is not None:  # the dial grows with the book: ±2x the value, 100 at least
-                span = max(gauge.spec.span, 2 * abs(value)) if abs(value) > gauge.spec.span else (
-                    gauge.spec.span)  # fmt: skip
-                gauge.spec = GaugeSpec(**{**gauge.spec.__dict__, "span": span})
+            if value is not None and abs(value) > gauge.spec.span:  # the dial grows with the book
+                gauge.spec = GaugeSpec(**{**gauge.spec.__dict__, "span": 2 * abs(value)})
             gauge.set(value)
 
 
