@@ -108,7 +108,6 @@ class _Viewer:
         self.events: deque[bytes] = deque(maxlen=event_queue)
         self.snapshot_seq = 0
         self.wake = asyncio.Event()
-        self.dropped = 0
 
 
 class Gateway:
@@ -158,9 +157,7 @@ class Gateway:
     def publish_event(self, doc: dict[str, Any]) -> None:
         frame = _encode({"type": "event", "event": doc})
         for v in self.viewers:
-            if len(v.events) == v.events.maxlen:
-                v.dropped += 1
-            v.events.append(frame)
+            v.events.append(frame)  # a full deque drops its oldest
             v.wake.set()
 
     # --- one connection ---

@@ -96,8 +96,8 @@ class ViewBuilder:
         snap = desk.snapshot()
         now = desk.clock.now_ns()
         target = _action_level(desk.rules.profit_target.levels)
-        pending = {r.intent.position_id: r.intent.kind.value for r in (
-            desk.orders.pending() if desk.orders else [])}  # fmt: skip
+        working = desk.orders.pending() if desk.orders else []
+        pending = {r.intent.position_id: r.intent.kind.value for r in working}
         positions = []
         for row in snap.positions:
             pid = row["id"]
@@ -136,7 +136,7 @@ class ViewBuilder:
                 {"intent": r.intent.id, "kind": r.intent.kind.value,
                  "position": r.intent.position_id, "status": r.status, "filled": r.filled,
                  "quantity": r.quantity, "reason": r.intent.reason}
-                for r in (desk.orders.pending() if desk.orders else [])
+                for r in working
             ],
             "settings": _settings(desk),
             "rules": {"delta_band": _action_level(desk.rules.delta.levels),

@@ -10,6 +10,7 @@ the middle 80%.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import bqplot as bq
@@ -132,7 +133,4 @@ class RiskGraph:
 def _shifted(legs: Legs, grid: np.ndarray, r: float, q: float, factor: float) -> np.ndarray:
     """T+0 P&L with every leg's IV scaled by ``factor`` (vol ±15% is relative, as traders
     mean it: 20% IV becomes 23%, not 35%)."""
-    shifted = Legs(strike=legs.strike, is_call=legs.is_call, qty=legs.qty,
-                   multiplier=legs.multiplier, entry_price=legs.entry_price,
-                   T_years=legs.T_years, iv=legs.iv * factor)  # fmt: skip
-    return pnl_t0(shifted, grid, r, q)
+    return pnl_t0(replace(legs, iv=legs.iv * factor), grid, r, q)
