@@ -162,11 +162,34 @@ class Book:
             self.leg_row = np.insert(self.leg_row, at, list(ratio))
             self.leg_ratio = np.insert(self.leg_ratio, at, list(ratio.values()))
             for name in _LEG_FLOAT[1:]:
-                setattr(self, f"leg_{name}", np.insert(getattr(self, f"leg_{name}"), at, 0.0))
+                setattr(self, f"leg_{name}", np.insert(getattr(self, f"leg_{name}"), at, np.zeros(n)))
             self.n_legs += n
         self.positions[position.id] = position
         self.pos_quantity[row] = position.quantity
         self.pos_open[row] = True
+
+    def check(self) -> None:
+        """Raise :class:`BookError` if the leg and position arrays disagree (a desynchronised
+        book values the wrong legs; the stateful test calls this after every step)."""
+        n, legs = len(self.ids), self.n_legs
+        for name in ("pos", "row", *_LEG_FLOAT):
+            if len(getattr(self, f"leg_{name}")) != legs:
+                raise BookError(f"leg_{name} has {len(getattr(self, f'leg_{name}'))} of {legs}")
+        for name in (*_POS_FLOAT, "open"):
+            if len(getattr(self, f"pos_{name}")) != n:
+                raise BookError(f"pos_{name} has {len(getattr(self, f'pos_{name}'))} of {n}")
+        if len(self.pos_und) != n or len(self.rows) != n:
+            raise BookError("position index out of step")
+        if legs and (np.any(np.diff(self.leg_pos) < 0) or self.leg_pos[-1] >= n):
+            raise BookError("legs are not contiguous per position")
+        if legs and int(self.leg_row.max()) >= len(self.market.contracts):
+            raise BookError("a leg points past the market's contracts")
+        for pid, row in self.rows.items():
+            j = self.legs_of(pid)
+            if len(np.unique(self.leg_row[j])) != len(j):
+                raise BookError(f"{pid}: a contract appears twice among its legs")
+            if not self.pos_open[row] and np.any(self.leg_qty[j] != 0):
+                raise BookError(f"{pid}: marked closed with legs still held")
 
     def held(self, position_id: str) -> Position | None:
         """The position as its fills left it: its non-flat legs, ``units`` their common factor.
