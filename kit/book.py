@@ -161,8 +161,9 @@ class Book:
             self.leg_pos = np.insert(self.leg_pos, at, np.full(n, row))
             self.leg_row = np.insert(self.leg_row, at, list(ratio))
             self.leg_ratio = np.insert(self.leg_ratio, at, list(ratio.values()))
-            for name in _LEG_FLOAT[1:]:
-                setattr(self, f"leg_{name}", np.insert(getattr(self, f"leg_{name}"), at, np.zeros(n)))
+            for name in _LEG_FLOAT[1:]:  # one zero per new leg, not one in all
+                column = getattr(self, f"leg_{name}")
+                setattr(self, f"leg_{name}", np.insert(column, at, np.zeros(n)))
             self.n_legs += n
         self.positions[position.id] = position
         self.pos_quantity[row] = position.quantity

@@ -30,6 +30,7 @@ from kit.alerts import AlertManager, AlertRecord, DeskRecord
 from kit.book import Book, BookConfig, PositionView
 from kit.clock import NEW_YORK, NS_PER_S, Clock, from_ns
 from kit.feeds.base import Feed, cancel
+from kit.health import Health
 from kit.market import MarketConfig, MarketState
 from kit.model import (
     Action,
@@ -84,6 +85,7 @@ class Snapshot:
     frozen: bool
     blocked_by: dict[str, str]
     alerts: list[AlertRecord] = field(default_factory=list)
+    engine: dict[str, Any] = field(default_factory=lambda: {"state": "OK", "faults": []})
 
 
 class Desk:
@@ -105,6 +107,8 @@ class Desk:
         self.clock = clock
         self.feeds = list(feeds)
         self.rules = rules or load_rules()
+        # the limits the engine started with: settings may tighten them, never loosen them
+        self.limit_ceiling = self.rules.limits
         self.config = config or DeskConfig()
         windows = tuple(sorted({self.rules.rapid_move.window_s,
                                 self.rules.correlation_break.window_s}))  # fmt: skip
@@ -136,6 +140,7 @@ class Desk:
         self._subscribers: list[asyncio.Queue[DeskEvent]] = []
         self._pending: set[asyncio.Task[None]] = set()
         self._held: dict[tuple[str, str | None, str], Finding] = {}  # vetoed by a freeze only
+        self.health = Health(self.notify, clock.now_ns)
 
     # --- lifecycle ---
 
@@ -143,8 +148,17 @@ class Desk:
         self.alerts.start()
         for feed in self.feeds:
             await feed.start()
-            self._tasks.append(asyncio.create_task(self._pump(feed), name=f"desk:{feed.name}"))
-        self._tasks.append(asyncio.create_task(self._heartbeat(), name="desk:heartbeat"))
+            self._spawn(f"desk:{feed.name}", lambda feed=feed: self._pump(feed))
+        self._spawn("desk:heartbeat", self._heartbeat)
+
+    def _spawn(self, name: str, body: Callable[[], Awaitable[None]]) -> None:
+        """A supervised task: restarted when it dies; after repeated deaths the desk halts
+        visibly (kill switch on, CRITICAL alert) instead of running without it."""
+        run = self.health.supervise(name, body, on_give_up=self._give_up)
+        self._tasks.append(asyncio.create_task(run, name=name))
+
+    def _give_up(self, why: str) -> None:
+        self.kill(f"engine halted: {why}")
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -170,6 +184,7 @@ class Desk:
             await feed.subscribe(keys)
 
     async def _pump(self, feed: Feed) -> None:
+        health, stage = self.health, f"task desk:{feed.name}"
         async for event in feed:
             batch = [event]
             while len(batch) < self.config.max_batch:
@@ -178,6 +193,8 @@ class Desk:
                     break
                 batch.append(nxt)
             self.process(batch)
+            if health.faults:
+                health.ok(stage)
 
     async def _heartbeat(self) -> None:
         period_ns = int(self.config.heartbeat_s * NS_PER_S)
@@ -189,11 +206,19 @@ class Desk:
             self.market.refresh(None, now)
             if now - self._evaluated_ns >= period_ns:  # ticks already evaluated this period
                 self.evaluate()
-            for hook in self.on_heartbeat:
-                try:
-                    hook()
-                except Exception:
-                    log.exception("desk: heartbeat hook failed")
+            self._run_hooks("heartbeat", self.on_heartbeat)
+            self.health.ok("task desk:heartbeat")
+
+    def _run_hooks(self, where: str, hooks: list[Callable[[], None]]) -> None:
+        for hook in hooks:
+            stage = f"{where} hook {getattr(hook, '__qualname__', hook)!s:.60}"
+            try:
+                hook()
+            except Exception as exc:
+                self.health.failed(stage, exc)
+            else:
+                if self.health.faults:
+                    self.health.ok(stage)
 
     # --- the hot path ---
 
@@ -224,8 +249,7 @@ class Desk:
                 log.warning("desk: event rejected: %s", exc)
         if data:
             self.last_data_ns = self.clock.now_ns()
-            for hook in self.on_batch:  # e.g. the paper broker matches resting orders
-                hook()
+            self._run_hooks("batch", self.on_batch)  # e.g. the paper broker matches orders
         return self.evaluate()
 
     def _on_status(self, status: FeedStatus) -> None:
@@ -237,7 +261,20 @@ class Desk:
         self._publish(status)
 
     def evaluate(self) -> list[AlertRecord]:
-        """Reprice open legs, revalue the book, run every rule; returns the alerts emitted."""
+        """Reprice open legs, revalue the book, run every rule; returns the alerts emitted.
+
+        Never raises: a failure is reported to :attr:`health` (the engine turns DEGRADED and
+        automation stops) and the last good view stays in place for the dashboards."""
+        try:
+            emitted = self._evaluate()
+        except Exception as exc:
+            self.health.failed("evaluate", exc)
+            return []
+        if self.health.faults:
+            self.health.ok("evaluate")
+        return emitted
+
+    def _evaluate(self) -> list[AlertRecord]:
         now = self._evaluated_ns = self.clock.now_ns()
         self._roll_day(now)
         b = self.book
@@ -315,6 +352,8 @@ class Desk:
             return "proposed: alert-only position (traded elsewhere)"
         if self.killed:
             return "proposed: kill switch on"
+        if self.health.degraded:
+            return "proposed: engine degraded (" + ", ".join(self.health.faults) + ")"
         if not self.auto_manage:
             return "proposed: auto-manage off"
         if self.frozen:
@@ -488,6 +527,7 @@ class Desk:
             frozen=self.frozen,
             blocked_by=dict(self.blocked_by),
             alerts=self.alerts.unacknowledged(),
+            engine=self.health.state(),
         )
 
 

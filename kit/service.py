@@ -38,6 +38,7 @@ from kit.execution.state import MemoryStateStore
 from kit.feeds.sim import SimFeed
 from kit.feeds.sim_market import SimConfig
 from kit.gateway import Gateway, GatewayConfig, service_token
+from kit.health import signature
 from kit.manual import ManualBook, manual_path
 from kit.model import Severity
 from kit.rules import load_rules
@@ -48,6 +49,13 @@ from kit.view import ViewBuilder
 log = logging.getLogger(__name__)
 
 STATE_KEY = "service"
+
+
+# The demo's short-strike band: wider than the 0.10-0.15 default because 5-point 0DTE strikes sit
+# about 0.06 delta apart at 10:00, so a 0.05-wide band is empty on some seconds (measured: the
+# 0.10-0.15 band missed between 5020 C at 0.153-0.164 and 5025 C at 0.084-0.094 on the demo day).
+DEMO_BAND = {"delta_low": 0.08, "delta_high": 0.20}
+DEMO_ATTEMPTS = 30
 
 
 @dataclass(frozen=True)
@@ -115,7 +123,20 @@ class DeskService:
                 "commands": sorted(SCHEMA)}  # fmt: skip
 
     async def _command(self, message: Any, who: str) -> dict[str, Any]:
-        return await self.commands.run(message, who)
+        """Run a command; a failure that is not the sender's mistake is an engine fault (logged
+        once, CRITICAL alert, DEGRADED) and the reply says so in one line."""
+        stage = f"command {message.get('cmd') if isinstance(message, dict) else '?'}"
+        health = self.desk.health
+        try:
+            result = await self.commands.run(message, who)
+        except (CommandError, ValueError):
+            raise
+        except Exception as exc:
+            health.failed(stage, exc)
+            raise CommandError(f"{stage[8:]}: internal error ({signature(exc)}); the engine "
+                               "is DEGRADED, see its alerts") from None  # fmt: skip
+        health.ok(stage)
+        return result
 
     def sync_manual(self) -> int:
         """Bring the `kit positions` journal into the book (on start and every heartbeat, when
@@ -170,15 +191,21 @@ class DeskService:
             self._tasks.append(asyncio.create_task(self._open_demo(), name="service:demo"))
 
     async def _open_demo(self) -> None:
-        """The demo position: a 1-lot paper 0DTE strangle, entered like any other."""
-        await self.clock.sleep(2.0)  # a couple of seconds of quotes to select on
-        try:
-            result = await self.commands.run(
-                {"cmd": "open_strangle", "strategy": "demo", "quantity": 2}, "demo"
-            )
+        """The demo position: a 2-lot paper 0DTE strangle, entered like any other. Retried for a
+        simulated minute: the chain's first quotes and a passing entry check can take a while."""
+        for attempt in range(DEMO_ATTEMPTS):
+            await self.clock.sleep(2.0)  # a couple of seconds of quotes to select on
+            try:
+                result = await self.commands.run(
+                    {"cmd": "open_strangle", "strategy": "demo", "quantity": 2, **DEMO_BAND},
+                    "demo",
+                )
+            except CommandError as exc:
+                if attempt == DEMO_ATTEMPTS - 1:
+                    log.warning("service: no demo position: %s", exc)
+                continue
             log.info("service: demo position %s", result["position"])
-        except CommandError as exc:
-            log.warning("service: no demo position: %s", exc)
+            return
 
     def _save_progress(self) -> None:
         cfg = self.config
@@ -194,8 +221,10 @@ class DeskService:
                 doc = self.view.build(account, len(self.gateway.viewers))
                 doc["wall_ns"] = wall.time_ns()  # the viewer measures its lag against this
                 self.gateway.publish_snapshot(doc)
-            except Exception:
-                log.exception("service: snapshot failed")
+            except Exception as exc:  # counted, alerted once, DEGRADED; the loop goes on
+                self.desk.health.failed("snapshot", exc)
+            else:
+                self.desk.health.ok("snapshot")
             await asyncio.sleep(max(0.0, period - (wall.perf_counter() - started)))
 
     async def close(self) -> None:

@@ -204,16 +204,27 @@ def strangle_strikes(
     band: DeltaBand = DEFAULT_BAND,
     liquidity: LiquidityFilter = DEFAULT_LIQUIDITY,
 ) -> tuple[Contract, Contract]:
-    """(put, call) of one expiry: per side, the liquid contract with |delta| in ``band`` closest
-    to the band's midpoint."""
+    """(put, call) of one expiry: of the liquid contracts with |delta| in ``band``, the pair whose
+    deltas cancel best, then the one closest to the band's midpoint.
+
+    Why balance first: 5-point 0DTE strikes sit about 0.06 delta apart, so picking each side on
+    its own can pair a 0.15 call with a 0.09 put and fail the entry's net-delta check."""
     _one_expiry(chain, "a strangle")
-    picked = []
+    sides = []
     for right, sign in ((Right.PUT, -1.0), (Right.CALL, 1.0)):
         side = [c for c in chain if c.right is right]
         what = f"{right.name.lower()} with |delta| in {band.low:.2f}-{band.high:.2f}"
-        picked.append(_pick(market, side, sign * band.mid, liquidity, what,
-                            within=(band.low, band.high)))  # fmt: skip
-    return picked[0], picked[1]
+        _pick(market, side, sign * band.mid, liquidity, what, within=(band.low, band.high))
+        rows = _rows(market, side)
+        d = market.delta[rows]
+        ok = liquidity.passes(market, rows) & (np.abs(d) >= band.low) & (np.abs(d) <= band.high)
+        sides.append(([side[i] for i in np.flatnonzero(ok)], d[ok]))
+    (puts, dp), (calls, dc) = sides
+    net = np.abs(dp[:, None] + dc[None, :])
+    off = np.abs(np.abs(dp) - band.mid)[:, None] + np.abs(dc - band.mid)[None, :]
+    order = np.lexsort((off.ravel(), np.round(net.ravel(), 6)))
+    i, j = np.unravel_index(order[0], net.shape)
+    return puts[i], calls[j]
 
 
 def strangle(

@@ -126,6 +126,7 @@ class ViewBuilder:
             },
             "feed": {"state": next(iter(feeds.values()), "unknown"), "feeds": feeds,
                      "age_s": age_s},
+            "engine_health": snap.engine,
             "auto_manage": snap.auto_manage, "killed": snap.killed, "frozen": snap.frozen,
             "blocked_by": snap.blocked_by, "spots": self._spots(now),
             "totals": {k: _num(v) for k, v in snap.totals.items()},

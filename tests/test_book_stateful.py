@@ -90,7 +90,7 @@ class BookMachine(RuleBasedStateMachine):
         if not free:
             return
         new = data.draw(st.sampled_from(free))
-        legs = tuple(leg for leg in held.legs if leg != old) + (Leg(new, old.ratio),)
+        legs = (*(leg for leg in held.legs if leg != old), Leg(new, old.ratio))
         self.book.amend(Position(pid, StrategyType.CUSTOM, legs, held.quantity, NOW))
         q = held.quantity * abs(old.ratio)
         self._fill(pid, old.contract, Side.BUY, q, px)

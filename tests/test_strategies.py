@@ -136,22 +136,27 @@ def test_liquidity_filter_for_entry_takes_the_entry_rule():
 # --- strangle selection on the simulator ---
 
 
-def test_sim_band_selection_is_in_band_and_nearest_the_midpoint(sim_market):
+def test_sim_band_selection_balances_delta_then_nears_the_midpoint(sim_market):
     market, chain = sim_market
     band, liq = DeltaBand(0.08, 0.20), LiquidityFilter()  # wide enough for several strikes
     put, call = strangle_strikes(market, chain, band, liq)
     spot = market.spot_of("SPX")
     assert put.strike < spot < call.strike
-    for picked, right in ((put, Right.PUT), (call, Right.CALL)):
+    eligible = {}
+    for right in (Right.PUT, Right.CALL):
         side = [c for c in chain if c.right is right]
         rows = market.rows(side)
         ok = liq.passes(market, rows)
-        d = np.abs(market.delta[rows])
-        eligible = [(abs(x - band.mid), c) for c, x, o in zip(side, d, ok, strict=True)
-                    if o and band.low <= x <= band.high]  # fmt: skip
-        assert len(eligible) > 1  # a real choice was made
-        assert picked == min(eligible, key=lambda e: e[0])[1]
-        assert picked.right is right
+        d = market.delta[rows]
+        eligible[right] = [(c, x) for c, x, o in zip(side, d, ok, strict=True)
+                           if o and band.low <= abs(x) <= band.high]  # fmt: skip
+        assert len(eligible[right]) > 1  # a real choice was made
+    # brute force over every in-band pair: best net delta, then nearest the band's midpoint
+    pairs = [(round(abs(dp + dc), 6), abs(abs(dp) - band.mid) + abs(dc - band.mid), p, c)
+             for p, dp in eligible[Right.PUT] for c, dc in eligible[Right.CALL]]  # fmt: skip
+    best = min(pairs, key=lambda t: (t[0], t[1]))
+    assert (put, call) == (best[2], best[3])
+    assert put.right is Right.PUT and call.right is Right.CALL
 
 
 def test_sim_strangle_position_names_the_band(sim_market):

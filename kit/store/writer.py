@@ -159,8 +159,9 @@ class StoreWriter:
     async def _run(self) -> None:
         attempt = 0
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.config.flush_s)
+            with contextlib.suppress(TimeoutError):  # not wait_for: it can swallow a cancel
+                async with asyncio.timeout(self.config.flush_s):
+                    await self._wake.wait()
             self._wake.clear()
             self._take()
             try:

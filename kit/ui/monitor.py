@@ -29,12 +29,14 @@ import ipywidgets as w
 from kit.client import CommandRefusedError, DeskClient, connect
 from kit.ui.panels import (
     CSS,
+    STALE_AFTER_S,
     AlertsFeed,
     Greeks,
     Header,
     Metrics,
     PositionsTable,
     Summary,
+    banner_html,
     html_widget,
     set_html,
 )
@@ -74,6 +76,7 @@ class Monitor:
         self.period_s = 1.0 / max_hz
         self.viewer_timeout_s = viewer_timeout_s
         self.header, self.summary, self.metrics = Header(), Summary(), Metrics()
+        self.banner = html_widget("kit-banner")
         self.greeks, self.graph, self.table = Greeks(), RiskGraph(), PositionsTable()
         self.alerts = AlertsFeed(self._ack)
         self.selector = w.Dropdown(description="Position", options=[])
@@ -105,7 +108,7 @@ class Monitor:
         self.lag.layout.display = "none"
         actions = w.HBox([*self.buttons, self.auto, self.settings_btn]).add_class("kit-actions")
         self.widget = w.VBox([
-            w.HTML(CSS), self.header.widget,
+            w.HTML(CSS), self.banner, self.header.widget,
             w.HBox([self.selector, self.result]),
             w.HBox([w.VBox([self.summary.widget, self.metrics.widget, self.greeks.widget],
                            layout=w.Layout(width="55%")),
@@ -118,6 +121,8 @@ class Monitor:
         self._drawn: dict[str, Any] | None = None
         self._wake = asyncio.Event()
         self._last_seen = time.monotonic()
+        self._arrived = time.monotonic()  # when the newest snapshot came in (staleness)
+        self._arrived_ns: int | None = None
         self._task: asyncio.Task[None] | None = None
         self.paused = False
         self.frames = 0
@@ -127,7 +132,14 @@ class Monitor:
 
     def _on_snapshot(self, doc: dict[str, Any]) -> None:
         self._latest = doc
+        self._arrived, self._arrived_ns = time.monotonic(), time.time_ns()
         self._wake.set()
+
+    def check_stale(self) -> bool:
+        """Show or clear the banner from the page's own clock; True while stale."""
+        silent = time.monotonic() - self._arrived
+        set_html(self.banner, banner_html(self._latest, silent, self._arrived_ns))
+        return silent >= STALE_AFTER_S
 
     def _seen(self) -> None:
         self._last_seen = time.monotonic()
@@ -149,8 +161,14 @@ class Monitor:
 
     async def _loop(self) -> None:
         while True:
-            await self._wake.wait()
+            # wake at least once a second (staleness); asyncio.timeout, not wait_for: on 3.11
+            # wait_for swallows a cancel that lands as the event is set, and stop() hangs
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await self._wake.wait()
             self._wake.clear()
+            if self.check_stale():
+                continue
             if time.monotonic() - self._last_seen > self.viewer_timeout_s:
                 self.paused = True  # nobody is looking: stay quiet until the page ticks again
                 continue
@@ -182,6 +200,7 @@ class Monitor:
             for widget in (self.header.account, self.header.feed, self.summary.widget,
                            self.metrics.text, self.table.widget, self.lag):  # fmt: skip
                 stack.enter_context(widget.hold_sync())
+            self.check_stale()
             self.header.update(s, self.client.connected, viewers)
             self.summary.update(p)
             self.metrics.update(s, p, self.symbol)

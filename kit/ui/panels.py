@@ -41,6 +41,8 @@ CSS = """
 .kit-table td:first-child, .kit-table th:first-child { text-align: left; }
 .kit-gauge { text-align: center; } .kit-gauge-title { font-size: 11px; color: #8b949e; }
 .kit-alert-row { border-left: 4px solid; padding-left: 6px; margin: 2px 0; }
+.kit-banner-alarm { background: #4a0d0d; border: 2px solid #f85149; border-radius: 6px;
+  color: #ffdcd7; font-weight: bold; padding: 6px 10px; margin: 3px; }
 .kit-confirm { background: #3d2f00; border: 1px solid #d29922; border-radius: 6px; padding: 4px; }
 </style>
 """
@@ -88,6 +90,29 @@ def ny_time(ts_ns: int | None) -> str:
     if not ts_ns:
         return "—"
     return datetime.fromtimestamp(ts_ns / 1e9, UTC).astimezone(NY).strftime("%H:%M:%S")
+
+
+STALE_AFTER_S = 3.0  # no snapshot for this long: the page says the engine is not updating
+
+
+def banner_html(s: dict[str, Any] | None, silent_s: float, last_ns: int | None) -> str:
+    """The red banner over everything: the page's own staleness check first (whatever the
+    last snapshot claimed), then the engine's DEGRADED state. Empty when all is well."""
+    if silent_s >= STALE_AFTER_S:
+        since = ny_time(last_ns) if last_ns else "start"
+        return (f'<div class="kit-banner-alarm kit-banner-stale">engine not updating since '
+                f"{since} New York ({silent_s:.0f}s without a snapshot): every number below "
+                "is old</div>")  # fmt: skip
+    health = (s or {}).get("engine_health") or {}
+    if health.get("state") == "DEGRADED":
+        faults = "; ".join(f"{html.escape(f['stage'])}: {html.escape(f['error'])} "
+                           f"(×{f['count']}, since {ny_time(f['since_ns'])})"
+                           for f in health.get("faults", []))  # fmt: skip
+        return (
+            f'<div class="kit-banner-alarm kit-banner-degraded">ENGINE DEGRADED: {faults}. '
+            "Automation is frozen; Close All and the kill switch still work.</div>"
+        )
+    return ""
 
 
 class Header:
