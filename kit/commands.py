@@ -29,6 +29,7 @@ from kit.execution.intents import (
     protect_intent,
     roll_intent,
 )
+from kit.execution.limits import loosened
 from kit.execution.manager import OrderManager
 from kit.model import ActionKind, Contract, ModelError, Right, Severity
 from kit.rules import Rules, load_rules
@@ -226,6 +227,9 @@ class Commands:
                 raise CommandError(f"settings: [{rule}] must be an object of settings")
             merged.setdefault(rule, {}).update(table)
         rules: Rules = load_rules(self.rules_path, merged)
+        if why := loosened(rules.limits, self.desk.limit_ceiling):
+            raise CommandError("settings: " + "; ".join(why) + " (loosening the risk limits "
+                               "needs a restart with a new rules file)")  # fmt: skip
         old = self.desk.rules
         if (rules.rapid_move.window_s, rules.correlation_break.window_s) != (
             old.rapid_move.window_s, old.correlation_break.window_s):  # fmt: skip

@@ -7,6 +7,7 @@ names it, because a typo in a risk limit must never silently fall back to a defa
 
 from __future__ import annotations
 
+import math
 import tomllib
 import typing
 from dataclasses import MISSING, dataclass, fields
@@ -129,12 +130,34 @@ RULE_IDS = tuple(f.name for f in fields(Rules))
 _ACTIONS = {a.value for a in ActionKind} | {ROLL_UNTESTED}
 
 
+# Thresholds that must be > 0: a zero limit, window or move would refuse or fire on everything.
+_POSITIVE = ("limits.", "window_s", "after_s", "move_pct", "max_spread_pct")
+_PERCENTILE = ("min_iv_rank",)  # 0-100
+
+
+def _number(where: str, value: Any) -> float:
+    """A finite threshold in its key's range: ``nan`` compares False with everything, so a
+    ``nan`` limit would silently disable the check it sets."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    x = float(value)
+    if not math.isfinite(x):
+        raise ConfigError(f"{where}: must be a finite number, got {value!r}")
+    if where.startswith("strike_breach."):  # a distance to the strike: <= 0 is in the money
+        return x
+    if any(k in where for k in _POSITIVE) and x <= 0:
+        raise ConfigError(f"{where}: must be > 0, got {value!r}")
+    if x < 0:
+        raise ConfigError(f"{where}: must be >= 0, got {value!r}")
+    if any(where.endswith(k) for k in _PERCENTILE) and x > 100:
+        raise ConfigError(f"{where}: a rank is 0-100, got {value!r}")
+    return x
+
+
 def _value(where: str, hint: Any, value: Any) -> Any:
     """Check one TOML value against a field's type hint and convert it."""
     if hint is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
-        return float(value)
+        return _number(where, value)
     if hint is bool or hint is str:
         if not isinstance(value, hint):
             raise ConfigError(f"{where}: expected {hint.__name__}, got {value!r}")
@@ -187,6 +210,14 @@ def load_rules(path: str | Path | None = None, overrides: dict[str, Any] | None 
             raise ConfigError(f"rules file {path}: not found") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"rules file {path}: {exc}") from None
+        except IsADirectoryError:
+            raise ConfigError(f"rules file {path}: is a directory, not a TOML file") from None
+        except PermissionError:
+            raise ConfigError(f"rules file {path}: permission denied") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"rules file {path}: not UTF-8 text ({exc.reason})") from None
+        except OSError as exc:
+            raise ConfigError(f"rules file {path}: {exc.strerror or exc}") from None
     if overrides:
         layers.append(("overrides", overrides))
     for source, layer in layers:

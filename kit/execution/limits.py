@@ -9,6 +9,7 @@ new position's risk, so "total risk" means the same before and after the trade.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import fields, replace
 
 import numpy as np
 
@@ -32,6 +33,33 @@ def stress_loss(
     pnl = leg_pnl_on_moves(np.full(len(legs), spot), market.strike[rows], market.is_call[rows],
                            ratio * quantity * market.multiplier[rows], mid, move)  # fmt: skip
     return max(0.0, -float(np.nan_to_num(pnl.sum(axis=0)).min()))
+
+
+_THRESHOLDS = tuple(f.name for f in fields(LimitsRule) if f.name != "enabled")
+
+
+def tightest(current: LimitsRule, ceiling: LimitsRule) -> LimitsRule:
+    """The limits an order must pass: each threshold the smaller of ``current`` (the settings in
+    force) and ``ceiling`` (the rules file the engine started with), enabled if either is.
+
+    Why: settings can arrive remotely; whatever they say, no order may exceed the file's limits
+    (loosening needs a restart with a new file)."""
+    on = [lim for lim in (current, ceiling) if lim.enabled]
+    if not on:
+        return current
+    return replace(on[0], enabled=True,
+                   **{k: min(getattr(lim, k) for lim in on) for k in _THRESHOLDS})  # fmt: skip
+
+
+def loosened(new: LimitsRule, ceiling: LimitsRule) -> list[str]:
+    """How ``new`` is looser than ``ceiling``, in words (empty: it is as tight or tighter)."""
+    if not ceiling.enabled:
+        return []
+    if not new.enabled:
+        return ["limits.enabled: the limits cannot be switched off"]
+    return [f"limits.{k}: {getattr(new, k):g} is looser than the {getattr(ceiling, k):g} the "
+            f"engine started with" for k in _THRESHOLDS
+            if getattr(new, k) > getattr(ceiling, k)]  # fmt: skip
 
 
 def check_limits(

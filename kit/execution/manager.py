@@ -44,7 +44,7 @@ from kit.execution.broker import (
     OrderState,
 )
 from kit.execution.intents import Intent, IntentKind, intent_for_action
-from kit.execution.limits import check_limits, stress_loss
+from kit.execution.limits import check_limits, stress_loss, tightest
 from kit.execution.state import MemoryStateStore, StateStore
 from kit.model import Action, Decision, Fill, Leg, ModelError, Order, OrderType, Side
 from kit.strategies import StrategyError, units_to_close
@@ -302,7 +302,8 @@ class OrderManager:
         view = desk.view
         underlying = legs[0].contract.underlying
         spot = market.spot_of(underlying)
-        if desk.rules.limits.enabled and not math.isfinite(spot):  # the stress would read 0
+        limits = tightest(desk.rules.limits, desk.limit_ceiling)
+        if limits.enabled and not math.isfinite(spot):  # the stress would read 0
             raise OrderRejectedError(f"no {underlying} spot: the risk limits cannot be checked")
         added = stress_loss(market, book, legs, quantity, spot)
         if intent.kind is IntentKind.ROLL:
@@ -325,7 +326,7 @@ class OrderManager:
             for p in entries
         )
         why = check_limits(
-            desk.rules.limits, opening=intent.kind is IntentKind.OPEN, quantity=quantity,
+            limits, opening=intent.kind is IntentKind.OPEN, quantity=quantity,
             added_risk=added, open_positions=int(live.sum()) + len(entries),
             total_risk=float(view.risk[live].sum()) + pending_risk,
             day_pnl=float(view.day_pnl.sum()),
