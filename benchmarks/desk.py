@@ -17,11 +17,11 @@ from datetime import date, datetime
 
 import numpy as np
 
-from kit.alerts import AlertConfig, AlertManager
-from kit.clock import NEW_YORK, SimClock
-from kit.desk import Desk
-from kit.model import Contract, Fill, Leg, Position, Quote, Side, StrategyType, UnderlyingTick
-from kit.rules import load_rules
+from kit.core.clock import NEW_YORK, SimClock
+from kit.core.model import Contract, Fill, Leg, Position, Quote, Side, StrategyType, UnderlyingTick
+from kit.engine.alerts import AlertConfig, AlertManager
+from kit.engine.desk import Desk
+from kit.risk.rules import load_rules
 
 EXPIRY = date(2024, 3, 15)
 START = datetime(2024, 3, 12, 11, 0, tzinfo=NEW_YORK)

@@ -19,10 +19,10 @@ from datetime import datetime
 import msgspec
 import numpy as np
 
-from kit.clock import NEW_YORK, SimClock
-from kit.feeds.base import FeedConfig
-from kit.feeds.thetadata import ThetaDataConfig, ThetaDataFeed
-from kit.model import Contract, Quote
+from kit.adapters.base import FeedConfig
+from kit.adapters.thetadata.feed import ThetaDataConfig, ThetaDataFeed
+from kit.core.clock import NEW_YORK, SimClock
+from kit.core.model import Contract, Quote
 
 CONTRACT = Contract("SPXW", datetime(2024, 1, 19).date(), 99_995, "C")  # not listed: no sim noise
 OPEN_MS = 34_200_000  # 09:30 New York in ms of day
@@ -43,7 +43,7 @@ def frames(n: int) -> list[bytes]:
 
 def sender(pipe) -> None:
     """Child process: a ThetaData emulator that blasts frames on command."""
-    from kit.emulators.thetadata import ThetaDataEmulator
+    from kit.adapters.thetadata.emulator import ThetaDataEmulator
 
     async def main() -> None:
         clock = SimClock(datetime(2024, 1, 19, 10, tzinfo=NEW_YORK), speed=1.0)

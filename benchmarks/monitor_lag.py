@@ -26,7 +26,7 @@ from pathlib import Path
 
 from playwright.sync_api import sync_playwright
 
-from kit.launch import CHROMIUM, CHROMIUM_ARGS, spawned
+from kit.app.launch import CHROMIUM, CHROMIUM_ARGS, spawned
 
 OBSERVE = """() => {
   window.kitLag = [];

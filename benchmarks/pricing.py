@@ -1,7 +1,8 @@
 """Pricing throughput next to the libraries a user could pip-install, on the same inputs.
 
-All Greeks for 1M options and implied vol for 100k options with kit.pricing, py_vollib_vectorized
-(numba, finite-difference Greeks) and QuantLib (analytic engine, a Python loop over fewer options,
+All Greeks for 1M options and implied vol for 100k options with kit.core.pricing,
+py_vollib_vectorized (numba, finite-difference Greeks) and QuantLib (analytic engine, a Python loop
+over fewer options,
 scaled to per-second). Prints a table and, last, one JSON line. Run with ``make bench`` (which
 installs the reference libraries) or ``python benchmarks/pricing.py [--n 1000000]``.
 """
@@ -17,7 +18,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from kit import pricing
+from kit.core import pricing
 
 R, Q = 0.05, 0.01
 
@@ -112,10 +113,12 @@ def main() -> None:
     pricing.greeks(S, K, T, R, Q, sig, c)  # warm the thread pool
     t = best_of(lambda: pricing.greeks(S, K, T, R, Q, sig, c), args.repeat)
     out["greeks_per_s"] = args.n / t
-    rows.append(("greeks (9 outputs)", "kit.pricing", args.n / t, f"{t * 1e3:.1f} ms"))
+    rows.append(("greeks (9 outputs)", "kit.core.pricing", args.n / t, f"{t * 1e3:.1f} ms"))
     t1 = best_of(lambda: pricing.greeks(S, K, T, R, Q, sig, c, threads=1), args.repeat)
     out["greeks_per_s_1_thread"] = args.n / t1
-    rows.append(("greeks (9 outputs)", "kit.pricing, 1 thread", args.n / t1, f"{t1 * 1e3:.1f} ms"))
+    rows.append(
+        ("greeks (9 outputs)", "kit.core.pricing, 1 thread", args.n / t1, f"{t1 * 1e3:.1f} ms")
+    )
 
     import py_vollib_vectorized as pvv
 
@@ -167,7 +170,7 @@ def main() -> None:
     out["iv_per_s"] = n / t
     out["iv_max_abs_err"] = float(np.nanmax(np.abs(iv - sigi)[measurable]))
     out["iv_nan"] = int(np.isnan(iv[measurable]).sum())
-    rows.append(("implied vol", "kit.pricing", n / t, f"max err {out['iv_max_abs_err']:.1e}"))
+    rows.append(("implied vol", "kit.core.pricing", n / t, f"max err {out['iv_max_abs_err']:.1e}"))
 
     pvv.vectorized_implied_volatility(
         prices[:10],

@@ -47,13 +47,13 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from kit.model import Contract
+from kit.core.model import Contract
+from kit.core.symbology import to_occ
 from kit.store import Store
 from kit.store.attach import open_desk_store
 from kit.store.pgserver import LocalPostgres
 from kit.store.schema import TABLES, Table, frame_schema
 from kit.store.writer import StoreWriter, WriterConfig
-from kit.symbology import to_occ
 
 QUOTES = TABLES["quotes"]
 FRAME_ROWS = 10_000

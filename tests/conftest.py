@@ -71,6 +71,6 @@ def auto_day(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[dict], Path
 @pytest.fixture(scope="session")
 def browser_type_launch_args(browser_type_launch_args: dict) -> dict:
     """pytest-playwright drives Debian's Chromium (`.ci/run` installs it), headless."""
-    from kit.launch import CHROMIUM, CHROMIUM_ARGS
+    from kit.app.launch import CHROMIUM, CHROMIUM_ARGS
 
     return {**browser_type_launch_args, "executable_path": CHROMIUM, "args": list(CHROMIUM_ARGS)}

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from kit.launch import free_port, spawned
+from kit.app.launch import free_port, spawned
 
 REPO = Path(__file__).resolve().parent.parent
 TOKEN = "test-token-123"

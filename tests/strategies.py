@@ -4,7 +4,7 @@ from datetime import date
 
 from hypothesis import strategies as st
 
-from kit.model import CRYPTO_CONTRACT_SIZE, Contract, Right
+from kit.core.model import CRYPTO_CONTRACT_SIZE, Contract, Right
 
 # OCC/DxLink carry a two-digit year that strptime maps to 1969-2068: stay inside it.
 expiries = st.dates(min_value=date(2000, 1, 1), max_value=date(2068, 12, 31))

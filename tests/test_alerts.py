@@ -16,7 +16,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from rich.console import Console
 
-from kit.alerts import (
+from kit.core.clock import SimClock
+from kit.core.model import Action, ActionKind, Alert, Severity
+from kit.engine.alerts import (
     AlertConfig,
     AlertManager,
     AlertRecord,
@@ -28,8 +30,6 @@ from kit.alerts import (
     WebhookSink,
     record_to_json,
 )
-from kit.clock import SimClock
-from kit.model import Action, ActionKind, Alert, Severity
 
 T0 = datetime(2024, 3, 4, 15, 0, tzinfo=UTC)  # 10:00 in New York (EST)
 INFO, W, C = Severity.INFO, Severity.WARNING, Severity.CRITICAL
@@ -320,7 +320,9 @@ async def test_a_raising_sink_is_logged_once_per_failure_type_and_others_carry_o
         bad.fail = RuntimeError("disk full again")
         m.offer([mk(clock, pid="P10")])
         await until(lambda: m.stats["sink_errors"] == 4)
-    errors = [r for r in caplog.records if r.name == "kit.alerts" and r.levelno == logging.ERROR]
+    errors = [
+        r for r in caplog.records if r.name == "kit.engine.alerts" and r.levelno == logging.ERROR
+    ]
     assert len(errors) == 2  # the first failure and the first after recovery, not one per batch
     assert "'bad'" in errors[0].getMessage() and errors[0].exc_info is not None
     assert len(good.items) == 5

@@ -8,17 +8,17 @@ from datetime import UTC, datetime, time
 
 import pytest
 
-from kit.autopilot import AutoConfig, run_auto
-from kit.clock import SimClock
-from kit.config import ConfigError
-from kit.execution.cpapi import CpApiBroker
+from kit.adapters.cpapi.broker import CpApiBroker
+from kit.adapters.paper.broker import PaperBroker
+from kit.app.autopilot import AutoConfig, run_auto
+from kit.app.scenarios import DEFAULT_DAY
+from kit.core.clock import SimClock
+from kit.core.config import ConfigError
+from kit.core.symbology import from_occ
 from kit.execution.live import make_broker
-from kit.execution.paper import PaperBroker
-from kit.market import MarketState
-from kit.rules import load_rules
-from kit.scenarios import DEFAULT_DAY
-from kit.strategies import DeltaBand
-from kit.symbology import from_occ
+from kit.portfolio.market import MarketState
+from kit.portfolio.strategies import DeltaBand
+from kit.risk.rules import load_rules
 
 HOLD = {rule: {"enabled": False} for rule in
         ("delta", "gamma", "strike_breach", "time_stop", "profit_target", "stop_loss",

@@ -7,11 +7,11 @@ from datetime import date, datetime
 import numpy as np
 import pytest
 
-from kit.book import Book, BookConfig, BookError
-from kit.clock import NEW_YORK, NS_PER_S, expiry_time, to_ns
-from kit.market import MarketState
-from kit.model import Contract, Fill, Leg, Position, Quote, Right, Side, StrategyType
-from kit.model import UnderlyingTick as Tick
+from kit.core.clock import NEW_YORK, NS_PER_S, expiry_time, to_ns
+from kit.core.model import Contract, Fill, Leg, Position, Quote, Right, Side, StrategyType
+from kit.core.model import UnderlyingTick as Tick
+from kit.portfolio.book import Book, BookConfig, BookError
+from kit.portfolio.market import MarketState
 
 EXPIRY = date(2024, 3, 15)
 NOW = to_ns(datetime(2024, 3, 12, 11, 0, tzinfo=NEW_YORK))  # 15:00 UTC

@@ -13,11 +13,11 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from kit.book import Book
-from kit.clock import NEW_YORK, to_ns
-from kit.market import MarketState
-from kit.model import Contract, Fill, Leg, Position, Quote, Right, Side, StrategyType
-from kit.model import UnderlyingTick as Tick
+from kit.core.clock import NEW_YORK, to_ns
+from kit.core.model import Contract, Fill, Leg, Position, Quote, Right, Side, StrategyType
+from kit.core.model import UnderlyingTick as Tick
+from kit.portfolio.book import Book
+from kit.portfolio.market import MarketState
 
 EXPIRY = date(2024, 3, 15)
 NOW = to_ns(datetime(2024, 3, 12, 11, 0, tzinfo=NEW_YORK))

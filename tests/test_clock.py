@@ -4,7 +4,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from kit.clock import (
+from kit.core.clock import (
     MINUTES_PER_YEAR,
     NEW_YORK,
     TRADING_MINUTES_PER_YEAR,
@@ -21,7 +21,7 @@ from kit.clock import (
     trading_minutes_between,
     us_session,
 )
-from kit.model import Contract
+from kit.core.model import Contract
 
 
 def ny(*args) -> datetime:

@@ -9,14 +9,14 @@ from datetime import date, datetime
 import httpx
 import pytest
 
-from kit.clock import NEW_YORK, SimClock
-from kit.config import ConfigError
-from kit.emulators.cpapi import COMBO_CONID, CpApiEmulator
+from kit.adapters.cpapi.broker import CpApiBroker, CpApiConfig, map_status
+from kit.adapters.cpapi.emulator import COMBO_CONID, CpApiEmulator
+from kit.adapters.paper.broker import PaperBroker, PaperConfig
+from kit.core.clock import NEW_YORK, SimClock
+from kit.core.config import ConfigError
+from kit.core.model import Contract, Fill, Leg, Order, OrderType, Quote, Side
 from kit.execution.broker import BrokerError, OrderRejectedError, OrderState, OrderStatus
-from kit.execution.cpapi import CpApiBroker, CpApiConfig, map_status
-from kit.execution.paper import PaperBroker, PaperConfig
-from kit.market import MarketState
-from kit.model import Contract, Fill, Leg, Order, OrderType, Quote, Side
+from kit.portfolio.market import MarketState
 
 ACCOUNT = "DU1234567"
 EXP = date(2024, 1, 19)
@@ -228,7 +228,7 @@ async def test_timeout_is_a_broker_error_naming_the_endpoint() -> None:
 async def test_http_500_on_a_poll_warns_and_recovers(
     desk: Desk, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="kit.execution.cpapi")
+    caplog.set_level(logging.WARNING, logger="kit.adapters.cpapi.broker")
     desk.emu.fail_next(1, status=500)
     await until(lambda: "recovered" in caplog.text)
     assert "poll failed" in caplog.text and "HTTP 500" in caplog.text

@@ -12,10 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kit.alerts import JsonlSink
-from kit.clock import NEW_YORK, NS_PER_S, SimClock, to_ns
-from kit.desk import Desk
-from kit.model import (
+from kit.app.scenarios import DEFAULT_DAY, SCENARIOS, run
+from kit.core.clock import NEW_YORK, NS_PER_S, SimClock, to_ns
+from kit.core.model import (
     Action,
     ActionKind,
     Contract,
@@ -29,8 +28,9 @@ from kit.model import (
     StrategyType,
     UnderlyingTick,
 )
-from kit.rules import load_rules
-from kit.scenarios import DEFAULT_DAY, SCENARIOS, run
+from kit.engine.alerts import JsonlSink
+from kit.engine.desk import Desk
+from kit.risk.rules import load_rules
 
 DAY = date(2024, 3, 12)
 PUT = Contract("SPXW", DAY, 4950.0, "P")

@@ -3,9 +3,9 @@ from datetime import UTC, date, datetime
 
 import numpy as np
 
-from kit.clock import SimClock
-from kit.feeds.base import Backoff, EventSink, Feed, FeedConfig, FeedStats, StreamingFeed
-from kit.model import Contract, FeedState, FeedStatus, Quote, UnderlyingTick
+from kit.adapters.base import Backoff, EventSink, Feed, FeedConfig, FeedStats, StreamingFeed
+from kit.core.clock import SimClock
+from kit.core.model import Contract, FeedState, FeedStatus, Quote, UnderlyingTick
 
 C = Contract("SPXW", date(2024, 1, 19), 4800, "C")
 
@@ -94,9 +94,9 @@ async def test_backoff_keeps_growing_when_every_connection_drops_at_once():
 
 
 def test_every_feed_satisfies_the_feed_protocol(tmp_path):
-    from kit.feeds.replay import ReplayFeed, record
-    from kit.feeds.sim import SimFeed
-    from kit.feeds.thetadata import ThetaDataConfig, ThetaDataFeed
+    from kit.adapters.replay.feed import ReplayFeed, record
+    from kit.adapters.sim.feed import SimFeed
+    from kit.adapters.thetadata.feed import ThetaDataConfig, ThetaDataFeed
 
     clock = SimClock(datetime(2024, 1, 19, 15, tzinfo=UTC))
     record([UnderlyingTick("SPX", 5000.0, 1)], tmp_path / "r.parquet")

@@ -19,14 +19,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_order_manager import Env, strangle
 
-from kit.commands import CommandError, Commands
-from kit.config import ConfigError
+from kit.app.commands import CommandError, Commands
+from kit.core.config import ConfigError
 from kit.execution.broker import OrderRejectedError
 from kit.execution.intents import open_intent
-from kit.execution.limits import loosened, tightest
-from kit.rules import Level, Rules, load_rules
+from kit.risk.limits import loosened, tightest
+from kit.risk.rules import Level, Rules, load_rules
 
-FILE_LIMIT = 10  # kit/rules.toml: max_position_size
+FILE_LIMIT = 10  # kit/risk/rules.toml: max_position_size
 
 
 async def _no_chain(root: str, dte: int) -> list:

@@ -13,14 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from kit.book import Book
-from kit.cli import main
-from kit.clock import NEW_YORK, SimClock
-from kit.desk import Desk
-from kit.manual import DEFAULT_PATH, ENV_PATH, ManualBook, manual_path
-from kit.manual_legs import Strikes, leg_prices
-from kit.market import MarketState
-from kit.model import Contract, Quote, Side, StrategyType, UnderlyingTick
+from kit.cli.main import main
+from kit.core.clock import NEW_YORK, SimClock
+from kit.core.model import Contract, Quote, Side, StrategyType, UnderlyingTick
+from kit.engine.desk import Desk
+from kit.portfolio.book import Book
+from kit.portfolio.market import MarketState
+from kit.positions.legs import Strikes, leg_prices
+from kit.positions.manual import DEFAULT_PATH, ENV_PATH, ManualBook, manual_path
 
 EXPIRY = date(2024, 3, 15)
 AT = datetime(2024, 3, 12, 10, 0, tzinfo=NEW_YORK)

@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kit.clock import NEW_YORK, NS_PER_S, expiry_time, to_ns
-from kit.market import YEAR_NS, MarketConfig, MarketState, RollingWindow
-from kit.model import Contract, Quote, Right, UnderlyingTick
-from kit.pricing import greeks, implied_vol
+from kit.core.clock import NEW_YORK, NS_PER_S, expiry_time, to_ns
+from kit.core.model import Contract, Quote, Right, UnderlyingTick
+from kit.core.pricing import greeks, implied_vol
+from kit.portfolio.market import YEAR_NS, MarketConfig, MarketState, RollingWindow
 
 EXPIRY = date(2024, 3, 15)
 NOW = to_ns(datetime(2024, 3, 12, 11, 0, tzinfo=NEW_YORK))  # 15:00 UTC

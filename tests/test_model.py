@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kit.model import (
+from kit.core.model import (
     Action,
     ActionKind,
     Alert,

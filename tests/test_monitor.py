@@ -16,8 +16,8 @@ from nbclient import NotebookClient
 from service_helpers import REPO, TOKEN, free_port, until
 
 import kit
-from kit.gateway import GatewayConfig
-from kit.service import DeskService, ServiceConfig
+from kit.app.service import DeskService, ServiceConfig
+from kit.remote.gateway import GatewayConfig
 from kit.ui import Monitor
 from kit.ui.monitor import query_symbol
 

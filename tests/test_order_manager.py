@@ -11,21 +11,9 @@ from typing import Any
 
 import pytest
 
-from kit.clock import NEW_YORK, NS_PER_S, SimClock, expiry_time, to_ns
-from kit.desk import Desk
-from kit.execution.broker import OrderRejectedError, OrderState, OrderStatus
-from kit.execution.intents import (
-    Intent,
-    IntentKind,
-    close_intent,
-    intent_for_action,
-    open_intent,
-    roll_intent,
-)
-from kit.execution.manager import IntentRecord, ManagerConfig, OrderManager
-from kit.execution.paper import PaperBroker
-from kit.execution.state import JsonStateStore, MemoryStateStore, StateStore
-from kit.model import (
+from kit.adapters.paper.broker import PaperBroker
+from kit.core.clock import NEW_YORK, NS_PER_S, SimClock, expiry_time, to_ns
+from kit.core.model import (
     Action,
     ActionKind,
     Contract,
@@ -38,8 +26,20 @@ from kit.model import (
     StrategyType,
     UnderlyingTick,
 )
-from kit.pricing import price
-from kit.rules import load_rules
+from kit.core.pricing import price
+from kit.engine.desk import Desk
+from kit.execution.broker import OrderRejectedError, OrderState, OrderStatus
+from kit.execution.intents import (
+    Intent,
+    IntentKind,
+    close_intent,
+    intent_for_action,
+    open_intent,
+    roll_intent,
+)
+from kit.execution.manager import IntentRecord, ManagerConfig, OrderManager
+from kit.execution.state import JsonStateStore, MemoryStateStore, StateStore
+from kit.risk.rules import load_rules
 
 DAY = date(2024, 3, 12)
 START = datetime(2024, 3, 12, 11, 0, tzinfo=NEW_YORK)

@@ -9,7 +9,9 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from kit.clock import SimClock, expiry_time, to_ns
+from kit.adapters.paper.broker import PaperBroker, PaperConfig, distribute
+from kit.core.clock import SimClock, expiry_time, to_ns
+from kit.core.model import Contract, Fill, Leg, Order, OrderType, Quote, Side
 from kit.execution.broker import (
     SETTLEMENT,
     Broker,
@@ -18,10 +20,8 @@ from kit.execution.broker import (
     OrderState,
     OrderStatus,
 )
-from kit.execution.paper import PaperBroker, PaperConfig, distribute
 from kit.execution.state import JsonStateStore, MemoryStateStore, StateStore
-from kit.market import MarketState
-from kit.model import Contract, Fill, Leg, Order, OrderType, Quote, Side
+from kit.portfolio.market import MarketState
 
 START = datetime(2025, 3, 3, 15, 0, tzinfo=UTC)  # a Monday, 10:00 New York
 EXP = date(2025, 3, 21)
@@ -465,7 +465,7 @@ async def test_a_raising_listener_is_logged_and_the_others_still_hear(env, caplo
     env.broker.subscribe(boom)
     env.broker.subscribe(heard.append)
     env.quote(CALL, 10.0, 10.2)
-    with caplog.at_level(logging.ERROR, logger="kit.execution.paper"):
+    with caplog.at_level(logging.ERROR, logger="kit.adapters.paper.broker"):
         await env.broker.place(order("a", [(CALL, 1)], BUY, 1, limit=10.5))
         await env.wait()
     assert env.broker.order("a").status is OrderStatus.FILLED

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kit.payoff import (
+from kit.core.payoff import (
     Legs,
     breakevens,
     expected_move,
@@ -17,7 +17,7 @@ from kit.payoff import (
     short_strike_distance,
     spot_grid,
 )
-from kit.pricing import price
+from kit.core.pricing import price
 
 SPOT, R, Q, DAYS = 5000.0, 0.04, 0.01, 30.0
 

@@ -7,8 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from reference_pricing import bsm
 
-from kit import pricing
-from kit.pricing import (
+from kit.core import pricing
+from kit.core.pricing import (
     IVStatus,
     black76_greeks,
     black76_implied_vol,

@@ -5,10 +5,10 @@ from datetime import datetime
 import polars as pl
 import pytest
 
-from kit.clock import NEW_YORK, SimClock
-from kit.feeds.replay import SCHEMA, ReplayFeed, record
-from kit.feeds.sim import SimFeed
-from kit.model import FeedStatus, Quote, Trade, UnderlyingTick
+from kit.adapters.replay.feed import SCHEMA, ReplayFeed, record
+from kit.adapters.sim.feed import SimFeed
+from kit.core.clock import NEW_YORK, SimClock
+from kit.core.model import FeedStatus, Quote, Trade, UnderlyingTick
 
 
 async def collect(feed, until=None, clock=None) -> list:

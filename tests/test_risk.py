@@ -10,12 +10,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kit import risk
-from kit.book import PositionView
-from kit.clock import NS_PER_S, to_ns
-from kit.market import MarketConfig, MarketState
-from kit.model import ActionKind, Severity, UnderlyingTick
-from kit.rules import load_rules
+from kit.core.clock import NS_PER_S, to_ns
+from kit.core.model import ActionKind, Severity, UnderlyingTick
+from kit.portfolio.book import PositionView
+from kit.portfolio.market import MarketConfig, MarketState
+from kit.risk import checks as risk
+from kit.risk.rules import load_rules
 
 RULES = load_rules()
 NOW = to_ns(datetime(2024, 3, 12, 15, 0, tzinfo=UTC))  # 11:00 New York, market open

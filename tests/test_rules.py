@@ -1,12 +1,12 @@
-"""Risk rule settings: defaults from kit/rules.toml, strict overrides."""
+"""Risk rule settings: defaults from kit/risk/rules.toml, strict overrides."""
 
 from __future__ import annotations
 
 import pytest
 
-from kit.config import ConfigError
-from kit.model import Severity
-from kit.rules import RULE_IDS, load_rules
+from kit.core.config import ConfigError
+from kit.core.model import Severity
+from kit.risk.rules import RULE_IDS, load_rules
 
 
 def test_defaults_are_the_documented_seed_values():

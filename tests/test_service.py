@@ -16,9 +16,9 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 import kit
-from kit.client import CommandRefusedError, DeskClient
-from kit.gateway import UNAUTHORIZED, GatewayConfig, service_token
-from kit.service import DeskService, ServiceConfig
+from kit.app.service import DeskService, ServiceConfig
+from kit.remote.client import CommandRefusedError, DeskClient
+from kit.remote.gateway import UNAUTHORIZED, GatewayConfig, service_token
 
 
 @pytest.fixture
@@ -285,7 +285,7 @@ async def test_no_service_gives_a_clear_error() -> None:
 async def test_manual_positions_are_alert_only(monkeypatch, tmp_path: Path) -> None:
     """A position logged with `kit positions` appears in the service's book within a
     heartbeat, raises the desk's alerts, and refuses orders (it is traded elsewhere)."""
-    from kit.cli import main
+    from kit.cli.main import main
 
     monkeypatch.setenv("KIT_TOKEN", TOKEN)
     journal = tmp_path / "manual.json"

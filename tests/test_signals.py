@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from nbclient import NotebookClient
 
-from kit.cli import main
+from kit.cli.main import main
 from kit.signals import PUBLIC, gex_levels, read_cboe, years_to_expiry
 
 REPO = Path(__file__).resolve().parents[1]

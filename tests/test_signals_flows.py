@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kit.pricing import greeks
+from kit.core.pricing import greeks
 from kit.signals import (
     DESK,
     PUBLIC,

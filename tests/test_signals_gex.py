@@ -12,11 +12,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kit.clock import NEW_YORK, SimClock
-from kit.emulators.thetadata import ThetaDataEmulator
-from kit.feeds.sim_market import MarketSim
-from kit.feeds.thetadata import ThetaDataConfig, ThetaDataREST
-from kit.pricing import greeks
+from kit.adapters.sim.market import MarketSim
+from kit.adapters.thetadata.emulator import ThetaDataEmulator
+from kit.adapters.thetadata.feed import ThetaDataConfig, ThetaDataREST
+from kit.core.clock import NEW_YORK, SimClock
+from kit.core.pricing import greeks
 from kit.signals import (
     DESK,
     PUBLIC,

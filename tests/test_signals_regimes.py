@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kit.model import Severity
+from kit.core.model import Severity
 from kit.signals import (
     GammaRegime,
     RegimeTracker,

@@ -4,10 +4,10 @@ from datetime import date, datetime
 import numpy as np
 import pytest
 
-from kit.clock import NEW_YORK, SimClock, expiry_time, to_ns
-from kit.feeds.sim import ScriptStep, SimFeed
-from kit.feeds.sim_market import MarketSim, SimConfig
-from kit.model import Quote, Right, Trade, UnderlyingTick
+from kit.adapters.sim.feed import ScriptStep, SimFeed
+from kit.adapters.sim.market import MarketSim, SimConfig
+from kit.core.clock import NEW_YORK, SimClock, expiry_time, to_ns
+from kit.core.model import Quote, Right, Trade, UnderlyingTick
 
 OPEN = datetime(2024, 1, 19, 9, 30, tzinfo=NEW_YORK)
 
@@ -77,8 +77,8 @@ def test_the_simulator_is_reproducible_across_processes():
     import sys
 
     code = (
-        "from datetime import datetime; from kit.clock import NEW_YORK; "
-        "from kit.feeds.sim_market import MarketSim; "
+        "from datetime import datetime; from kit.core.clock import NEW_YORK; "
+        "from kit.adapters.sim.market import MarketSim; "
         "m = MarketSim(datetime(2024, 1, 19, 10, tzinfo=NEW_YORK)); "
         "print(m.open_interest(m.chain('SPX')).sum(), m.quotes(m.chain('SPXW')[:50])[7])"
     )
@@ -195,7 +195,7 @@ def test_vix_moves_against_the_index_most_days():
 
 
 def test_shock_on_an_unknown_symbol_is_an_error():
-    from kit.feeds.sim_market import Shock
+    from kit.adapters.sim.market import Shock
 
     with pytest.raises(ValueError, match="unknown underlying"):
         MarketSim(OPEN).shock(Shock("XYZ", 0, 1, log_return=-0.01))

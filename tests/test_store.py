@@ -18,10 +18,10 @@ from datetime import UTC, datetime, timedelta
 import polars as pl
 import pytest
 
-from kit.alerts import AlertManager
-from kit.clock import SimClock
-from kit.desk import Desk
-from kit.model import Alert, Severity
+from kit.core.clock import SimClock
+from kit.core.model import Alert, Severity
+from kit.engine.alerts import AlertManager
+from kit.engine.desk import Desk
 from kit.store import SCHEMA_VERSION, TABLES, StoreError, open_store, store_target
 from kit.store.attach import DeskStore
 from kit.store.base import StoreUnavailableError, placeholders

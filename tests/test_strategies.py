@@ -16,13 +16,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kit.clock import NEW_YORK, NS_PER_S, to_ns
-from kit.feeds.sim_market import MarketSim, SimConfig
-from kit.market import MarketState
-from kit.model import Contract, Leg, Position, Quote, Right, StrategyType, UnderlyingTick
-from kit.pricing import greeks
-from kit.rules import load_rules
-from kit.strategies import (
+from kit.adapters.sim.market import MarketSim, SimConfig
+from kit.core.clock import NEW_YORK, NS_PER_S, to_ns
+from kit.core.model import Contract, Leg, Position, Quote, Right, StrategyType, UnderlyingTick
+from kit.core.pricing import greeks
+from kit.portfolio.market import MarketState
+from kit.portfolio.strategies import (
     DeltaBand,
     LiquidityFilter,
     StrategyError,
@@ -36,6 +35,7 @@ from kit.strategies import (
     units_to_close,
     wings,
 )
+from kit.risk.rules import load_rules
 
 START = datetime(2024, 3, 12, 10, 0, tzinfo=NEW_YORK)
 NOW = to_ns(START)

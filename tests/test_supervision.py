@@ -14,12 +14,12 @@ import pytest
 from service_helpers import TOKEN, until
 
 import kit
-import kit.desk
-from kit.client import DeskClient
-from kit.gateway import GatewayConfig
-from kit.health import Health
-from kit.model import Severity
-from kit.service import DeskService, ServiceConfig
+import kit.engine.desk
+from kit.app.service import DeskService, ServiceConfig
+from kit.core.model import Severity
+from kit.engine.health import Health
+from kit.remote.client import DeskClient
+from kit.remote.gateway import GatewayConfig
 from kit.ui import Monitor
 from kit.ui.panels import banner_html
 
@@ -75,12 +75,12 @@ async def test_a_failing_evaluation_degrades_freezes_and_close_all_still_works(
 ) -> None:
     p = await until(lambda: position(client, 2.0))
     await client.command("auto_manage", on=True)
-    caplog.set_level(logging.ERROR, logger="kit.health")
+    caplog.set_level(logging.ERROR, logger="kit.engine.health")
 
     def broken(ctx):
         raise IndexError("index 3 is out of bounds for axis 0 with size 3")
 
-    monkeypatch.setattr(kit.desk, "evaluate", broken)
+    monkeypatch.setattr(kit.engine.desk, "evaluate", broken)
     s = await until(lambda: client.snapshot["engine_health"]["state"] == "DEGRADED"
                     and client.snapshot)  # fmt: skip
     fault = s["engine_health"]["faults"][0]
@@ -92,7 +92,7 @@ async def test_a_failing_evaluation_degrades_freezes_and_close_all_still_works(
     assert len(critical) == 1 and critical[0].alert.severity is Severity.CRITICAL
     assert "DEGRADED" in critical[0].alert.message
     # automation is frozen: no rule can act on a broken evaluation
-    from kit.model import Action, ActionKind
+    from kit.core.model import Action, ActionKind
 
     action = Action(0, ActionKind.CLOSE_ALL, "stop_loss", "test", p["id"])
     assert service.desk._veto(action, service.desk.view).startswith("proposed: engine degraded")
@@ -151,7 +151,7 @@ async def test_a_failing_snapshot_is_counted_once_and_recovers(service, client, 
 def test_health_logs_distinct_errors_once_and_counts_repeats(caplog) -> None:
     alerts = []
     h = Health(lambda sev, rule, msg: alerts.append((sev, msg)), lambda: 1)
-    caplog.set_level(logging.ERROR, logger="kit.health")
+    caplog.set_level(logging.ERROR, logger="kit.engine.health")
     for _ in range(250):
         try:
             raise ValueError("bad")

@@ -4,8 +4,8 @@ import pytest
 from hypothesis import given
 from strategies import crypto_contracts, us_contracts
 
-from kit import symbology as sym
-from kit.model import Contract, Right
+from kit.core import symbology as sym
+from kit.core.model import Contract, Right
 
 
 @given(us_contracts())

@@ -7,11 +7,16 @@ from datetime import datetime
 import pytest
 from websockets.asyncio.client import connect
 
-from kit.clock import NEW_YORK, SimClock
-from kit.emulators.thetadata import ThetaDataEmulator
-from kit.feeds.base import FeedConfig
-from kit.feeds.thetadata import ThetaDataConfig, ThetaDataError, ThetaDataFeed, ThetaDataREST
-from kit.model import FeedState, FeedStatus, Quote, Trade, UnderlyingTick
+from kit.adapters.base import FeedConfig
+from kit.adapters.thetadata.emulator import ThetaDataEmulator
+from kit.adapters.thetadata.feed import (
+    ThetaDataConfig,
+    ThetaDataError,
+    ThetaDataFeed,
+    ThetaDataREST,
+)
+from kit.core.clock import NEW_YORK, SimClock
+from kit.core.model import FeedState, FeedStatus, Quote, Trade, UnderlyingTick
 
 SPEED = 20.0  # market seconds per wall second: a minute of market in three seconds
 

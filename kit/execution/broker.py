@@ -2,8 +2,9 @@
 
 Conventions (IBKR's, so combos map onto a BAG order one to one):
 
-* An :class:`~kit.model.Order` trades ``side.sign * leg.ratio * quantity`` contracts of each leg.
-* ``limit_price`` is per unit of the order *as its legs define it*: the net of ``ratio x price``
+* An :class:`~kit.core.model.Order` trades ``side.sign * leg.ratio * quantity`` contracts of each
+leg. * ``limit_price`` is per unit of the order *as its legs define it*: the net of ``ratio x
+price``
   over the legs. A BUY pays at most the limit (a negative limit is a credit it must at least
   receive); a SELL receives at least the limit. Selling a short strangle is a SELL of
   ``(+1 put, +1 call)`` at a positive credit.
@@ -12,7 +13,7 @@ Conventions (IBKR's, so combos map onto a BAG order one to one):
   unable to trade twice.
 
 Brokers report changes as events to their subscribers: an :class:`OrderState` whenever an order's
-status or filled quantity changes, and a :class:`~kit.model.Fill` per execution (expiry
+status or filled quantity changes, and a :class:`~kit.core.model.Fill` per execution (expiry
 settlements arrive as fills at intrinsic value with ``client_id`` ``"settlement"``).
 """
 
@@ -25,7 +26,7 @@ from typing import Protocol, runtime_checkable
 
 import msgspec
 
-from kit.model import Contract, Fill, Order
+from kit.core.model import Contract, Fill, Order
 
 SETTLEMENT = "settlement"  # client_id of expiry settlement fills
 

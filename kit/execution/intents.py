@@ -4,8 +4,8 @@ An intent names the outcome (open this strangle, close half, roll the put, buy w
 manager turns it into orders when it starts working, so a close sized "half" is sized against
 what is held *then*, after lingering orders were cancelled, not when a button was clicked.
 
-Rules propose :class:`~kit.model.Action` records; :func:`intent_for_action` maps each kind onto
-an intent, choosing new strikes from the desk's own Greeks (:mod:`kit.strategies`).
+Rules propose :class:`~kit.core.model.Action` records; :func:`intent_for_action` maps each kind onto
+an intent, choosing new strikes from the desk's own Greeks (:mod:`kit.portfolio.strategies`).
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from enum import StrEnum
 
 import msgspec
 
-from kit.book import Book
-from kit.market import MarketState
-from kit.model import Action, ActionKind, Contract, Leg, ModelError, Position, Right
-from kit.strategies import protected, roll_target, rolled, wings
+from kit.core.model import Action, ActionKind, Contract, Leg, ModelError, Position, Right
+from kit.portfolio.book import Book
+from kit.portfolio.market import MarketState
+from kit.portfolio.strategies import protected, roll_target, rolled, wings
 
 _ID = re.compile(r"^[A-Za-z0-9_.:-]{1,80}$")
 CLOSE_FRACTIONS = {

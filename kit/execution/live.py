@@ -16,12 +16,12 @@ import logging
 import os
 from collections.abc import Mapping
 
-from kit.clock import Clock
-from kit.config import ConfigError, load_env
+from kit.adapters.paper.broker import PaperBroker, PaperConfig
+from kit.core.clock import Clock
+from kit.core.config import ConfigError, load_env
 from kit.execution.broker import Broker
-from kit.execution.paper import PaperBroker, PaperConfig
 from kit.execution.state import StateStore
-from kit.market import MarketState
+from kit.portfolio.market import MarketState
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def make_broker(
                           ".env to allow it (paper trading needs nothing)")  # fmt: skip
     if broker not in LIVE_BROKERS:
         raise ConfigError(f"unknown live broker {broker!r} (have {', '.join(LIVE_BROKERS)})")
-    from kit.execution.cpapi import CpApiBroker, CpApiConfig
+    from kit.adapters.cpapi.broker import CpApiBroker, CpApiConfig
 
     config = CpApiConfig.from_env(env)
     if confirm != config.account_id:

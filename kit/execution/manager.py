@@ -3,7 +3,7 @@
 How an intent is worked:
 
 1. **Checks first.** Bad parameters, an unknown or flat position, a missing quote and the risk
-   limits (:mod:`kit.execution.limits`) refuse an intent before any broker sees an order. An entry
+   limits (:mod:`kit.risk.limits`) refuse an intent before any broker sees an order. An entry
    is refused while its strategy holds a position or has one pending (duplicate-trade
    prevention); the journal that knows this is persisted, so a restart remembers.
 2. **Lingering orders go first.** Orders still working for the position are cancelled, and the
@@ -35,6 +35,8 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 import numpy as np
 
+from kit.core.model import Action, Decision, Fill, Leg, ModelError, Order, OrderType, Side
+from kit.core.symbology import to_occ
 from kit.execution.broker import (
     SETTLEMENT,
     Broker,
@@ -44,14 +46,12 @@ from kit.execution.broker import (
     OrderState,
 )
 from kit.execution.intents import Intent, IntentKind, intent_for_action
-from kit.execution.limits import check_limits, stress_loss, tightest
 from kit.execution.state import MemoryStateStore, StateStore
-from kit.model import Action, Decision, Fill, Leg, ModelError, Order, OrderType, Side
-from kit.strategies import StrategyError, units_to_close
-from kit.symbology import to_occ
+from kit.portfolio.strategies import StrategyError, units_to_close
+from kit.risk.limits import check_limits, stress_loss, tightest
 
 if TYPE_CHECKING:
-    from kit.desk import Desk
+    from kit.engine.desk import Desk
 
 log = logging.getLogger(__name__)
 

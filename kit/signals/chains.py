@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import polars as pl
 
-from kit.clock import (
+from kit.core.clock import (
     MINUTES_PER_YEAR,
     NEW_YORK,
     TRADING_MINUTES_PER_YEAR,
@@ -35,13 +35,13 @@ from kit.clock import (
     from_ns,
     trading_minutes_between,
 )
-from kit.model import ROOT_UNDERLYING, Contract, ModelError, Quote, Right
-from kit.pricing import implied_vol
+from kit.core.model import ROOT_UNDERLYING, Contract, ModelError, Quote, Right
+from kit.core.pricing import implied_vol
 from kit.signals.config import TimeBasis
 
 if TYPE_CHECKING:
-    from kit.feeds.sim_market import MarketSim
-    from kit.feeds.thetadata import ThetaDataREST
+    from kit.adapters.sim.market import MarketSim
+    from kit.adapters.thetadata.feed import ThetaDataREST
 
 CHAIN_SCHEMA: dict[str, pl.DataType] = {
     "root": pl.String(),  # option class: SPX (AM-settled monthly), SPXW, NDX, NDXP, SPY...

@@ -20,8 +20,8 @@ from datetime import date, datetime
 import numpy as np
 import polars as pl
 
-from kit.clock import expiry_time
-from kit.model import Contract, Right
+from kit.core.clock import expiry_time
+from kit.core.model import Contract, Right
 from kit.signals.chains import Chain
 from kit.signals.config import DESK, GexConfig
 from kit.signals.gex import exposures, is_monthly

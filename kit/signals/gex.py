@@ -14,7 +14,7 @@ interpolation, the first crossing), which is how published gamma-flip figures ar
 
 The profile is the hot path (a full chain over 200 levels); :class:`GammaKernel` computes it from
 per-contract coefficients with one matrix product, and :func:`profile_reference` is the slow,
-obvious version (one :func:`kit.pricing.greeks` call per level) it is tested against.
+obvious version (one :func:`kit.core.pricing.greeks` call per level) it is tested against.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ import polars as pl
 from numpy.typing import ArrayLike
 from scipy.optimize import brentq
 
-from kit.clock import NEW_YORK, us_session
-from kit.pricing import greeks
+from kit.core.clock import NEW_YORK, us_session
+from kit.core.pricing import greeks
 from kit.signals.chains import Chain, years_to_expiry
 from kit.signals.config import DESK, F64, GexConfig
 

@@ -10,8 +10,8 @@ from datetime import date, timedelta
 
 import polars as pl
 
-from kit.clock import to_ns, us_session
-from kit.feeds.sim_market import MarketSim, SimConfig
+from kit.adapters.sim.market import MarketSim, SimConfig
+from kit.core.clock import to_ns, us_session
 from kit.signals.chains import sim_chain
 from kit.signals.config import DESK, GexConfig
 from kit.signals.gex import gex_levels

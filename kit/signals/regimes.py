@@ -21,7 +21,7 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from kit.model import Alert, Severity
+from kit.core.model import Alert, Severity
 
 IV_WINDOW_DAYS = 252  # 52 weeks of sessions
 
@@ -179,7 +179,7 @@ class RegimeChange:
     inputs: Mapping[str, Any] = field(default_factory=dict)
 
     def alert(self) -> Alert:
-        """As an alert for :meth:`kit.alerts.AlertManager.notify` (an event, not a held
+        """As an alert for :meth:`kit.engine.alerts.AlertManager.notify` (an event, not a held
         condition): CRITICAL into extreme/CRASH, WARNING into high/HIGH_VOL, else INFO."""
         severity = _SEVERITY.get(self.current or "", Severity.INFO)
         msg = f"{self.kind} regime {self.previous} → {self.current}"

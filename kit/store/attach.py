@@ -28,7 +28,7 @@ from kit.store.recorder import Recorder, RecorderConfig, StoreStateStore
 from kit.store.writer import StoreWriter, WriterConfig
 
 if TYPE_CHECKING:
-    from kit.desk import Desk
+    from kit.engine.desk import Desk
 
 log = logging.getLogger(__name__)
 RETENTION_ENV = "KIT_TICK_RETENTION_DAYS"

@@ -1,6 +1,6 @@
 """Turns what the desk sees and does into store rows, and keeps its state persisted.
 
-Attached to a :class:`~kit.desk.Desk`, the recorder gets:
+Attached to a :class:`~kit.engine.desk.Desk`, the recorder gets:
 
 - every accepted market event from ``desk.tape`` → ``quotes`` (option quotes with the desk's
   latest IV and Greeks for that contract, underlying ticks with ``price``); O(1) per tick;
@@ -28,17 +28,26 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from kit.alerts import AlertRecord, DeskRecord, record_to_json
-from kit.clock import NEW_YORK, from_ns
+from kit.core.clock import NEW_YORK, from_ns
+from kit.core.model import (
+    Action,
+    Contract,
+    Decision,
+    FeedStatus,
+    Fill,
+    Quote,
+    Trade,
+    UnderlyingTick,
+)
+from kit.core.symbology import to_occ
+from kit.engine.alerts import AlertRecord, DeskRecord, record_to_json
 from kit.execution.broker import OrderState
-from kit.model import Action, Contract, Decision, FeedStatus, Fill, Quote, Trade, UnderlyingTick
 from kit.signals import vix_regime
 from kit.store.schema import TABLES
 from kit.store.writer import StoreWriter
-from kit.symbology import to_occ
 
 if TYPE_CHECKING:
-    from kit.desk import Desk
+    from kit.engine.desk import Desk
 
 TRADE_LOG_COLUMNS = TABLES["trade_logs"].names
 STRATEGY_NAMESPACE = uuid.UUID("5b0f1c3e-6f3a-4d55-9a8e-7d1a2c0e9b41")  # strategy name → UUID
@@ -355,7 +364,7 @@ def _num(x: Any) -> float | None:
 
 
 def _alert_record(row: dict[str, Any]) -> AlertRecord:
-    from kit.model import Alert, Severity
+    from kit.core.model import Alert, Severity
 
     inputs = row["inputs"]
     acked: datetime | None = row["acked_at"]

@@ -35,7 +35,7 @@ from typing import Any
 import msgspec
 import polars as pl
 
-from kit.model import Severity
+from kit.core.model import Severity
 from kit.store.base import Store, StoreError, StoreUnavailableError
 from kit.store.schema import TABLES, Table, frame_schema
 

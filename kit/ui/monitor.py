@@ -26,7 +26,8 @@ from urllib.parse import parse_qs
 
 import ipywidgets as w
 
-from kit.client import CommandRefusedError, DeskClient, connect
+from kit.app.view import TUNABLE
+from kit.remote.client import CommandRefusedError, DeskClient, connect
 from kit.ui.panels import (
     CSS,
     STALE_AFTER_S,
@@ -41,7 +42,6 @@ from kit.ui.panels import (
     set_html,
 )
 from kit.ui.riskgraph import RiskGraph
-from kit.view import TUNABLE
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ ACTIONS = (
     ("roll_call", "Roll Call", "kit-btn-roll-call", "Roll the short call of {p}?"),
     ("add_protection", "Add Protection", "kit-btn-protect", "Buy wings for {p} (iron condor)?"),
 )
-LABELS = {  # the settings (kit.view.TUNABLE) as a trader reads them
+LABELS = {  # the settings (kit.app.view.TUNABLE) as a trader reads them
     "minutes_to_close": "Time stop: minutes before close", "arm_pct": "Trailing stop arms at P&L %",
     "trail_pct": "Trailing stop trails by %", "daily_loss_limit": "Daily loss limit $",
     "max_total_risk": "Max total risk $",

@@ -1,7 +1,7 @@
 """The monitor's read-only panels: header, position summary, metrics, tables, alerts.
 
 Each panel is built once (while the notebook executes: Voila shows nothing displayed later)
-and then only has its traits set from a snapshot (:mod:`kit.view`). HTML panels are rebuilt as
+and then only has its traits set from a snapshot (:mod:`kit.app.view`). HTML panels are rebuilt as
 one string and assigned only when the text changed, so an unchanged panel costs no message.
 Every widget carries a stable ``kit-*`` CSS class: the browser tests and the lag benchmark find
 them by it.

@@ -1,8 +1,8 @@
 """The risk graph: P&L at expiry and today (T+0) against spot, with what-if toggles.
 
 The curves are computed here, in the viewer's kernel, from the legs the snapshot carries
-(:mod:`kit.view`), with the same :mod:`kit.payoff` functions the desk's rules use: the service
-sends a few numbers per leg instead of four 201-point curves ten times a second. The grid is
+(:mod:`kit.app.view`), with the same :mod:`kit.core.payoff` functions the desk's rules use: the
+service sends a few numbers per leg instead of four 201-point curves ten times a second. The grid is
 fixed per position (±3 expected moves around the spot when it was first drawn, 201 points), so
 an update moves y values only and the chart does not jitter; it is re-centred when spot leaves
 the middle 80%.
@@ -17,7 +17,7 @@ import bqplot as bq
 import ipywidgets as w
 import numpy as np
 
-from kit.payoff import Legs, breakevens, expected_move, pnl_at_expiry, pnl_t0, spot_grid
+from kit.core.payoff import Legs, breakevens, expected_move, pnl_at_expiry, pnl_t0, spot_grid
 
 POINTS = 201
 VOL_SHIFT = 0.15  # the "vol ±15%" toggles: relative to each leg's IV

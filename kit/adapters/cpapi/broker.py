@@ -1,0 +1,547 @@
+"""IBKR Client Portal Web API (CP API v1) broker: the desk's orders through the local gateway.
+
+The gateway (``https://localhost:5000/v1/api``) holds the brokerage session, so requests carry no
+credentials (messages still write the account as ``{accountId}``). Shapes follow IBKR's CP Web
+API v1 reference and the models of its OpenAPI document (IB REST API 2.x); numbers may arrive as
+strings and are parsed either way:
+
+* Session: ``GET /iserver/auth/status`` (``authenticated``, ``message``), ``GET /iserver/accounts``
+  (``accounts``; required before order calls), ``GET /portfolio/accounts`` (required before
+  ``/portfolio`` calls), ``POST /tickle`` every ``tickle_s`` to keep the session.
+* Contracts: ``GET /iserver/secdef/search?symbol=SPX`` (``conid``, ``sections`` with ``OPT``), then
+  ``GET /iserver/secdef/info?conid=&sectype=OPT&month=JAN24&strike=&right=`` whose rows carry
+  ``maturityDate`` and ``tradingClass`` (SPX vs SPXW); unknown conids are read back from ``GET
+  /iserver/contract/{conid}/info`` (``trading_class``, ``expiry_full``, ``strike``, ``right``).
+* Orders: ``POST /iserver/account/{accountId}/orders`` ``{"orders": [{acctId, conid | conidex,
+  cOID, orderType, price, side, quantity, tif}]}``; combos use ``conidex "28812380;;;c1/r1,c2/r2"``
+  (the USD spread conid, signed ratios): the Broker protocol's BAG convention, so side, units and
+  net price pass unchanged. Answers are ``[{"order_id", "order_status"}]`` or a question
+  ``[{"id", "message", "messageIds"}]`` for ``POST /iserver/reply/{id} {"confirmed": bool}``.
+  Modify ``POST`` / cancel ``DELETE`` ``/iserver/account/{accountId}/order/{orderId}``.
+* Reports: ``GET /iserver/account/orders`` (``orderId``, ``status``, ``filledQuantity``,
+  ``avgPrice``, ``order_ref`` = cOID), ``GET /iserver/account/trades`` (``execution_id``, ``side``
+  B/S, ``size``, ``price``, ``commission``, ``conid``, ``order_ref``, ``trade_time_r`` ms),
+  ``GET /portfolio/{accountId}/positions/{page}`` (100 a page), ``.../summary``
+  (``{"netliquidation": {"amount"}, ...}``) and ``.../ledger`` (``BASE.realizedpnl``).
+
+Choices where the docs leave room: a question is confirmed only when all its message ids are in
+``auto_confirm`` (informational ones); otherwise it is declined and raised as OrderRejectedError
+with IBKR's text. ``client_id`` is the cOID: :meth:`CpApiBroker.place` checks its own map, then the
+gateway's orders (and refuses when only executions remain), so a restart never sends twice. A poll
+task emits fills (once per ``execution_id``), then changed order states; executions that predate
+``connect`` are not re-emitted but :meth:`~CpApiBroker.fills` returns them. A failed poll logs a
+warning and the next poll is the reconnect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import httpx
+from msgspec.structs import replace
+
+from kit.core.clock import Clock, LiveClock
+from kit.core.config import ConfigError, load_env
+from kit.core.model import Contract, Fill, ModelError, Order, OrderType, Side
+from kit.core.symbology import right_code
+from kit.execution.broker import (
+    AccountSummary,
+    BrokerError,
+    BrokerEvent,
+    Listener,
+    OrderRejectedError,
+    OrderState,
+    OrderStatus,
+    notify,
+)
+
+log = logging.getLogger(__name__)
+
+COMBO_CONID_USD = 28812380  # IBKR's spread contract for USD combos: the conidex prefix
+MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
+# Order-reply messages that inform rather than warn: p12 (orders far from the reference price may
+# be rejected by IBKR's price management), o354 (no market data subscription in the gateway: the
+# desk prices from its own feed) and o10331 (stop order types: the desk sends LMT/MKT only).
+# Price-percentage (o163), size (o383) and value (o451) limits are real warnings: never confirmed.
+DEFAULT_AUTO_CONFIRM = frozenset({"p12", "o354", "o10331"})
+POSITIONS_PAGE = 100  # rows per /portfolio/{accountId}/positions/{page}
+_MAX_REPLIES = 5
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_LIVE = None  # marker in _STATUS: working, or partly filled
+_STATUS: dict[str, OrderStatus | None] = {
+    "PendingSubmit": OrderStatus.PENDING, "ApiPending": OrderStatus.PENDING,
+    "PreSubmitted": _LIVE, "Submitted": _LIVE, "PendingCancel": _LIVE, "WarnState": _LIVE,
+    "Filled": OrderStatus.FILLED, "Cancelled": OrderStatus.CANCELLED,
+    "ApiCancelled": OrderStatus.CANCELLED, "Inactive": OrderStatus.REJECTED,
+}  # fmt: skip
+
+
+def map_status(ib_status: str, filled: int) -> OrderStatus:
+    """IBKR's order status to ours; ``filled`` (order units) tells working from partly filled.
+    ``Inactive`` after a partial fill is a cancel of the rest, not a rejection."""
+    live = OrderStatus.PARTIAL if filled > 0 else OrderStatus.WORKING
+    if ib_status not in _STATUS:
+        log.warning("IBKR: unknown order status %r, treated as working", ib_status)
+        return live
+    status = _STATUS[ib_status]
+    if status is None or (status is OrderStatus.PENDING and filled > 0):
+        return live
+    return OrderStatus.CANCELLED if status is OrderStatus.REJECTED and filled > 0 else status
+
+
+def _num(value: Any, default: float = 0.0) -> float:
+    """A number the gateway sent as a number or a string; ``default`` when absent or bad."""
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return default
+    return x if math.isfinite(x) else default
+
+
+def _shape(order: Order) -> tuple[int, int]:
+    """(contracts per order unit, price sign) of what is sent: a single leg goes out as its
+    contract (``quantity x |ratio|`` at ``limit / ratio``); a combo as its units."""
+    if len(order.legs) == 1:
+        ratio = order.legs[0].ratio
+        return abs(ratio), ratio
+    return 1, 1
+
+
+@dataclass(frozen=True)
+class CpApiConfig:
+    """Where the gateway is and which account trades; ``verify_tls=False`` accepts the gateway's
+    self-signed localhost certificate."""
+
+    base_url: str
+    account_id: str
+    poll_s: float = 0.5
+    verify_tls: bool = True
+    timeout_s: float = 10.0
+    tickle_s: float = 60.0
+    auto_confirm: frozenset[str] = DEFAULT_AUTO_CONFIRM
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> CpApiConfig:
+        """``IBKR_CPAPI_URL`` and ``IBKR_ACCOUNT_ID`` (required), ``IBKR_CPAPI_VERIFY_TLS``
+        (default 1: set 0 for the gateway's self-signed certificate). Reads ``.env`` too."""
+        if env is None:
+            load_env()
+            env = os.environ
+        missing = [k for k in ("IBKR_CPAPI_URL", "IBKR_ACCOUNT_ID") if not env.get(k)]
+        if missing:
+            raise ConfigError(
+                f"{', '.join(missing)} not set: the IBKR Client Portal broker needs the gateway "
+                "URL (e.g. https://localhost:5000/v1/api) and the account id"
+            )
+        verify = env.get("IBKR_CPAPI_VERIFY_TLS", "1").strip().lower() in _TRUE
+        return cls(env["IBKR_CPAPI_URL"], env["IBKR_ACCOUNT_ID"], verify_tls=verify)
+
+
+class CpApiBroker:
+    """The :class:`~kit.execution.broker.Broker` protocol over the Client Portal Web API."""
+
+    name = "ibkr-cpapi"
+    supports_combo = True
+    live = True
+
+    def __init__(self, config: CpApiConfig | None = None, clock: Clock | None = None, *,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:  # fmt: skip
+        self.config = config or CpApiConfig.from_env()
+        self.clock = clock or LiveClock()
+        self._iserver = f"/iserver/account/{self.config.account_id}"
+        self._portfolio = f"/portfolio/{self.config.account_id}"
+        self._transport = transport
+        self._client: httpx.AsyncClient | None = None
+        self._listeners: list[Listener] = []
+        self._states: dict[str, OrderState] = {}
+        self._cids: dict[str, str] = {}  # IBKR order id -> client id
+        self._conids: dict[Contract, int] = {}
+        self._contracts: dict[int, Contract | None] = {}  # None: not an option we can map
+        self._underlyings: dict[str, int] = {}
+        self._fills: dict[str, Fill] = {}  # by execution id
+        self._seen: set[str] = set()  # execution ids already emitted (or predating connect)
+        self._place_lock, self._poll_lock = asyncio.Lock(), asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self._failing, self._last_tickle_ns = False, 0
+
+    # --- lifecycle ---
+
+    async def connect(self) -> None:
+        """Check the session and the account, take a baseline of executions, start polling."""
+        if self._task is not None:
+            return
+        self._client = httpx.AsyncClient(
+            base_url=self.config.base_url, verify=self.config.verify_tls,
+            timeout=self.config.timeout_s, transport=self._transport,
+        )  # fmt: skip
+        try:
+            auth = await self._call("GET", "/iserver/auth/status")
+            if not (isinstance(auth, dict) and auth.get("authenticated")):
+                host = httpx.URL(self.config.base_url).host
+                msg = auth.get("message") if isinstance(auth, dict) else None
+                why = f" ({msg})" if msg else ""
+                raise BrokerError(f"IBKR gateway at {host} is not authenticated{why}: log in on "
+                                  "its web page, then connect")  # fmt: skip
+            accounts = await self._call("GET", "/iserver/accounts")
+            if self.config.account_id not in (accounts or {}).get("accounts", []):
+                raise BrokerError("IBKR_ACCOUNT_ID is not among the accounts of this session")
+            await self._call("GET", "/portfolio/accounts")
+            await self._call("GET", "/iserver/account/orders")  # starts the gateway's order feed
+            self._seen.update(str(t.get("execution_id")) for t in await self._trades())
+        except BaseException:
+            await self.close()
+            raise
+        self._last_tickle_ns = self.clock.now_ns()
+        self._task = asyncio.create_task(self._poll_loop())
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    def subscribe(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    # --- requests ---
+
+    async def place(self, order: Order) -> OrderState:
+        # One place at a time (two of one client id must not both send), and no poll meanwhile
+        # (rows read before the acknowledgement must not overwrite it).
+        async with self._place_lock, self._poll_lock:
+            if (known := self._states.get(order.client_id)) is not None:
+                return known
+            if (adopted := await self._adopt(order)) is not None:
+                return adopted
+            if crypto := [leg.contract.root for leg in order.legs if leg.contract.is_crypto]:
+                raise OrderRejectedError(f"{crypto[0]} options do not trade at IBKR")
+            if len({leg.contract for leg in order.legs}) != len(order.legs):
+                raise OrderRejectedError("the same contract appears in two legs")
+            ack = await self._submit(f"{self._iserver}/orders", await self._body(order), new=True)
+            status = map_status(str(ack.get("order_status") or "PendingSubmit"), 0)
+            if status in (OrderStatus.FILLED, OrderStatus.CANCELLED):  # details come by polling
+                status = OrderStatus.WORKING
+            reason = str(ack.get("order_status")) if status is OrderStatus.REJECTED else ""
+            state = OrderState(order, status, broker_id=str(ack["order_id"]), reason=reason,
+                               ts_ns=self._now())  # fmt: skip
+            self._remember(state)
+            return state
+
+    async def cancel(self, client_id: str) -> OrderState:
+        state = self._known(client_id)
+        if not state.status.done:
+            await self._call("DELETE", f"{self._iserver}/order/{state.broker_id}")
+        return self._states[client_id]
+
+    async def replace(
+        self, client_id: str, *, limit_price: float, quantity: int | None = None
+    ) -> OrderState:
+        state = self._known(client_id)
+        if state.status.done or state.order.order_type is not OrderType.LIMIT:
+            why = state.status.value if state.status.done else "a market order"
+            raise OrderRejectedError(f"cannot replace {client_id}: it is {why}")
+        if not isinstance(limit_price, int | float) or not math.isfinite(limit_price):
+            raise OrderRejectedError(f"replace {client_id}: limit {limit_price!r} is not finite")
+        if quantity is not None and (quantity < 1 or quantity < state.filled_qty):
+            raise OrderRejectedError(f"replace {client_id}: quantity {quantity} is below 1 or "
+                                     f"the {state.filled_qty} already filled")  # fmt: skip
+        order = replace(state.order, limit_price=float(limit_price),
+                        quantity=quantity or state.order.quantity)  # fmt: skip
+        body = await self._body(order)
+        del body["cOID"]  # a modify restates the order; the cOID is not changed
+        await self._submit(f"{self._iserver}/order/{state.broker_id}", body, new=False)
+        new = self._states[client_id] = replace(self._states[client_id], order=order,
+                                                ts_ns=self._now())  # fmt: skip
+        self._emit(new)
+        return new
+
+    # --- queries ---
+
+    def order(self, client_id: str) -> OrderState | None:
+        return self._states.get(client_id)
+
+    async def orders(self) -> list[OrderState]:
+        """Orders this session placed or adopted, refreshed from the gateway first."""
+        await self.poll()
+        return list(self._states.values())
+
+    async def fills(self) -> list[Fill]:
+        """Every execution the gateway reports (its trades window), whoever placed it."""
+        return [f for t in await self._trades() if (f := await self._fill(t)) is not None]
+
+    async def positions(self) -> dict[Contract, int]:
+        out: dict[Contract, int] = {}
+        for page in range(50):
+            rows = await self._call("GET", f"{self._portfolio}/positions/{page}")
+            rows = rows if isinstance(rows, list) else []
+            for r in rows:
+                if (qty := round(_num(r.get("position")))) == 0 or r.get("assetClass") != "OPT":
+                    continue
+                if (contract := await self._contract_of(r.get("conid"))) is None:
+                    log.warning("IBKR position in conid %s: not a mappable option", r.get("conid"))
+                    continue
+                out[contract] = out.get(contract, 0) + qty
+            if len(rows) < POSITIONS_PAGE:
+                break
+        return {c: q for c, q in out.items() if q != 0}
+
+    async def account(self) -> AccountSummary:
+        """Summary amounts; realized P&L from the BASE ledger; commissions summed over the
+        executions the gateway reports."""
+        summary = await self._call("GET", f"{self._portfolio}/summary") or {}
+        base = (await self._call("GET", f"{self._portfolio}/ledger") or {}).get("BASE") or {}
+
+        def amount(key: str) -> float:
+            item = summary.get(key)
+            if not isinstance(item, dict) or item.get("isNull"):
+                raise BrokerError(f"IBKR GET /portfolio/{{accountId}}/summary: no {key!r}")
+            return _num(item.get("amount"), math.nan)
+
+        return AccountSummary(
+            cash=amount("totalcashvalue"), net_liquidation=amount("netliquidation"),
+            realized_pnl=_num(base.get("realizedpnl")),
+            commissions=sum(f.commission for f in await self.fills()),
+            buying_power_used=_num((summary.get("initmarginreq") or {}).get("amount")),
+        )  # fmt: skip
+
+    # --- polling ---
+
+    async def poll(self) -> None:
+        """One pass: read orders, then executions; emit new fills, then changed order states
+        (reading orders first means every fill behind a reported fill count is seen too)."""
+        async with self._poll_lock:
+            rows = (await self._call("GET", "/iserver/account/orders") or {}).get("orders") or []
+            events: list[BrokerEvent] = []
+            for t in await self._trades():
+                eid = str(t.get("execution_id") or "")
+                if eid in self._seen or (fill := await self._fill(t)) is None:
+                    continue
+                if fill.client_id in self._states:  # others wait until adopted (or never)
+                    self._seen.add(eid)
+                    events.append(fill)
+            for row in rows:
+                cid = str(row.get("order_ref") or self._cids.get(str(row.get("orderId"))) or "")
+                if (old := self._states.get(cid)) is None:
+                    continue
+                new = self._from_row(old.order, row, old.broker_id)
+                if (new.status, new.filled_qty) != (old.status, old.filled_qty) or not math.isclose(
+                    new.avg_price, old.avg_price, abs_tol=1e-9
+                ):
+                    self._states[cid] = new
+                    events.append(new)
+            for event in events:
+                self._emit(event)
+
+    async def _poll_loop(self) -> None:
+        while True:
+            await self.clock.sleep(self.config.poll_s)
+            try:
+                if self.clock.now_ns() - self._last_tickle_ns >= self.config.tickle_s * 1e9:
+                    self._last_tickle_ns = self.clock.now_ns()
+                    await self._call("POST", "/tickle")
+                await self.poll()
+            except BrokerError as exc:  # the gateway is away: the next poll is the reconnect
+                if not self._failing:
+                    log.warning("IBKR CP API poll failed (retrying every %g s): %s",
+                                self.config.poll_s, exc)  # fmt: skip
+                self._failing = True
+                continue
+            except Exception:  # a bug, or an answer we cannot read: loud, and keep polling
+                log.exception("IBKR CP API poll crashed")
+                continue
+            if self._failing:
+                log.warning("IBKR CP API polling recovered")
+                self._failing = False
+
+    # --- helpers ---
+
+    async def _call(self, method: str, path: str, *, params: dict[str, Any] | None = None,
+                    body: Any = None, order: bool = False) -> Any:  # fmt: skip
+        """One request; failures become BrokerError naming the endpoint (a 4xx or an
+        ``{"error"}`` answer to an order call is the order's rejection)."""
+        if self._client is None:
+            raise BrokerError("IBKR CP API: not connected (call connect() first)")
+        where = f"{method} {path.replace(self.config.account_id, '{accountId}')}"
+        try:
+            resp = await self._client.request(method, path, params=params, json=body)
+            data = resp.json() if resp.content else None
+        except httpx.TimeoutException:
+            raise BrokerError(f"IBKR {where}: no answer in {self.config.timeout_s:g} s") from None
+        except httpx.HTTPError as exc:
+            raise BrokerError(f"IBKR {where}: gateway unreachable ({exc!r})") from None
+        except ValueError:
+            raise BrokerError(f"IBKR {where}: HTTP {resp.status_code}, not JSON") from None
+        error = data.get("error") if isinstance(data, dict) else None
+        if resp.status_code == 401:
+            raise BrokerError(f"IBKR {where}: not authenticated: log in on the gateway's web page")
+        if resp.status_code >= 400 or error:
+            detail = error or resp.reason_phrase
+            if order and resp.status_code < 500:
+                raise OrderRejectedError(f"IBKR rejected the order: {detail}")
+            raise BrokerError(f"IBKR {where}: HTTP {resp.status_code}: {detail}")
+        return data
+
+    async def _submit(self, path: str, body: dict[str, Any], *, new: bool) -> dict[str, Any]:
+        """Send a new order (``{"orders": [body]}``) or a modify (the bare body) and answer its
+        questions: confirm the whitelisted ones, decline the rest and raise with IBKR's words."""
+        answer = await self._call("POST", path, body={"orders": [body]} if new else body,
+                                  order=True)  # fmt: skip
+        for replies in range(_MAX_REPLIES + 1):
+            first = answer[0] if isinstance(answer, list) and answer else answer
+            if isinstance(first, dict) and "order_id" in first:
+                return first
+            if not (isinstance(first, dict) and "id" in first) or replies == _MAX_REPLIES:
+                break
+            ids = [str(m) for m in first.get("messageIds") or []]
+            text = " / ".join(str(m) for m in first.get("message") or []) or "no text"
+            reply = f"/iserver/reply/{first['id']}"
+            if not ids or not set(ids) <= self.config.auto_confirm:
+                with contextlib.suppress(BrokerError, OrderRejectedError):
+                    await self._call("POST", reply, body={"confirmed": False})
+                raise OrderRejectedError(f"IBKR asks for confirmation ({', '.join(ids)}): {text}")
+            log.info("IBKR: confirming informational message(s) %s: %s", ", ".join(ids), text)
+            answer = await self._call("POST", reply, body={"confirmed": True}, order=True)
+        where = path.replace(self.config.account_id, "{accountId}")
+        raise BrokerError(f"IBKR POST {where}: unexpected answer {answer!r:.200}")
+
+    async def _body(self, order: Order) -> dict[str, Any]:
+        scale, sign = _shape(order)
+        body: dict[str, Any] = {"acctId": self.config.account_id, "cOID": order.client_id,
+                                "tif": "DAY", "quantity": order.quantity * scale}  # fmt: skip
+        if len(order.legs) == 1:
+            body["conid"] = await self._conid(order.legs[0].contract)
+        else:
+            legs = [f"{await self._conid(leg.contract)}/{leg.ratio}" for leg in order.legs]
+            body["conidex"] = f"{COMBO_CONID_USD};;;{','.join(legs)}"
+        body["side"] = "BUY" if order.side.sign * sign > 0 else "SELL"
+        body["orderType"] = "LMT" if order.order_type is OrderType.LIMIT else "MKT"
+        if order.limit_price is not None:
+            body["price"] = round(order.limit_price / sign, 8)
+        return body
+
+    async def _adopt(self, order: Order) -> OrderState | None:
+        """The gateway's state of an order this process never placed (a restart): no resend."""
+        rows = (await self._call("GET", "/iserver/account/orders") or {}).get("orders") or []
+        row = next((r for r in rows if str(r.get("order_ref") or "") == order.client_id), None)
+        if row is None:
+            if any(str(t.get("order_ref") or "") == order.client_id for t in await self._trades()):
+                raise BrokerError(f"{order.client_id}: IBKR has executions for this client id but "
+                                  "no live order; not sending it again")  # fmt: skip
+            return None
+        state = self._from_row(order, row, str(row.get("orderId") or row.get("order_id")))
+        log.info("IBKR: %s already at the broker as order %s (%s): adopted",
+                 order.client_id, state.broker_id, row.get("status"))  # fmt: skip
+        self._remember(state)
+        return state
+
+    def _from_row(self, order: Order, row: dict[str, Any], broker_id: str) -> OrderState:
+        scale, sign = _shape(order)
+        filled = round(_num(row.get("filledQuantity")) / scale)
+        status = map_status(ib_status := str(row.get("status") or ""), filled)
+        avg = _num(row.get("avgPrice")) * sign if filled else 0.0
+        reason = ib_status if status is OrderStatus.REJECTED else ""
+        return OrderState(order, status, filled, avg, broker_id, reason, self._now())
+
+    def _remember(self, state: OrderState) -> None:
+        self._states[state.client_id] = state
+        self._cids[state.broker_id] = state.client_id
+        self._emit(state)
+
+    async def _trades(self) -> list[dict[str, Any]]:
+        data = await self._call("GET", "/iserver/account/trades")
+        return [t for t in data if isinstance(t, dict)] if isinstance(data, list) else []
+
+    async def _fill(self, t: dict[str, Any]) -> Fill | None:
+        eid = str(t.get("execution_id") or "")
+        if eid in self._fills:
+            return self._fills[eid]
+        side = {"B": Side.BUY, "S": Side.SELL}.get(str(t.get("side") or "").upper())
+        if not eid or side is None or t.get("sec_type", "OPT") != "OPT":
+            return None  # expiries (side "X"), combo summary rows (BAG), other asset classes
+        if (contract := await self._contract_of(t.get("conid"))) is None:
+            return None
+        cid = str(t.get("order_ref") or self._cids.get(str(t.get("order_id"))) or "")
+        ts = int(_num(t.get("trade_time_r"))) * 1_000_000 or self._now()
+        try:
+            fill = Fill(eid, cid, contract, side, _num(t.get("size")), _num(t.get("price")), ts,
+                        commission=abs(_num(t.get("commission"))))  # fmt: skip
+        except ModelError as exc:
+            log.warning("IBKR execution %s ignored: %s", eid, exc)
+            return None
+        self._fills[eid] = fill
+        return fill
+
+    async def _conid(self, c: Contract) -> int:
+        """The option's conid: underlying by secdef/search, then secdef/info for the month,
+        strike and right, picking the row with the expiry and trading class (SPX vs SPXW)."""
+        if (conid := self._conids.get(c)) is not None:
+            return conid
+        if (und := self._underlyings.get(c.underlying)) is None:
+            rows = await self._call(
+                "GET", "/iserver/secdef/search", params={"symbol": c.underlying}
+            )
+            und = next((int(r["conid"]) for r in rows or [] if r.get("symbol") == c.underlying
+                        and any(s.get("secType") == "OPT" for s in r.get("sections") or [])),
+                       None)  # fmt: skip
+            if und is None:
+                raise OrderRejectedError(f"IBKR lists no options on {c.underlying}")
+            self._underlyings[c.underlying] = und
+        params = {"conid": und, "sectype": "OPT", "month": f"{MONTHS[c.expiry.month - 1]}"
+                  f"{c.expiry:%y}", "strike": f"{c.strike:g}", "right": c.right.value}  # fmt: skip
+        for r in await self._call("GET", "/iserver/secdef/info", params=params) or []:
+            if (
+                str(r.get("maturityDate")) == f"{c.expiry:%Y%m%d}"
+                and r.get("tradingClass") == c.root
+            ):
+                if _num(r.get("multiplier"), c.multiplier) != c.multiplier:
+                    raise OrderRejectedError(f"{c.root} multiplier at IBKR is {r['multiplier']}")
+                self._conids[c], self._contracts[int(r["conid"])] = int(r["conid"]), c
+                return int(r["conid"])
+        raise OrderRejectedError(f"IBKR has no {c.root} {c.expiry} {c.strike:g}{c.right.value} "
+                                 "option (secdef/info)")  # fmt: skip
+
+    async def _contract_of(self, conid: Any) -> Contract | None:
+        """The option behind a conid we did not resolve ourselves (orders from before a restart)."""
+        try:
+            key = int(conid)
+        except (TypeError, ValueError):
+            return None
+        if key in self._contracts:
+            return self._contracts[key]
+        contract, info = None, await self._call("GET", f"/iserver/contract/{key}/info")
+        if isinstance(info, dict) and info.get("instrument_type") == "OPT":
+            try:
+                ymd = str(info.get("expiry_full") or info["maturity_date"])[:8]
+                contract = Contract(str(info["trading_class"]),
+                                    datetime.strptime(ymd, "%Y%m%d").date(),
+                                    _num(info["strike"], math.nan), right_code(info["right"]),
+                                    _num(info.get("multiplier"), 100.0))  # fmt: skip
+            except (KeyError, ValueError) as exc:  # ModelError is a ValueError
+                log.warning("IBKR conid %s: cannot read the option (%s)", key, exc)
+        self._contracts[key] = contract
+        if contract is not None:
+            self._conids.setdefault(contract, key)
+        return contract
+
+    def _known(self, client_id: str) -> OrderState:
+        if (state := self._states.get(client_id)) is None:
+            raise BrokerError(f"unknown order {client_id!r}")
+        return state
+
+    def _emit(self, event: BrokerEvent) -> None:
+        notify(self._listeners, event, self.name)
+
+    def _now(self) -> int:
+        return self.clock.now_ns()

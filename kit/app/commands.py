@@ -1,0 +1,239 @@
+"""Commands a dashboard may send the desk service, validated before anything is done.
+
+Every command arrives as a JSON object ``{"cmd": NAME, ...params}``. Its parameters are checked
+against a small schema (unknown names, wrong types and out-of-range values are refused with a
+message a person can act on). Trading commands become intents for the order manager, which
+applies the desk's risk limits and duplicate-trade prevention: nothing here bypasses them, and
+a request id (``id``) becomes part of the intent id, so a command resent after a reconnect
+cannot trade twice. Switches and acknowledgements go to the desk, which audits them.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kit.core.clock import NEW_YORK, from_ns
+from kit.core.config import ConfigError
+from kit.core.model import ActionKind, Contract, ModelError, Right, Severity
+from kit.engine.desk import Desk
+from kit.execution.broker import OrderRejectedError
+from kit.execution.intents import (
+    CLOSE_FRACTIONS,
+    Intent,
+    close_intent,
+    open_intent,
+    protect_intent,
+    roll_intent,
+)
+from kit.execution.manager import OrderManager
+from kit.portfolio.strategies import DeltaBand, LiquidityFilter, StrategyError, strangle
+from kit.risk.limits import loosened
+from kit.risk.rules import Rules, load_rules
+
+ChainLoader = Callable[[str, int], Awaitable[list[Contract]]]
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
+_ANY = object()
+
+
+class CommandError(ValueError):
+    """A command refused: malformed, unknown, or not allowed now. The message says why."""
+
+
+@dataclass(frozen=True)
+class Param:
+    kind: type
+    default: Any = _ANY  # _ANY: required
+    low: float | None = None
+    high: float | None = None
+
+
+_POSITION = {"position": Param(str, None)}
+SCHEMA: dict[str, dict[str, Param]] = {
+    "open_strangle": {
+        "root": Param(str, "SPXW"), "dte": Param(int, 0, 0, 30),
+        "delta_low": Param(float, 0.10, 0.01, 0.49), "delta_high": Param(float, 0.15, 0.01, 0.49),
+        "quantity": Param(int, 1, 1, 1000), "strategy": Param(str, "manual-strangle"),
+    },
+    "close_all": _POSITION, "close_half": _POSITION, "reduce_25": _POSITION,
+    "roll_put": _POSITION, "roll_call": _POSITION, "add_protection": _POSITION,
+    "auto_manage": {"on": Param(bool)},
+    "kill": {"on": Param(bool), "reason": Param(str, "kill switch from the monitor")},
+    "ack": {"seq": Param(int, _ANY, 1)},
+    "settings": {"rules": Param(dict)},
+}  # fmt: skip
+
+
+def validate(message: Any) -> tuple[str, dict[str, Any]]:
+    """(command name, parameters with defaults) or CommandError naming the first problem."""
+    if not isinstance(message, dict):
+        raise CommandError("a command is a JSON object")
+    name = message.get("cmd")
+    if name not in SCHEMA:
+        raise CommandError(f"unknown command {name!r} (have {', '.join(SCHEMA)})")
+    schema = SCHEMA[name]
+    given = {k: v for k, v in message.items() if k not in ("cmd", "id", "type")}
+    if unknown := sorted(set(given) - set(schema)):
+        raise CommandError(f"{name}: unknown parameter {unknown[0]!r} (takes: "
+                           f"{', '.join(schema) or 'nothing'})")  # fmt: skip
+    out = {}
+    for key, p in schema.items():
+        value = given.get(key, p.default)
+        if value is _ANY:
+            raise CommandError(f"{name}: missing parameter {key!r}")
+        if value is not None:
+            value = _typed(f"{name}.{key}", p, value)
+        out[key] = value
+    return name, out
+
+
+def _typed(where: str, p: Param, value: Any) -> Any:
+    ok = isinstance(value, p.kind) and not (p.kind is not bool and isinstance(value, bool))
+    if p.kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value, ok = float(value), True
+    if not ok:
+        raise CommandError(f"{where}: expected {p.kind.__name__}, got {value!r}")
+    if p.kind in (int, float):
+        if not math.isfinite(value):
+            raise CommandError(f"{where}: must be finite, got {value!r}")
+        if (p.low is not None and value < p.low) or (p.high is not None and value > p.high):
+            raise CommandError(f"{where}: {value!r} is outside {p.low:g}..{p.high or math.inf:g}")
+    if p.kind is str and not value.strip():
+        raise CommandError(f"{where}: must not be empty")
+    return value
+
+
+class Commands:
+    """Carries out validated commands on one desk and its order manager."""
+
+    def __init__(
+        self,
+        desk: Desk,
+        orders: OrderManager,
+        chain: ChainLoader,
+        rules_path: str | Path | None = None,
+    ) -> None:
+        self.desk, self.orders, self.chain = desk, orders, chain
+        self.rules_path = rules_path
+        self.overrides: dict[str, dict[str, Any]] = {}
+
+    async def run(self, message: Any, who: str = "monitor") -> dict[str, Any]:
+        """Run one command; returns its result, raises CommandError with the reason."""
+        name, params = validate(message)
+        request = message.get("id")
+        if request is not None and not (isinstance(request, str) and _REQUEST_ID.match(request)):
+            raise CommandError("id: use 1-40 letters, digits, _ or -")
+        try:
+            if name in CLOSE_FRACTIONS or name in ("roll_put", "roll_call", "add_protection"):
+                return self._position_command(ActionKind(name), params["position"], request, who)
+            handler = getattr(self, f"_{name}")
+            return await handler(params, request, who)
+        except (OrderRejectedError, StrategyError, ModelError, ConfigError, RuntimeError) as exc:
+            raise CommandError(f"{name}: {exc}") from None
+
+    # --- trading ---
+
+    async def _open_strangle(self, p: dict[str, Any], request: str | None, who: str) -> dict:
+        band = DeltaBand(p["delta_low"], p["delta_high"])
+        chain = await self.chain(p["root"], p["dte"])
+        if not chain:
+            raise CommandError(f"open_strangle: no {p['root']} expiry {p['dte']} sessions out")
+        desk, now = self.desk, self.desk.clock.now_ns()
+        pid = f"{p['strategy']}-{from_ns(now).astimezone(NEW_YORK):%H%M%S}"
+        liquidity = LiquidityFilter.for_entry(desk.rules.entry)
+        position = strangle(desk.market, chain, pid, now, band=band, liquidity=liquidity,
+                            quantity=p["quantity"])  # fmt: skip
+        check = desk.check_entry(position)
+        if not check.ok:
+            raise CommandError("open_strangle: entry check failed: " + "; ".join(check.failures))
+        intent = open_intent(position, p["strategy"], f"{who}: {check.finding.alert.message}",
+                             source=f"manual:{who}")  # fmt: skip
+        rec = self.orders.submit(intent)
+        return {"intent": rec.intent.id, "position": pid, "status": rec.status,
+                "legs": [str(leg.contract) for leg in position.legs]}  # fmt: skip
+
+    def _targets(self, kind: ActionKind, position: str | None) -> list[str]:
+        book = self.desk.book
+        if position is not None:
+            if position not in book.rows or book.held(position) is None:
+                raise CommandError(f"{kind}: position {position!r} is not held")
+            if position in self.desk.alert_only:
+                raise CommandError(f"{kind}: {position!r} is alert-only (traded elsewhere): "
+                                   "log its trades with `kit positions`")  # fmt: skip
+            return [position]
+        held = [p for p in book.ids if book.held(p) is not None and p not in self.desk.alert_only]
+        if kind is ActionKind.CLOSE_ALL:
+            return held
+        if len(held) != 1:
+            raise CommandError(f"{kind}: name the position ({len(held)} are open)")
+        return held
+
+    def _position_command(
+        self, kind: ActionKind, position: str | None, request: str | None, who: str
+    ) -> dict[str, Any]:
+        targets = self._targets(kind, position)
+        if not targets:
+            raise CommandError(f"{kind}: no open position")
+        desk, now = self.desk, self.desk.clock.now_ns()
+        out = []
+        for pid in targets:
+            held = desk.book.held(pid)
+            assert held is not None
+            strategy = self.orders.strategy_of(pid)
+            iid = f"{pid}.{kind}.{request}" if request else self.orders.next_id(pid, kind)
+            why, source = f"{kind} from the {who}", f"manual:{who}"
+            intent: Intent
+            if kind in CLOSE_FRACTIONS:
+                intent = close_intent(held, strategy, CLOSE_FRACTIONS[kind], why, now, iid, source)
+            elif kind is ActionKind.ADD_PROTECTION:
+                intent = protect_intent(desk.market, held, strategy, why, now, iid, source)
+            else:
+                side = Right.PUT if kind is ActionKind.ROLL_PUT else Right.CALL
+                intent = roll_intent(desk.market, held, strategy, side, why, now, iid, source)
+            rec = self.orders.submit(intent)
+            out.append({"intent": rec.intent.id, "position": pid, "status": rec.status})
+        return {"intents": out}
+
+    # --- switches ---
+
+    async def _auto_manage(self, p: dict[str, Any], request: str | None, who: str) -> dict:
+        self.desk.set_auto_manage(p["on"])
+        return {"auto_manage": self.desk.auto_manage}
+
+    async def _kill(self, p: dict[str, Any], request: str | None, who: str) -> dict:
+        if p["on"]:
+            self.desk.kill(f"{p['reason']} ({who})")
+        else:
+            self.desk.reset_kill()
+        return {"killed": self.desk.killed, "auto_manage": self.desk.auto_manage}
+
+    async def _ack(self, p: dict[str, Any], request: str | None, who: str) -> dict:
+        try:
+            record = self.desk.acknowledge(p["seq"], who)
+        except (KeyError, IndexError, ValueError) as exc:
+            raise CommandError(f"ack: {exc}") from None
+        return {"seq": record.seq, "acked_by": record.acked_by}
+
+    async def _settings(self, p: dict[str, Any], request: str | None, who: str) -> dict:
+        """Change rule thresholds (the same strict checks as a rules file); the windows the
+        market keeps were sized at start, so changing them needs a restart."""
+        merged = {k: dict(v) for k, v in self.overrides.items()}
+        for rule, table in p["rules"].items():
+            if not isinstance(table, dict):
+                raise CommandError(f"settings: [{rule}] must be an object of settings")
+            merged.setdefault(rule, {}).update(table)
+        rules: Rules = load_rules(self.rules_path, merged)
+        if why := loosened(rules.limits, self.desk.limit_ceiling):
+            raise CommandError("settings: " + "; ".join(why) + " (loosening the risk limits "
+                               "needs a restart with a new rules file)")  # fmt: skip
+        old = self.desk.rules
+        if (rules.rapid_move.window_s, rules.correlation_break.window_s) != (
+            old.rapid_move.window_s, old.correlation_break.window_s):  # fmt: skip
+            raise CommandError("settings: window_s changes need a restart of the service")
+        self.desk.rules, self.overrides = rules, merged
+        self.desk.notify(Severity.INFO, "desk", f"settings changed by {who}: {p['rules']}")
+        return {"rules": merged}

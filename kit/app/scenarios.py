@@ -1,0 +1,144 @@
+"""Scripted simulator sessions: a desk, a demo position and a scenario run to its end.
+
+``kit run --feed sim --script NAME`` calls :func:`run`. Each scenario is built so that its rule
+really fires on the default seed: a fast drop (``rapid_move``), a vol spike (``gamma``/``delta``),
+a feed pause (``feed_stale``) and a quiet 0DTE last hour (``time_stop``); ``day`` chains them all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+
+from kit.adapters.sim.feed import SCRIPTS, SimFeed
+from kit.adapters.sim.market import SimConfig
+from kit.core.clock import NEW_YORK, SimClock, us_session
+from kit.core.model import Fill, Side
+from kit.engine.alerts import AlertManager, AlertRecord, AlertSink, DeskRecord
+from kit.engine.desk import Desk, Snapshot
+from kit.portfolio.strategies import short_strangle
+from kit.risk.rules import Rules
+from kit.store.attach import DeskStore
+
+DEFAULT_DAY = date(2024, 3, 12)  # a plain Tuesday: reproducible runs
+
+
+@dataclass(frozen=True)
+class Demo:
+    """A demo short strangle opened ``at_s`` into the run, ``dte`` sessions out."""
+
+    id: str = "demo-strangle"
+    dte: int = 0
+    at_s: float = 0.0
+    delta: float = 0.10
+
+
+@dataclass(frozen=True)
+class Scenario:
+    description: str
+    start: time  # New York time of day the run starts
+    duration_s: float
+    expects: tuple[tuple[str, float, float], ...]  # (rule, from_s, to_s) built to fire, in order
+    demos: tuple[Demo, ...] = (Demo(),)
+
+
+SCENARIOS: dict[str, Scenario] = {
+    "rapid_drop": Scenario("SPX falls 1.3% in 5 minutes at 10:10", time(10), 1500,
+                           (("rapid_move", 600, 900),)),
+    "vol_spike": Scenario("SPX vol +12 points and -0.6% over 10 minutes at 10:10", time(10), 1500,
+                          (("gamma", 0, 1500), ("delta", 600, 1500))),
+    "feed_pause": Scenario("the feed goes silent for 45 s at 10:10", time(10), 900,
+                           (("feed_stale", 625, 645),)),
+    "zero_dte_close": Scenario("a quiet 0DTE last hour to the close", time(15), 3600,
+                               (("time_stop", 1800, 3600),)),
+    "day": Scenario(
+        "09:45 to the close: a 4-day 5-delta strangle through a drop and recovery, a vol "
+        "spike and an outage; a 0DTE strangle sold at 14:30 for the last hour",
+        time(9, 45), 22500,
+        (("rapid_move", 1800, 2100), ("delta", 8100, 13500), ("feed_stale", 13525, 13545),
+         ("time_stop", 20700, 22500)),
+        (Demo("demo-4dte", dte=4, delta=0.05), Demo("demo-0dte", dte=0, at_s=17100)),
+    ),
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class RunResult:
+    alerts: list[AlertRecord]
+    snapshot: Snapshot
+    desk_stats: dict[str, int]
+
+
+async def _open_demo(desk: Desk, feed: SimFeed, demo: Demo) -> None:
+    """Sell the demo strangle at the mids of a chain snapshot, after the entry check."""
+    m, now = feed.market, desk.clock.now_ns()
+    m.advance_to(now)
+    expiries = sorted({c.expiry for c in m.chain("SPXW")})
+    chain = [c for c in m.chain("SPXW") if c.expiry == expiries[min(demo.dte, len(expiries) - 1)]]
+    desk.process([*m.ticks(["SPX", "SPY", "VIX"]), *m.quotes(chain)])  # the chain snapshot
+    desk.market.refresh(desk.market.track_all(chain), now)
+    position = short_strangle(desk.market, chain, demo.id, now, delta=demo.delta)
+    legs = [leg.contract for leg in position.legs]
+    desk.market.set_open_interest(legs, m.open_interest(legs))
+    desk.check_entry(position)
+    fills = [
+        Fill(f"{demo.id}-{i}", demo.id, leg.contract, Side.SELL, float(position.quantity),
+             round(float(desk.market.mark[desk.market.index[leg.contract]]), 2), now)
+        for i, leg in enumerate(position.legs)
+    ]  # fmt: skip
+    desk.open_position(position, fills)
+    await desk.subscribe(legs)
+
+
+async def run(
+    name: str,
+    *,
+    sinks: Sequence[AlertSink] = (),
+    speed: float | None = None,
+    seed: int = 0,
+    day: date = DEFAULT_DAY,
+    demo: bool = True,
+    rules: Rules | None = None,
+    auto_manage: bool = False,
+    listener: Callable[[DeskRecord], None] | None = None,
+    db: str | None = None,
+) -> RunResult:
+    """Run scenario ``name`` on ``day`` (stepped as fast as possible unless ``speed`` is given)."""
+    if name not in SCENARIOS:
+        raise ValueError(f"unknown scenario {name!r} (have {', '.join(SCENARIOS)})")
+    scenario = SCENARIOS[name]
+    session = us_session(day)
+    if session is None:
+        raise ValueError(f"{day} is not a US trading session")
+    start = datetime.combine(day, scenario.start, NEW_YORK)
+    end = min(start + timedelta(seconds=scenario.duration_s), session.close)
+    clock = SimClock(start, speed=speed)
+    feed = SimFeed(clock, config=SimConfig(seed=seed), script=SCRIPTS[name])
+    desk = Desk(clock, [feed], rules=rules, alerts=AlertManager(clock, sinks),
+                auto_manage=auto_manage)  # fmt: skip
+    for symbol in ("SPX", "SPY"):
+        desk.iv_history[symbol] = feed.market.iv_history("SPX")
+    if listener is not None:
+        desk.listeners.append(listener)
+    kept = DeskStore.open(desk, db) if db is not None else None
+    if kept is not None:
+        await kept.start()
+    await desk.start()
+    try:
+        await desk.subscribe(["SPX", "SPY", "VIX"])
+        stops = [(start + timedelta(seconds=d.at_s), d) for d in scenario.demos if demo]
+        for when, d in [*sorted(stops, key=lambda s: s[0]), (end, None)]:
+            if speed is None:
+                await clock.run_until(when)
+            else:
+                while clock.now() < when:
+                    await asyncio.sleep(min(0.2, (when - clock.now()).total_seconds() / speed))
+            if d is not None:
+                await _open_demo(desk, feed, d)
+    finally:
+        await desk.close()
+        if kept is not None:
+            await kept.close()
+    return RunResult(desk.alerts.history, desk.snapshot(), dict(desk.stats))

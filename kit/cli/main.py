@@ -1,0 +1,358 @@
+"""``kit`` / ``python -m kit``: the command line. Each command is a small function; errors in the
+arguments exit with status 2 and a one-line message, never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, date, datetime, time, timedelta
+
+from kit import __version__
+from kit.core import symbology
+from kit.core.clock import expiry_time, time_to_expiry, us_session
+from kit.core.config import ConfigError, Settings
+from kit.core.model import ModelError
+from kit.store.base import StoreError
+
+PARSERS: dict[str, Callable[[str], object]] = {
+    "occ": symbology.from_occ,
+    "dxlink": symbology.from_dxlink,
+    "delta": symbology.from_delta,
+}
+
+
+def _parse_symbol(text: str):
+    """Try each vendor form in turn: the user should not have to say which one they pasted."""
+    for parse in PARSERS.values():
+        try:
+            return parse(text)
+        except ModelError:
+            continue
+    raise ModelError(f"{text!r} is not an OCC, DxLink or Delta Exchange option symbol")
+
+
+def cmd_symbol(args: argparse.Namespace) -> int:
+    c = _parse_symbol(args.symbol)
+    out = {
+        "root": c.root,
+        "underlying": c.underlying,
+        "expiry": c.expiry.isoformat(),
+        "strike": c.strike,
+        "right": c.right.value,
+        "multiplier": c.multiplier,
+        "expires_at": expiry_time(c).isoformat(),
+    }
+    if c.is_crypto:
+        out["delta"] = symbology.to_delta(c)
+    else:
+        out |= {
+            "occ": symbology.to_occ(c),
+            "dxlink": symbology.to_dxlink(c),
+            "thetadata": symbology.to_thetadata(c),
+            "ibkr": symbology.to_ibkr(c),
+        }
+    if args.at:
+        when = datetime.fromisoformat(args.at)
+        if when.tzinfo is None:
+            raise ModelError(f"--at {args.at!r}: include a UTC offset, e.g. 2024-01-19T15:00-05:00")
+        out["years_to_expiry"] = time_to_expiry(c, when)
+    print(json.dumps(out, indent=2))
+    return 0
+
+
+def cmd_session(args: argparse.Namespace) -> int:
+    s = us_session(args.day)
+    if s is None:
+        print(json.dumps({"day": args.day.isoformat(), "open": None, "close": None}))
+    else:
+        print(
+            json.dumps(
+                {
+                    "day": s.day.isoformat(),
+                    "open": s.open.isoformat(),
+                    "close": s.close.isoformat(),
+                    "early_close": s.early_close,
+                }
+            )
+        )
+    return 0
+
+
+def cmd_emulate(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from kit.adapters.thetadata.emulator import serve_forever
+
+    try:
+        asyncio.run(serve_forever(args.rest_port, args.ws_port, args.seed, args.speed))
+    except KeyboardInterrupt:
+        return 0
+    except OSError as exc:
+        raise ValueError(f"cannot listen on 127.0.0.1 ({exc.strerror or exc})") from None
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from kit.engine.alerts import ConsoleSink, record_to_json
+    from kit.risk.rules import load_rules
+
+    rules = load_rules(args.rules or os.environ.get("KIT_RULES") or None)
+    speed = args.speed or None
+
+    def emit(doc: dict) -> None:
+        print(json.dumps(doc), flush=True)
+
+    sinks = [] if args.jsonl else [ConsoleSink()]
+    # Start-up objects (modules, rule tables) live as long as the process: keep them out of the
+    # collector's full scans, which otherwise stall the event loop for tens of milliseconds.
+    gc.freeze()
+    if args.auto:
+        from kit.app.autopilot import AUTO_SEED, run_auto
+        from kit.execution.state import JsonStateStore
+
+        store = JsonStateStore(args.state) if args.state else None
+        result = asyncio.run(run_auto(
+            day=args.date, seed=AUTO_SEED if args.seed is None else args.seed, speed=speed,
+            rules=rules, script=args.script or (), store=store, db=args.db,
+            start=args.start, sinks=sinks,
+            emit=emit if args.jsonl else None,
+        ))  # fmt: skip
+        if not args.jsonl:
+            emit(result.summary)
+        return 0
+    from kit.app.scenarios import run
+
+    if args.script is None:
+        raise ValueError("give --script NAME, or --auto for an auto-managed session")
+    out = asyncio.run(
+        run(args.script, sinks=sinks, speed=speed, seed=args.seed or 0, day=args.date,
+            demo=not args.no_demo, rules=rules, auto_manage=False, db=args.db,
+            listener=(lambda e: emit(record_to_json(e))) if args.jsonl else None)
+    )  # fmt: skip
+    counts: dict[str, int] = {}
+    for record in out.alerts:
+        counts[record.alert.rule] = counts.get(record.alert.rule, 0) + 1
+    emit({
+        "kind": "summary", "scenario": args.script, "alerts": counts,
+        "positions": [
+            {k: p[k] for k in ("id", "pnl", "pnl_pct", "delta_unit", "gamma_unit", "spot")}
+            for p in out.snapshot.positions
+        ],
+        "events": out.desk_stats["events"],
+    })  # fmt: skip
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """The desk service on the simulated market until Ctrl-C (see kit/app/service.py)."""
+    import asyncio
+
+    from kit.app.service import ServiceConfig, serve_forever
+    from kit.remote.gateway import GatewayConfig
+
+    config = ServiceConfig(
+        gateway=GatewayConfig(port=args.port), day=args.date, start=args.start,
+        speed=args.speed, seed=args.seed, demo=not args.no_demo, auto_manage=args.auto_manage,
+        db=args.db, rules=args.rules,
+    )  # fmt: skip
+    gc.freeze()  # as in `kit run`: start-up objects stay out of the collector's full scans
+    try:
+        asyncio.run(serve_forever(config))
+    except OSError as exc:
+        raise ValueError(
+            f"cannot listen on 127.0.0.1:{args.port} ({exc.strerror or exc})"
+        ) from None
+    return 0
+
+
+def cmd_monitor(args: argparse.Namespace) -> int:
+    """The desk service plus the Voila monitor, stopped together (``make monitor``)."""
+    from kit.app.launch import run
+
+    serve = ["--speed", str(args.speed)] + (["--db", args.db] if args.db else [])
+    return run(args.port, args.service_port, serve + (["--no-demo"] if args.no_demo else []))
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    """Look into and maintain the store: row counts, Parquet export, tick retention."""
+    from kit.store import TABLES, open_store
+
+    if args.action != "info" and args.table is not None and args.table not in TABLES:
+        raise ValueError(f"unknown table {args.table!r} (have {', '.join(TABLES)})")
+    with open_store(args.db) as store:
+        if args.action == "info":
+            out = {"store": store.describe(), "schema_version": store.version(),
+                   "timescale": store.timescale,
+                   "rows": {name: store.count(name) for name in TABLES}}  # fmt: skip
+        elif args.action == "export":
+            if args.table is None or args.path is None:
+                raise ValueError("export needs TABLE and PATH, e.g. kit db export fills f.parquet")
+            out = {"table": args.table, "path": args.path,
+                   "rows": store.export_parquet(args.table, args.path)}  # fmt: skip
+        else:
+            if args.days is None:
+                raise ValueError("prune needs --days N (ticks older than N days are deleted)")
+            newest = store.query("SELECT max(ts) AS t FROM quotes")["t"][0]
+            cut = (newest or datetime.now(UTC)) - timedelta(days=args.days)
+            out = {"deleted": store.prune_ticks(cut), "before": cut.isoformat()}
+    print(json.dumps(out))
+    return 0
+
+
+def _speed(text: str) -> float:
+    if text == "max":
+        return 0.0
+    return _positive(text)
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"not a TCP port (0-65535): {text!r}")
+    return port
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number: {text!r}")
+    return value
+
+
+def _clock_time(text: str) -> time:
+    try:
+        return time.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a time (HH:MM[:SS]): {text!r}") from None
+
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="kit", description="Theta Desk command line.")
+    p.add_argument("--version", action="version", version=f"kit {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("symbol", help="convert an option symbol between vendor forms")
+    s.add_argument("symbol", help="OCC (SPXW  240119C04700000), DxLink (.SPXW240119C4700) or Delta")
+    s.add_argument("--at", help="also print years to expiry from this ISO time (with offset)")
+    s.set_defaults(func=cmd_symbol)
+
+    s = sub.add_parser("session", help="US options session (open/close in UTC) on a date")
+    s.add_argument("day", type=_day, help="YYYY-MM-DD")
+    s.set_defaults(func=cmd_session)
+
+    s = sub.add_parser("emulate", help="run a vendor emulator on 127.0.0.1 until Ctrl-C")
+    s.add_argument("vendor", choices=["thetadata"], help="which vendor protocol to speak")
+    s.add_argument("--rest-port", type=_port, default=25503, help="REST v3 port (default 25503)")
+    s.add_argument("--ws-port", type=_port, default=25520, help="stream port (default 25520)")
+    s.add_argument("--seed", type=int, default=0, help="simulator seed (default 0)")
+    s.add_argument("--speed", type=_positive, default=1.0, help="market time per second")
+    s.set_defaults(func=cmd_emulate)
+
+    from kit.app.scenarios import DEFAULT_DAY, SCENARIOS
+
+    s = sub.add_parser("run", help="run the desk on a simulated session to its end")
+    s.add_argument("--feed", choices=["sim"], default="sim", help="market data source")
+    s.add_argument("--script", choices=sorted(SCENARIOS), help="scenario to run (or its shocks, "
+                   "timed from the open, under --auto)")  # fmt: skip
+    s.add_argument("--auto", action="store_true", help="an auto-managed paper session from the "
+                   "open to the close, entering by the strategy's rules")  # fmt: skip
+    s.add_argument(
+        "--speed",
+        type=_speed,
+        default=0.0,
+        help="market seconds per second, or 'max' (default: as fast as possible)",
+    )
+    s.add_argument("--jsonl", action="store_true", help="every alert, decision, order and fill "
+                   "as JSON lines on stdout, then a summary line")  # fmt: skip
+    s.add_argument("--no-demo", action="store_true", help="skip the demo short SPX strangle")
+    s.add_argument("--seed", type=int, default=None,
+                   help="simulator seed (default 0; 3 under --auto)")  # fmt: skip
+    s.add_argument("--date", type=_day, default=DEFAULT_DAY, help="session to simulate")
+    s.add_argument("--rules", help="TOML file overriding the default risk rules (or KIT_RULES)")
+    s.add_argument("--state", help="directory keeping the paper broker's and order manager's "
+                   "state across runs (default: in memory)")  # fmt: skip
+    s.add_argument("--from", dest="start", type=_clock_time, help="under --auto: begin the "
+                   "session at this New York time (HH:MM[:SS]) instead of the open")  # fmt: skip
+    s.add_argument("--db", help="record everything to this store and keep the state there: "
+                   "a DuckDB file or a postgresql:// URL (an interrupted --auto day "
+                   "resumes)")  # fmt: skip
+    s.set_defaults(func=cmd_run)
+
+    from kit.app.autopilot import AUTO_SEED
+
+    s = sub.add_parser("serve", help="the desk service: one engine on the simulated market, "
+                       "served to dashboards on ws://127.0.0.1:PORT until Ctrl-C")  # fmt: skip
+    s.add_argument("--port", type=_port, default=8765, help="gateway port (default 8765)")
+    s.add_argument("--date", type=_day, default=DEFAULT_DAY, help="session to simulate")
+    s.add_argument("--from", dest="start", type=_clock_time, default=time(10),
+                   help="New York time the session starts at (default 10:00)")  # fmt: skip
+    s.add_argument("--speed", type=_positive, default=1.0,
+                   help="market seconds per second (default 1: real time)")  # fmt: skip
+    s.add_argument("--seed", type=int, default=AUTO_SEED, help=f"simulator seed ({AUTO_SEED})")
+    s.add_argument("--no-demo", action="store_true", help="no demo paper strangle")
+    s.add_argument("--auto-manage", action="store_true", help="start with auto-manage on")
+    s.add_argument("--db", help="record to this DuckDB file or postgresql:// URL and resume "
+                   "from it after a restart (default: in memory)")  # fmt: skip
+    s.add_argument("--rules", help="TOML file overriding the default risk rules (or KIT_RULES)")
+    s.set_defaults(func=cmd_serve)
+
+    s = sub.add_parser("monitor", help="the desk service and the Voila monitor, until Ctrl-C")
+    s.add_argument("--port", type=_port, default=8866, help="Voila port (default 8866)")
+    s.add_argument("--service-port", type=_port, default=8765, help="service port (8765)")
+    s.add_argument("--speed", type=_positive, default=1.0, help="market seconds per second")
+    s.add_argument("--db", help="as for `kit serve`")
+    s.add_argument("--no-demo", action="store_true", help="no demo paper strangle")
+    s.set_defaults(func=cmd_monitor)
+
+    s = sub.add_parser("db", help="the store: row counts, Parquet export, tick retention")
+    s.add_argument("action", choices=["info", "export", "prune"])
+    s.add_argument("table", nargs="?", help="export: the table (fills, quotes, trade_logs, ...)")
+    s.add_argument("path", nargs="?", help="export: the Parquet file to write")
+    s.add_argument("--days", type=_positive, help="prune: keep this many days of ticks, "
+                   "counted back from the newest tick")  # fmt: skip
+    s.add_argument("--db", help="DuckDB file or postgresql:// URL (default: KIT_DB_URL, "
+                   "DB_CONNECTION_STRING, else data/desk.duckdb)")  # fmt: skip
+    s.set_defaults(func=cmd_db)
+
+    from kit.cli.positions import add_positions_parser
+
+    add_positions_parser(sub)
+
+    from kit.cli.signals import add_gex_parser
+
+    add_gex_parser(sub)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        Settings.from_env().configure_logging()
+        return args.func(args)
+    except (ModelError, ConfigError, ValueError, StoreError) as exc:
+        print(f"kit {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

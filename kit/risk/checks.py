@@ -1,0 +1,390 @@
+"""Risk rules: pure functions of (book view, market, time) that return findings.
+
+A finding is an alert plus, optionally, the action the rule proposes. Rules report every condition
+that is true *now*; the alert manager turns that level into edges (an alert when a condition
+starts), and the desk proposes a finding's action only when its alert is new, so a held condition
+never re-sends an order. Every alert and action carries the inputs that triggered it.
+
+Each rule is vectorised over positions: it computes a mask over the view's arrays and builds
+records only for the positions that fire, so a clean book costs a few array comparisons.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import numpy as np
+
+from kit.core.clock import NS_PER_S, from_ns, session_at
+from kit.core.model import Action, ActionKind, Alert, Position, Severity
+from kit.portfolio.book import PositionView
+from kit.portfolio.market import MarketState
+from kit.risk.rules import ROLL_UNTESTED, Level, LevelRule, Rules
+from kit.signals import is_correlation_break
+
+
+class Finding:
+    """A rule's verdict on one subject: an alert and, optionally, a proposed action.
+
+    The records are built only when first read. A condition that holds is re-reported on every
+    tick and dropped by the alert manager as a repeat, so formatting its message and inputs each
+    time would be the desk's largest cost; ``message`` and ``inputs`` may be zero-argument
+    callables for that reason.
+    """
+
+    __slots__ = ("_action", "_alert", "_inputs", "_message", "_ts", "action_kind", "key",
+                 "position_id", "rule", "severity")  # fmt: skip
+
+    def __init__(
+        self,
+        ts_ns: int,
+        rule: str,
+        severity: Severity,
+        message: str | Callable[[], str],
+        inputs: dict[str, Any] | Callable[[], dict[str, Any]],
+        position_id: str | None = None,
+        key: str = "",
+        action: str = "",
+    ) -> None:
+        self._ts, self.rule, self.severity = ts_ns, rule, severity
+        self._message, self._inputs = message, inputs
+        self.position_id, self.key, self.action_kind = position_id, key, action
+        self._alert: Alert | None = None
+        self._action: Action | None = None
+
+    @property
+    def built(self) -> bool:
+        return self._alert is not None
+
+    @property
+    def alert(self) -> Alert:
+        if self._alert is None:
+            message = self._message() if callable(self._message) else self._message
+            inputs = self._inputs() if callable(self._inputs) else self._inputs
+            self._alert = Alert(self._ts, self.severity, self.rule, message, self.position_id,
+                                inputs, self.key)  # fmt: skip
+            if self.action_kind:
+                self._action = Action(self._ts, ActionKind(self.action_kind), self.rule, message,
+                                      self.position_id, {}, inputs)  # fmt: skip
+        return self._alert
+
+    @property
+    def action(self) -> Action | None:
+        self.alert  # noqa: B018 - building the alert builds its action
+        return self._action
+
+
+@dataclass(frozen=True)
+class Context:
+    """What rules see. ``last_data_ns`` is when the desk last received market data (its clock);
+    ``feed_down_since`` maps each feed that is not LIVE to when it stopped being LIVE."""
+
+    view: PositionView
+    market: MarketState
+    rules: Rules
+    now_ns: int
+    last_data_ns: int
+    feed_down_since: Mapping[str, int] = field(default_factory=dict)
+
+
+def _f(x: Any) -> float:
+    return round(float(x), 6)
+
+
+def _inputs(v: PositionView, i: int, **extra: Any) -> dict[str, Any]:
+    """The position's state at the time of the finding: the audit trail."""
+    return {
+        "spot": _f(v.spot[i]),
+        "pnl": _f(v.total_pnl[i]),
+        "pnl_pct": _f(v.pnl_pct[i]),
+        "credit": _f(v.credit[i]),
+        "delta_unit": _f(v.delta_unit[i]),
+        "gamma_unit": _f(v.gamma_unit[i]),
+        "short_dist_pct": _f(v.short_dist_pct[i]),
+        **{k: _f(x) if isinstance(x, float | np.floating) else x for k, x in extra.items()},
+    }
+
+
+def _resolve(action: str, v: PositionView, i: int) -> str:
+    """roll_untested → the side away from spot: when spot falls (delta > 0) the call."""
+    if action != ROLL_UNTESTED:
+        return action
+    side = np.sign(v.delta_unit[i]) or v.tested[i]
+    return ActionKind.ROLL_CALL.value if side >= 0 else ActionKind.ROLL_PUT.value
+
+
+def _level_rule(
+    ctx: Context,
+    rule: str,
+    cfg: LevelRule,
+    metric: np.ndarray,
+    reached: Callable[[np.ndarray, float], np.ndarray],
+    describe: Callable[[int, Level], str],
+) -> list[Finding]:
+    """One finding per position and level reached; the level's threshold is the alert's key."""
+    v, out = ctx.view, []
+    live = v.is_open & np.isfinite(metric)
+    for level in cfg.levels:
+        mask = live & reached(metric, level.at)
+        if level.profitable_only:
+            mask &= v.total_pnl > 0
+        key = f"{level.at:g}"
+        for i in np.flatnonzero(mask):
+            action = _resolve(level.action, v, i)
+            msg = partial(_described, describe, i, level, action)
+            out.append(Finding(ctx.now_ns, rule, level.severity, msg,
+                                partial(_inputs, v, i, threshold=level.at), position_id=v.ids[i],
+                                key=key, action=action))  # fmt: skip
+    return out
+
+
+def _described(describe: Callable[[int, Level], str], i: int, level: Level, action: str) -> str:
+    return describe(i, level) + (f" → {action}" if action else "")
+
+
+def _ge(x: np.ndarray, at: float) -> np.ndarray:
+    return x >= at
+
+
+def _le(x: np.ndarray, at: float) -> np.ndarray:
+    return x <= at
+
+
+def delta(ctx: Context) -> list[Finding]:
+    v = ctx.view
+    return _level_rule(ctx, "delta", ctx.rules.delta, np.abs(v.delta_unit), _ge,
+                       lambda i, lv: f"net delta {v.delta_unit[i]:+.3f} per unit reached "
+                                     f"±{lv.at:g}")  # fmt: skip
+
+
+def profit_target(ctx: Context) -> list[Finding]:
+    v = ctx.view
+    return _level_rule(ctx, "profit_target", ctx.rules.profit_target, v.pnl_pct, _ge,
+                       lambda i, lv: f"profit {v.pnl_pct[i]:.1f}% of credit reached "
+                                     f"{lv.at:g}%")  # fmt: skip
+
+
+def stop_loss(ctx: Context) -> list[Finding]:
+    v = ctx.view
+    return _level_rule(ctx, "stop_loss", ctx.rules.stop_loss, -v.pnl_pct, _ge,
+                       lambda i, lv: f"loss {-v.pnl_pct[i]:.0f}% of credit reached "
+                                     f"{lv.at:g}%")  # fmt: skip
+
+
+def strike_breach(ctx: Context) -> list[Finding]:
+    v = ctx.view
+    return _level_rule(ctx, "strike_breach", ctx.rules.strike_breach, v.short_dist_pct, _le,
+                       lambda i, lv: f"spot {v.spot[i]:.2f} within {lv.at:g}% of a short "
+                                     f"{'put' if v.tested[i] > 0 else 'call'} "
+                                     f"({v.short_dist_pct[i]:+.2f}%)")  # fmt: skip
+
+
+def gamma(ctx: Context) -> list[Finding]:
+    v = ctx.view
+    return _level_rule(ctx, "gamma", ctx.rules.gamma, np.abs(v.gamma_unit), _ge,
+                       lambda i, lv: f"gamma {v.gamma_unit[i]:+.3f} per unit per 1% reached "
+                                     f"±{lv.at:g}")  # fmt: skip
+
+
+def trailing_stop(ctx: Context) -> list[Finding]:
+    cfg, v = ctx.rules.trailing_stop, ctx.view
+    armed = v.is_open & (v.peak_pct >= cfg.arm_pct)
+    stop = np.where(v.peak_pct >= cfg.tighten_from_pct, v.peak_pct - cfg.trail_pct, 0.0)
+    out = []
+    for i in np.flatnonzero(armed & (v.pnl_pct <= stop)):
+        msg = (f"profit {v.pnl_pct[i]:.1f}% fell to the trailing stop {stop[i]:.1f}% "
+               f"(peak {v.peak_pct[i]:.1f}%) → {cfg.action}")  # fmt: skip
+        out.append(Finding(ctx.now_ns, "trailing_stop", Severity.WARNING, msg,
+                            partial(_inputs, v, i, peak_pct=v.peak_pct[i], stop_pct=stop[i]),
+                            position_id=v.ids[i], action=cfg.action))  # fmt: skip
+    return out
+
+
+def time_stop(ctx: Context) -> list[Finding]:
+    cfg, v = ctx.rules.time_stop, ctx.view
+    if cfg.only_expiring_today:
+        to_close_s = (v.nearest_expiry_ns - ctx.now_ns) / NS_PER_S
+    else:
+        s = session_at(from_ns(ctx.now_ns))
+        left = np.inf if s is None else (s.close - from_ns(ctx.now_ns)).total_seconds()
+        to_close_s = np.full(len(v), left)
+    near = (to_close_s > 0) & (to_close_s <= cfg.minutes_to_close * 60)
+    out = []
+    for i in np.flatnonzero(v.is_open & near & (v.pnl_pct >= cfg.min_profit_pct)):
+        msg = (f"{to_close_s[i] / 60:.0f} min to the close with profit {v.pnl_pct[i]:.1f}% "
+               f"≥ {cfg.min_profit_pct:g}% → {cfg.action}")  # fmt: skip
+        out.append(Finding(ctx.now_ns, "time_stop", Severity.WARNING, msg,
+                            _inputs(v, i, minutes_to_close=to_close_s[i] / 60),
+                            position_id=v.ids[i], action=cfg.action))  # fmt: skip
+    return out
+
+
+def liquidity(ctx: Context) -> list[Finding]:
+    cfg, v = ctx.rules.liquidity, ctx.view
+    out = []
+    for i in np.flatnonzero(v.is_open & ((v.max_spread_pct >= cfg.max_spread_pct) | v.stale)):
+        msg = partial("a leg's spread is {:.1f}% of mid (limit {:g}%): marks held at the last "
+                      "good quote, no automatic execution".format, v.max_spread_pct[i],
+                      cfg.max_spread_pct)  # fmt: skip
+        out.append(Finding(ctx.now_ns, "liquidity", Severity.WARNING, msg,
+                            partial(_inputs, v, i, max_spread_pct=v.max_spread_pct[i]),
+                            position_id=v.ids[i]))  # fmt: skip
+    return out
+
+
+def rapid_move(ctx: Context) -> list[Finding]:
+    cfg, v, out = ctx.rules.rapid_move, ctx.view, []
+    held = {u for u, o in zip(v.underlying, v.is_open, strict=True) if o}
+    for sym in sorted(held | {s for s in cfg.watch if s in ctx.market.underlyings}):
+        rise, fall = ctx.market.move_pct(sym, cfg.window_s, ctx.now_ns)
+        move = rise if rise >= fall else -fall
+        if abs(move) >= cfg.move_pct:
+            msg = (f"{sym} moved {move:+.2f}% within {cfg.window_s:g} s: every position "
+                   f"re-evaluated")  # fmt: skip
+            inputs = {"symbol": sym, "move_pct": _f(move), "window_s": cfg.window_s,
+                      "spot": _f(ctx.market.spot_of(sym))}  # fmt: skip
+            out.append(Finding(ctx.now_ns, "rapid_move", Severity.CRITICAL, msg, inputs, key=sym))
+    return out
+
+
+def feed_stale(ctx: Context) -> list[Finding]:
+    cfg, m = ctx.rules.feed_stale, ctx.market
+    crypto = any(u in ("BTC", "ETH") for u in ctx.view.underlying)
+    if not crypto and session_at(from_ns(ctx.now_ns)) is None:
+        return []  # a closed market is quiet, not stale
+    silent_s = (ctx.now_ns - ctx.last_data_ns) / NS_PER_S
+    down = {f: (ctx.now_ns - t) / NS_PER_S for f, t in ctx.feed_down_since.items()}
+    worst = max(down.values(), default=0.0)
+    if max(silent_s, worst) < cfg.after_s:
+        return []
+    why = (f"no market data for {silent_s:.0f} s" if silent_s >= worst
+           else f"feed {max(down, key=down.get)} down for {worst:.0f} s")  # fmt: skip
+    inputs = {"silent_s": _f(silent_s), "feeds_down": {f: _f(s) for f, s in down.items()},
+              "last_data_ns": ctx.last_data_ns, "last_event_ns": m.last_event_ns}  # fmt: skip
+    msg = f"{why} (limit {cfg.after_s:g} s): automated actions frozen until fresh data"
+    return [Finding(ctx.now_ns, "feed_stale", Severity.CRITICAL, msg, inputs, action="freeze")]
+
+
+def correlation_break(ctx: Context) -> list[Finding]:
+    cfg, m = ctx.rules.correlation_break, ctx.market
+    idx = m.window_return_pct(cfg.index, cfg.window_s, ctx.now_ns)
+    vol = m.window_return_pct(cfg.vol_index, cfg.window_s, ctx.now_ns)
+    if not is_correlation_break(idx, vol, cfg.index_down_pct, cfg.vol_down_pct):
+        return []
+    msg = (f"{cfg.index} {idx:+.2f}% and {cfg.vol_index} {vol:+.2f}% together within "
+           f"{cfg.window_s:g} s: new short-vol entries blocked")  # fmt: skip
+    inputs = {"index": cfg.index, "index_return_pct": _f(idx), "vol_index": cfg.vol_index,
+              "vol_return_pct": _f(vol), "window_s": cfg.window_s}  # fmt: skip
+    return [Finding(ctx.now_ns, "correlation_break", Severity.WARNING, msg, inputs, key=cfg.index,
+                     action="block_entries")]  # fmt: skip
+
+
+def limits(ctx: Context) -> list[Finding]:
+    cfg, v, out = ctx.rules.limits, ctx.view, []
+    n_open = int(v.is_open.sum())
+    total_risk = float(v.risk[v.is_open].sum())
+    day = float(v.day_pnl.sum())
+    book = {"open_positions": n_open, "total_risk": _f(total_risk), "day_pnl": _f(day)}
+    if day <= -cfg.daily_loss_limit:
+        msg = f"day P&L ${day:,.0f} hit the daily loss limit ${cfg.daily_loss_limit:,.0f}"
+        out.append(Finding(ctx.now_ns, "limits", Severity.CRITICAL, msg, book, key="daily_loss",
+                            action="block_entries"))  # fmt: skip
+    if n_open > cfg.max_open_positions:
+        msg = f"{n_open} open positions exceed the limit of {cfg.max_open_positions:g}"
+        out.append(Finding(ctx.now_ns, "limits", Severity.WARNING, msg, book, key="open_positions",
+                            action="block_entries"))  # fmt: skip
+    if total_risk > cfg.max_total_risk:
+        msg = f"total risk ${total_risk:,.0f} exceeds ${cfg.max_total_risk:,.0f}"
+        out.append(Finding(ctx.now_ns, "limits", Severity.WARNING, msg, book, key="total_risk",
+                            action="block_entries"))  # fmt: skip
+    for i in np.flatnonzero(v.is_open & (v.quantity > cfg.max_position_size)):
+        msg = f"size {v.quantity[i]:g} exceeds the position limit {cfg.max_position_size:g}"
+        out.append(Finding(ctx.now_ns, "limits", Severity.WARNING, msg,
+                            _inputs(v, i, quantity=v.quantity[i]), position_id=v.ids[i],
+                            key="size"))  # fmt: skip
+    return out
+
+
+RULES: dict[str, Callable[[Context], list[Finding]]] = {
+    "delta": delta, "profit_target": profit_target, "trailing_stop": trailing_stop,
+    "stop_loss": stop_loss, "strike_breach": strike_breach, "time_stop": time_stop,
+    "gamma": gamma, "rapid_move": rapid_move, "liquidity": liquidity, "feed_stale": feed_stale,
+    "correlation_break": correlation_break, "limits": limits,
+}  # fmt: skip
+
+
+def evaluate(ctx: Context) -> list[Finding]:
+    """Every enabled rule over the whole book, in a fixed order (portfolio rules first)."""
+    out: list[Finding] = []
+    for name in ("feed_stale", "rapid_move", "correlation_break", "limits", "stop_loss",
+                 "strike_breach", "delta", "gamma", "trailing_stop", "profit_target",
+                 "time_stop", "liquidity"):  # fmt: skip
+        if getattr(ctx.rules, name).enabled:
+            out.extend(RULES[name](ctx))
+    return out
+
+
+@dataclass(frozen=True)
+class EntryCheck:
+    """The verdict on a proposed position: ``failures`` says why it may not be opened."""
+
+    ok: bool
+    failures: tuple[str, ...]
+    inputs: dict[str, Any]
+    finding: Finding
+
+
+def check_entry(
+    ctx: Context, position: Position, iv_rank: float | None, blocked_by: tuple[str, ...] = ()
+) -> EntryCheck:
+    """Entry validation and pre-trade limits for ``position`` at current quotes and Greeks.
+
+    The legs' rows must have been refreshed (the desk does it before calling).
+    """
+    cfg, lim, m, v = ctx.rules.entry, ctx.rules.limits, ctx.market, ctx.view
+    rows = m.rows([leg.contract for leg in position.legs])
+    ratio = np.array([leg.ratio for leg in position.legs], dtype=float)
+    width = m.ask[rows] - m.bid[rows]
+    spread = np.where(m.mark[rows] > 0, width / m.mark[rows] * 100, np.inf)
+    oi = m.open_interest[rows]
+    net_delta = float(np.sum(ratio * m.delta[rows]))
+    failures: list[str] = []
+    if cfg.enabled:
+        tight = (spread < cfg.max_spread_pct) | (width <= cfg.max_spread + 1e-9)
+        if not np.all(tight):
+            failures.append(
+                f"spread {np.nanmax(spread[~tight]):.1f}% of mid ≥ "
+                f"{cfg.max_spread_pct:g}% and wider than ${cfg.max_spread:g}"
+            )
+        if not np.all(oi > cfg.min_open_interest):
+            low = "unknown" if np.isnan(oi).any() else f"{oi.min():g}"
+            failures.append(f"open interest {low} ≤ {cfg.min_open_interest:g}")
+        if not abs(net_delta) <= cfg.max_abs_delta:
+            failures.append(f"net delta {net_delta:+.3f} outside ±{cfg.max_abs_delta:g}")
+        if iv_rank is None or not np.isfinite(iv_rank):
+            failures.append("IV rank unknown (no IV history for the underlying)")
+        elif iv_rank <= cfg.min_iv_rank:
+            failures.append(f"IV rank {iv_rank:.0f} ≤ {cfg.min_iv_rank:g}")
+    if lim.enabled:
+        if position.quantity > lim.max_position_size:
+            failures.append(f"size {position.quantity} > limit {lim.max_position_size:g}")
+        if int(v.is_open.sum()) + 1 > lim.max_open_positions:
+            failures.append(f"would exceed {lim.max_open_positions:g} open positions")
+    failures.extend(f"entries blocked by {why}" for why in blocked_by)
+    inputs = {
+        "legs": [str(leg.contract) for leg in position.legs],
+        "spread_pct": [_f(x) for x in spread], "open_interest": [_f(x) for x in oi],
+        "net_delta": _f(net_delta), "iv_rank": None if iv_rank is None else _f(iv_rank),
+        "quantity": position.quantity,
+    }  # fmt: skip
+    if failures:
+        msg = "entry refused: " + "; ".join(failures)
+        sev = Severity.WARNING
+    else:
+        msg = f"entry passed: net delta {net_delta:+.3f}, IV rank {iv_rank:.0f}"
+        sev = Severity.INFO
+    finding = Finding(ctx.now_ns, "entry", sev, msg, inputs, position_id=position.id)
+    return EntryCheck(not failures, tuple(failures), inputs, finding)
