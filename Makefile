@@ -9,8 +9,10 @@ BENCH_STAMP := $(VENV)/.stamp-bench
 
 PORT ?= 8866
 SERVICE_PORT ?= 8765
+FEED ?= sim
+BROKER ?= paper
 
-.PHONY: test lint bench setup clean monitor
+.PHONY: test lint bench setup clean monitor system-deps screenshot
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -29,12 +31,25 @@ $(BENCH_STAMP): pyproject.toml $(DEV_STAMP)
 setup: $(DEV_STAMP)
 
 # The desk service on the simulated market (paper broker, demo position) and the Voila monitor;
-# prints the URL, Ctrl-C stops both. `make monitor PORT=9000` serves Voila elsewhere.
+# prints the URL, Ctrl-C stops both. `make monitor PORT=9000` serves Voila elsewhere;
+# `make monitor FEED=thetadata` (or FEED=replay:day.parquet, BROKER=ibkr-cpapi) picks the venue.
 monitor: $(DEV_STAMP)
-	$(BIN)/python -m kit monitor --port $(PORT) --service-port $(SERVICE_PORT)
+	$(BIN)/python -m kit monitor --port $(PORT) --service-port $(SERVICE_PORT) \
+		--feed '$(FEED)' --broker '$(BROKER)'
 
-test: $(DEV_STAMP)
+# PostgreSQL and Chromium (and python3-venv before the first setup): installed when missing and
+# this is root or has password-less sudo, else it stops at once with the apt-get command to run.
+system-deps:
+	@PYTHON='$(PYTHON)' VENV='$(VENV)' bash scripts/system-deps.sh
+
+test: system-deps $(DEV_STAMP)
 	$(BIN)/python -m pytest
+
+# Refresh the README's screenshot (docs/monitor.png) from the browser test; `make test` never
+# writes tracked files (the test screenshots into its temp directory).
+screenshot: system-deps $(DEV_STAMP)
+	KIT_SCREENSHOT=docs/monitor.png $(BIN)/python -m pytest -q -p no:cacheprovider \
+		tests/test_browser.py -k test_monitor_end_to_end
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check kit tests benchmarks
