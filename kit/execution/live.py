@@ -13,12 +13,11 @@ this module never logs their values.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Mapping
 
 from kit.adapters.paper.broker import PaperBroker, PaperConfig
 from kit.core.clock import Clock
-from kit.core.config import ConfigError, load_env
+from kit.core.config import ConfigError, env_bool
 from kit.execution.broker import Broker
 from kit.execution.state import StateStore
 from kit.portfolio.market import MarketState
@@ -43,10 +42,7 @@ def make_broker(
     """The paper broker, or (with both opt-ins) a live one; refusals are ConfigErrors."""
     if not live:
         return PaperBroker(clock, market, paper, store=store)
-    if env is None:
-        load_env()
-        env = os.environ
-    if env.get(LIVE_SETTING, "").strip().lower() not in ("yes", "true", "1"):
+    if not env_bool(LIVE_SETTING, False, environ=env):
         raise ConfigError(f"live trading is off: set {LIVE_SETTING}=yes in the environment or "
                           ".env to allow it (paper trading needs nothing)")  # fmt: skip
     if broker not in LIVE_BROKERS:

@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import os
 import random
 import uuid
 from collections import deque
@@ -28,8 +27,9 @@ from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from kit.adapters.base import Backoff
-from kit.remote.gateway import UNAUTHORIZED, client_token
+from kit.core.backoff import Backoff
+from kit.core.config import env
+from kit.remote.protocol import UNAUTHORIZED, client_token
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +173,7 @@ async def connect(
 ) -> DeskClient:  # fmt: skip
     """Connect to the desk service (``KIT_SERVICE_URL``, default ws://127.0.0.1:8765) with the
     token from ``KIT_TOKEN`` or the service's token file; reconnects by itself afterwards."""
-    client = DeskClient(url or os.environ.get("KIT_SERVICE_URL") or DEFAULT_URL,
+    client = DeskClient(url or env("KIT_SERVICE_URL", DEFAULT_URL),
                         token or client_token(), name)  # fmt: skip
     await client.start(timeout_s)
     return client

@@ -38,29 +38,62 @@ import msgspec
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
+from kit.core.config import env
+from kit.remote.protocol import PROTOCOL, UNAUTHORIZED, client_token, token_path
+
 log = logging.getLogger(__name__)
 
-PROTOCOL = 1
-UNAUTHORIZED = 4401
+# PROTOCOL, UNAUTHORIZED and the token file are shared with the clients: kit.remote.protocol
+__all__ = ["PROTOCOL", "UNAUTHORIZED", "Gateway", "GatewayConfig", "client_token",
+           "service_token", "token_path"]  # fmt: skip
 _encode = msgspec.json.Encoder().encode
-_decode = msgspec.json.Decoder().decode
+_decoder = msgspec.json.Decoder()
+MAX_DEPTH = 16  # a command is two levels deep; settings four
 
 
-def token_path() -> Path:
-    """Where the service keeps its token: ``KIT_TOKEN_FILE``, else a user-only config file."""
-    env = os.environ.get("KIT_TOKEN_FILE")
-    if env:
-        return Path(env)
-    base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
-    return base / "theta-desk" / "service.token"
+def nesting_depth(raw: str | bytes, limit: int = MAX_DEPTH) -> int:
+    """How deep ``raw``'s arrays and objects nest, counted up to ``limit + 1`` (strings
+    skipped); a frame with at most ``limit`` brackets returns their count, an upper bound.
+    Checked before parsing: 30,000 ``[`` would otherwise recurse the decoder."""
+    text = raw.encode() if isinstance(raw, str) else raw
+    brackets = text.count(b"[") + text.count(b"{")
+    if brackets <= limit:
+        return brackets  # cannot nest deeper than the brackets it has
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > limit:
+                    return deepest
+        elif byte in (0x5D, 0x7D):  # ] }
+            depth -= 1
+    return deepest
+
+
+def _decode(raw: str | bytes) -> Any:
+    """Parse one frame; a frame nested deeper than ``MAX_DEPTH`` is a DecodeError."""
+    if nesting_depth(raw) > MAX_DEPTH:
+        raise msgspec.DecodeError(f"JSON nested deeper than {MAX_DEPTH} levels")
+    return _decoder.decode(raw)
 
 
 def service_token(path: Path | None = None) -> str:
     """The token clients must present: ``KIT_TOKEN``, else the token file, created on first
     start with a fresh random token readable by this user only (mode 0600, directory 0700)."""
-    env = os.environ.get("KIT_TOKEN")
-    if env:
-        return env
+    if token := env("KIT_TOKEN"):
+        return token
     path = path or token_path()
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -72,19 +105,6 @@ def service_token(path: Path | None = None) -> str:
         os.chmod(path, 0o600)  # a token others can read is no token
         log.warning("gateway: %s was readable by others; made it user-only", path)
     return path.read_text().strip()
-
-
-def client_token(path: Path | None = None) -> str:
-    """The token a client presents; a clear error when the service has never run."""
-    env = os.environ.get("KIT_TOKEN")
-    if env:
-        return env
-    path = path or token_path()
-    try:
-        return path.read_text().strip()
-    except FileNotFoundError:
-        raise ConnectionError(f"no service token at {path}: start the desk service (`kit serve`) "
-                              "or set KIT_TOKEN") from None  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from kit.core import config
 from kit.store.base import Store, StoreError, StoreUnavailableError
 from kit.store.schema import SCHEMA_VERSION, TABLES
 
@@ -35,10 +36,9 @@ def store_target(target: str | os.PathLike[str] | None = None,
     """The database to use: ``target``, else the environment, else ``data/desk.duckdb``."""
     if target:
         return os.fspath(target)
-    env = os.environ if env is None else env
     for var in ENV_VARS:
-        if env.get(var):
-            return env[var]
+        if url := config.env(var, environ=env):
+            return url
     return str(DEFAULT_PATH)
 
 

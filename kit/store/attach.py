@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING
 
+from kit.core.config import env_float
 from kit.store import Store, StoreError, open_store
 from kit.store.recorder import Recorder, RecorderConfig, StoreStateStore
 from kit.store.writer import StoreWriter, WriterConfig
@@ -46,13 +47,9 @@ def open_desk_store(target: str | os.PathLike[str] | None = None) -> Store:
 def tick_retention(days: float | None = None, env: Mapping[str, str] | None = None) -> float | None:
     """Days of ticks to keep: ``days``, else ``KIT_TICK_RETENTION_DAYS``, else all (None)."""
     if days is None:
-        text = (os.environ if env is None else env).get(RETENTION_ENV, "").strip()
-        if not text:
+        days = env_float(RETENTION_ENV, environ=env, what="a number of days")
+        if days is None:
             return None
-        try:
-            days = float(text)
-        except ValueError:
-            raise ValueError(f"{RETENTION_ENV}={text!r}: give a number of days") from None
     if not days > 0:
         raise ValueError(f"tick retention must be a positive number of days, not {days!r}")
     return float(days)

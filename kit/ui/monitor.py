@@ -19,15 +19,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
 from typing import Any
 from urllib.parse import parse_qs
 
 import ipywidgets as w
 
-from kit.app.view import TUNABLE
+from kit.core.config import env
 from kit.remote.client import CommandRefusedError, DeskClient, connect
+from kit.remote.protocol import TUNABLE
 from kit.ui.panels import (
     CSS,
     STALE_AFTER_S,
@@ -54,7 +54,7 @@ ACTIONS = (
     ("roll_call", "Roll Call", "kit-btn-roll-call", "Roll the short call of {p}?"),
     ("add_protection", "Add Protection", "kit-btn-protect", "Buy wings for {p} (iron condor)?"),
 )
-LABELS = {  # the settings (kit.app.view.TUNABLE) as a trader reads them
+LABELS = {  # the settings (kit.remote.protocol.TUNABLE) as a trader reads them
     "minutes_to_close": "Time stop: minutes before close", "arm_pct": "Trailing stop arms at P&L %",
     "trail_pct": "Trailing stop trails by %", "daily_loss_limit": "Daily loss limit $",
     "max_total_risk": "Max total risk $",
@@ -63,7 +63,7 @@ LABELS = {  # the settings (kit.app.view.TUNABLE) as a trader reads them
 
 def query_symbol(default: str = "SPX") -> str:
     """``?symbol=NDX`` in the Voila URL (Voila passes the query string to the kernel)."""
-    values = parse_qs(os.environ.get("QUERY_STRING", "")).get("symbol")
+    values = parse_qs(env("QUERY_STRING", "")).get("symbol")
     return values[0].upper() if values and values[0].isalnum() else default
 
 

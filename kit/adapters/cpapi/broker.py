@@ -30,7 +30,8 @@ with IBKR's text. ``client_id`` is the cOID: :meth:`CpApiBroker.place` checks it
 gateway's orders (and refuses when only executions remain), so a restart never sends twice. A poll
 task emits fills (once per ``execution_id``), then changed order states; executions that predate
 ``connect`` are not re-emitted but :meth:`~CpApiBroker.fills` returns them. A failed poll logs a
-warning and the next poll is the reconnect.
+warning and the next poll is the reconnect. Reading and writing the wire JSON is
+:mod:`kit.adapters.cpapi.parsing`; this module is the session, the requests and the poll.
 """
 
 from __future__ import annotations
@@ -39,19 +40,30 @@ import asyncio
 import contextlib
 import logging
 import math
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import httpx
 from msgspec.structs import replace
 
+from kit.adapters.cpapi.parsing import (
+    contract_from_info,
+    fill_from_trade,
+    map_status,
+    num,
+    option_conid,
+    order_body,
+    secdef_params,
+    state_from_row,
+    summary_amount,
+    trade_side,
+    underlying_conid,
+)
+from kit.core import config
 from kit.core.clock import Clock, LiveClock
-from kit.core.config import ConfigError, load_env
-from kit.core.model import Contract, Fill, ModelError, Order, OrderType, Side
-from kit.core.symbology import right_code
+from kit.core.config import ConfigError
+from kit.core.model import Contract, Fill, ModelError, Order, OrderType
 from kit.execution.broker import (
     AccountSummary,
     BrokerError,
@@ -65,8 +77,6 @@ from kit.execution.broker import (
 
 log = logging.getLogger(__name__)
 
-COMBO_CONID_USD = 28812380  # IBKR's spread contract for USD combos: the conidex prefix
-MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
 # Order-reply messages that inform rather than warn: p12 (orders far from the reference price may
 # be rejected by IBKR's price management), o354 (no market data subscription in the gateway: the
 # desk prices from its own feed) and o10331 (stop order types: the desk sends LMT/MKT only).
@@ -74,45 +84,6 @@ MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", 
 DEFAULT_AUTO_CONFIRM = frozenset({"p12", "o354", "o10331"})
 POSITIONS_PAGE = 100  # rows per /portfolio/{accountId}/positions/{page}
 _MAX_REPLIES = 5
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_LIVE = None  # marker in _STATUS: working, or partly filled
-_STATUS: dict[str, OrderStatus | None] = {
-    "PendingSubmit": OrderStatus.PENDING, "ApiPending": OrderStatus.PENDING,
-    "PreSubmitted": _LIVE, "Submitted": _LIVE, "PendingCancel": _LIVE, "WarnState": _LIVE,
-    "Filled": OrderStatus.FILLED, "Cancelled": OrderStatus.CANCELLED,
-    "ApiCancelled": OrderStatus.CANCELLED, "Inactive": OrderStatus.REJECTED,
-}  # fmt: skip
-
-
-def map_status(ib_status: str, filled: int) -> OrderStatus:
-    """IBKR's order status to ours; ``filled`` (order units) tells working from partly filled.
-    ``Inactive`` after a partial fill is a cancel of the rest, not a rejection."""
-    live = OrderStatus.PARTIAL if filled > 0 else OrderStatus.WORKING
-    if ib_status not in _STATUS:
-        log.warning("IBKR: unknown order status %r, treated as working", ib_status)
-        return live
-    status = _STATUS[ib_status]
-    if status is None or (status is OrderStatus.PENDING and filled > 0):
-        return live
-    return OrderStatus.CANCELLED if status is OrderStatus.REJECTED and filled > 0 else status
-
-
-def _num(value: Any, default: float = 0.0) -> float:
-    """A number the gateway sent as a number or a string; ``default`` when absent or bad."""
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        return default
-    return x if math.isfinite(x) else default
-
-
-def _shape(order: Order) -> tuple[int, int]:
-    """(contracts per order unit, price sign) of what is sent: a single leg goes out as its
-    contract (``quantity x |ratio|`` at ``limit / ratio``); a combo as its units."""
-    if len(order.legs) == 1:
-        ratio = order.legs[0].ratio
-        return abs(ratio), ratio
-    return 1, 1
 
 
 @dataclass(frozen=True)
@@ -132,17 +103,16 @@ class CpApiConfig:
     def from_env(cls, env: Mapping[str, str] | None = None) -> CpApiConfig:
         """``IBKR_CPAPI_URL`` and ``IBKR_ACCOUNT_ID`` (required), ``IBKR_CPAPI_VERIFY_TLS``
         (default 1: set 0 for the gateway's self-signed certificate). Reads ``.env`` too."""
-        if env is None:
-            load_env()
-            env = os.environ
-        missing = [k for k in ("IBKR_CPAPI_URL", "IBKR_ACCOUNT_ID") if not env.get(k)]
-        if missing:
+        url = config.env("IBKR_CPAPI_URL", environ=env)
+        account = config.env("IBKR_ACCOUNT_ID", environ=env)
+        missing = [k for k, v in (("IBKR_CPAPI_URL", url), ("IBKR_ACCOUNT_ID", account)) if not v]
+        if missing or url is None or account is None:
             raise ConfigError(
                 f"{', '.join(missing)} not set: the IBKR Client Portal broker needs the gateway "
                 "URL (e.g. https://localhost:5000/v1/api) and the account id"
             )
-        verify = env.get("IBKR_CPAPI_VERIFY_TLS", "1").strip().lower() in _TRUE
-        return cls(env["IBKR_CPAPI_URL"], env["IBKR_ACCOUNT_ID"], verify_tls=verify)
+        verify = config.env_bool("IBKR_CPAPI_VERIFY_TLS", True, environ=env)
+        return cls(url, account, verify_tls=verify)
 
 
 class CpApiBroker:
@@ -287,7 +257,7 @@ class CpApiBroker:
             rows = await self._call("GET", f"{self._portfolio}/positions/{page}")
             rows = rows if isinstance(rows, list) else []
             for r in rows:
-                if (qty := round(_num(r.get("position")))) == 0 or r.get("assetClass") != "OPT":
+                if (qty := round(num(r.get("position")))) == 0 or r.get("assetClass") != "OPT":
                     continue
                 if (contract := await self._contract_of(r.get("conid"))) is None:
                     log.warning("IBKR position in conid %s: not a mappable option", r.get("conid"))
@@ -302,18 +272,12 @@ class CpApiBroker:
         executions the gateway reports."""
         summary = await self._call("GET", f"{self._portfolio}/summary") or {}
         base = (await self._call("GET", f"{self._portfolio}/ledger") or {}).get("BASE") or {}
-
-        def amount(key: str) -> float:
-            item = summary.get(key)
-            if not isinstance(item, dict) or item.get("isNull"):
-                raise BrokerError(f"IBKR GET /portfolio/{{accountId}}/summary: no {key!r}")
-            return _num(item.get("amount"), math.nan)
-
         return AccountSummary(
-            cash=amount("totalcashvalue"), net_liquidation=amount("netliquidation"),
-            realized_pnl=_num(base.get("realizedpnl")),
+            cash=summary_amount(summary, "totalcashvalue"),
+            net_liquidation=summary_amount(summary, "netliquidation"),
+            realized_pnl=num(base.get("realizedpnl")),
             commissions=sum(f.commission for f in await self.fills()),
-            buying_power_used=_num((summary.get("initmarginreq") or {}).get("amount")),
+            buying_power_used=num((summary.get("initmarginreq") or {}).get("amount")),
         )  # fmt: skip
 
     # --- polling ---
@@ -417,19 +381,8 @@ class CpApiBroker:
         raise BrokerError(f"IBKR POST {where}: unexpected answer {answer!r:.200}")
 
     async def _body(self, order: Order) -> dict[str, Any]:
-        scale, sign = _shape(order)
-        body: dict[str, Any] = {"acctId": self.config.account_id, "cOID": order.client_id,
-                                "tif": "DAY", "quantity": order.quantity * scale}  # fmt: skip
-        if len(order.legs) == 1:
-            body["conid"] = await self._conid(order.legs[0].contract)
-        else:
-            legs = [f"{await self._conid(leg.contract)}/{leg.ratio}" for leg in order.legs]
-            body["conidex"] = f"{COMBO_CONID_USD};;;{','.join(legs)}"
-        body["side"] = "BUY" if order.side.sign * sign > 0 else "SELL"
-        body["orderType"] = "LMT" if order.order_type is OrderType.LIMIT else "MKT"
-        if order.limit_price is not None:
-            body["price"] = round(order.limit_price / sign, 8)
-        return body
+        conids = [await self._conid(leg.contract) for leg in order.legs]
+        return order_body(order, self.config.account_id, conids)
 
     async def _adopt(self, order: Order) -> OrderState | None:
         """The gateway's state of an order this process never placed (a restart): no resend."""
@@ -447,12 +400,7 @@ class CpApiBroker:
         return state
 
     def _from_row(self, order: Order, row: dict[str, Any], broker_id: str) -> OrderState:
-        scale, sign = _shape(order)
-        filled = round(_num(row.get("filledQuantity")) / scale)
-        status = map_status(ib_status := str(row.get("status") or ""), filled)
-        avg = _num(row.get("avgPrice")) * sign if filled else 0.0
-        reason = ib_status if status is OrderStatus.REJECTED else ""
-        return OrderState(order, status, filled, avg, broker_id, reason, self._now())
+        return state_from_row(order, row, broker_id, self._now())
 
     def _remember(self, state: OrderState) -> None:
         self._states[state.client_id] = state
@@ -467,16 +415,13 @@ class CpApiBroker:
         eid = str(t.get("execution_id") or "")
         if eid in self._fills:
             return self._fills[eid]
-        side = {"B": Side.BUY, "S": Side.SELL}.get(str(t.get("side") or "").upper())
-        if not eid or side is None or t.get("sec_type", "OPT") != "OPT":
+        if (side := trade_side(t)) is None:
             return None  # expiries (side "X"), combo summary rows (BAG), other asset classes
         if (contract := await self._contract_of(t.get("conid"))) is None:
             return None
         cid = str(t.get("order_ref") or self._cids.get(str(t.get("order_id"))) or "")
-        ts = int(_num(t.get("trade_time_r"))) * 1_000_000 or self._now()
         try:
-            fill = Fill(eid, cid, contract, side, _num(t.get("size")), _num(t.get("price")), ts,
-                        commission=abs(_num(t.get("commission"))))  # fmt: skip
+            fill = fill_from_trade(t, side, contract, cid, self._now())
         except ModelError as exc:
             log.warning("IBKR execution %s ignored: %s", eid, exc)
             return None
@@ -492,23 +437,13 @@ class CpApiBroker:
             rows = await self._call(
                 "GET", "/iserver/secdef/search", params={"symbol": c.underlying}
             )
-            und = next((int(r["conid"]) for r in rows or [] if r.get("symbol") == c.underlying
-                        and any(s.get("secType") == "OPT" for s in r.get("sections") or [])),
-                       None)  # fmt: skip
-            if und is None:
+            if (und := underlying_conid(rows, c.underlying)) is None:
                 raise OrderRejectedError(f"IBKR lists no options on {c.underlying}")
             self._underlyings[c.underlying] = und
-        params = {"conid": und, "sectype": "OPT", "month": f"{MONTHS[c.expiry.month - 1]}"
-                  f"{c.expiry:%y}", "strike": f"{c.strike:g}", "right": c.right.value}  # fmt: skip
-        for r in await self._call("GET", "/iserver/secdef/info", params=params) or []:
-            if (
-                str(r.get("maturityDate")) == f"{c.expiry:%Y%m%d}"
-                and r.get("tradingClass") == c.root
-            ):
-                if _num(r.get("multiplier"), c.multiplier) != c.multiplier:
-                    raise OrderRejectedError(f"{c.root} multiplier at IBKR is {r['multiplier']}")
-                self._conids[c], self._contracts[int(r["conid"])] = int(r["conid"]), c
-                return int(r["conid"])
+        rows = await self._call("GET", "/iserver/secdef/info", params=secdef_params(c, und))
+        if (conid := option_conid(rows, c)) is not None:
+            self._conids[c], self._contracts[conid] = conid, c
+            return conid
         raise OrderRejectedError(f"IBKR has no {c.root} {c.expiry} {c.strike:g}{c.right.value} "
                                  "option (secdef/info)")  # fmt: skip
 
@@ -520,17 +455,8 @@ class CpApiBroker:
             return None
         if key in self._contracts:
             return self._contracts[key]
-        contract, info = None, await self._call("GET", f"/iserver/contract/{key}/info")
-        if isinstance(info, dict) and info.get("instrument_type") == "OPT":
-            try:
-                ymd = str(info.get("expiry_full") or info["maturity_date"])[:8]
-                contract = Contract(str(info["trading_class"]),
-                                    datetime.strptime(ymd, "%Y%m%d").date(),
-                                    _num(info["strike"], math.nan), right_code(info["right"]),
-                                    _num(info.get("multiplier"), 100.0))  # fmt: skip
-            except (KeyError, ValueError) as exc:  # ModelError is a ValueError
-                log.warning("IBKR conid %s: cannot read the option (%s)", key, exc)
-        self._contracts[key] = contract
+        info = await self._call("GET", f"/iserver/contract/{key}/info")
+        contract = self._contracts[key] = contract_from_info(key, info)
         if contract is not None:
             self._conids.setdefault(contract, key)
         return contract

@@ -23,7 +23,9 @@ answers ``{"msg": "order ticket discarded"}``; expiry settlements are not listed
 
 Fault switches: ``unauthenticated`` (auth status false, 401 elsewhere), ``require_confirmation``
 (a message id, e.g. ``"p12"``: the next order is answered with that question) and
-:meth:`CpApiEmulator.fail_next` (the next N requests answer an HTTP error).
+:meth:`CpApiEmulator.fail_next` (the next N requests answer an HTTP error). The JSON answers
+are rendered by :mod:`kit.adapters.cpapi.replies`; this module routes, keeps the ids and drives
+the engine.
 """
 
 from __future__ import annotations
@@ -39,18 +41,16 @@ import tornado.httpserver
 import tornado.netutil
 import tornado.web
 
+from kit.adapters.cpapi import replies
+from kit.adapters.cpapi.replies import COMBO_CONID, IB_STATUS, month
 from kit.adapters.paper.broker import PaperBroker
-from kit.core.clock import from_ns
 from kit.core.model import Contract, Leg, Order, OrderType, Side
-from kit.core.symbology import to_occ
-from kit.execution.broker import BrokerError, OrderRejectedError, OrderState, OrderStatus
+from kit.execution.broker import BrokerError, OrderRejectedError
 
 log = logging.getLogger(__name__)
 
-COMBO_CONID = 28812380  # IBKR's USD spread conid: the conidex prefix of combo orders
+__all__ = ["COMBO_CONID", "REPLY_MESSAGES", "UNDERLYING_CONIDS", "CpApiEmulator"]
 UNDERLYING_CONIDS = {"SPX": 416904, "SPY": 756733}
-INDICES = frozenset({"SPX", "NDX", "RUT", "VIX", "XSP"})
-MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
 # Paraphrases of IBKR's order-reply questions, by message id.
 REPLY_MESSAGES = {
     "p12": "If your order is not immediately executable, it may be rejected when its limit price "
@@ -59,24 +59,8 @@ REPLY_MESSAGES = {
     "o354": "You are submitting an order without market data. Submit this order?",
     "o383": "The following order exceeds the size limit. Submit this order?",
 }
-_IB_STATUS = {
-    OrderStatus.PENDING: "PendingSubmit", OrderStatus.WORKING: "Submitted",
-    OrderStatus.PARTIAL: "Submitted", OrderStatus.FILLED: "Filled",
-    OrderStatus.CANCELLED: "Cancelled", OrderStatus.REJECTED: "Inactive",
-}  # fmt: skip
-
 Answer = tuple[int, Any]
 Route = Callable[[re.Match[str], dict[str, str], Any], Awaitable[Answer]]
-
-
-def _month(c: Contract) -> str:
-    return f"{MONTHS[c.expiry.month - 1]}{c.expiry:%y}"
-
-
-def _desc(c: Contract) -> str:
-    return (
-        f"{c.root} {c.expiry:%b%d'%y}".upper() + f" {c.strike:g} {'Call' if c.is_call else 'Put'}"
-    )
 
 
 class CpApiEmulator:
@@ -215,80 +199,43 @@ class CpApiEmulator:
         chain = self._chain(symbol)
         if not chain and symbol not in self._underlyings:
             return 200, []
-        exps = sorted({c.expiry for c in chain})
-        months = list(dict.fromkeys(_month(c) for c in sorted(chain, key=lambda c: c.expiry)))
-        kind = "IND" if symbol in INDICES else "STK"
-        sections = [{"secType": kind, "exchange": "CBOE;" if kind == "IND" else "SMART;"}]
-        if chain:
-            sections.append(
-                {"secType": "OPT", "months": ";".join(months), "exchange": "SMART;CBOE"}
-            )
-        return 200, [{"conid": str(self._underlying(symbol)), "companyHeader": f"{symbol} - CBOE",
-                      "companyName": symbol, "symbol": symbol, "description": "CBOE",
-                      "restricted": None, "fop": None, "war": None,
-                      "opt": ";".join(f"{e:%Y%m%d}" for e in exps) or None,
-                      "sections": sections}]  # fmt: skip
+        return 200, [replies.search_row(symbol, self._underlying(symbol), chain)]
 
     async def _secdef_info(self, m: re.Match[str], args: dict[str, str], body: Any) -> Answer:
-        conid, month = int(args["conid"]), args["month"].upper()
+        conid, wanted = int(args["conid"]), args["month"].upper()
         symbol = next((s for s, c in self._underlyings.items() if c == conid), None)
         if symbol is None or args.get("sectype", "OPT").upper() != "OPT":
             return 200, []
         strike, right = args.get("strike"), args.get("right", "").upper()[:1]
         rows = []
         for c in self._chain(symbol):
-            if _month(c) != month or (strike and abs(c.strike - float(strike)) > 1e-6):
+            if month(c) != wanted or (strike and abs(c.strike - float(strike)) > 1e-6):
                 continue
             if right and c.right.value != right:
                 continue
-            rows.append({"conid": self.conid(c), "symbol": symbol, "secType": "OPT",
-                         "exchange": "SMART", "listingExchange": None, "right": c.right.value,
-                         "strike": c.strike, "currency": "USD", "cusip": None,
-                         "coupon": "No Coupon", "desc1": symbol, "desc2": _desc(c),
-                         "maturityDate": f"{c.expiry:%Y%m%d}", "multiplier": f"{c.multiplier:g}",
-                         "tradingClass": c.root, "validExchanges": "SMART,CBOE"})  # fmt: skip
+            rows.append(replies.secdef_row(c, self.conid(c), symbol))
         return 200, rows
 
     async def _contract_info(self, m: re.Match[str], args: dict[str, str], body: Any) -> Answer:
         c = self._contract(int(m.group(1)))
-        ymd = f"{c.expiry:%Y%m%d}"
-        return 200, {"cfi_code": "", "symbol": c.underlying, "cusip": None, "expiry_full": ymd,
-                     "con_id": self.conid(c), "maturity_date": ymd, "instrument_type": "OPT",
-                     "trading_class": c.root, "valid_exchanges": "SMART,CBOE",
-                     "local_symbol": to_occ(c), "currency": "USD", "company_name": c.underlying,
-                     "underlying_con_id": self._underlying(c.underlying), "r_t_h": True,
-                     "multiplier": f"{c.multiplier:g}", "strike": f"{c.strike:g}",
-                     "right": c.right.value, "contract_month": f"{c.expiry:%Y%m}",
-                     "exchange": "SMART", "text": _desc(c)}  # fmt: skip
+        return 200, replies.contract_info(c, self.conid(c), self._underlying(c.underlying))
 
     # --- session ---
 
     async def _auth_status(self, m: re.Match[str], args: dict[str, str], body: Any) -> Answer:
-        ok = not self.unauthenticated
-        return 200, {"authenticated": ok, "competing": False, "connected": True,
-                     "message": "" if ok else "session not authenticated", "MAC": "00:00:00:00",
-                     "serverInfo": {"serverName": "kit-emulator", "serverVersion": "emulated"},
-                     "fail": ""}  # fmt: skip
+        return 200, replies.auth_status(not self.unauthenticated)
 
     async def _tickle(self, m: re.Match[str], args: dict[str, str], body: Any) -> Answer:
         _, auth = await self._auth_status(m, args, body)
-        return 200, {"session": self._session, "ssoExpires": 0, "collission": False,
-                     "userId": 1, "iserver": {"authStatus": auth}}  # fmt: skip
+        return 200, replies.tickle(self._session, auth)
 
     async def _accounts(self, m: re.Match[str], args: dict[str, str], body: Any) -> Answer:
-        a = self.account
-        return 200, {"accounts": [a], "acctProps": {a: {"hasChildAccounts": False}},
-                     "aliases": {a: a}, "allowFeatures": {}, "chartPeriods": {}, "groups": [],
-                     "profiles": [], "selectedAccount": a, "sessionId": self._session,
-                     "isFT": False, "isPaper": True}  # fmt: skip
+        return 200, replies.accounts(self.account, self._session)
 
     async def _portfolio_accounts(
         self, m: re.Match[str], args: dict[str, str], body: Any
     ) -> Answer:
-        a = self.account
-        return 200, [{"id": a, "accountId": a, "accountVan": a, "accountTitle": "Paper (emulated)",
-                      "displayName": a, "currency": "USD", "type": "DEMO",
-                      "tradingType": "PMRGN", "covestor": False, "desc": a}]  # fmt: skip
+        return 200, replies.portfolio_accounts(self.account)
 
     # --- orders ---
 
@@ -332,7 +279,7 @@ class CpApiEmulator:
         if coid is not None:
             self._coids[oid] = str(coid)
         self._conidex[oid] = str(o.get("conidex") or o.get("conid"))
-        return 200, [{"order_id": str(oid), "order_status": _IB_STATUS[state.status],
+        return 200, [{"order_id": str(oid), "order_status": IB_STATUS[state.status],
                       "encrypt_message": "1", "local_order_id": coid}]  # fmt: skip
 
     def _to_order(self, o: dict[str, Any], client_id: str) -> Order:
@@ -377,7 +324,7 @@ class CpApiEmulator:
             )  # fmt: skip
         except (OrderRejectedError, BrokerError) as exc:
             return 400, {"error": str(exc)}
-        return 200, [{"order_id": str(oid), "order_status": _IB_STATUS[state.status],
+        return 200, [{"order_id": str(oid), "order_status": IB_STATUS[state.status],
                       "encrypt_message": "1"}]  # fmt: skip
 
     async def _cancel(self, m: re.Match[str], args: dict[str, str], body: Any) -> Answer:
@@ -398,39 +345,14 @@ class CpApiEmulator:
     async def _live_orders(self, m: re.Match[str], args: dict[str, str], body: Any) -> Answer:
         rows = []
         for oid, client_id in self._client_ids.items():
-            if (state := self.broker.order(client_id)) is not None:
-                rows.append(self._order_row(oid, state))
+            if (st := self.broker.order(client_id)) is not None:
+                legs = st.order.legs
+                conid = COMBO_CONID if len(legs) > 1 else self.conid(legs[0].contract)
+                rows.append(replies.order_row(
+                    oid, st, self.account, self._conidex[oid], conid,
+                    cancelling=oid in self._cancelling, coid=self._coids.get(oid),
+                ))  # fmt: skip
         return 200, {"orders": rows, "snapshot": True}
-
-    def _order_row(self, oid: int, st: OrderState) -> dict[str, Any]:
-        o, first = st.order, st.order.legs[0].contract
-        combo, limit = len(o.legs) > 1, o.limit_price
-        status = _IB_STATUS[st.status]
-        if oid in self._cancelling and not st.status.done:
-            status = "PendingCancel"
-        ms = st.ts_ns // 1_000_000
-        kind = "Limit" if o.order_type is OrderType.LIMIT else "Market"
-        row = {"acct": self.account, "exchange": "SMART", "conidex": self._conidex[oid],
-               "conid": COMBO_CONID if combo else self.conid(first), "account": self.account,
-               "orderId": oid, "cashCcy": "USD", "sizeAndFills": f"{st.filled_qty}/{o.quantity}",
-               "orderDesc": f"{o.side.value.title()} {o.quantity} {kind}",
-               "description1": first.underlying if combo else _desc(first),
-               "ticker": first.underlying, "secType": "BAG" if combo else "OPT",
-               "listingExchange": "SMART", "remainingQuantity": float(st.remaining),
-               "filledQuantity": float(st.filled_qty), "totalSize": float(o.quantity),
-               "companyName": first.underlying, "status": status, "order_ccp_status": status,
-               "origOrderType": kind.upper(), "supportsTaxOpt": "1",
-               "lastExecutionTime": f"{from_ns(st.ts_ns):%y%m%d%H%M%S}", "orderType": kind,
-               "bgColor": "#000000", "fgColor": "#FFFFFF", "isEventTrading": "0",
-               "timeInForce": "DAY", "lastExecutionTime_r": ms,
-               "side": o.side.value.upper()}  # fmt: skip
-        if limit is not None:
-            row["price"] = str(limit)
-        if st.filled_qty:
-            row["avgPrice"] = str(st.avg_price)
-        if oid in self._coids:
-            row["order_ref"] = self._coids[oid]
-        return row
 
     async def _trades(self, m: re.Match[str], args: dict[str, str], body: Any) -> Answer:
         rows = []
@@ -438,22 +360,8 @@ class CpApiEmulator:
             oid = self._order_ids.get(f.client_id)
             if oid is None:  # expiry settlements and orders from elsewhere
                 continue
-            c, buy = f.contract, f.side is Side.BUY
-            row = {"execution_id": f.fill_id, "symbol": c.underlying, "supports_tax_opt": "1",
-                   "side": "B" if buy else "S",
-                   "order_description": f"{'Bot' if buy else 'Sold'} {f.quantity:g} @ {f.price}",
-                   "trade_time": f"{from_ns(f.ts_ns):%Y%m%d-%H:%M:%S}",
-                   "trade_time_r": f.ts_ns // 1_000_000, "size": f.quantity, "price": str(f.price),
-                   "submitter": "emulator", "exchange": "SMART", "commission": str(f.commission),
-                   "net_amount": f.quantity * f.price * c.multiplier, "account": self.account,
-                   "accountCode": self.account, "company_name": c.underlying,
-                   "contract_description_1": _desc(c), "sec_type": "OPT",
-                   "listing_exchange": "SMART", "conid": self.conid(c),
-                   "conidEx": str(self.conid(c)), "clearing_id": "IB", "clearing_name": "IB",
-                   "liquidation_trade": "0", "is_event_trading": "0"}  # fmt: skip
-            if oid in self._coids:
-                row["order_ref"] = self._coids[oid]
-            rows.append(row)
+            conid = self.conid(f.contract)
+            rows.append(replies.trade_row(f, self.account, conid, self._coids.get(oid)))
         return 200, rows
 
     async def _positions(self, m: re.Match[str], args: dict[str, str], body: Any) -> Answer:
@@ -465,51 +373,21 @@ class CpApiEmulator:
             row = self.broker.market.index.get(c)
             mark = float(self.broker.market.mark[row]) if row is not None else 0.0
             mark = mark if mark == mark else 0.0  # NaN: never marked
-            rows.append({"acctId": self.account, "conid": self.conid(c),
-                         "contractDesc": f"{_desc(c)} [{to_occ(c)} {c.multiplier:g}]",
-                         "position": float(qty), "mktPrice": mark,
-                         "mktValue": qty * mark * c.multiplier, "currency": "USD",
-                         "avgCost": None, "avgPrice": None, "realizedPnl": 0.0,
-                         "unrealizedPnl": 0.0, "exchs": None, "expiry": f"{c.expiry:%Y%m%d}",
-                         "putOrCall": c.right.value, "multiplier": c.multiplier,
-                         "strike": f"{c.strike:g}", "exerciseStyle": None, "conExchMap": [],
-                         "assetClass": "OPT", "undConid": self._underlying(c.underlying),
-                         "ticker": c.underlying})  # fmt: skip
+            und = self._underlying(c.underlying)
+            rows.append(replies.position_row(c, qty, mark, self.account, self.conid(c), und))
         return 200, rows
 
     async def _summary(self, m: re.Match[str], args: dict[str, str], body: Any) -> Answer:
         self._check_account(m.group(1))
         acc = await self.broker.account()
         ms = self.broker.clock.now_ns() // 1_000_000
-
-        def item(amount: float | None = None, value: str | None = None) -> dict[str, Any]:
-            return {"amount": amount or 0.0, "currency": None if value else "USD",
-                    "isNull": False, "timestamp": ms, "value": value, "severity": 0}  # fmt: skip
-
-        nl, cash, used = acc.net_liquidation, acc.cash, acc.buying_power_used
-        return 200, {"accountcode": item(value=self.account), "accountready": item(value="true"),
-                     "accounttype": item(value="INDIVIDUAL"), "netliquidation": item(nl),
-                     "totalcashvalue": item(cash), "settledcash": item(cash),
-                     "equitywithloanvalue": item(nl), "grosspositionvalue": item(abs(nl - cash)),
-                     "initmarginreq": item(used), "maintmarginreq": item(used),
-                     "availablefunds": item(nl - used), "excessliquidity": item(nl - used),
-                     "buyingpower": item(max(nl - used, 0.0))}  # fmt: skip
+        return 200, replies.summary(acc, self.account, ms)
 
     async def _ledger(self, m: re.Match[str], args: dict[str, str], body: Any) -> Answer:
         self._check_account(m.group(1))
         acc = await self.broker.account()
         secs = self.broker.clock.now_ns() // 1_000_000_000
-
-        def ledger(ccy: str) -> dict[str, Any]:
-            return {"commoditymarketvalue": 0.0, "futuremarketvalue": 0.0,
-                    "settledcash": acc.cash, "exchangerate": 1, "sessionid": 1,
-                    "cashbalance": acc.cash, "netliquidationvalue": acc.net_liquidation,
-                    "interest": 0.0, "unrealizedpnl": 0.0, "stockmarketvalue": 0.0,
-                    "stockoptionmarketvalue": acc.net_liquidation - acc.cash,
-                    "currency": ccy, "realizedpnl": acc.realized_pnl, "acctcode": self.account,
-                    "key": "LedgerList", "timestamp": secs, "severity": 0}  # fmt: skip
-
-        return 200, {"USD": ledger("USD"), "BASE": ledger("BASE")}
+        return 200, replies.ledger(acc, self.account, secs)
 
 
 class _Handler(tornado.web.RequestHandler):

@@ -1,0 +1,41 @@
+"""What the desk service and its viewers agree on, importable by both sides without either.
+
+The dashboard (:mod:`kit.ui`, :mod:`kit.remote.client`) must stay thin: it never loads the
+engine. So the few facts both ends share live here, with nothing heavier than the standard
+library: the protocol version, the close code of a refused token, where the token is kept and
+which rule settings a dashboard may change. The frames themselves are described in
+:mod:`kit.remote.gateway`; the snapshot document in :mod:`kit.app.view`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from kit.core.config import env
+
+PROTOCOL = 1
+UNAUTHORIZED = 4401  # WebSocket close code: wrong or missing token
+TUNABLE = (  # scalar rule settings a dashboard may show and change (the `settings` command)
+    ("time_stop", "minutes_to_close"), ("trailing_stop", "arm_pct"),
+    ("trailing_stop", "trail_pct"), ("limits", "daily_loss_limit"), ("limits", "max_total_risk"),
+)  # fmt: skip
+
+
+def token_path() -> Path:
+    """Where the service keeps its token: ``KIT_TOKEN_FILE``, else a user-only config file."""
+    if path := env("KIT_TOKEN_FILE"):
+        return Path(path)
+    base = Path(env("XDG_CONFIG_HOME") or Path.home() / ".config")
+    return base / "theta-desk" / "service.token"
+
+
+def client_token(path: Path | None = None) -> str:
+    """The token a client presents; a clear error when the service has never run."""
+    if token := env("KIT_TOKEN"):
+        return token
+    path = path or token_path()
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        raise ConnectionError(f"no service token at {path}: start the desk service (`kit serve`) "
+                              "or set KIT_TOKEN") from None  # fmt: skip
