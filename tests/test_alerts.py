@@ -18,18 +18,13 @@ from rich.console import Console
 
 from kit.core.clock import SimClock
 from kit.core.model import Action, ActionKind, Alert, Severity
-from kit.engine.alerts import (
-    AlertConfig,
-    AlertManager,
-    AlertRecord,
-    AlertSink,
-    ConsoleSink,
-    EmailSink,
-    JsonlSink,
-    SinkError,
-    WebhookSink,
-    record_to_json,
-)
+from kit.engine.alerts import AlertConfig, AlertManager, AlertSink
+from kit.engine.records import AlertRecord, record_to_json
+from kit.sinks.base import SinkError
+from kit.sinks.console import ConsoleSink
+from kit.sinks.email import EmailSink
+from kit.sinks.jsonl import JsonlSink
+from kit.sinks.webhook import WebhookSink
 
 T0 = datetime(2024, 3, 4, 15, 0, tzinfo=UTC)  # 10:00 in New York (EST)
 INFO, W, C = Severity.INFO, Severity.WARNING, Severity.CRITICAL

@@ -9,8 +9,9 @@ from datetime import date, datetime
 import httpx
 import pytest
 
-from kit.adapters.cpapi.broker import CpApiBroker, CpApiConfig, map_status
+from kit.adapters.cpapi.broker import CpApiBroker, CpApiConfig
 from kit.adapters.cpapi.emulator import COMBO_CONID, CpApiEmulator
+from kit.adapters.cpapi.parsing import map_status
 from kit.adapters.paper.broker import PaperBroker, PaperConfig
 from kit.core.clock import NEW_YORK, SimClock
 from kit.core.config import ConfigError

@@ -28,9 +28,9 @@ from kit.core.model import (
     StrategyType,
     UnderlyingTick,
 )
-from kit.engine.alerts import JsonlSink
 from kit.engine.desk import Desk
 from kit.risk.rules import load_rules
+from kit.sinks.jsonl import JsonlSink
 
 DAY = date(2024, 3, 12)
 PUT = Contract("SPXW", DAY, 4950.0, "P")
@@ -137,7 +137,7 @@ async def test_a_feed_outage_freezes_actions_until_fresh_data_then_acts():
     executor = Recorder()
     desk = Desk(clock, rules=load_rules(overrides=QUIET), executor=executor, auto_manage=True)
     events = []
-    desk._subscribers.append(queue := asyncio.Queue())
+    desk.hooks.subscribers.append(queue := asyncio.Queue())
     desk.process(_market(clock, 1.6, 1.6))
     _open_strangle(desk)  # 20% profit: no profit target yet, the time stop will want it
     clock.advance_to(_at(15, 29))

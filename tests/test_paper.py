@@ -9,7 +9,8 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from kit.adapters.paper.broker import PaperBroker, PaperConfig, distribute
+from kit.adapters.paper.broker import PaperBroker, PaperConfig
+from kit.adapters.paper.matching import distribute
 from kit.core.clock import SimClock, expiry_time, to_ns
 from kit.core.model import Contract, Fill, Leg, Order, OrderType, Quote, Side
 from kit.execution.broker import (

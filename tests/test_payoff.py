@@ -16,6 +16,7 @@ from kit.core.payoff import (
     profile,
     short_strike_distance,
     spot_grid,
+    stress_loss,
 )
 from kit.core.pricing import price
 
@@ -321,3 +322,17 @@ def test_profile_uses_an_explicit_iv_for_the_grid(strangle):
     assert len(p.grid) == 11
     assert p.expected_move == pytest.approx(expected_move(SPOT, 0.4, DAYS))
     assert p.grid[-1] == pytest.approx(SPOT + 3 * p.expected_move)
+
+
+def test_stress_loss_is_the_worst_expiry_loss_within_the_move_per_group():
+    # a 1-lot short 4900/5100 strangle sold for 10 + 10 points (x100) and a 1-lot long 5000 call
+    # paid 50: at ±10% of 5000 the strangle loses (400 - 20) x 100, the call at worst its premium
+    spot = np.full(3, 5000.0)
+    args = (spot, [4900.0, 5100.0, 5000.0], [False, True, True], [-100.0, -100.0, 100.0],
+            [10.0, 10.0, 50.0])  # fmt: skip
+    per_group = stress_loss(*args, 10.0, group=[0, 0, 1], n_groups=2)
+    assert per_group == pytest.approx([38_000.0, 5_000.0])
+    alone = [stress_loss(*(np.asarray(a)[:2] for a in args), 10.0)[0],
+             stress_loss(*(np.asarray(a)[2:] for a in args), 10.0)[0]]  # fmt: skip
+    assert per_group == pytest.approx(alone)
+    assert stress_loss(np.full(3, np.nan), *args[1:], 10.0)[0] == 0.0  # no spot: reads 0

@@ -27,6 +27,7 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, Self, runtime_checkable
 
+from kit.core.backoff import Backoff
 from kit.core.clock import NS_PER_S, Clock, LiveClock
 from kit.core.model import Contract, Event, FeedState, FeedStatus, Quote, Trade, UnderlyingTick
 
@@ -37,20 +38,6 @@ SubKey = Contract | str  # an option contract, or an underlying/index symbol ("S
 
 class MalformedFrameError(ValueError):
     """A frame could not be decoded into events; counted and logged, never fatal."""
-
-
-@dataclass(frozen=True)
-class Backoff:
-    """Exponential reconnect delays with +/- ``jitter`` so many clients don't retry in lockstep."""
-
-    initial_s: float = 0.25
-    factor: float = 2.0
-    max_s: float = 30.0
-    jitter: float = 0.2
-
-    def delay(self, attempt: int, rng: random.Random) -> float:
-        base = min(self.max_s, self.initial_s * self.factor ** max(0, attempt))
-        return base * (1.0 + self.jitter * (2.0 * rng.random() - 1.0))
 
 
 @dataclass(frozen=True)
@@ -91,6 +78,11 @@ class Feed(Protocol):
     async def unsubscribe(self, keys: Iterable[SubKey]) -> None: ...
 
     def __aiter__(self) -> AsyncIterator[Event]: ...
+
+    def get_nowait(self) -> Event | None:
+        """The next event if one is ready, else None: the desk drains a batch this way after
+        each awaited event, so it evaluates once per batch instead of once per event."""
+        ...
 
 
 _CLOSED = object()  # queue sentinel

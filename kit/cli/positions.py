@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-from kit.cli.main import _day
+from kit.cli.args import day
 from kit.positions.legs import STRATEGIES, Strikes
 from kit.positions.manual import ManualBook, Row, manual_path
 
@@ -143,7 +143,7 @@ def add_positions_parser(sub: Any) -> None:
     s.add_argument("--underlying", required=True, type=str.upper, help="SPX, SPY, NDX, BTC ...")
     s.add_argument("--root", type=str.upper, help="option root (default: the weeklies of an "
                    "index, SPX -> SPXW, else the underlying)")  # fmt: skip
-    s.add_argument("--expiry", required=True, type=_day, help="YYYY-MM-DD")
+    s.add_argument("--expiry", required=True, type=day, help="YYYY-MM-DD")
     s.add_argument("--put", type=float, help="short put strike (strangle, iron_condor, "
                    "short_put)")  # fmt: skip
     s.add_argument("--call", type=float, help="short call strike (strangle, iron_condor, "

@@ -172,6 +172,38 @@ def leg_pnl_on_moves(
     return np.asarray(dollars_per_point, dtype=np.float64)[:, None] * (intrinsic - entry)
 
 
+STRESS_POINTS = 21  # spot moves tried: evenly spaced over ±move_pct, 0 and both ends included
+
+
+def stress_loss(
+    spot: ArrayLike,
+    strike: ArrayLike,
+    is_call: ArrayLike,
+    dollars_per_point: ArrayLike,
+    entry_price: ArrayLike,
+    move_pct: float,
+    group: ArrayLike | None = None,
+    n_groups: int = 1,
+    points: int = STRESS_POINTS,
+) -> F64:
+    """Worst expiry loss (dollars, >= 0) of each group of legs if its underlying moves anywhere
+    within ±``move_pct`` percent: the one risk measure of the book, the pre-trade limits and
+    the paper broker's margin, so they always agree.
+
+    Legs are rows as in :func:`leg_pnl_on_moves`. ``group``: each leg's group (a position, an
+    underlying), ascending, every group in ``range(n_groups)`` with at least one leg; None is
+    one group of all the legs. A group whose P&L is not a number (no spot, no price) reads 0.
+    """
+    moves = move_pct / 100 * np.linspace(-1.0, 1.0, points)
+    pnl = leg_pnl_on_moves(spot, strike, is_call, dollars_per_point, entry_price, moves)
+    if group is None:
+        totals = pnl.sum(axis=0, keepdims=True)
+    else:  # legs stored group by group: one reduceat sums each group's rows
+        totals = np.add.reduceat(pnl, np.searchsorted(group, np.arange(n_groups)), axis=0)
+    worst = np.nan_to_num(totals.min(axis=1))
+    return np.maximum(-worst, 0.0)
+
+
 def pnl_at_expiry(legs: Legs, grid: ArrayLike) -> F64:
     """Dollar P&L if every leg settles at intrinsic value at each grid spot.
 

@@ -1,4 +1,4 @@
-"""Alert records, de-duplication with cool-down, and the sinks that deliver them.
+"""De-duplication of alerts with cool-down, and their delivery to the sinks.
 
 Risk rules are pure functions re-evaluated on every tick: they return the alerts whose conditions
 hold *now*, so the same breach is reported again and again while it lasts. Forwarding that stream
@@ -14,40 +14,33 @@ it remembers which keys ``(rule, position_id)`` are active and emits only what i
 
 Delivery is off the hot path: ``offer`` appends records to one bounded queue per sink and a
 dispatcher task per sink drains it in batches, so a slow or failing sink (an SMTP server timing
-out) never delays the desk or the other sinks.
+out) never delays the desk or the other sinks. The records are :mod:`kit.engine.records`; the
+sinks themselves (console, JSON lines, email, webhook) are :mod:`kit.sinks`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import smtplib
-import ssl
 from collections import deque
-from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import KW_ONLY, dataclass, field
-from email.message import EmailMessage
-from functools import partial
-from pathlib import Path
-from typing import Any, NamedTuple, Protocol, Self, TextIO, runtime_checkable
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Protocol, Self, runtime_checkable
 
-import httpx
 import msgspec
-from rich.console import Console
-from rich.text import Text
 
-from kit.core.clock import NEW_YORK, NS_PER_S, Clock, from_ns
-from kit.core.model import Action, Alert, Decision, FeedStatus, Fill, Severity
-from kit.core.symbology import to_occ
+from kit.core.clock import NS_PER_S, Clock
+from kit.core.model import Action, Alert, Decision, Fill, Severity
+from kit.engine.records import RANK as _RANK
+from kit.engine.records import SEVERITIES as _SEVERITIES
+from kit.engine.records import AlertRecord, DeskRecord, SinkRecord, record_to_json
 from kit.execution.broker import OrderState
 
 log = logging.getLogger(__name__)
 
+__all__ = ["AlertConfig", "AlertKey", "AlertManager", "AlertRecord", "AlertSink", "Candidate",
+           "DeskRecord", "SinkRecord", "record_to_json"]  # fmt: skip
 AlertKey = tuple[str, str | None, str]  # (rule, position_id, key); None is the portfolio
-_SEVERITIES = (Severity.INFO, Severity.WARNING, Severity.CRITICAL)  # by rank, least severe first
-_RANK = {s: i for i, s in enumerate(_SEVERITIES)}
-_STYLE = {Severity.CRITICAL: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
 
 
 class Candidate(Protocol):
@@ -60,23 +53,6 @@ class Candidate(Protocol):
 
     @property
     def alert(self) -> Alert: ...
-
-
-class SinkError(RuntimeError):
-    """A sink gave up on a batch (rejected, or still failing after its retries)."""
-
-
-class AlertRecord(msgspec.Struct, frozen=True):
-    """An emitted alert, numbered by the manager so a user can acknowledge exactly this one."""
-
-    seq: int
-    alert: Alert
-    acked_ts_ns: int | None = None
-    acked_by: str | None = None
-
-
-SinkRecord = AlertRecord | Action | Decision | OrderState | Fill  # audit sinks get all but alerts
-DeskRecord = SinkRecord | FeedStatus
 
 
 @dataclass(frozen=True)
@@ -371,287 +347,3 @@ class AlertManager:
                 ch.failures.clear()
             finally:
                 ch.inflight = 0
-
-
-# --- rendering ---
-
-
-def _plain(obj: Any) -> Any:
-    """msgspec enc_hook: NumPy scalars and arrays (rule inputs) become Python numbers and lists;
-    anything else unknown becomes its ``str``, since one odd input must not lose the alert."""
-    return obj.tolist() if hasattr(obj, "tolist") else str(obj)
-
-
-def record_to_json(record: DeskRecord) -> dict[str, Any]:
-    """Any desk record as plain JSON-ready Python: the one shape every sink and ``kit run
-    --jsonl`` writes. ``kind`` says what it is: ``alert``, ``decision`` (rule actions, with
-    ``decision`` = ``action``, and the order manager's decisions), ``order``, ``fill`` or
-    ``feed``; every record has ``ts`` (ISO, UTC) and ``ts_ns``."""
-    if isinstance(record, AlertRecord):
-        a = record.alert
-        out: dict[str, Any] = {
-            "kind": "alert", "ts_ns": a.ts_ns, "seq": record.seq,
-            "severity": a.severity.value, "rule": a.rule, "message": a.message,
-            "position_id": a.position_id, "inputs": a.inputs, "acked_ts_ns": record.acked_ts_ns,
-            "acked_by": record.acked_by,
-        }  # fmt: skip
-    elif isinstance(record, Action):
-        out = {
-            "kind": "decision", "decision": "action", "ts_ns": record.ts_ns,
-            "action": record.kind.value, "status": record.params.get("status"),
-            "rule": record.rule, "reason": record.reason, "position_id": record.position_id,
-            "params": record.params, "inputs": record.inputs,
-        }  # fmt: skip
-    elif isinstance(record, Decision):
-        out = {
-            "kind": "decision", "decision": record.kind, "ts_ns": record.ts_ns,
-            "message": record.message, "position_id": record.position_id,
-            "inputs": record.inputs,
-        }  # fmt: skip
-    elif isinstance(record, OrderState):
-        o = record.order
-        out = {
-            "kind": "order", "ts_ns": record.ts_ns or o.ts_ns, "client_id": o.client_id,
-            "status": record.status.value, "side": o.side.value, "qty": o.quantity,
-            "filled_qty": record.filled_qty, "avg_price": record.avg_price,
-            "order_type": o.order_type.value, "limit_price": o.limit_price,
-            "legs": [{"contract": to_occ(leg.contract, padded=False), "ratio": leg.ratio}
-                     for leg in o.legs],
-            "position_id": o.position_id, "broker_id": record.broker_id,
-            "reason": record.reason,
-        }  # fmt: skip
-    elif isinstance(record, Fill):
-        out = {
-            "kind": "fill", "ts_ns": record.ts_ns, "fill_id": record.fill_id,
-            "client_id": record.client_id, "contract": to_occ(record.contract, padded=False),
-            "side": record.side.value, "qty": record.quantity, "price": record.price,
-            "multiplier": record.contract.multiplier, "commission": record.commission,
-            "cash_flow": record.cash_flow,
-        }  # fmt: skip
-    else:
-        out = {"kind": "feed", "ts_ns": record.ts_ns, "feed": record.feed,
-               "state": record.state.value, "detail": record.detail}  # fmt: skip
-    out["ts"] = from_ns(out["ts_ns"]).isoformat()
-    return msgspec.to_builtins(out, enc_hook=_plain)
-
-
-def _ny_time(ts_ns: int) -> str:
-    return from_ns(ts_ns).astimezone(NEW_YORK).strftime("%H:%M:%S")
-
-
-def _console_line(item: SinkRecord) -> Text:
-    if not isinstance(item, AlertRecord):
-        return Text.assemble((_ny_time(item.ts_ns), "dim"), f" → {_audit_text(item)}")
-    a = item.alert
-    return Text.assemble(
-        (_ny_time(a.ts_ns), "dim"),
-        " ",
-        (f"{a.severity.value:<8}", _STYLE[a.severity]),
-        f" {a.rule} {a.position_id or 'portfolio'} {a.message}",
-    )
-
-
-def _audit_text(item: Action | Decision | OrderState | Fill) -> str:
-    if isinstance(item, Action):
-        return f"{item.kind.value} ({item.rule}): {item.reason} [{item.position_id or 'book'}]"
-    if isinstance(item, Decision):
-        return f"{item.kind}: {item.message}"
-    if isinstance(item, OrderState):
-        o = item.order
-        price = "market" if o.limit_price is None else f"{o.limit_price:g}"
-        return (f"order {o.client_id} {o.side.value} {o.quantity} @ {price}: "
-                f"{item.status.value} {item.filled_qty}/{o.quantity}")  # fmt: skip
-    return (f"fill {item.side.value} {item.quantity:g} {to_occ(item.contract, padded=False)} "
-            f"@ {item.price:g} (commission {item.commission:.2f})")  # fmt: skip
-
-
-# --- sinks ---
-
-
-class ConsoleSink:
-    """One colored line per record on a ``rich`` console (times in New York)."""
-
-    def __init__(
-        self, console: Console | None = None, *, min_severity: Severity = Severity.INFO
-    ) -> None:
-        self.name, self.audit, self.min_severity = "console", True, min_severity
-        self.console = console or Console()
-
-    async def send(self, records: Sequence[SinkRecord]) -> None:
-        for item in records:  # Text, not markup: a message with "[...]" prints as written
-            self.console.print(_console_line(item), soft_wrap=True)
-
-
-class JsonlSink:
-    """One JSON object per line, appended to a file (parents created) or written to a stream."""
-
-    def __init__(
-        self, target: str | os.PathLike[str] | TextIO, *, min_severity: Severity = Severity.INFO
-    ) -> None:
-        self.audit, self.min_severity = True, min_severity
-        self._path = Path(target) if isinstance(target, str | os.PathLike) else None
-        self._stream = None if isinstance(target, str | os.PathLike) else target
-        self.name = f"jsonl:{self._path or getattr(target, 'name', 'stream')}"
-
-    async def send(self, records: Sequence[SinkRecord]) -> None:
-        data = b"".join(msgspec.json.encode(record_to_json(r)) + b"\n" for r in records)
-        if self._stream is not None:
-            self._stream.write(data.decode())
-            self._stream.flush()
-        else:
-            await asyncio.to_thread(self._append, data)  # a slow disk must not stall the loop
-
-    def _append(self, data: bytes) -> None:
-        assert self._path is not None
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        with self._path.open("ab") as f:
-            f.write(data)
-
-
-async def _with_retries(
-    what: str,
-    attempt: Callable[[], Awaitable[None]],
-    transient: tuple[type[Exception], ...],
-    delays_s: Sequence[float],
-) -> None:
-    """Run ``attempt``, retrying transient failures after each delay in turn, then give up.
-
-    Real seconds (asyncio.sleep), not the desk clock: the pace is set by a real remote server.
-    """
-    for delay in (*delays_s, None):
-        try:
-            await attempt()
-            return
-        except transient as exc:
-            if delay is None:
-                raise SinkError(
-                    f"{what}: gave up after {len(delays_s) + 1} tries: {exc!r}"
-                ) from exc
-            log.warning("%s failed (%r); retrying in %.2f s", what, exc, delay)
-            await asyncio.sleep(delay)
-
-
-@dataclass(frozen=True)
-class EmailSink:
-    """One email per batch over SMTP, sent from a worker thread so the loop never blocks.
-
-    Transient failures (refused, disconnected, timed out) are retried after each of
-    ``retry_delays_s``; the password is kept out of repr and logs.
-    """
-
-    host: str
-    port: int
-    sender: str
-    recipients: Sequence[str]
-    min_severity: Severity = Severity.CRITICAL
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
-    starttls: bool = False
-    subject_prefix: str = "[theta-desk]"
-    _: KW_ONLY
-    audit: bool = False
-    timeout_s: float = 10.0
-    retry_delays_s: tuple[float, ...] = (1.0, 5.0, 15.0)
-
-    @property
-    def name(self) -> str:
-        return f"email:{self.host}:{self.port}"
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> EmailSink | None:
-        """Configure from ``KIT_SMTP_*``; None when ``KIT_SMTP_HOST`` is unset."""
-        env = os.environ if env is None else env
-        if not env.get("KIT_SMTP_HOST"):
-            return None
-        if missing := [k for k in ("KIT_SMTP_FROM", "KIT_SMTP_TO") if not env.get(k)]:
-            raise ValueError(f"KIT_SMTP_HOST is set but {', '.join(missing)} is not")
-        starttls = env.get("KIT_SMTP_STARTTLS", "").lower() in {"1", "true", "yes", "on"}
-        return cls(
-            env["KIT_SMTP_HOST"],
-            int(env.get("KIT_SMTP_PORT") or (587 if starttls else 25)),
-            env["KIT_SMTP_FROM"],
-            [r.strip() for r in env["KIT_SMTP_TO"].split(",") if r.strip()],
-            username=env.get("KIT_SMTP_USER") or None,
-            password=env.get("KIT_SMTP_PASSWORD") or None,
-            starttls=starttls,
-        )
-
-    def message(self, records: Sequence[SinkRecord]) -> EmailMessage:
-        """The email for one batch: the subject says how many and how bad, the body the inputs."""
-        alerts = [r.alert for r in records if isinstance(r, AlertRecord)]
-        if alerts:
-            worst = _SEVERITIES[max(_RANK[a.severity] for a in alerts)]
-            summary = f"{len(alerts)} alert{'s' * (len(alerts) != 1)}, worst {worst.value}"
-        else:
-            summary = f"{len(records)} action(s)"
-        lines = []
-        for r in records:
-            d = record_to_json(r)
-            what = d.get("severity") or f"ACTION {d['kind']}", d["rule"], d["position_id"] or "-"
-            text = d.get("message", d.get("reason"))
-            lines.append(f"{_ny_time(d['ts_ns'])} ET  {'  '.join(what)}: {text}")
-            lines += [f"    {k} = {v}" for k, v in d["inputs"].items()]
-        msg = EmailMessage()
-        msg["Subject"] = f"{self.subject_prefix} {summary}"
-        msg["From"], msg["To"] = self.sender, ", ".join(self.recipients)
-        msg.set_content("\n".join(lines) + "\n")
-        return msg
-
-    async def send(self, records: Sequence[SinkRecord]) -> None:
-        msg = self.message(records)
-        transient = (ConnectionError, TimeoutError, smtplib.SMTPServerDisconnected)
-        deliver = partial(asyncio.to_thread, self._deliver, msg)
-        await _with_retries(self.name, deliver, transient, self.retry_delays_s)
-
-    def _deliver(self, msg: EmailMessage) -> None:
-        with smtplib.SMTP(self.host, self.port, timeout=self.timeout_s) as smtp:
-            if self.starttls:
-                smtp.starttls(context=ssl.create_default_context())
-            if self.username:
-                smtp.login(self.username, self.password or "")
-            smtp.send_message(msg)
-
-
-class _ServerError(Exception):
-    """A 5xx answer: the receiver is having trouble, worth another try."""
-
-
-@dataclass(frozen=True)
-class WebhookSink:
-    """POSTs ``{"alerts": [...]}`` as JSON; retries 5xx and connection errors, drops on 4xx.
-
-    Only the host is ever logged (and shown in repr): webhook URLs often carry a secret token.
-    """
-
-    url: str = field(repr=False)
-    min_severity: Severity = Severity.WARNING
-    timeout_s: float = 5.0
-    headers: Mapping[str, str] | None = None
-    _: KW_ONLY
-    audit: bool = False
-    retry_delays_s: tuple[float, ...] = (0.5, 2.0)
-
-    @property
-    def name(self) -> str:
-        return f"webhook:{httpx.URL(self.url).host}"
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> WebhookSink | None:
-        """Configure from ``KIT_WEBHOOK_URL``; None when it is unset."""
-        url = (os.environ if env is None else env).get("KIT_WEBHOOK_URL")
-        return cls(url) if url else None
-
-    async def send(self, records: Sequence[SinkRecord]) -> None:
-        body = msgspec.json.encode({"alerts": [record_to_json(r) for r in records]})
-        headers = {"content-type": "application/json", **(self.headers or {})}
-        async with httpx.AsyncClient(timeout=self.timeout_s) as client:
-
-            async def post() -> None:
-                resp = await client.post(self.url, content=body, headers=headers)
-                if resp.status_code >= 500:
-                    raise _ServerError(f"HTTP {resp.status_code}")
-                if resp.status_code >= 400:
-                    raise SinkError(f"{self.name} refused: {resp.status_code} {resp.text[:200]!r}")
-
-            transient = (_ServerError, httpx.TransportError)
-            await _with_retries(self.name, post, transient, self.retry_delays_s)

@@ -18,8 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
-from dataclasses import replace as dc_replace
+from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +44,9 @@ from kit.core.model import (
 )
 from kit.engine.alerts import AlertManager, AlertRecord, DeskRecord
 from kit.engine.health import Health
+from kit.engine.hooks import DeskHooks, Hook, Listener
+from kit.engine.ports import Executor, OrderFlow
+from kit.engine.snapshot import Snapshot, build_snapshot
 from kit.portfolio.book import Book, BookConfig, PositionView
 from kit.portfolio.market import MarketConfig, MarketState
 from kit.risk.checks import Context, EntryCheck, Finding, check_entry, evaluate
@@ -55,9 +57,8 @@ log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from kit.execution.broker import OrderState
-    from kit.execution.manager import OrderManager
 
-Executor = Callable[[Action], Awaitable[None]]
+__all__ = ["Desk", "DeskConfig", "DeskEvent", "Executor", "Snapshot"]
 DeskEvent = DeskRecord
 _POSITION_ACTIONS = frozenset(ActionKind) - {ActionKind.FREEZE, ActionKind.BLOCK_ENTRIES}
 VOL_INDEX = {"SPX": "VIX", "SPY": "VIX"}
@@ -71,25 +72,13 @@ class DeskConfig:
     subscriber_queue: int = 10_000  # events buffered per event-stream subscriber
 
 
-@dataclass(frozen=True)
-class Snapshot:
-    """What a dashboard renders: the book, totals and the desk's switches, at ``ts_ns``."""
-
-    ts_ns: int
-    spots: dict[str, float]
-    positions: list[dict[str, Any]]
-    totals: dict[str, float]
-    feeds: dict[str, str]
-    auto_manage: bool
-    killed: bool
-    frozen: bool
-    blocked_by: dict[str, str]
-    alerts: list[AlertRecord] = field(default_factory=list)
-    engine: dict[str, Any] = field(default_factory=lambda: {"state": "OK", "faults": []})
-
-
 class Desk:
-    """Wires feeds → market state → book → rules → alerts and actions on one event loop."""
+    """Wires feeds → market state → book → rules → alerts and actions on one event loop.
+
+    Its seams: ``orders`` (an :class:`~kit.engine.ports.OrderFlow`) and ``executor`` are set by
+    the order flow that attaches; ``hooks`` (:class:`~kit.engine.hooks.DeskHooks`) is the table
+    of who else hears the desk, also reachable as ``on_batch``, ``on_heartbeat``, ``listeners``
+    and ``tape``."""
 
     def __init__(
         self,
@@ -112,16 +101,12 @@ class Desk:
         self.config = config or DeskConfig()
         windows = tuple(sorted({self.rules.rapid_move.window_s,
                                 self.rules.correlation_break.window_s}))  # fmt: skip
-        mc = market_config or MarketConfig()
-        self.market = MarketState(replace_windows(mc, windows))
+        self.market = MarketState((market_config or MarketConfig()).with_windows(windows))
         self.book = Book(self.market, book_config)
         self.alerts = alerts or AlertManager(clock)
         self.executor = executor
-        self.orders: OrderManager | None = None  # set by the order manager that attaches
-        self.on_batch: list[Callable[[], None]] = []  # after each batch of market data
-        self.on_heartbeat: list[Callable[[], None]] = []  # every heartbeat (risk snapshots)
-        self.tape: Callable[[Any], None] | None = None  # every accepted market event (recorder)
-        self.listeners: list[Callable[[DeskEvent], None]] = []  # every event, synchronously
+        self.orders: OrderFlow | None = None  # set by the order flow that attaches
+        self.hooks = DeskHooks()
         self.auto_manage = auto_manage
         self.killed = False
         self.frozen = False
@@ -137,10 +122,31 @@ class Desk:
         self._day: date | None = None
         self._evaluated_ns = 0
         self._tasks: list[asyncio.Task[None]] = []
-        self._subscribers: list[asyncio.Queue[DeskEvent]] = []
         self._pending: set[asyncio.Task[None]] = set()
         self._held: dict[tuple[str, str | None, str], Finding] = {}  # vetoed by a freeze only
         self.health = Health(self.notify, clock.now_ns)
+
+    # --- hooks (see DeskHooks: one table, these names kept for its users) ---
+
+    @property
+    def on_batch(self) -> list[Hook]:
+        return self.hooks.on_batch
+
+    @property
+    def on_heartbeat(self) -> list[Hook]:
+        return self.hooks.on_heartbeat
+
+    @property
+    def listeners(self) -> list[Listener]:
+        return self.hooks.listeners
+
+    @property
+    def tape(self) -> Callable[[Any], None] | None:
+        return self.hooks.tape
+
+    @tape.setter
+    def tape(self, tape: Callable[[Any], None] | None) -> None:
+        self.hooks.tape = tape
 
     # --- lifecycle ---
 
@@ -188,7 +194,7 @@ class Desk:
         async for event in feed:
             batch = [event]
             while len(batch) < self.config.max_batch:
-                nxt = feed.get_nowait()  # type: ignore[attr-defined]
+                nxt = feed.get_nowait()
                 if nxt is None:
                     break
                 batch.append(nxt)
@@ -206,25 +212,14 @@ class Desk:
             self.market.refresh(None, now)
             if now - self._evaluated_ns >= period_ns:  # ticks already evaluated this period
                 self.evaluate()
-            self._run_hooks("heartbeat", self.on_heartbeat)
+            self.hooks.run("heartbeat", self.hooks.on_heartbeat, self.health)
             self.health.ok("task desk:heartbeat")
-
-    def _run_hooks(self, where: str, hooks: list[Callable[[], None]]) -> None:
-        for hook in hooks:
-            stage = f"{where} hook {getattr(hook, '__qualname__', hook)!s:.60}"
-            try:
-                hook()
-            except Exception as exc:
-                self.health.failed(stage, exc)
-            else:
-                if self.health.faults:
-                    self.health.ok(stage)
 
     # --- the hot path ---
 
     def process(self, events: Iterable[Any]) -> list[AlertRecord]:
         """Apply events (bad ones are counted and logged, never raised), then evaluate once."""
-        m, data, tape = self.market, False, self.tape
+        m, data, tape = self.market, False, self.hooks.tape
         for event in events:
             self.stats["events"] += 1
             t = type(event)
@@ -249,7 +244,7 @@ class Desk:
                 log.warning("desk: event rejected: %s", exc)
         if data:
             self.last_data_ns = self.clock.now_ns()
-            self._run_hooks("batch", self.on_batch)  # e.g. the paper broker matches orders
+            self.hooks.run("batch", self.hooks.on_batch, self.health)  # e.g. paper matching
         return self.evaluate()
 
     def _on_status(self, status: FeedStatus) -> None:
@@ -358,9 +353,7 @@ class Desk:
             return "proposed: auto-manage off"
         if self.frozen:
             return FROZEN
-        if self.orders is not None and any(
-            r.intent.kind == "open" for r in self.orders.pending(action.position_id)
-        ):
+        if self.orders is not None and self.orders.pending_entry(action.position_id):
             return "proposed: the entry is still being filled"
         i = self.book.rows.get(action.position_id or "")
         if i is not None and (view.stale[i] or view.max_spread_pct[i]
@@ -470,67 +463,13 @@ class Desk:
         self._publish(event)
 
     def _publish(self, event: DeskEvent) -> None:
-        for listener in self.listeners:
-            try:
-                listener(event)
-            except Exception:
-                log.exception("desk: event listener failed")
-        for q in self._subscribers:
-            if q.full():
-                q.get_nowait()  # newest wins for a slow viewer
-            q.put_nowait(event)
+        self.hooks.publish(event)
 
-    async def events(self) -> AsyncIterator[DeskEvent]:
+    def events(self) -> AsyncIterator[DeskEvent]:
         """Alerts, actions, decisions, orders, fills and feed statuses as they happen, from now
         on (a slow reader loses the oldest; ``listeners`` never lose any)."""
-        q: asyncio.Queue[DeskEvent] = asyncio.Queue(self.config.subscriber_queue)
-        self._subscribers.append(q)
-        try:
-            while True:
-                yield await q.get()
-        finally:
-            self._subscribers.remove(q)
+        return self.hooks.stream(self.config.subscriber_queue)
 
     def snapshot(self) -> Snapshot:
-        v, m = self.view, self.market
-        rows = []
-        for i, pid in enumerate(v.ids):
-            rows.append({
-                "id": pid, "strategy": self.book.positions[pid].strategy.value,
-                "underlying": v.underlying[i], "open": bool(v.is_open[i]),
-                "quantity": float(v.quantity[i]), "spot": float(v.spot[i]),
-                "pnl": float(v.total_pnl[i]), "pnl_pct": float(v.pnl_pct[i]),
-                "day_pnl": float(v.day_pnl[i]), "credit": float(v.credit[i]),
-                "delta_unit": float(v.delta_unit[i]), "gamma_unit": float(v.gamma_unit[i]),
-                "delta_shares": float(v.delta_shares[i]),
-                "beta_delta_spy": float(v.beta_delta_spy[i]),
-                "theta_per_day": float(v.theta_per_day[i]),
-                "vega_per_point": float(v.vega_per_point[i]),
-                "vanna_shares": float(v.vanna_shares[i]), "charm_shares": float(v.charm_shares[i]),
-                "short_dist_pct": float(v.short_dist_pct[i]), "stale": bool(v.stale[i]),
-                "risk": float(v.risk[i]),
-            })  # fmt: skip
-        live = v.is_open
-        totals = {
-            name: float(np.nansum(getattr(v, name)[live]))
-            for name in ("total_pnl", "day_pnl", "beta_delta_spy", "theta_per_day",
-                         "vega_per_point", "vanna_shares", "charm_shares", "risk")
-        }  # fmt: skip
-        return Snapshot(
-            ts_ns=v.ts_ns,
-            spots={s: float(m.spot[u]) for s, u in m.underlyings.items()},
-            positions=rows,
-            totals=totals,
-            feeds={f: s.value for f, s in self.feed_states.items()},
-            auto_manage=self.auto_manage,
-            killed=self.killed,
-            frozen=self.frozen,
-            blocked_by=dict(self.blocked_by),
-            alerts=self.alerts.unacknowledged(),
-            engine=self.health.state(),
-        )
-
-
-def replace_windows(config: MarketConfig, windows: tuple[float, ...]) -> MarketConfig:
-    """The market config keeping the price windows the rules need."""
-    return dc_replace(config, windows_s=tuple(sorted({*config.windows_s, *windows})))
+        """The dashboards' picture of the latest evaluation (:mod:`kit.engine.snapshot`)."""
+        return build_snapshot(self)

@@ -144,3 +144,13 @@ class Broker(Protocol):
         """Signed contracts held per contract (flat ones omitted)."""
 
     async def account(self) -> AccountSummary: ...
+
+
+@runtime_checkable
+class SimulatedVenue(Protocol):
+    """A broker that is its own market (the paper broker): nothing fills unless it is told the
+    quotes moved. The order manager hooks ``on_market`` to the desk's batches when the broker
+    it attaches to is one; a real broker's venue matches on its own."""
+
+    def on_market(self) -> None:
+        """Match the resting orders against the current quotes."""

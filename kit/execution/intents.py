@@ -88,6 +88,21 @@ class Intent(msgspec.Struct, frozen=True):
             raise ModelError(f"fraction: must be in (0, 1], got {f!r}")
 
 
+class IntentRecord(msgspec.Struct):
+    """An intent and how far it got: the journal entry that survives a restart."""
+
+    intent: Intent
+    status: str = "accepted"  # accepted | working | done | partial | failed | superseded
+    quantity: int = 0  # units worked, resolved when work starts
+    filled: int = 0  # units done
+    steps: dict[str, int] = msgspec.field(default_factory=dict)  # ladder step per stage
+    message: str = ""
+
+    @property
+    def active(self) -> bool:
+        return self.status in ("accepted", "working")
+
+
 def chain_of(market: MarketState, contract: Contract) -> list[Contract]:
     """The tracked contracts of ``contract``'s root and expiry: where a roll or wings choose."""
     return [c for c in market.contracts if c.root == contract.root and c.expiry == contract.expiry]

@@ -20,35 +20,35 @@ How an intent is worked:
 5. **Idempotent client ids.** Every order's client id is ``<intent id>/<stage>``: re-running an
    intent after a restart finds its orders at the broker instead of sending them again.
 
-Fills are routed to the desk's book by client id; expiry settlements by contract.
+Fills are routed to the desk's book by client id; expiry settlements by contract. The checks of
+step 1 are :mod:`kit.execution.pretrade`; steps 3 and 4 (working one order) are
+:mod:`kit.execution.ladder`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import math
-from collections.abc import Coroutine, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 import numpy as np
 
-from kit.core.model import Action, Decision, Fill, Leg, ModelError, Order, OrderType, Side
-from kit.core.symbology import to_occ
+from kit.core.model import Action, Decision, Fill, Leg, ModelError, Side
 from kit.execution.broker import (
     SETTLEMENT,
     Broker,
     BrokerError,
     BrokerEvent,
     OrderRejectedError,
-    OrderState,
+    SimulatedVenue,
 )
-from kit.execution.intents import Intent, IntentKind, intent_for_action
+from kit.execution.intents import Intent, IntentKind, IntentRecord, intent_for_action
+from kit.execution.ladder import Ladder, ManagerConfig, orient
+from kit.execution.pretrade import check_intent
 from kit.execution.state import MemoryStateStore, StateStore
 from kit.portfolio.strategies import StrategyError, units_to_close
-from kit.risk.limits import check_limits, stress_loss, tightest
 
 if TYPE_CHECKING:
     from kit.engine.desk import Desk
@@ -56,52 +56,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class ManagerConfig:
-    """How orders are worked. Prices are per unit of the order (net for combos)."""
-
-    tick: float = 0.05  # limit prices are multiples of this ...
-    ticks: Mapping[str, float] = field(default_factory=lambda: {"SPY": 0.01})  # ... by underlying
-    step_fraction: float = 0.25  # each retry moves the limit this share of mid → natural
-    retries: int = 4  # price steps after the first (at mid); the last one reaches natural
-    wait_s: float = 5.0  # wait for a fill at the first price ...
-    backoff: float = 1.5  # ... and this much longer at each later price
-    cancel_timeout_s: float = 10.0  # a cancel not confirmed by then fails the intent
-    market_fallback_close: bool = True  # closes finish with a market order if the ladder didn't
-    market_fallback_open: bool = False  # entries never chase: an unfilled entry is let go
-    market_wait_s: float = 10.0  # how long a market order may take
-    state_key: str = "order_manager"
-
-    def __post_init__(self) -> None:
-        if not 0 < self.step_fraction <= 1 or self.retries < 0 or self.backoff < 1:
-            raise ValueError("step_fraction must be in (0, 1], retries >= 0 and backoff >= 1")
-        waits = (self.wait_s, self.cancel_timeout_s, self.market_wait_s, self.tick,
-                 *self.ticks.values())  # fmt: skip
-        if not all(w > 0 for w in waits):
-            raise ValueError("ticks and waits must be positive")
-
-
-class IntentRecord(msgspec.Struct):
-    """An intent and how far it got: the journal entry that survives a restart."""
-
-    intent: Intent
-    status: str = "accepted"  # accepted | working | done | partial | failed | superseded
-    quantity: int = 0  # units worked, resolved when work starts
-    filled: int = 0  # units done
-    steps: dict[str, int] = msgspec.field(default_factory=dict)  # ladder step per stage
-    message: str = ""
-
-    @property
-    def active(self) -> bool:
-        return self.status in ("accepted", "working")
-
-
-def orient(legs: tuple[Leg, ...]) -> tuple[Side, tuple[Leg, ...]]:
-    """The order side and legs for per-unit ``legs`` (signed): all-short legs become a SELL of
-    the positive combo (a strangle is sold for a credit), anything else a BUY as given."""
-    if all(leg.ratio < 0 for leg in legs):
-        return Side.SELL, tuple(Leg(leg.contract, -leg.ratio) for leg in legs)
-    return Side.BUY, legs
+__all__ = ["IntentRecord", "ManagerConfig", "OrderManager", "orient"]
 
 
 class OrderManager:
@@ -121,7 +76,8 @@ class OrderManager:
         self.records: dict[str, IntentRecord] = {}
         self.strategies: dict[str, str] = {}  # strategy id → its position (held or pending)
         self._tasks: dict[str, asyncio.Task[IntentRecord]] = {}
-        self._wake: dict[str, asyncio.Event] = {}
+        self.ladder = Ladder(broker, desk.clock, desk.market, self.config, self._save,
+                             self._decide)  # fmt: skip
         self._amended: set[str] = set()
         self._dirty = False  # fills applied, the desk not yet re-evaluated
         self._seq = 0
@@ -129,9 +85,8 @@ class OrderManager:
         broker.subscribe(self._on_broker_event)
         desk.executor = self.on_action
         desk.orders = self
-        on_market = getattr(broker, "on_market", None)
-        if on_market is not None:  # a simulated venue matches resting orders on each batch
-            desk.on_batch.append(on_market)
+        if isinstance(broker, SimulatedVenue):  # it matches resting orders on each batch
+            desk.hooks.add_batch(broker.on_market)
 
     # --- journal ---
 
@@ -204,7 +159,7 @@ class OrderManager:
         await asyncio.gather(*tasks, return_exceptions=True)
         for state in await self.broker.orders():
             if not state.status.done and state.client_id.split("/", 1)[0] in ids:
-                await self._cancel(state.client_id)
+                await self.ladder.cancel(state.client_id)
         self._save()
 
     # --- intake ---
@@ -270,70 +225,14 @@ class OrderManager:
         return [r for r in self.records.values() if r.active
                 and (position_id is None or r.intent.position_id == position_id)]  # fmt: skip
 
+    def pending_entry(self, position_id: str | None) -> bool:
+        """Whether an entry of ``position_id`` (None: of any position) is still being worked
+        (the desk's :class:`~kit.engine.ports.OrderFlow`)."""
+        return any(r.intent.kind is IntentKind.OPEN for r in self.pending(position_id))
+
     def _check(self, intent: Intent) -> None:
-        """Refuse what must not reach a broker; the message is the reason, for a person."""
-        desk, book, market = self.desk, self.desk.book, self.desk.market
-        pid = intent.position_id
-        if intent.kind is IntentKind.OPEN:
-            assert intent.target is not None
-            held_by = self.strategies.get(intent.strategy_id)
-            if held_by is not None and (self.pending(held_by) or (
-                    held_by in book.rows and book.held(held_by) is not None)):  # fmt: skip
-                raise OrderRejectedError(
-                    f"strategy {intent.strategy_id!r} already has position {held_by!r} open or "
-                    "pending: no second entry (duplicate-trade prevention)")  # fmt: skip
-            if pid in book.rows:
-                raise OrderRejectedError(f"position {pid!r} already exists")
-            legs, quantity = intent.target.legs, intent.target.quantity
-        else:
-            held = book.held(pid) if pid in book.rows else None
-            if held is None:
-                raise OrderRejectedError(f"position {pid!r} is not held: nothing to {intent.kind}")
-            legs, quantity = intent.legs or held.legs, held.quantity
-        now = desk.clock.now_ns()
-        for leg in legs:
-            i = market.index.get(leg.contract)
-            if i is None or not (market.bid[i] > 0 and market.ask[i] > 0):
-                raise OrderRejectedError(f"no two-sided quote for {leg.contract}")
-            if market.expiry_ns[i] <= now:
-                raise OrderRejectedError(f"{leg.contract} has expired")
-        if not intent.kind.adds_risk:
-            return
-        view = desk.view
-        underlying = legs[0].contract.underlying
-        spot = market.spot_of(underlying)
-        limits = tightest(desk.rules.limits, desk.limit_ceiling)
-        if limits.enabled and not math.isfinite(spot):  # the stress would read 0
-            raise OrderRejectedError(f"no {underlying} spot: the risk limits cannot be checked")
-        added = stress_loss(market, book, legs, quantity, spot)
-        if intent.kind is IntentKind.ROLL:
-            held = book.held(pid)
-            assert held is not None and intent.target is not None
-            added = stress_loss(market, book, intent.target.legs, quantity, spot) - stress_loss(
-                market, book, held.legs, quantity, spot)  # fmt: skip
-        # entries still being worked count once each, at their full size and risk, whether or
-        # not part of them filled (a filled part is also a row of the book: not counted twice)
-        entries = [
-            r.intent.target
-            for r in self.pending()
-            if r.intent.kind is IntentKind.OPEN and r.intent.target is not None
-        ]
-        entering = {p.id for p in entries}
-        n = len(view.is_open)  # view.ids is the book's list: positions added later follow it
-        live = view.is_open & np.array([p not in entering for p in view.ids[:n]], dtype=bool)
-        pending_risk = sum(
-            stress_loss(market, book, p.legs, p.quantity, market.spot_of(p.underlying))
-            for p in entries
-        )
-        why = check_limits(
-            limits, opening=intent.kind is IntentKind.OPEN, quantity=quantity,
-            added_risk=added, open_positions=int(live.sum()) + len(entries),
-            total_risk=float(view.risk[live].sum()) + pending_risk,
-            day_pnl=float(view.day_pnl.sum()),
-            killed=desk.killed, blocked_by=tuple(desk.blocked_by.values()),
-        )  # fmt: skip
-        if why:
-            raise OrderRejectedError("; ".join(why))
+        """Refuse what must not reach a broker (:func:`~kit.execution.pretrade.check_intent`)."""
+        check_intent(intent, self.desk, self.strategies, [r.intent for r in self.pending()])
 
     # --- working an intent ---
 
@@ -359,9 +258,9 @@ class OrderManager:
                 cfg.market_fallback_close)  # fmt: skip
             if self.broker.supports_combo or len(legs) == 1:
                 side, order_legs = orient(legs)
-                rec.filled = await self._work(rec, "C", order_legs, side, quantity, fallback)
+                rec.filled = await self.ladder.work(rec, "C", order_legs, side, quantity, fallback)
             else:
-                rec.filled = await self._leg_in(rec, legs, quantity, fallback)
+                rec.filled = await self.ladder.leg_in(rec, legs, quantity, fallback)
             rec.status = ("done" if rec.filled == quantity else
                           "partial" if rec.filled else "failed")  # fmt: skip
         except (BrokerError, OrderRejectedError, ModelError) as exc:
@@ -423,141 +322,13 @@ class OrderManager:
         if held is not None:
             self.desk.book.amend(held)
 
-    async def _leg_in(
-        self, rec: IntentRecord, legs: tuple[Leg, ...], quantity: int, fallback: bool
-    ) -> int:
-        """Legs one by one, buys first, each sized to what the earlier legs filled; excess
-        from a leg that fell short is unwound (with a market fallback) so no leg is left
-        unmatched."""
-        order = sorted(range(len(legs)), key=lambda n: legs[n].ratio < 0)
-        matched, got = quantity, {}
-        for n in order:
-            leg = legs[n]
-            if matched == 0:
-                break
-            side = Side.BUY if leg.ratio > 0 else Side.SELL
-            units = matched * abs(leg.ratio)
-            done = await self._work(rec, f"L{n}", (Leg(leg.contract, 1),), side, units, fallback)
-            got[n] = done
-            matched = min(matched, done // abs(leg.ratio))
-        for n, done in got.items():
-            leg = legs[n]
-            excess = done - matched * abs(leg.ratio)
-            if excess > 0:
-                side = Side.SELL if leg.ratio > 0 else Side.BUY
-                await self._work(rec, f"U{n}", (Leg(leg.contract, 1),), side, excess, True)
-        if matched < quantity:
-            self._decide(
-                "order",
-                f"legging stopped at {matched} of {quantity} units; unmatched legs unwound",
-                rec.intent.position_id,
-                {"intent": rec.intent.id, "filled": {str(k): v for k, v in got.items()}},
-            )
-        return matched
-
-    async def _work(
-        self, rec: IntentRecord, stage: str, legs: tuple[Leg, ...], side: Side, quantity: int,
-        fallback: bool,
-    ) -> int:  # fmt: skip
-        """One order through the ladder (and the market fallback); returns units filled."""
-        cfg, broker = self.config, self.broker
-        cid = f"{rec.intent.id}/{stage}"
-        step = rec.steps.get(stage, 0)
-        state = broker.order(cid)
-        if state is None:
-            order = Order(cid, legs, side, quantity, OrderType.LIMIT, self.desk.clock.now_ns(),
-                          self._price(legs, side, step), rec.intent.position_id)  # fmt: skip
-            state = await broker.place(order)
-        while not state.status.done:
-            state = await self._wait(cid, cfg.wait_s * cfg.backoff**step)
-            if state.status.done or rec.status == "superseded":
-                break
-            step += 1
-            if step > cfg.retries:
-                break
-            try:
-                limit = self._price(legs, side, step)
-                rec.steps[stage] = step
-                self._save()
-                state = await broker.replace(cid, limit_price=limit)
-            except OrderRejectedError as exc:  # e.g. a quote went one-sided: the order must not
-                rec.message = f"ladder stopped: {exc}"  # keep working, so cancel it below
-                break
-        if not state.status.done:
-            state = await self._cancel(cid)
-        filled = state.filled_qty
-        if filled < quantity and fallback and rec.status != "superseded":
-            mid = f"{cid}/mkt"
-            m = broker.order(mid) or await broker.place(
-                Order(mid, legs, side, quantity - filled, OrderType.MARKET,
-                      self.desk.clock.now_ns(), None, rec.intent.position_id))  # fmt: skip
-            m = await self._wait(mid, cfg.market_wait_s)
-            if not m.status.done:
-                m = await self._cancel(mid)
-            filled += m.filled_qty
-            self._wake.pop(mid, None)
-        self._wake.pop(cid, None)  # done with these orders: nothing waits on them any more
-        return filled
-
-    def _price(self, legs: tuple[Leg, ...], side: Side, step: int) -> float:
-        """The ladder's price at ``step``: mid, then ``step_fraction`` steps to the natural."""
-        m, cfg = self.desk.market, self.config
-        rows = m.rows([leg.contract for leg in legs])
-        ratio = np.array([leg.ratio for leg in legs], dtype=float)
-        bid, ask = m.bid[rows], m.ask[rows]
-        if not (np.all(bid > 0) and np.all(ask > 0)):
-            names = ", ".join(to_occ(leg.contract, padded=False) for leg in legs)
-            raise OrderRejectedError(f"no two-sided quote for every leg of {names}")
-        buying = (ratio > 0) == (side is Side.BUY)
-        mid = float(ratio @ (0.5 * (bid + ask)))
-        natural = float(ratio @ np.where(buying, ask, bid))
-        price = mid + min(1.0, step * cfg.step_fraction) * (natural - mid)
-        tick = cfg.ticks.get(legs[0].contract.underlying, cfg.tick)
-        units = price / tick
-        if step * cfg.step_fraction >= 1:  # the last step is marketable: round toward natural
-            units = math.ceil(units - 1e-9) if side is Side.BUY else math.floor(units + 1e-9)
-        return round(round(units) * tick, 10)
-
-    async def _wait(self, cid: str, seconds: float) -> OrderState:
-        """The order's state once it is done or ``seconds`` (on the desk's clock) have passed."""
-        clock = self.desk.clock
-        deadline = clock.now_ns() + int(seconds * 1e9)
-        while True:
-            state = self.broker.order(cid)
-            if state is None:
-                raise BrokerError(f"{self.broker.name} does not know order {cid}")
-            left = (deadline - clock.now_ns()) / 1e9
-            if state.status.done or left <= 0:
-                return state
-            wake = self._wake.setdefault(cid, asyncio.Event())
-            wake.clear()
-            waiter = asyncio.ensure_future(wake.wait())
-            sleeper = asyncio.ensure_future(clock.sleep(left))
-            try:
-                await asyncio.wait({waiter, sleeper}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                waiter.cancel()
-                sleeper.cancel()
-
-    async def _cancel(self, cid: str) -> OrderState:
-        """Cancel and wait for the confirmation (a fill may win the race: that counts)."""
-        state = await self.broker.cancel(cid)
-        if not state.status.done:
-            state = await self._wait(cid, self.config.cancel_timeout_s)
-        if not state.status.done:
-            raise BrokerError(
-                f"cancel of {cid} not confirmed within "
-                f"{self.config.cancel_timeout_s:g} s: sending nothing new"
-            )
-        return state
-
     async def _cancel_lingering(self, pid: str, keep: str) -> None:
         for state in await self.broker.orders():
             o = state.order
             if o.position_id == pid and not state.status.done and not o.client_id.startswith(keep):
                 self._decide("order", f"cancelling lingering order {o.client_id} first", pid,
                              {"client_id": o.client_id})  # fmt: skip
-                await self._cancel(o.client_id)
+                await self.ladder.cancel(o.client_id)
 
     # --- broker events ---
 
@@ -568,9 +339,7 @@ class OrderManager:
         if self._dirty:  # the fills of one execution are valued together, not leg by leg
             self._dirty = False
             self.desk.evaluate()
-        wake = self._wake.get(event.client_id)
-        if wake is not None:
-            wake.set()
+        self.ladder.wake(event.client_id)
         self.desk.record(event)
 
     def position_of(self, fill: Fill) -> str | None:

@@ -22,7 +22,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from kit.core.model import Fill, Leg, ModelError, Position, StrategyType
-from kit.core.payoff import Legs, Profile, leg_pnl_on_moves, profile
+from kit.core.payoff import Legs, Profile, profile, stress_loss
 from kit.portfolio.market import MarketState
 
 F64 = NDArray[np.float64]
@@ -346,21 +346,16 @@ class Book:
             underlying=self.pos_und,
         )
 
-    def _stress_loss(self, spot: F64, points: int = 21) -> F64:
-        """Worst expiry loss (dollars, >= 0) of each position for spots within the stress move.
-
-        Legs are stored position by position, so one ``reduceat`` sums legs per position.
-        """
+    def _stress_loss(self, spot: F64) -> F64:
+        """Worst expiry loss (dollars, >= 0) of each position for spots within the stress move
+        (:func:`kit.core.payoff.stress_loss`, legs grouped by position as they are stored)."""
         n = len(self.ids)
         if not n:
             return np.zeros(0)
         m, lr = self.market, self.leg_row
-        move = self.config.stress_move_pct / 100 * np.linspace(-1.0, 1.0, points)
-        pnl = leg_pnl_on_moves(spot[self.leg_pos], m.strike[lr], m.is_call[lr],
-                               self.leg_qty * m.multiplier[lr], self.leg_avg, move)  # fmt: skip
-        starts = np.searchsorted(self.leg_pos, np.arange(n))
-        worst = np.nan_to_num(np.add.reduceat(pnl, starts, axis=0).min(axis=1))
-        return np.maximum(-worst, 0.0)
+        return stress_loss(spot[self.leg_pos], m.strike[lr], m.is_call[lr],
+                           self.leg_qty * m.multiplier[lr], self.leg_avg,
+                           self.config.stress_move_pct, self.leg_pos, n)  # fmt: skip
 
     def _short_distances(self, spot: F64) -> tuple[F64, NDArray[np.int64]]:
         """Signed % distance of spot to the nearest short strike, and which side that is."""

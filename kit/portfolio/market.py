@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from numpy.typing import NDArray
@@ -40,6 +40,10 @@ class MarketConfig:
     )
     windows_s: tuple[float, ...] = (300.0,)  # price windows kept per underlying (window rules)
     capacity: int = 256  # initial rows; arrays double when full
+
+    def with_windows(self, windows: Iterable[float]) -> MarketConfig:
+        """This config, also keeping the price windows ``windows`` (the ones the rules need)."""
+        return replace(self, windows_s=tuple(sorted({*self.windows_s, *windows})))
 
 
 class RollingWindow:

@@ -2,7 +2,7 @@
 
 Limits guard what can add risk (opening, rolling). Closing and buying protection are never
 blocked: a limit that traps a position is itself a risk. The same stress measure as the book's
-(worst expiry loss within the configured spot move, :func:`kit.core.payoff.leg_pnl_on_moves`) sizes
+(worst expiry loss within the configured spot move, :func:`kit.core.payoff.stress_loss`) sizes
 a new position's risk, so "total risk" means the same before and after the trade.
 """
 
@@ -13,8 +13,8 @@ from dataclasses import fields, replace
 
 import numpy as np
 
+from kit.core import payoff
 from kit.core.model import Leg
-from kit.core.payoff import leg_pnl_on_moves
 from kit.portfolio.book import Book
 from kit.portfolio.market import MarketState
 from kit.risk.rules import LimitsRule
@@ -29,10 +29,10 @@ def stress_loss(
     rows = market.rows([leg.contract for leg in legs])
     ratio = np.array([leg.ratio for leg in legs], dtype=float)
     mid = 0.5 * (market.bid[rows] + market.ask[rows])
-    move = book.config.stress_move_pct / 100 * np.linspace(-1.0, 1.0, 21)
-    pnl = leg_pnl_on_moves(np.full(len(legs), spot), market.strike[rows], market.is_call[rows],
-                           ratio * quantity * market.multiplier[rows], mid, move)  # fmt: skip
-    return max(0.0, -float(np.nan_to_num(pnl.sum(axis=0)).min()))
+    loss = payoff.stress_loss(np.full(len(legs), spot), market.strike[rows], market.is_call[rows],
+                              ratio * quantity * market.multiplier[rows], mid,
+                              book.config.stress_move_pct)  # fmt: skip
+    return max(0.0, float(loss[0]))
 
 
 _THRESHOLDS = tuple(f.name for f in fields(LimitsRule) if f.name != "enabled")

@@ -41,7 +41,7 @@ from kit.signals.config import TimeBasis
 
 if TYPE_CHECKING:
     from kit.adapters.sim.market import MarketSim
-    from kit.adapters.thetadata.feed import ThetaDataREST
+    from kit.adapters.thetadata.rest import ThetaDataREST
 
 CHAIN_SCHEMA: dict[str, pl.DataType] = {
     "root": pl.String(),  # option class: SPX (AM-settled monthly), SPXW, NDX, NDXP, SPY...

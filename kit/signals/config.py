@@ -6,26 +6,37 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 if TYPE_CHECKING:
-    from kit.signals.chains import Chain
+    import polars as pl
 
 F64 = NDArray[np.float64]
 TimeBasis = Literal["calendar", "trading", "business_days"]
-SignModel = Callable[["Chain"], ArrayLike]  # one weight per chain row: +1 dealers long, -1 short
 
 
-def calls_long_puts_short(chain: Chain) -> F64:
+class ChainLike(Protocol):
+    """What a sign model reads of a chain (:class:`kit.signals.chains.Chain` is one): its
+    frame, one row per contract. A protocol, so this module needs neither the chain module
+    (which imports it) nor polars at run time."""
+
+    @property
+    def frame(self) -> pl.DataFrame: ...
+
+
+SignModel = Callable[[ChainLike], ArrayLike]  # one weight per chain row: +1 dealers long, -1 short
+
+
+def calls_long_puts_short(chain: ChainLike) -> F64:
     """Dealers long the calls (customers sell calls against stock) and short the puts
     (customers buy protection): the convention of the published GEX figures."""
     return np.where(chain.frame["is_call"].to_numpy(), 1.0, -1.0)
 
 
-def dealers_short_all(chain: Chain) -> F64:
+def dealers_short_all(chain: ChainLike) -> F64:
     """Dealers short every option (customers net long premium): all exposure negative."""
     return np.full(chain.frame.height, -1.0)
 

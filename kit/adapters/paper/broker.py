@@ -22,6 +22,10 @@ clock), so a cancel can lose the race with a fill. State persists in a :class:`S
 every change as one JSON document: every order record (its :class:`OrderState`, execution count
 and in-flight requests), every fill, the counters and the cash, all encoded with msgspec. The
 ledger (cash, positions, realized P&L) is rebuilt from the fills on load: they are the truth.
+
+Pricing and quoted-size accounting are :mod:`kit.adapters.paper.matching`; the ledger and the
+margin are :mod:`kit.adapters.paper.ledger`. This module is the venue: requests, latency, order
+states, settlement and persistence.
 """
 
 from __future__ import annotations
@@ -33,12 +37,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import msgspec
-import numpy as np
 from msgspec.structs import replace
 
+from kit.adapters.paper.ledger import Ledger
+from kit.adapters.paper.matching import Liquidity, positive, price_order
 from kit.core.clock import Clock, expiry_time, to_ns
 from kit.core.model import Contract, Fill, Order, OrderType, Side
-from kit.core.payoff import leg_pnl_on_moves
 from kit.execution.broker import (
     SETTLEMENT,
     AccountSummary,
@@ -54,7 +58,6 @@ from kit.execution.state import StateStore
 from kit.portfolio.market import MarketState
 
 log = logging.getLogger(__name__)
-_EPS = 1e-9  # price tolerance: float sums of quotes must not make a marketable order rest
 
 
 @dataclass(frozen=True)
@@ -117,41 +120,12 @@ def _label(c: Contract) -> str:
     return f"{c.root} {c.expiry} {c.strike:g}{c.right.value}"
 
 
-def _ok(x: float) -> bool:
-    return math.isfinite(x) and x > 0
-
-
-def distribute(
-    base: Sequence[float], ratios: Sequence[int], weights: Sequence[float], target: float
-) -> list[float] | None:
-    """Leg prices moved from ``base`` so that ``Σ ratio x price == target``, each leg taking a
-    share of the gap proportional to its weight; None when no non-negative prices reach it."""
-    prices = list(base)
-    free = list(range(len(prices)))
-    while True:
-        gap = target - sum(r * p for r, p in zip(ratios, prices, strict=True))
-        if abs(gap) <= 1e-12:
-            return prices
-        if not free:
-            return None
-        total = sum(weights[i] for i in free)
-        if total > 0:
-            share = {i: weights[i] / total for i in free}
-        else:  # every spread is zero: evenly per contract
-            n = sum(abs(ratios[i]) for i in free)
-            share = {i: abs(ratios[i]) / n for i in free}
-        for i in free:
-            prices[i] += gap * share[i] / ratios[i]
-        pinned = [i for i in free if prices[i] < 0]
-        if not pinned:
-            return prices
-        for i in pinned:
-            prices[i] = 0.0
-            free.remove(i)
-
-
 class PaperBroker:
-    """A simulated venue filling against a :class:`MarketState` (see the module docstring)."""
+    """A simulated venue filling against a :class:`MarketState` (see the module docstring).
+
+    A :class:`~kit.execution.broker.Broker` and a :class:`~kit.execution.broker.SimulatedVenue`:
+    resting orders match only when :meth:`on_market` is called (the order manager hooks it to
+    the desk's batches)."""
 
     name = "paper"
     live = False
@@ -174,13 +148,10 @@ class PaperBroker:
         self._working: dict[str, _Record] = {}  # WORKING/PARTIAL, in time priority
         self._fills: list[Fill] = []
         self._tasks: dict[asyncio.Task[None], _Op] = {}
-        self._consumed: dict[tuple[int, bool], tuple[int, float]] = {}  # (row, buy) → (ts, qty)
+        self._liquidity = Liquidity(market, self.config.fill_quoted_size_only)
         self._starting_cash = self.config.starting_cash
         self._next_id, self._settle_seq = 1, 1
-        self._cash, self._realized, self._commissions = self._starting_cash, 0.0, 0.0
-        self._pos: dict[Contract, float] = {}
-        self._cost: dict[Contract, float] = {}  # average open price per contract
-        self._last: dict[Contract, float] = {}  # last fill price: the mark of last resort
+        self._ledger = Ledger(market, self._starting_cash)
         self._closed = False
         if store is not None:
             self._load(store)
@@ -265,7 +236,7 @@ class PaperBroker:
             row = m.index.get(leg.contract)
             if row is None:
                 raise OrderRejectedError(f"{_label(leg.contract)}: not tracked, no quote to fill")
-            if not (_ok(m.bid[row]) and _ok(m.ask[row])):
+            if not (positive(m.bid[row]) and positive(m.ask[row])):
                 b, a = float(m.bid[row]), float(m.ask[row])
                 raise OrderRejectedError(f"{_label(leg.contract)}: no two-sided quote ({b}/{a})")
             if m.expiry_ns[row] <= self.clock.now_ns():
@@ -284,48 +255,19 @@ class PaperBroker:
         return list(self._fills)
 
     async def positions(self) -> dict[Contract, int]:
-        return {c: round(q) for c, q in self._pos.items() if round(q) != 0}
+        return {c: round(q) for c, q in self._ledger.held()}
 
     async def account(self) -> AccountSummary:
-        """Cash from the fills; net liquidation marks positions at the market's mark."""
-        value = sum(q * self._mark(c) * c.multiplier for c, q in self._pos.items() if q)
+        """Cash from the fills; net liquidation marks positions at the market's mark; buying
+        power used is the worst expiry loss within ±``margin_move_pct`` (the book's risk)."""
+        ledger = self._ledger
         return AccountSummary(
-            cash=self._cash,
-            net_liquidation=self._cash + value,
-            realized_pnl=self._realized,
-            commissions=self._commissions,
-            buying_power_used=self._margin(),
+            cash=ledger.cash,
+            net_liquidation=ledger.cash + ledger.value(),
+            realized_pnl=ledger.realized,
+            commissions=ledger.commissions,
+            buying_power_used=ledger.margin(self.config.margin_move_pct),
         )
-
-    def _margin(self) -> float:
-        """A portfolio-margin-style requirement: per underlying, the worst loss from today's
-        marks if every held option expired after a spot move within ±``margin_move_pct``
-        (the book's risk measure, so paper margin and the desk's risk agree)."""
-        held = [(c, q) for c, q in self._pos.items() if round(q) != 0]
-        move = self.config.margin_move_pct / 100 * np.linspace(-1.0, 1.0, 21)
-        total = 0.0
-        for und in {c.underlying for c, _ in held}:
-            legs = [(c, q) for c, q in held if c.underlying == und]
-            spot = self.market.spot_of(und)
-            if not math.isfinite(spot):
-                continue
-            pnl = leg_pnl_on_moves(
-                np.full(len(legs), spot), [c.strike for c, _ in legs],
-                [c.is_call for c, _ in legs], [q * c.multiplier for c, q in legs],
-                [self._mark(c) for c, _ in legs], move,
-            )  # fmt: skip
-            total += max(0.0, -float(pnl.sum(axis=0).min()))
-        return round(total, 2)
-
-    def _mark(self, c: Contract) -> float:
-        """The market's mark, else the mid, else the last fill price: never NaN in the value."""
-        m, row = self.market, self.market.index.get(c)
-        if row is not None:
-            if math.isfinite(mark := float(m.mark[row])):
-                return mark
-            if _ok(m.bid[row]) and _ok(m.ask[row]):
-                return float(m.bid[row] + m.ask[row]) / 2
-        return self._last.get(c, 0.0)
 
     # --- latency ---
 
@@ -374,53 +316,20 @@ class PaperBroker:
             self._match(rec, aggressive=False)
 
     def _match(self, rec: _Record, *, aggressive: bool) -> None:
-        """Fill what the quotes allow now. ``aggressive``: the order just arrived (or was
-        replaced) and takes liquidity at the touch; otherwise it rests and fills at its limit."""
+        """Fill what the quotes allow now (:func:`~kit.adapters.paper.matching.price_order`)."""
         state = rec.state
         if state.status not in (OrderStatus.WORKING, OrderStatus.PARTIAL):
             return
-        order, m = state.order, self.market
-        rows = [m.index.get(leg.contract) for leg in order.legs]
-        if any(r is None or not (_ok(m.bid[r]) and _ok(m.ask[r])) for r in rows):
-            return  # an untracked, one-sided or NaN quote: nothing fills, the order keeps working
+        order = state.order
+        slippage = self.config.slippage_per_contract
+        priced = price_order(self.market, order, aggressive=aggressive, slippage=slippage)
+        if priced is None:
+            return  # a quote that cannot fill, or a limit the market does not reach
         ratios = [leg.ratio for leg in order.legs]
-        buys = [order.side.sign * r > 0 for r in ratios]
-        touch = [float(m.ask[r] if b else m.bid[r]) for r, b in zip(rows, buys, strict=True)]
-        natural = sum(r * p for r, p in zip(ratios, touch, strict=True))
-        sign, limit = order.side.sign, order.limit_price
-        if limit is not None and sign * (limit - natural) < -_EPS:
-            return
-        units = self._fillable(rows, buys, ratios, order.quantity - state.filled_qty)
-        if units <= 0:
-            return
-        weights = [abs(q) * float(m.ask[r] - m.bid[r]) for q, r in zip(ratios, rows, strict=True)]
-        if limit is None or aggressive:
-            s = self.config.slippage_per_contract
-            prices = [max(0.0, p + s if b else p - s) for p, b in zip(touch, buys, strict=True)]
-            net = sum(r * p for r, p in zip(ratios, prices, strict=True))
-            if limit is not None and sign * (net - limit) > _EPS:  # slippage stops at the limit
-                prices = distribute(prices, ratios, weights, limit) or touch
-        else:
-            prices = distribute(touch, ratios, weights, limit) or touch
-        self._execute(rec, rows, buys, prices, units)
-
-    def _fillable(
-        self, rows: list[int], buys: list[bool], ratios: list[int], remaining: int
-    ) -> int:
-        """Whole units the quoted sizes allow: min over legs of available // |ratio|."""
-        if not self.config.fill_quoted_size_only:
-            return remaining
-        m, units = self.market, remaining
-        for row, buy, ratio in zip(rows, buys, ratios, strict=True):
-            size = float(m.ask_size[row] if buy else m.bid_size[row])
-            available = (size if math.isfinite(size) else 0.0) - self._used(row, buy)
-            units = min(units, math.floor(available / abs(ratio) + _EPS))
-        return max(units, 0)
-
-    def _used(self, row: int, buy: bool) -> float:
-        """Contracts already taken from the current quote on one side (0 once it is requoted)."""
-        ts, used = self._consumed.get((row, buy), (-1, 0.0))
-        return used if ts == self.market.quote_ts[row] else 0.0
+        remaining = order.quantity - state.filled_qty
+        units = self._liquidity.fillable(priced.rows, priced.buys, ratios, remaining)
+        if units > 0:
+            self._execute(rec, priced.rows, priced.buys, priced.prices, units)
 
     def _execute(
         self, rec: _Record, rows: list[int], buys: list[bool], prices: list[float], units: int
@@ -439,14 +348,13 @@ class PaperBroker:
             side = Side.BUY if buy else Side.SELL
             fills.append(Fill(fill_id, order.client_id, leg.contract, side, float(qty), price, now,
                               commission=round(qty * rate, 2)))  # fmt: skip
-            used = self._used(row, buy) + qty
-            self._consumed[(row, buy)] = (int(self.market.quote_ts[row]), used)
+            self._liquidity.take(row, buy, qty)
         net = sum(leg.ratio * p for leg, p in zip(order.legs, prices, strict=True))
         filled = state.filled_qty + units
         avg = round((state.avg_price * state.filled_qty + net * units) / filled, 9)
         status = OrderStatus.FILLED if filled >= order.quantity else OrderStatus.PARTIAL
         for f in fills:
-            self._book(f)
+            self._ledger.post(f)
         state = replace(state, status=status, filled_qty=filled, avg_price=avg, ts_ns=now)
         self._set(rec, state, fills)
 
@@ -456,18 +364,18 @@ class PaperBroker:
         """Close every expired holding at intrinsic value against ``spots`` (by underlying), and
         cancel the orders still live on expired contracts. All spots are checked first, so a
         missing one settles nothing."""
-        expired = [c for c, q in self._pos.items() if round(q) != 0 and self._expiry(c) <= now_ns]
+        expired = [c for c, _ in self._ledger.held() if self._expiry(c) <= now_ns]
         for c in expired:
-            if not _ok(spots.get(c.underlying, math.nan)):
+            if not positive(spots.get(c.underlying, math.nan)):
                 raise BrokerError(f"settle: no spot for {c.underlying} to settle {_label(c)}")
         fills = []
         for c in expired:
-            s, q = spots[c.underlying], self._pos[c]
+            s, q = spots[c.underlying], self._ledger.pos[c]
             price = max(0.0, s - c.strike) if c.is_call else max(0.0, c.strike - s)
             side = Side.SELL if q > 0 else Side.BUY
             fill_id, self._settle_seq = f"settle-{self._settle_seq}", self._settle_seq + 1
             fills.append(Fill(fill_id, SETTLEMENT, c, side, abs(q), price, now_ns))
-            self._book(fills[-1])
+            self._ledger.post(fills[-1])
         self._fills.extend(fills)
         self._save()
         for f in fills:
@@ -498,22 +406,6 @@ class PaperBroker:
             self._emit(f)
         self._emit(state)
 
-    def _book(self, f: Fill) -> None:
-        """Post a fill to the ledger: cash, position, average cost and realized P&L (gross of
-        commissions, which are reported on their own)."""
-        c, signed = f.contract, f.side.sign * f.quantity
-        pos, cost = self._pos.get(c, 0.0), self._cost.get(c, 0.0)
-        if pos * signed < 0:  # reduces (or flips) the position
-            closed = min(abs(pos), abs(signed))
-            self._realized += closed * (f.price - cost) * math.copysign(1, pos) * c.multiplier
-            if abs(signed) > abs(pos):
-                cost = f.price
-        else:
-            cost = (abs(pos) * cost + abs(signed) * f.price) / (abs(pos) + abs(signed))
-        self._pos[c], self._cost[c], self._last[c] = pos + signed, cost, f.price
-        self._cash += f.cash_flow
-        self._commissions += f.commission
-
     def _emit(self, event: BrokerEvent) -> None:
         notify(self._listeners, event, self.name)
 
@@ -532,7 +424,7 @@ class PaperBroker:
     def _save(self) -> None:
         if self._store is None:
             return
-        doc = _Doc(1, self._starting_cash, self._next_id, self._settle_seq, self._cash,
+        doc = _Doc(1, self._starting_cash, self._next_id, self._settle_seq, self._ledger.cash,
                    list(self._orders.values()), self._fills)  # fmt: skip
         self._store.save(self.config.state_key, msgspec.to_builtins(doc))
 
@@ -544,12 +436,13 @@ class PaperBroker:
             doc = msgspec.convert(raw, type=_Doc)
         except (msgspec.ValidationError, ValueError) as exc:
             raise ValueError(f"paper broker state {self.config.state_key!r}: {exc}") from None
-        self._starting_cash = self._cash = doc.starting_cash
+        self._starting_cash = doc.starting_cash
+        self._ledger = Ledger(self.market, doc.starting_cash)
         self._next_id, self._settle_seq = doc.next_id, doc.settle_seq
         for rec in doc.orders:
             self._orders[rec.state.client_id] = rec
             if rec.state.status in (OrderStatus.WORKING, OrderStatus.PARTIAL):
                 self._working[rec.state.client_id] = rec
         for f in doc.fills:
-            self._book(f)
+            self._ledger.post(f)
         self._fills = list(doc.fills)

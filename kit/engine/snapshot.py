@@ -1,0 +1,74 @@
+"""What a dashboard renders of the desk: the book, totals and switches at one instant.
+
+Built from the desk's latest :class:`~kit.portfolio.book.PositionView` (never re-evaluated here),
+so a snapshot costs a copy of numbers already computed and can be taken as often as viewers ask.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from kit.engine.alerts import AlertRecord
+
+if TYPE_CHECKING:
+    from kit.engine.desk import Desk
+
+# the per-position numbers summed over open positions into the snapshot's totals
+TOTALS = ("total_pnl", "day_pnl", "beta_delta_spy", "theta_per_day", "vega_per_point",
+          "vanna_shares", "charm_shares", "risk")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What a dashboard renders: the book, totals and the desk's switches, at ``ts_ns``."""
+
+    ts_ns: int
+    spots: dict[str, float]
+    positions: list[dict[str, Any]]
+    totals: dict[str, float]
+    feeds: dict[str, str]
+    auto_manage: bool
+    killed: bool
+    frozen: bool
+    blocked_by: dict[str, str]
+    alerts: list[AlertRecord] = field(default_factory=list)
+    engine: dict[str, Any] = field(default_factory=lambda: {"state": "OK", "faults": []})
+
+
+def build_snapshot(desk: Desk) -> Snapshot:
+    v, m = desk.view, desk.market
+    rows = []
+    for i, pid in enumerate(v.ids):
+        rows.append({
+            "id": pid, "strategy": desk.book.positions[pid].strategy.value,
+            "underlying": v.underlying[i], "open": bool(v.is_open[i]),
+            "quantity": float(v.quantity[i]), "spot": float(v.spot[i]),
+            "pnl": float(v.total_pnl[i]), "pnl_pct": float(v.pnl_pct[i]),
+            "day_pnl": float(v.day_pnl[i]), "credit": float(v.credit[i]),
+            "delta_unit": float(v.delta_unit[i]), "gamma_unit": float(v.gamma_unit[i]),
+            "delta_shares": float(v.delta_shares[i]),
+            "beta_delta_spy": float(v.beta_delta_spy[i]),
+            "theta_per_day": float(v.theta_per_day[i]),
+            "vega_per_point": float(v.vega_per_point[i]),
+            "vanna_shares": float(v.vanna_shares[i]), "charm_shares": float(v.charm_shares[i]),
+            "short_dist_pct": float(v.short_dist_pct[i]), "stale": bool(v.stale[i]),
+            "risk": float(v.risk[i]),
+        })  # fmt: skip
+    live = v.is_open
+    totals = {name: float(np.nansum(getattr(v, name)[live])) for name in TOTALS}
+    return Snapshot(
+        ts_ns=v.ts_ns,
+        spots={s: float(m.spot[u]) for s, u in m.underlyings.items()},
+        positions=rows,
+        totals=totals,
+        feeds={f: s.value for f, s in desk.feed_states.items()},
+        auto_manage=desk.auto_manage,
+        killed=desk.killed,
+        frozen=desk.frozen,
+        blocked_by=dict(desk.blocked_by),
+        alerts=desk.alerts.unacknowledged(),
+        engine=desk.health.state(),
+    )
