@@ -20,7 +20,8 @@ import msgspec
 import numpy as np
 
 from kit.adapters.base import FeedConfig
-from kit.adapters.thetadata.feed import ThetaDataConfig, ThetaDataFeed
+from kit.adapters.thetadata.config import ThetaDataConfig
+from kit.adapters.thetadata.feed import ThetaDataFeed
 from kit.core.clock import NEW_YORK, SimClock
 from kit.core.model import Contract, Quote
 

@@ -28,9 +28,11 @@ async def until(predicate, timeout_s: float = 20.0, every_s: float = 0.05):
 
 
 @contextmanager
-def monitor_process(tmp: Path, *args: str, speed: float = 5.0) -> Iterator[tuple[int, int]]:
+def monitor_process(
+    tmp: Path, *args: str, speed: float = 5.0, env: dict[str, str] | None = None
+) -> Iterator[tuple[int, int]]:
     """`kit monitor` on free ports with the test token and its own manual-positions file."""
-    env = {"KIT_TOKEN": TOKEN, "KIT_MANUAL_POSITIONS": str(tmp / "manual.json")}
+    env = {"KIT_TOKEN": TOKEN, "KIT_MANUAL_POSITIONS": str(tmp / "manual.json"), **(env or {})}
     with spawned(tmp / "monitor.log", *args, speed=speed, env=env) as ports:
         yield ports
 

@@ -111,6 +111,20 @@ async def test_no_entry_when_the_entry_check_refuses_says_why():
     assert len(skips) == 2 and all("IV rank" in r["message"] for r in skips)
 
 
+async def test_a_finished_recorded_day_is_not_traded_again(tmp_path):
+    db = str(tmp_path / "desk.duckdb")
+    cfg = AutoConfig(band=DeltaBand(0.05, 0.30), first_entry=time(15, 0), last_entry=time(15, 45),
+                     quantity=1)  # fmt: skip
+    first = await run_auto(day=DEFAULT_DAY, config=cfg, db=db, start=time(14, 55))
+    assert first.entered and first.flat and first.fills > 0
+    lines: list[dict] = []
+    again = await run_auto(day=DEFAULT_DAY, config=cfg, db=db, start=time(14, 55),
+                           emit=lines.append)  # fmt: skip
+    assert again.summary["already_done"] and "already finished" in again.summary["message"]
+    assert (again.fills, again.orders, again.entered) == (0, 0, False)
+    assert [r["kind"] for r in lines] == ["summary"]  # not one order, fill or alert replayed
+
+
 def test_auto_run_rejects_a_holiday_with_one_line():
     proc = subprocess.run([sys.executable, "-m", "kit", "run", "--auto", "--date", "2024-12-25"],
                           capture_output=True, text=True, timeout=60)  # fmt: skip

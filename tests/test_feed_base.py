@@ -96,7 +96,8 @@ async def test_backoff_keeps_growing_when_every_connection_drops_at_once():
 def test_every_feed_satisfies_the_feed_protocol(tmp_path):
     from kit.adapters.replay.feed import ReplayFeed, record
     from kit.adapters.sim.feed import SimFeed
-    from kit.adapters.thetadata.feed import ThetaDataConfig, ThetaDataFeed
+    from kit.adapters.thetadata.config import ThetaDataConfig
+    from kit.adapters.thetadata.feed import ThetaDataFeed
 
     clock = SimClock(datetime(2024, 1, 19, 15, tzinfo=UTC))
     record([UnderlyingTick("SPX", 5000.0, 1)], tmp_path / "r.parquet")

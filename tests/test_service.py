@@ -193,6 +193,39 @@ async def test_a_resent_command_does_not_trade_twice(service: DeskService) -> No
         await ws.close()
 
 
+async def test_a_resent_entry_never_trades_twice_even_once_flat(service: DeskService) -> None:
+    ws = await raw_session(service)
+    c = await kit.connect(url(service), TOKEN)
+
+    def flat() -> bool:
+        s = c.snapshot or {}
+        return bool(s.get("positions")) and not any(p["open"] for p in s["positions"])
+
+    try:
+        await held(c, 2.0)  # the demo
+        await c.command("close_all")
+        await until(flat)
+        msg = {"id": "entry-1", "cmd": "open_strangle", "strategy": "again",
+               "delta_low": 0.03, "delta_high": 0.3}  # fmt: skip
+        first = await command(ws, **msg)
+        assert first["ok"], first
+        await held(c)
+        await c.command("close_all")
+        await until(flat)
+        second = await command(ws, **msg)  # after a reconnect, say: the same request again
+        assert second["ok"] and second["result"]["duplicate"]
+        assert second["result"]["intent"] == first["result"]["intent"]
+        assert second["result"]["position"] == first["result"]["position"]
+        await asyncio.sleep(1.0)
+        assert flat()
+        entries = [r for r in service.orders.records.values() if r.intent.strategy_id == "again"
+                   and r.intent.kind.value == "open"]  # fmt: skip
+        assert len(entries) == 1
+    finally:
+        await c.close()
+        await ws.close()
+
+
 @pytest.mark.parametrize(
     ("msg", "error"),
     [
@@ -228,7 +261,22 @@ async def test_malformed_frames_get_an_error_and_the_socket_stays(service: DeskS
             pass
         assert doc["error"]
     assert (await command(ws, cmd="auto_manage", on=True))["ok"]
+    await ws.send("[" * 30_000)  # deeper than any command: refused before parsing
+    while (doc := json.loads(await ws.recv()))["type"] != "error":
+        pass
+    assert "nested deeper than 16 levels" in doc["error"]
+    assert (await command(ws, cmd="auto_manage", on=False))["ok"]  # the socket stays
     await ws.close()
+
+
+async def test_a_deeply_nested_auth_frame_is_refused_cleanly(service: DeskService, caplog) -> None:
+    ws = await ws_connect(url(service), compression=None)
+    await ws.send("[" * 30_000)
+    doc = json.loads(await ws.recv())
+    assert doc["type"] == "error" and "unauthorized" in doc["error"]
+    assert not [r for r in caplog.records if r.exc_info]  # no traceback anywhere
+    await ws.close()
+    assert (await command(await raw_session(service), cmd="auto_manage", on=False))["ok"]
 
 
 async def test_switches_ack_and_settings(service: DeskService, client: DeskClient) -> None:

@@ -13,8 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kit.adapters.sim.market import MarketSim
+from kit.adapters.thetadata.config import ThetaDataConfig
 from kit.adapters.thetadata.emulator import ThetaDataEmulator
-from kit.adapters.thetadata.feed import ThetaDataConfig, ThetaDataREST
+from kit.adapters.thetadata.rest import ThetaDataREST
 from kit.core.clock import NEW_YORK, SimClock
 from kit.core.pricing import greeks
 from kit.signals import (

@@ -106,6 +106,35 @@ def test_keyed_tables_keep_the_last_row_per_key(db_url):
         assert store.load_state("missing") is None
 
 
+def test_a_fill_id_is_written_once_and_a_different_repeat_is_refused(db_url, caplog):
+    """Fills are facts: a resent fill is a no-op, and one that reuses an id with other content
+    (buy 1 turned sell 9) is refused and logged CRITICAL, never replacing the first."""
+    ts = datetime(2024, 3, 12, 15, tzinfo=UTC)
+
+    def fill(fill_id: str, side: str, qty: float, price: float) -> pl.DataFrame:
+        return pl.DataFrame({
+            "fill_id": [fill_id], "ts": [ts], "client_id": ["S1.open/P"], "position_id": ["S1"],
+            "contract": ["SPXW240312P05000000"], "side": [side], "quantity": [qty],
+            "price": [price], "multiplier": [100.0], "commission": [0.65], "cash_flow": [-1.0],
+        }, schema=frame_schema(TABLES["fills"]))  # fmt: skip
+
+    caplog.set_level(logging.CRITICAL, logger="kit.store.base")
+    with open_store(db_url) as store:
+        assert store.write([("fills", fill("f1", "buy", 1.0, 2.10))]) == 1
+        assert store.write([("fills", fill("f1", "buy", 1.0, 2.10))]) == 0  # the same: no-op
+        assert not caplog.records
+        assert store.write([("fills", fill("f1", "sell", 9.0, 2.10))]) == 0
+        rows = store.query("SELECT side, quantity FROM fills WHERE fill_id = 'f1'")
+        assert rows.rows() == [("buy", 1.0)]
+        (critical,) = caplog.records
+        assert "fills f1 was already recorded with different content" in critical.getMessage()
+        # within one batch too: the first stands, the different repeat is refused
+        both = pl.concat([fill("f2", "buy", 1.0, 3.0), fill("f2", "sell", 9.0, 3.0)])
+        assert store.write([("fills", both)]) == 1
+        assert store.query("SELECT side FROM fills WHERE fill_id = 'f2'").rows() == [("buy",)]
+        assert len(caplog.records) == 2
+
+
 async def test_the_writer_batches_rows_and_a_close_writes_everything(db_url):
     store = open_store(db_url)
     w = writer(store, batch_rows=1000)

@@ -8,13 +8,10 @@ import pytest
 from websockets.asyncio.client import connect
 
 from kit.adapters.base import FeedConfig
+from kit.adapters.thetadata.config import ThetaDataConfig, ThetaDataError
 from kit.adapters.thetadata.emulator import ThetaDataEmulator
-from kit.adapters.thetadata.feed import (
-    ThetaDataConfig,
-    ThetaDataError,
-    ThetaDataFeed,
-    ThetaDataREST,
-)
+from kit.adapters.thetadata.feed import ThetaDataFeed
+from kit.adapters.thetadata.rest import ThetaDataREST
 from kit.core.clock import NEW_YORK, SimClock
 from kit.core.model import FeedState, FeedStatus, Quote, Trade, UnderlyingTick
 

@@ -19,23 +19,21 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from kit.adapters.paper.broker import PaperBroker, PaperConfig
-from kit.adapters.sim.feed import SCRIPTS, ScriptStep, SimFeed
-from kit.adapters.sim.market import SimConfig
+from kit.adapters.sim.feed import ScriptStep
+from kit.app.build import DEFAULT_DAY, DEFAULT_SEED, FeedSpec, Run, RunSpec, build
 from kit.core.clock import NEW_YORK, SimClock, from_ns, us_session
-from kit.core.model import Contract, Decision
-from kit.engine.alerts import AlertManager, AlertSink, record_to_json
+from kit.core.model import Decision
+from kit.engine.alerts import AlertSink, record_to_json
 from kit.engine.desk import Desk
 from kit.execution.intents import open_intent
 from kit.execution.manager import ManagerConfig, OrderManager
-from kit.execution.state import MemoryStateStore, StateStore
+from kit.execution.state import StateStore
 from kit.portfolio.strategies import DeltaBand, LiquidityFilter, StrategyError, strangle
 from kit.risk.rules import Rules
 from kit.store import Store
-from kit.store.attach import DeskStore, open_desk_store
-from kit.store.recorder import RecorderConfig
 
 WARM_UP_S = 5.0  # a session begun mid-day waits this long for the feed before selecting
-AUTO_SEED = 3  # the default auto session: a day whose IV rank (86) lets a premium seller in
+AUTO_SEED = DEFAULT_SEED  # the default auto session: a day whose IV rank (86) lets a seller in
 
 
 @dataclass(frozen=True)
@@ -66,7 +64,7 @@ class AutoResult:
 
 async def run_auto(
     *,
-    day: date,
+    day: date = DEFAULT_DAY,
     seed: int = AUTO_SEED,
     speed: float | None = None,
     rules: Rules | None = None,
@@ -79,69 +77,77 @@ async def run_auto(
     start: time | None = None,
     sinks: Sequence[AlertSink] = (),
     emit: Callable[[dict[str, Any]], None] | None = None,
+    feed: FeedSpec | str = "sim",
 ) -> AutoResult:
-    """Run one session on the simulator; ``emit`` receives every desk record as JSON.
+    """Run one session (the simulator unless ``feed`` says otherwise); ``emit`` receives every
+    desk record as JSON.
 
     With ``db`` (a DuckDB path, ``postgresql://`` URL or open store) everything is recorded
     there and the state lives there too: a run of the same day that was interrupted (even by
     kill -9) resumes where its last persisted second left off, with its positions and working
-    orders, and sends no order twice. ``start`` (New York time) begins a fresh session later
-    than the open, in the same simulated market (the path from the open is replayed)."""
+    orders, and sends no order twice; a day that already finished is not traded again (its
+    summary is emitted). ``start`` (New York time) begins a fresh simulated session later than
+    the open, in the same simulated market (the path from the open is replayed)."""
     cfg = config or AutoConfig()
-    session = us_session(day)
+    spec = RunSpec(
+        mode="backtest" if speed is None else "paper",
+        feed=FeedSpec.parse(feed) if isinstance(feed, str) else feed, db=db, rules=rules,
+        day=day, start=start, seed=seed, speed=speed, script=script, auto_manage=True,
+        sinks=tuple(sinks), state=store, resume_key="autopilot", manager=manager, paper=paper,
+        listener=(lambda event: emit(record_to_json(event))) if emit is not None else None,
+    )  # fmt: skip
+    run = await build(spec)
+    if (
+        run.saved
+        and run.saved.get("done")
+        and run.saved.get("day") == day.isoformat()
+        and (run.saved.get("seed") == seed and run.saved.get("feed", "sim") == str(spec.feed))
+    ):
+        return await _already_done(run, emit)  # fmt: skip
+    desk, clock, broker, orders = run.desk, run.clock, run.broker, run.orders
+    assert isinstance(broker, PaperBroker) and orders is not None
+    session = us_session(clock.now().astimezone(NEW_YORK).date())
     if session is None:
-        raise ValueError(f"{day} is not a US trading session")
-    opened = open_desk_store(db) if isinstance(db, str) else db
-    saved = opened.load_state(f"{RecorderConfig().desk}.autopilot") if opened else None
-    resume = saved if saved and saved["day"] == day.isoformat() and not saved["done"] else None
-    begin = datetime.combine(day, start, NEW_YORK) if start else session.open
-    if not session.open <= begin < session.close:
-        raise ValueError(f"start {start} is outside the {day} session")
-    clock = SimClock(from_ns(resume["ts_ns"]) if resume else begin, speed=speed)
-    steps = SCRIPTS[script] if isinstance(script, str) else tuple(script)
-    feed = SimFeed(clock, config=SimConfig(seed=seed), script=steps, start=session.open)
-    desk = Desk(clock, [feed], rules=rules, alerts=AlertManager(clock, sinks), auto_manage=True)
-    for symbol in ("SPX", "SPY"):
-        desk.iv_history[symbol] = feed.market.iv_history("SPX")
-    if emit is not None:
-        desk.listeners.append(lambda event: emit(record_to_json(event)))
-    kept = DeskStore.open(desk, opened) if opened is not None else None
-    state = kept.state if kept is not None else store or MemoryStateStore()
-    broker = PaperBroker(clock, desk.market, paper, store=state)
-    orders = OrderManager(desk, broker, manager, store=state)
-    progress = {"day": day.isoformat(), "seed": seed, "ts_ns": clock.now_ns(), "done": False}
-    if kept is not None:
-        desk.on_heartbeat.append(lambda: state.save("autopilot", progress | {
-            "ts_ns": clock.now_ns()}))  # fmt: skip
-        await kept.start()
-        if resume is not None:
-            desk.record(Decision(clock.now_ns(), "recovery", f"resuming the {day} session at "
+        await run.close()
+        raise ValueError(f"{clock.now():%Y-%m-%d} is not a US trading session")
+    today = session.day
+    if run.kept is not None:
+        desk.on_heartbeat.append(run.save_progress)
+        if run.resumed:
+            desk.record(Decision(clock.now_ns(), "recovery", f"resuming the {today} session at "
                                  f"{clock.now().astimezone(NEW_YORK):%H:%M:%S} from "
-                                 f"{kept.store.describe()}", None, {}))  # fmt: skip
-    await desk.start()
+                                 f"{run.kept.store.describe()}", None, {}))  # fmt: skip
+    await run.start()
     entered = cfg.strategy_id in orders.strategies
-    if entered:  # resumed with a position: its expiry must be quoted before the book is
-        await subscribe_expiry(desk, feed, cfg.root, cfg.dte)
-    await orders.start()
     try:
-        await desk.subscribe(["SPX", "SPY", "VIX"])
+        if entered:  # resumed with a position: its expiry must be quoted before the book is
+            await run.subscribe_expiry(cfg.root, cfg.dte)
         warm = clock.now() + timedelta(seconds=WARM_UP_S)  # quotes and a spot to select on
-        when = max(datetime.combine(day, cfg.first_entry, NEW_YORK), warm)
-        last = datetime.combine(day, cfg.last_entry, NEW_YORK)
+        when = max(datetime.combine(today, cfg.first_entry, NEW_YORK), warm)
+        last = datetime.combine(today, cfg.last_entry, NEW_YORK)
         while not entered and when <= last:
             await _advance(clock, when, speed)
-            entered = await _try_entry(desk, feed, orders, cfg, day)
+            entered = await _try_entry(run, cfg, today)
             when += timedelta(seconds=cfg.retry_every_s)
         await _advance(clock, session.close + timedelta(seconds=1), speed)
         await _wind_down(desk, broker, orders)
-        if kept is not None:
-            state.save("autopilot", progress | {"ts_ns": clock.now_ns(), "done": True})
+        if run.kept is not None:
+            run.save_progress(done=True)
     finally:
-        await orders.close()
-        await desk.close()
-        if kept is not None:
-            await kept.close()
+        await run.close()
     return _result(desk, len(await broker.orders()), orders, entered, emit)
+
+
+async def _already_done(run: Run, emit: Callable[[dict[str, Any]], None] | None) -> AutoResult:
+    """A recorded day that finished: say so, with what the store holds, and trade nothing."""
+    saved = run.saved or {}
+    await run.close()
+    summary = {"kind": "summary", "already_done": True, "day": saved.get("day"),
+               "message": f"the {saved.get('day')} session already finished in this store; "
+                          "nothing was traded again (use another --db or --date)"}  # fmt: skip
+    if emit is not None:
+        emit(summary)
+    return AutoResult(0.0, 0.0, True, 0, 0, False, summary)
 
 
 async def _advance(clock: SimClock, when: datetime, speed: float | None) -> None:
@@ -152,12 +158,12 @@ async def _advance(clock: SimClock, when: datetime, speed: float | None) -> None
         await asyncio.sleep(min(0.2, (when - clock.now()).total_seconds() / speed))
 
 
-async def _try_entry(
-    desk: Desk, feed: SimFeed, orders: OrderManager, cfg: AutoConfig, day: date
-) -> bool:
+async def _try_entry(run: Run, cfg: AutoConfig, day: date) -> bool:
     """Select the strangle and enter if the desk's entry check passes; says why not."""
+    desk, orders = run.desk, run.orders
+    assert orders is not None
     now = desk.clock.now_ns()
-    chain = await subscribe_expiry(desk, feed, cfg.root, cfg.dte)
+    chain = await run.subscribe_expiry(cfg.root, cfg.dte)
     if not chain:
         return _skip(desk, f"no {cfg.root} expiry {cfg.dte} sessions out")
     pid = f"{cfg.strategy_id}-{day:%Y%m%d}"
@@ -176,21 +182,6 @@ async def _try_entry(
                          check.inputs))  # fmt: skip
     orders.submit(intent)
     return True
-
-
-async def subscribe_expiry(desk: Desk, feed: SimFeed, root: str, dte: int) -> list[Contract]:
-    """Quote a whole expiry of ``root``, ``dte`` sessions out (rolls and wings choose from it
-    later); returns it, empty when there is no such expiry."""
-    m = feed.market
-    expiries = sorted({c.expiry for c in m.chain(root)})
-    if len(expiries) <= dte:
-        return []
-    chain = [c for c in m.chain(root) if c.expiry == expiries[dte]]
-    await desk.subscribe(chain)
-    desk.process(m.quotes(chain))  # its current quotes now, rather than one step later
-    desk.market.set_open_interest(chain, m.open_interest(chain))
-    desk.market.refresh(desk.market.rows(chain), desk.clock.now_ns())
-    return chain
 
 
 def _skip(desk: Desk, why: str, inputs: dict[str, Any] | None = None) -> bool:

@@ -138,6 +138,15 @@ class Commands:
     # --- trading ---
 
     async def _open_strangle(self, p: dict[str, Any], request: str | None, who: str) -> dict:
+        # a request id names the entry for good: a resend answers with what the first did,
+        # even once that position is flat again, and never trades a second time
+        iid = f"{p['strategy']}.open.{request}" if request else None
+        known = self.orders.records.get(iid) if iid else None
+        if known is not None:
+            target = known.intent.target
+            return {"intent": iid, "position": known.intent.position_id, "status": known.status,
+                    "legs": [str(leg.contract) for leg in target.legs] if target else [],
+                    "duplicate": True}  # fmt: skip
         band = DeltaBand(p["delta_low"], p["delta_high"])
         chain = await self.chain(p["root"], p["dte"])
         if not chain:
@@ -151,7 +160,7 @@ class Commands:
         if not check.ok:
             raise CommandError("open_strangle: entry check failed: " + "; ".join(check.failures))
         intent = open_intent(position, p["strategy"], f"{who}: {check.finding.alert.message}",
-                             source=f"manual:{who}")  # fmt: skip
+                             intent_id=iid, source=f"manual:{who}")  # fmt: skip
         rec = self.orders.submit(intent)
         return {"intent": rec.intent.id, "position": pid, "status": rec.status,
                 "legs": [str(leg.contract) for leg in position.legs]}  # fmt: skip

@@ -10,19 +10,17 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import date, time, timedelta
 
-from kit.adapters.sim.feed import SCRIPTS, SimFeed
-from kit.adapters.sim.market import SimConfig
-from kit.core.clock import NEW_YORK, SimClock, us_session
+import numpy as np
+
+from kit.app.build import DEFAULT_DAY, Run, RunSpec, build
+from kit.core.clock import us_session
 from kit.core.model import Fill, Side
-from kit.engine.alerts import AlertManager, AlertRecord, AlertSink, DeskRecord
-from kit.engine.desk import Desk, Snapshot
+from kit.engine.alerts import AlertRecord, AlertSink, DeskRecord
+from kit.engine.desk import Snapshot
 from kit.portfolio.strategies import short_strangle
 from kit.risk.rules import Rules
-from kit.store.attach import DeskStore
-
-DEFAULT_DAY = date(2024, 3, 12)  # a plain Tuesday: reproducible runs
 
 
 @dataclass(frozen=True)
@@ -71,17 +69,17 @@ class RunResult:
     desk_stats: dict[str, int]
 
 
-async def _open_demo(desk: Desk, feed: SimFeed, demo: Demo) -> None:
+async def _open_demo(run: Run, demo: Demo) -> None:
     """Sell the demo strangle at the mids of a chain snapshot, after the entry check."""
-    m, now = feed.market, desk.clock.now_ns()
-    m.advance_to(now)
-    expiries = sorted({c.expiry for c in m.chain("SPXW")})
-    chain = [c for c in m.chain("SPXW") if c.expiry == expiries[min(demo.dte, len(expiries) - 1)]]
-    desk.process([*m.ticks(["SPX", "SPY", "VIX"]), *m.quotes(chain)])  # the chain snapshot
+    desk, now = run.desk, run.desk.clock.now_ns()
+    expiries = await run.chains.expirations("SPXW")
+    chain = await run.chains.contracts("SPXW", expiries[min(demo.dte, len(expiries) - 1)])
+    snap = await run.chains.snapshot(chain)
+    desk.process(snap.events)  # the chain snapshot
     desk.market.refresh(desk.market.track_all(chain), now)
     position = short_strangle(desk.market, chain, demo.id, now, delta=demo.delta)
     legs = [leg.contract for leg in position.legs]
-    desk.market.set_open_interest(legs, m.open_interest(legs))
+    desk.market.set_open_interest(legs, [snap.open_interest.get(c, np.nan) for c in legs])
     desk.check_entry(position)
     fills = [
         Fill(f"{demo.id}-{i}", demo.id, leg.contract, Side.SELL, float(position.quantity),
@@ -109,25 +107,18 @@ async def run(
     if name not in SCENARIOS:
         raise ValueError(f"unknown scenario {name!r} (have {', '.join(SCENARIOS)})")
     scenario = SCENARIOS[name]
+    spec = RunSpec(mode="alert_only", day=day, start=scenario.start, seed=seed, speed=speed,
+                   script=name, rules=rules, auto_manage=auto_manage, sinks=tuple(sinks),
+                   listener=listener, db=db, resume_key="scenario",
+                   path_from_open=False)  # fmt: skip
+    built = await build(spec)
+    clock = built.clock
     session = us_session(day)
-    if session is None:
-        raise ValueError(f"{day} is not a US trading session")
-    start = datetime.combine(day, scenario.start, NEW_YORK)
+    assert session is not None  # the builder refused a day without one
+    start = clock.now()
     end = min(start + timedelta(seconds=scenario.duration_s), session.close)
-    clock = SimClock(start, speed=speed)
-    feed = SimFeed(clock, config=SimConfig(seed=seed), script=SCRIPTS[name])
-    desk = Desk(clock, [feed], rules=rules, alerts=AlertManager(clock, sinks),
-                auto_manage=auto_manage)  # fmt: skip
-    for symbol in ("SPX", "SPY"):
-        desk.iv_history[symbol] = feed.market.iv_history("SPX")
-    if listener is not None:
-        desk.listeners.append(listener)
-    kept = DeskStore.open(desk, db) if db is not None else None
-    if kept is not None:
-        await kept.start()
-    await desk.start()
+    await built.start()
     try:
-        await desk.subscribe(["SPX", "SPY", "VIX"])
         stops = [(start + timedelta(seconds=d.at_s), d) for d in scenario.demos if demo]
         for when, d in [*sorted(stops, key=lambda s: s[0]), (end, None)]:
             if speed is None:
@@ -136,9 +127,8 @@ async def run(
                 while clock.now() < when:
                     await asyncio.sleep(min(0.2, (when - clock.now()).total_seconds() / speed))
             if d is not None:
-                await _open_demo(desk, feed, d)
+                await _open_demo(built, d)
     finally:
-        await desk.close()
-        if kept is not None:
-            await kept.close()
+        await built.close()
+    desk = built.desk
     return RunResult(desk.alerts.history, desk.snapshot(), dict(desk.stats))

@@ -22,29 +22,20 @@ import os
 import signal
 import time as wall
 from dataclasses import dataclass, field
-from datetime import date, datetime, time
+from datetime import date, time
 from pathlib import Path
 from typing import Any
 
 from kit import __version__
-from kit.adapters.paper.broker import PaperBroker
-from kit.adapters.sim.feed import SimFeed
-from kit.adapters.sim.market import SimConfig
-from kit.app.autopilot import AUTO_SEED, subscribe_expiry
+from kit.app.build import DEFAULT_DAY, DEFAULT_SEED, FeedSpec, Run, RunSpec, build
 from kit.app.commands import SCHEMA, CommandError, Commands
-from kit.app.scenarios import DEFAULT_DAY
 from kit.app.view import ViewBuilder
-from kit.core.clock import NEW_YORK, SimClock, from_ns, us_session
+from kit.core.clock import NEW_YORK
 from kit.core.model import Severity
-from kit.engine.alerts import AlertManager, AlertSink, record_to_json
-from kit.engine.desk import Desk
+from kit.engine.alerts import AlertSink, record_to_json
 from kit.engine.health import signature
-from kit.execution.manager import OrderManager
-from kit.execution.state import MemoryStateStore
 from kit.positions.manual import ManualBook, manual_path
 from kit.remote.gateway import Gateway, GatewayConfig, service_token
-from kit.risk.rules import load_rules
-from kit.store.attach import DeskStore, open_desk_store
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +54,13 @@ class ServiceConfig:
     """How ``kit serve`` runs. The defaults are the demo ``make monitor`` starts."""
 
     gateway: GatewayConfig = field(default_factory=GatewayConfig)
+    feed: str = "sim"  # sim | replay:PATH | thetadata
+    broker: str = "paper"  # paper | ibkr-cpapi (live: needs the live-trading gate)
+    confirm_live: str | None = None
     day: date = DEFAULT_DAY
     start: time = time(10, 0)  # New York time the simulated session starts at
     speed: float = 1.0  # market seconds per wall second
-    seed: int = AUTO_SEED  # a day whose IV rank lets the demo entry pass the entry rule
+    seed: int = DEFAULT_SEED  # a day whose IV rank lets the demo entry pass the entry rule
     demo: bool = True  # open a paper strangle when nothing is held
     auto_manage: bool = False
     db: str | None = None  # DuckDB path or postgresql:// URL; None keeps everything in memory
@@ -74,49 +68,46 @@ class ServiceConfig:
     token_file: Path | None = None
     manual: Path | None = None  # the `kit positions` journal (None: KIT_MANUAL_POSITIONS/default)
 
+    def spec(self, sinks: tuple[AlertSink, ...] = ()) -> RunSpec:
+        return RunSpec(mode="live" if self.broker != "paper" else "paper",
+                       feed=FeedSpec.parse(self.feed), broker=self.broker,
+                       confirm_live=self.confirm_live, db=self.db, rules=self.rules,
+                       day=self.day, start=self.start, seed=self.seed, speed=self.speed,
+                       auto_manage=self.auto_manage, sinks=sinks,
+                       resume_key=STATE_KEY)  # fmt: skip
+
 
 class DeskService:
     """Builds and runs the engine; ``await start()``, then ``await close()``."""
 
     def __init__(self, config: ServiceConfig | None = None, sinks: tuple[AlertSink, ...] = ()):
-        self.config = cfg = config or ServiceConfig()
-        session = us_session(cfg.day)
-        if session is None:
-            raise ValueError(f"{cfg.day} is not a US trading session")
-        begin = datetime.combine(cfg.day, cfg.start, NEW_YORK)
-        if not session.open <= begin < session.close:
-            raise ValueError(f"start {cfg.start} is outside the {cfg.day} session")
-        self.store = open_desk_store(cfg.db) if cfg.db else None
-        saved = self.store.load_state(f"desk.{STATE_KEY}") if self.store else None
-        resume = saved if saved and saved.get("day") == cfg.day.isoformat() and saved.get(
-            "seed") == cfg.seed else None  # fmt: skip
-        self.resumed = resume is not None
-        self.clock = SimClock(from_ns(resume["ts_ns"]) if resume else begin, speed=cfg.speed)
-        self.feed = SimFeed(self.clock, config=SimConfig(seed=cfg.seed), start=session.open)
-        rules = load_rules(cfg.rules or os.environ.get("KIT_RULES") or None)
-        alerts = AlertManager(self.clock, sinks)
-        self.desk = Desk(self.clock, [self.feed], rules=rules, alerts=alerts,
-                         auto_manage=cfg.auto_manage)  # fmt: skip
-        for symbol in ("SPX", "SPY"):
-            self.desk.iv_history[symbol] = self.feed.market.iv_history("SPX")
-        self.kept = DeskStore.open(self.desk, self.store) if self.store is not None else None
-        state = self.kept.state if self.kept is not None else MemoryStateStore()
-        self.broker = PaperBroker(self.clock, self.desk.market, store=state)
-        self.orders = OrderManager(self.desk, self.broker, store=state)
-        self.commands = Commands(self.desk, self.orders, self._chain, cfg.rules)
+        self.config = config or ServiceConfig()
+        self.sinks = sinks
+        self.token = service_token(self.config.token_file)  # refused before anything starts
         self.engine = {"id": f"{os.getpid()}-{wall.time_ns() % 10**9:09d}", "pid": os.getpid(),
                        "version": __version__, "started_ns": wall.time_ns()}  # fmt: skip
-        self.view = ViewBuilder(self.desk, self.engine)
-        token = service_token(cfg.token_file)
-        self.gateway = Gateway(token, self._command, self._hello, cfg.gateway)
-        self.desk.listeners.append(lambda e: self.gateway.publish_event(record_to_json(e)))
         self._tasks: list[asyncio.Task[None]] = []
-        self._state = state
-        self.manual = ManualBook(cfg.manual or manual_path())
+        self.manual = ManualBook(self.config.manual or manual_path())
         self._manual_seen: tuple[int, int, int] | None = None
+        self.run: Run | None = None
+
+    async def _wire(self) -> None:
+        """The desk from the builder, then what a served desk adds: commands, view, gateway."""
+        cfg = self.config
+        self.run = run = await build(cfg.spec(self.sinks))
+        self.resumed = run.resumed
+        self.clock, self.feed, self.desk = run.clock, run.feed, run.desk
+        self.kept, self.store = run.kept, run.store
+        assert run.broker is not None and run.orders is not None
+        self.broker, self.orders = run.broker, run.orders
+        self.commands = Commands(self.desk, self.orders, self._chain, cfg.rules)
+        self.view = ViewBuilder(self.desk, self.engine)
+        self.gateway = Gateway(self.token, self._command, self._hello, cfg.gateway)
+        self.desk.listeners.append(lambda e: self.gateway.publish_event(record_to_json(e)))
 
     async def _chain(self, root: str, dte: int) -> list:
-        return await subscribe_expiry(self.desk, self.feed, root, dte)
+        assert self.run is not None
+        return await self.run.subscribe_expiry(root, dte)
 
     def _hello(self) -> dict[str, Any]:
         return {"engine": {**self.engine, "clients": len(self.gateway.viewers) + 1},
@@ -176,13 +167,12 @@ class DeskService:
         return touched
 
     async def start(self) -> None:
+        await self._wire()
+        assert self.run is not None
         self.desk.on_heartbeat.append(self.sync_manual)
         if self.kept is not None:
-            self.desk.on_heartbeat.append(self._save_progress)
-            await self.kept.start()
-        await self.desk.start()
-        await self.orders.start()
-        await self.desk.subscribe(["SPX", "SPY", "VIX"])
+            self.desk.on_heartbeat.append(self.run.save_progress)
+        await self.run.start()
         await self._chain("SPXW", 0)
         self.sync_manual()
         await self.gateway.start()
@@ -207,11 +197,6 @@ class DeskService:
             log.info("service: demo position %s", result["position"])
             return
 
-    def _save_progress(self) -> None:
-        cfg = self.config
-        self._state.save(STATE_KEY, {"day": cfg.day.isoformat(), "seed": cfg.seed,
-                                     "ts_ns": self.clock.now_ns()})  # fmt: skip
-
     async def _publish_loop(self) -> None:
         period = 1.0 / self.config.gateway.snapshot_hz
         while True:
@@ -233,11 +218,10 @@ class DeskService:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self.run is None:
+            return
         await self.gateway.close()
-        await self.orders.close()
-        await self.desk.close()
-        if self.kept is not None:
-            await self.kept.close()
+        await self.run.close()
 
     async def __aenter__(self) -> DeskService:
         await self.start()
@@ -258,9 +242,10 @@ async def serve_forever(config: ServiceConfig, sinks: tuple[AlertSink, ...] = ()
     await service.start()
     gw = service.gateway
     print(f"kit serve: desk engine {service.engine['id']} on ws://{gw.config.host}:{gw.port} "
-          f"({'resumed' if service.resumed else 'fresh'} simulated session "
-          f"{service.clock.now().astimezone(NEW_YORK):%Y-%m-%d %H:%M}, speed "
-          f"{config.speed:g}x); Ctrl-C stops", flush=True)  # fmt: skip
+          f"({'resumed' if service.resumed else 'fresh'} {config.feed} session "
+          f"{service.clock.now().astimezone(NEW_YORK):%Y-%m-%d %H:%M}, {config.broker} broker"
+          f"{f', speed {config.speed:g}x' if config.feed != 'thetadata' else ''}); Ctrl-C "
+          "stops", flush=True)  # fmt: skip
     try:
         await stop.wait()
     finally:

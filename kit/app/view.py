@@ -20,15 +20,13 @@ import numpy as np
 
 from kit.core.clock import NS_PER_S, from_ns
 from kit.core.model import Fill
-from kit.engine.alerts import record_to_json
 from kit.engine.desk import Desk
+from kit.engine.records import record_to_json
 from kit.execution.broker import AccountSummary
+from kit.remote.protocol import TUNABLE
 
+__all__ = ["RECENT_FILLS", "TUNABLE", "ViewBuilder"]  # TUNABLE: shared with the dashboards
 RECENT_FILLS = 20  # fills a viewer lists; the journal holds them all
-TUNABLE = (  # scalar rule settings a dashboard may show and change (the `settings` command)
-    ("time_stop", "minutes_to_close"), ("trailing_stop", "arm_pct"),
-    ("trailing_stop", "trail_pct"), ("limits", "daily_loss_limit"), ("limits", "max_total_risk"),
-)  # fmt: skip
 
 
 def _num(x: float) -> float | None:

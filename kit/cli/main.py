@@ -6,12 +6,13 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import os
 import sys
 from collections.abc import Callable, Sequence
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
+from typing import Any
 
 from kit import __version__
+from kit.cli import args as args_
 from kit.core import symbology
 from kit.core.clock import expiry_time, time_to_expiry, us_session
 from kit.core.config import ConfigError, Settings
@@ -96,13 +97,36 @@ def cmd_emulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _feed(text: str) -> Any:
+    from kit.app.build import FeedSpec
+
+    try:
+        return FeedSpec.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix(f"--feed {text!r}: ")) from None
+
+
+def _venue_args(s: argparse.ArgumentParser) -> None:
+    """The same feed and broker flags on `kit serve`, `kit run` and `kit monitor`."""
+    s.add_argument("--feed", type=_feed, default="sim", help="market data: sim (default), "
+                   "replay:PATH (a recorded .parquet day) or thetadata (a ThetaData Terminal "
+                   "at THETADATA_HOST/THETADATA_REST_PORT/THETADATA_WS_PORT)")  # fmt: skip
+    s.add_argument("--broker", choices=["paper", "ibkr-cpapi"], default="paper",
+                   help="paper (default: fills against the feed's quotes) or ibkr-cpapi (live: "
+                   "needs KIT_LIVE_TRADING=yes and --confirm-live ACCOUNT)")  # fmt: skip
+    s.add_argument("--confirm-live", metavar="ACCOUNT", help="the IBKR account id, confirming "
+                   "live trading with --broker ibkr-cpapi")  # fmt: skip
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     import asyncio
 
-    from kit.engine.alerts import ConsoleSink, record_to_json
+    from kit.core.config import env
+    from kit.engine.records import record_to_json
     from kit.risk.rules import load_rules
+    from kit.sinks.console import ConsoleSink
 
-    rules = load_rules(args.rules or os.environ.get("KIT_RULES") or None)
+    rules = load_rules(args.rules or env("KIT_RULES"))
     speed = args.speed or None
 
     def emit(doc: dict) -> None:
@@ -112,19 +136,32 @@ def cmd_run(args: argparse.Namespace) -> int:
     # Start-up objects (modules, rule tables) live as long as the process: keep them out of the
     # collector's full scans, which otherwise stall the event loop for tens of milliseconds.
     gc.freeze()
+    if args.broker != "paper":
+        raise ValueError("kit run trades on paper (--broker paper); a live broker runs under "
+                         "kit serve")  # fmt: skip
     if args.auto:
         from kit.app.autopilot import AUTO_SEED, run_auto
         from kit.execution.state import JsonStateStore
 
         store = JsonStateStore(args.state) if args.state else None
+        if args.feed.kind == "thetadata":
+            speed = 1.0  # a vendor's market flows with the wall
         result = asyncio.run(run_auto(
             day=args.date, seed=AUTO_SEED if args.seed is None else args.seed, speed=speed,
             rules=rules, script=args.script or (), store=store, db=args.db,
-            start=args.start, sinks=sinks,
+            start=args.start, sinks=sinks, feed=args.feed,
             emit=emit if args.jsonl else None,
         ))  # fmt: skip
         if not args.jsonl:
             emit(result.summary)
+        return 0
+    if args.feed.kind != "sim":
+        from kit.app.replay import watch
+
+        out = asyncio.run(watch(args.feed, rules=rules, sinks=sinks, speed=speed, db=args.db,
+                                listener=(lambda e: emit(record_to_json(e))) if args.jsonl
+                                else None))  # fmt: skip
+        emit(out)
         return 0
     from kit.app.scenarios import run
 
@@ -159,7 +196,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config = ServiceConfig(
         gateway=GatewayConfig(port=args.port), day=args.date, start=args.start,
         speed=args.speed, seed=args.seed, demo=not args.no_demo, auto_manage=args.auto_manage,
-        db=args.db, rules=args.rules,
+        db=args.db, rules=args.rules, feed=str(args.feed), broker=args.broker,
+        confirm_live=args.confirm_live,
     )  # fmt: skip
     gc.freeze()  # as in `kit run`: start-up objects stay out of the collector's full scans
     try:
@@ -175,7 +213,9 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     """The desk service plus the Voila monitor, stopped together (``make monitor``)."""
     from kit.app.launch import run
 
-    serve = ["--speed", str(args.speed)] + (["--db", args.db] if args.db else [])
+    serve = ["--speed", str(args.speed), "--feed", str(args.feed), "--broker", args.broker]
+    serve += ["--db", args.db] if args.db else []
+    serve += ["--confirm-live", args.confirm_live] if args.confirm_live else []
     return run(args.port, args.service_port, serve + (["--no-demo"] if args.no_demo else []))
 
 
@@ -205,46 +245,6 @@ def cmd_db(args: argparse.Namespace) -> int:
     return 0
 
 
-def _speed(text: str) -> float:
-    if text == "max":
-        return 0.0
-    return _positive(text)
-
-
-def _port(text: str) -> int:
-    try:
-        port = int(text)
-    except ValueError:
-        port = -1
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"not a TCP port (0-65535): {text!r}")
-    return port
-
-
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number: {text!r}")
-    return value
-
-
-def _clock_time(text: str) -> time:
-    try:
-        return time.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a time (HH:MM[:SS]): {text!r}") from None
-
-
-def _day(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kit", description="Theta Desk command line.")
     p.add_argument("--version", action="version", version=f"kit {__version__}")
@@ -256,28 +256,29 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_symbol)
 
     s = sub.add_parser("session", help="US options session (open/close in UTC) on a date")
-    s.add_argument("day", type=_day, help="YYYY-MM-DD")
+    s.add_argument("day", type=args_.day, help="YYYY-MM-DD")
     s.set_defaults(func=cmd_session)
 
     s = sub.add_parser("emulate", help="run a vendor emulator on 127.0.0.1 until Ctrl-C")
     s.add_argument("vendor", choices=["thetadata"], help="which vendor protocol to speak")
-    s.add_argument("--rest-port", type=_port, default=25503, help="REST v3 port (default 25503)")
-    s.add_argument("--ws-port", type=_port, default=25520, help="stream port (default 25520)")
-    s.add_argument("--seed", type=int, default=0, help="simulator seed (default 0)")
-    s.add_argument("--speed", type=_positive, default=1.0, help="market time per second")
+    s.add_argument("--rest-port", type=args_.port, default=25503, help="REST v3 port (25503)")
+    s.add_argument("--ws-port", type=args_.port, default=25520, help="stream port (default 25520)")
+    s.add_argument("--seed", type=int, default=3,
+                   help="simulator seed (default 3: the demo market kit serve uses)")  # fmt: skip
+    s.add_argument("--speed", type=args_.positive, default=1.0, help="market time per second")
     s.set_defaults(func=cmd_emulate)
 
     from kit.app.scenarios import DEFAULT_DAY, SCENARIOS
 
     s = sub.add_parser("run", help="run the desk on a simulated session to its end")
-    s.add_argument("--feed", choices=["sim"], default="sim", help="market data source")
+    _venue_args(s)
     s.add_argument("--script", choices=sorted(SCENARIOS), help="scenario to run (or its shocks, "
                    "timed from the open, under --auto)")  # fmt: skip
     s.add_argument("--auto", action="store_true", help="an auto-managed paper session from the "
                    "open to the close, entering by the strategy's rules")  # fmt: skip
     s.add_argument(
         "--speed",
-        type=_speed,
+        type=args_.speed,
         default=0.0,
         help="market seconds per second, or 'max' (default: as fast as possible)",
     )
@@ -286,11 +287,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-demo", action="store_true", help="skip the demo short SPX strangle")
     s.add_argument("--seed", type=int, default=None,
                    help="simulator seed (default 0; 3 under --auto)")  # fmt: skip
-    s.add_argument("--date", type=_day, default=DEFAULT_DAY, help="session to simulate")
+    s.add_argument("--date", type=args_.day, default=DEFAULT_DAY, help="session to simulate")
     s.add_argument("--rules", help="TOML file overriding the default risk rules (or KIT_RULES)")
     s.add_argument("--state", help="directory keeping the paper broker's and order manager's "
                    "state across runs (default: in memory)")  # fmt: skip
-    s.add_argument("--from", dest="start", type=_clock_time, help="under --auto: begin the "
+    s.add_argument("--from", dest="start", type=args_.clock_time, help="under --auto: begin the "
                    "session at this New York time (HH:MM[:SS]) instead of the open")  # fmt: skip
     s.add_argument("--db", help="record everything to this store and keep the state there: "
                    "a DuckDB file or a postgresql:// URL (an interrupted --auto day "
@@ -301,13 +302,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("serve", help="the desk service: one engine on the simulated market, "
                        "served to dashboards on ws://127.0.0.1:PORT until Ctrl-C")  # fmt: skip
-    s.add_argument("--port", type=_port, default=8765, help="gateway port (default 8765)")
-    s.add_argument("--date", type=_day, default=DEFAULT_DAY, help="session to simulate")
-    s.add_argument("--from", dest="start", type=_clock_time, default=time(10),
+    s.add_argument("--port", type=args_.port, default=8765, help="gateway port (default 8765)")
+    s.add_argument("--date", type=args_.day, default=DEFAULT_DAY, help="session to simulate")
+    s.add_argument("--from", dest="start", type=args_.clock_time, default=time(10),
                    help="New York time the session starts at (default 10:00)")  # fmt: skip
-    s.add_argument("--speed", type=_positive, default=1.0,
+    s.add_argument("--speed", type=args_.positive, default=1.0,
                    help="market seconds per second (default 1: real time)")  # fmt: skip
     s.add_argument("--seed", type=int, default=AUTO_SEED, help=f"simulator seed ({AUTO_SEED})")
+    _venue_args(s)
     s.add_argument("--no-demo", action="store_true", help="no demo paper strangle")
     s.add_argument("--auto-manage", action="store_true", help="start with auto-manage on")
     s.add_argument("--db", help="record to this DuckDB file or postgresql:// URL and resume "
@@ -316,10 +318,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_serve)
 
     s = sub.add_parser("monitor", help="the desk service and the Voila monitor, until Ctrl-C")
-    s.add_argument("--port", type=_port, default=8866, help="Voila port (default 8866)")
-    s.add_argument("--service-port", type=_port, default=8765, help="service port (8765)")
-    s.add_argument("--speed", type=_positive, default=1.0, help="market seconds per second")
+    s.add_argument("--port", type=args_.port, default=8866, help="Voila port (default 8866)")
+    s.add_argument("--service-port", type=args_.port, default=8765, help="service port (8765)")
+    s.add_argument("--speed", type=args_.positive, default=1.0, help="market seconds per second")
     s.add_argument("--db", help="as for `kit serve`")
+    _venue_args(s)
     s.add_argument("--no-demo", action="store_true", help="no demo paper strangle")
     s.set_defaults(func=cmd_monitor)
 
@@ -327,7 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("action", choices=["info", "export", "prune"])
     s.add_argument("table", nargs="?", help="export: the table (fills, quotes, trade_logs, ...)")
     s.add_argument("path", nargs="?", help="export: the Parquet file to write")
-    s.add_argument("--days", type=_positive, help="prune: keep this many days of ticks, "
+    s.add_argument("--days", type=args_.positive, help="prune: keep this many days of ticks, "
                    "counted back from the newest tick")  # fmt: skip
     s.add_argument("--db", help="DuckDB file or postgresql:// URL (default: KIT_DB_URL, "
                    "DB_CONNECTION_STRING, else data/desk.duckdb)")  # fmt: skip

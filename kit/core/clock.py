@@ -222,6 +222,15 @@ def previous_session(day: date) -> Session:
     return sessions[days[i]]
 
 
+def sessions_before(day: date, n: int) -> list[date]:
+    """The ``n`` session days before ``day``, oldest first (a daily history's dates)."""
+    days, _ = _us_sessions()
+    i = bisect.bisect_left(days, day)
+    if i < n:
+        raise ValueError(f"fewer than {n} sessions before {day}")
+    return days[i - n : i]
+
+
 def next_session(day: date) -> Session:
     """The first session on or after ``day``."""
     days, sessions = _us_sessions()

@@ -128,13 +128,43 @@ class Store(ABC):
             table = TABLES[t] if isinstance(t, str) else t
             frame = frame.select(table.names)
             if table.key:
-                frame = frame.unique(subset=list(table.key), keep="last", maintain_order=True)
+                keep = "first" if table.immutable else "last"
+                if table.immutable:
+                    self._refuse_conflicts(table, frame, frame.unique(
+                        subset=list(table.key), keep="first", maintain_order=True))  # fmt: skip
+                frame = frame.unique(subset=list(table.key), keep=keep, maintain_order=True)
             if frame.height:
                 prepared.append((table, frame))
-        if prepared:
-            with self.lock:
+        with self.lock:
+            prepared = [(t, self._unseen(t, f) if t.immutable else f) for t, f in prepared]
+            prepared = [(t, f) for t, f in prepared if f.height]
+            if prepared:
                 self._write(prepared)
         return sum(f.height for _, f in prepared)
+
+    def _unseen(self, table: Table, frame: pl.DataFrame) -> pl.DataFrame:
+        """The rows of an immutable table not stored yet; a stored key with other content is
+        refused and logged CRITICAL (the first record stands)."""
+        (key,) = table.key
+        ids = ", ".join("'" + str(v).replace("'", "''") + "'" for v in frame[key].to_list())
+        stored = self._fetch(f"SELECT {key}, {', '.join(table.immutable)} FROM {table.name} "
+                             f"WHERE {key} IN ({ids})")  # fmt: skip
+        if not stored.height:
+            return frame
+        known = pl.col(key).is_in(stored[key].implode())
+        repeats = frame.filter(known).select(stored.columns).cast(dict(stored.schema))
+        self._refuse_conflicts(table, repeats, stored)
+        return frame.filter(~known)
+
+    @staticmethod
+    def _refuse_conflicts(table: Table, rows: pl.DataFrame, first: pl.DataFrame) -> None:
+        """Log every key of ``rows`` whose content differs from its row in ``first``."""
+        cols = [*table.key, *table.immutable]
+        differing = rows.select(cols).unique().join(first.select(cols), on=cols, how="anti")
+        for row in differing.iter_rows(named=True):
+            log.critical("store: %s %s was already recorded with different content; the new "
+                         "one (%s) is refused", table.name, row[table.key[0]],
+                         ", ".join(f"{k}={row[k]}" for k in table.immutable))  # fmt: skip
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> pl.DataFrame:
         """Run a query (``:name`` placeholders) and return its rows as a polars frame."""

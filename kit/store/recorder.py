@@ -40,7 +40,7 @@ from kit.core.model import (
     UnderlyingTick,
 )
 from kit.core.symbology import to_occ
-from kit.engine.alerts import AlertRecord, DeskRecord, record_to_json
+from kit.engine.records import AlertRecord, DeskRecord, record_to_json
 from kit.execution.broker import OrderState
 from kit.signals import vix_regime
 from kit.store.schema import TABLES

@@ -50,6 +50,9 @@ class Table:
     key: tuple[str, ...] = ()  # primary key: rows with the same key replace each other
     hypertable: str | None = None  # time column to partition by on TimescaleDB
     ticks: bool = False  # high-volume market data: first to go when the buffer overflows
+    # facts that never change once written (fills): a repeat of the key is dropped, and a
+    # repeat with different content is refused (CRITICAL), never replacing the first
+    immutable: tuple[str, ...] = ()  # the columns that must match for a repeat to be the same
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -122,6 +125,7 @@ TABLES: dict[str, Table] = {
                 "cash_flow:float!"
             ),
             key=("fill_id",),
+            immutable=("client_id", "contract", "side", "quantity", "price"),
         ),
         Table(
             "trade_logs",

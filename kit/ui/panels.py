@@ -142,6 +142,7 @@ class Header:
         set_html(self.feed, "".join([
             stat("Feed", feed["state"] if connected else "DISCONNECTED",
                  "kit-pos" if ok else "kit-neg", "feed-status"),
+            stat("Source", " + ".join(feed.get("feeds") or {}) or "–", "kit-dim", "feed-name"),
             stat("Data age", f"{age:.1f}s", "kit-pos" if age < 2 else "kit-neg", "data-age"),
             stat("Auto-manage", auto, auto_cls, "auto-manage"),
             stat("Engine", f"{s['engine']['id']} · {viewers} viewer{'s' * (viewers != 1)}",

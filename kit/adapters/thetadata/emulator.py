@@ -2,7 +2,7 @@
 
 It lets the real adapter be tested end to end (and lets users try it without a subscription:
 ``python -m kit emulate thetadata``). It speaks the formats documented in
-:mod:`kit.adapters.thetadata.feed`, enforces the Terminal's rules (one streaming connection,
+:mod:`kit.adapters.thetadata.parsing`, enforces the Terminal's rules (one streaming connection,
 strictly increasing request ids, a stream limit, permissions) and has fault switches: drop the
 socket, go
 silent, report the upstream DISCONNECTED, send malformed/NaN frames, fail REST calls with 47x/57x.
@@ -32,9 +32,23 @@ import tornado.web
 from websockets.asyncio.server import Server, ServerConnection, serve
 
 from kit.adapters.sim.market import MarketSim, SimConfig
-from kit.adapters.thetadata.feed import ERROR_CODES, format_timestamp, parse_date, parse_timestamp
-from kit.core.clock import NEW_YORK, Clock, SimClock, expiry_time, previous_session, to_ns
-from kit.core.model import Contract, Quote, Trade
+from kit.adapters.thetadata.frames import quote_frame, text_frame, trade_frame
+from kit.adapters.thetadata.parsing import (
+    ERROR_CODES,
+    format_timestamp,
+    parse_date,
+    parse_timestamp,
+)
+from kit.core.clock import (
+    NEW_YORK,
+    Clock,
+    SimClock,
+    expiry_time,
+    previous_session,
+    sessions_before,
+    to_ns,
+)
+from kit.core.model import Contract, Quote
 from kit.core.symbology import from_thetadata
 
 log = logging.getLogger(__name__)
@@ -57,49 +71,6 @@ class Faults:
     rest_failures: list[int] = field(default_factory=list)  # codes for the next REST calls
     rest_garbage: int = 0  # answer the next N REST calls 200 with an unparseable body
     malformed: list[str] = field(default_factory=list)  # frames to inject before the next step
-
-
-def _stamp(ts_ns: int) -> tuple[int, int]:
-    """(YYYYMMDD, ms_of_day) in New York time, as ThetaData stamps stream events."""
-    local = datetime.fromtimestamp(ts_ns / 1e9, NEW_YORK)
-    ms = ((local.hour * 60 + local.minute) * 60 + local.second) * 1000 + ts_ns // 1_000_000 % 1000
-    return int(f"{local:%Y%m%d}"), ms
-
-
-def _contract_fields(c: Contract) -> dict[str, Any]:
-    return {"security_type": "OPTION", "root": c.root, "expiration": int(f"{c.expiry:%Y%m%d}"),
-            "strike": c.strike_milli, "right": c.right.value}  # fmt: skip
-
-
-def _quote_frame(q: Quote) -> bytes:
-    day, ms = _stamp(q.ts_ns)
-    return _encode({
-        "header": {"type": "QUOTE", "status": "CONNECTED"},
-        "contract": _contract_fields(q.contract),
-        "quote": {"ms_of_day": ms, "bid_size": int(q.bid_size), "bid_exchange": 5, "bid": q.bid,
-                  "bid_condition": 50, "ask_size": int(q.ask_size), "ask_exchange": 5,
-                  "ask": q.ask, "ask_condition": 50, "date": day},
-    })  # fmt: skip
-
-
-def _trade_frame(t: Trade, sequence: int) -> bytes:
-    day, ms = _stamp(t.ts_ns)
-    return _encode({
-        "header": {"type": "TRADE", "status": "CONNECTED"},
-        "contract": _contract_fields(t.contract),
-        "trade": {"ms_of_day": ms, "sequence": sequence, "size": int(t.size), "condition": 0,
-                  "price": t.price, "exchange": 5, "date": day},
-    })  # fmt: skip
-
-
-def _text_frame(payload: bytes) -> bytes:
-    """One unmasked server-to-client WebSocket text frame (RFC 6455 5.2)."""
-    n = len(payload)
-    if n < 126:
-        return bytes((0x81, n)) + payload
-    if n < 1 << 16:
-        return bytes((0x81, 126)) + n.to_bytes(2, "big") + payload
-    return bytes((0x81, 127)) + n.to_bytes(8, "big") + payload
 
 
 class ThetaDataEmulator:
@@ -217,7 +188,7 @@ class ThetaDataEmulator:
                 await self._conn.send(frame.decode())
             return sent
         transport = self._conn.transport
-        wire = [_text_frame(f) for f in frames]
+        wire = [text_frame(f) for f in frames]
         for i in range(0, len(wire), 256):
             while transport.get_write_buffer_size() > 4 << 20:
                 await asyncio.sleep(0.0005)
@@ -316,12 +287,12 @@ class ThetaDataEmulator:
                 if self._tracked:
                     quotes, self._last = self.market.quote_updates(self._tracked, step, self._last)
                     frames = [
-                        _quote_frame(q) for q in quotes if (q.contract, "QUOTE") in self._streams
+                        quote_frame(q) for q in quotes if (q.contract, "QUOTE") in self._streams
                     ]
                     traded = [c for c in self._tracked if (c, "TRADE") in self._streams]
                     for t in self.market.trades(traded, step) if traded else ():
                         self._trade_seq += 1
-                        frames.append(_trade_frame(t, self._trade_seq))
+                        frames.append(trade_frame(t, self._trade_seq))
                 up = self.clock.now_ns() >= self.faults.upstream_down_until_ns
                 if self._sending() and up:
                     injected, self.faults.malformed = self.faults.malformed, []
@@ -348,6 +319,8 @@ class ThetaDataEmulator:
                 "option/snapshot/quote": self._snapshot,
                 "option/history/quote": self._history,
                 "index/snapshot/price": self._index,
+                "option/snapshot/open_interest": self._open_interest,
+                "index/history/eod": self._index_eod,
             }[endpoint]
         except KeyError:
             return 404, f"no such endpoint /v3/{endpoint}"
@@ -412,6 +385,29 @@ class ThetaDataEmulator:
         for c in contracts:
             rows.extend(self._row(q) for q in self.market.quote_history(c, start, end))
         return rows
+
+    def _open_interest(self, args: dict[str, str]) -> list[dict[str, Any]]:
+        contracts = self._contracts(args)
+        stamp = format_timestamp(self.market.now_ns)
+        oi = self.market.open_interest(contracts)
+        return [{"symbol": c.root, "expiration": f"{c.expiry:%Y-%m-%d}",
+                 "strike": f"{c.strike:.3f}", "right": "CALL" if c.is_call else "PUT",
+                 "timestamp": stamp, "open_interest": int(n)}
+                for c, n in zip(contracts, oi, strict=True)]  # fmt: skip
+
+    def _index_eod(self, args: dict[str, str]) -> list[dict[str, Any]]:
+        """VIX (and SPX's 30-day ATM vol) closes: the simulator's daily IV path, one row per
+        session before today's, dated on the sessions themselves."""
+        sym = args["symbol"]
+        if sym != "VIX":
+            return []
+        start, end = parse_date(args["start_date"]), parse_date(args["end_date"])
+        today = self.clock.now().astimezone(NEW_YORK).date()
+        closes = self.market.iv_history("SPX")
+        days = sessions_before(today, len(closes))
+        return [{"date": f"{d:%Y-%m-%d}", "open": round(float(v), 2), "high": round(float(v), 2),
+                 "low": round(float(v), 2), "close": round(float(v), 2)}
+                for d, v in zip(days, closes, strict=True) if start <= d <= end]  # fmt: skip
 
     def _index(self, args: dict[str, str]) -> list[dict[str, Any]]:
         sym = args["symbol"]

@@ -22,293 +22,23 @@ from ``/v3/index/snapshot/price`` (subscribe with the symbol, e.g. ``"SPX"``).
 from __future__ import annotations
 
 import asyncio
-import csv
-import io
 import json
 import logging
-import os
 from collections.abc import AsyncIterator, Iterable, Sequence
-from dataclasses import dataclass
-from datetime import date, datetime, timedelta
-from functools import lru_cache
 from typing import Any
 
-import httpx
 import msgspec
 from websockets.asyncio.client import connect
 
 from kit.adapters.base import FeedConfig, MalformedFrameError, StreamingFeed, SubKey, cancel
-from kit.core.clock import NEW_YORK, Clock, from_ns, to_ns
-from kit.core.config import load_env
-from kit.core.model import Contract, Event, ModelError, Quote, Trade, UnderlyingTick
-from kit.core.symbology import from_thetadata, right_code, to_thetadata
+from kit.adapters.thetadata.config import ThetaDataConfig
+from kit.adapters.thetadata.parsing import FrameContract, Header, decode_frame, ms_of_day_to_ns
+from kit.adapters.thetadata.rest import ThetaDataREST
+from kit.core.clock import Clock
+from kit.core.model import Contract, Event, ModelError, Quote, Trade
+from kit.core.symbology import from_thetadata, to_thetadata
 
 log = logging.getLogger(__name__)
-
-ERROR_CODES: dict[int, str] = {
-    404: "NO_IMPL", 429: "OS_LIMIT", 470: "GENERAL", 471: "PERMISSION", 472: "NO_DATA",
-    473: "INVALID_PARAMS", 474: "DISCONNECTED", 475: "TERMINAL_PARSE", 476: "WRONG_IP",
-    477: "NO_PAGE_FOUND", 478: "INVALID_SESSION_ID", 570: "LARGE_REQUEST", 571: "SERVER_STARTING",
-    572: "UNCAUGHT_ERROR",
-}  # fmt: skip
-RETRYABLE = frozenset({429, 474, 571})
-
-
-class ThetaDataError(RuntimeError):
-    """The Terminal refused a request; ``code``/``name`` are ThetaData's, ``detail`` its text."""
-
-    def __init__(self, code: int, detail: str, url: str) -> None:
-        self.code, self.name, self.detail = code, ERROR_CODES.get(code, "UNKNOWN"), detail
-        super().__init__(f"ThetaData {code} {self.name}: {detail.strip() or 'no detail'} ({url})")
-
-
-@dataclass(frozen=True)
-class ThetaDataConfig:
-    host: str = "127.0.0.1"
-    rest_port: int = 25503
-    ws_port: int = 25520
-    rest_format: str = "csv"  # or "ndjson"
-    retries: int = 5
-    retry_initial_s: float = 0.25
-    index_poll_s: float = 1.0
-    stream_trades: bool = False
-    timeout_s: float = 10.0
-
-    @classmethod
-    def from_env(cls) -> ThetaDataConfig:
-        """``THETADATA_HOST``, ``THETADATA_REST_PORT``, ``THETADATA_WS_PORT`` (and ``.env``)."""
-        load_env()
-        env = os.environ
-        try:
-            return cls(
-                host=env.get("THETADATA_HOST", cls.host),
-                rest_port=int(env.get("THETADATA_REST_PORT", cls.rest_port)),
-                ws_port=int(env.get("THETADATA_WS_PORT", cls.ws_port)),
-            )
-        except ValueError as exc:
-            raise ValueError(f"THETADATA_*_PORT must be integers: {exc}") from None
-
-    @property
-    def rest_url(self) -> str:
-        return f"http://{self.host}:{self.rest_port}/v3"
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://{self.host}:{self.ws_port}/v1/events"
-
-
-# --- time ---
-
-
-@lru_cache(maxsize=64)
-def _midnight_ns(yyyymmdd: int) -> int:
-    """UTC ns of midnight New York wall time on that date (offset taken at noon: no DST jump
-    happens during market hours)."""
-    d = date(yyyymmdd // 10000, yyyymmdd // 100 % 100, yyyymmdd % 100)
-    noon = datetime(d.year, d.month, d.day, 12, tzinfo=NEW_YORK)
-    return to_ns(noon) - 12 * 3600 * 1_000_000_000
-
-
-def ms_of_day_to_ns(yyyymmdd: int, ms_of_day: int) -> int:
-    return _midnight_ns(yyyymmdd) + ms_of_day * 1_000_000
-
-
-def parse_timestamp(text: str) -> int:
-    """REST v3 ``2024-01-19T10:00:01.5`` (New York, no offset) -> UTC ns."""
-    dt = datetime.fromisoformat(text)
-    day = dt.year * 10000 + dt.month * 100 + dt.day
-    ms = ((dt.hour * 60 + dt.minute) * 60 + dt.second) * 1000 + dt.microsecond // 1000
-    return ms_of_day_to_ns(day, ms)
-
-
-def format_timestamp(ts_ns: int) -> str:
-    """UTC ns -> the REST v3 form (New York wall time, milliseconds)."""
-    return from_ns(ts_ns).astimezone(NEW_YORK).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
-
-
-# --- REST ---
-
-
-def _rows(text: str, fmt: str) -> list[dict[str, str]]:
-    if not text.strip():
-        return []
-    if fmt == "ndjson":
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
-    return list(csv.DictReader(io.StringIO(text)))
-
-
-def parse_date(text: object) -> date:
-    """``YYYYMMDD`` or ``YYYY-MM-DD`` (both appear in ThetaData's APIs)."""
-    t = str(text).replace("-", "")
-    if len(t) != 8 or not t.isdigit():
-        raise ValueError(f"bad date {text!r} (YYYYMMDD)")
-    return date(int(t[:4]), int(t[4:6]), int(t[6:8]))
-
-
-class ThetaDataREST:
-    """Async client for the Terminal's REST v3 API, returning domain records."""
-
-    def __init__(
-        self,
-        config: ThetaDataConfig | None = None,
-        *,
-        clock: Clock | None = None,
-        client: httpx.AsyncClient | None = None,
-    ) -> None:
-        self.config = config or ThetaDataConfig.from_env()
-        self._clock = clock
-        self._client = client or httpx.AsyncClient(timeout=self.config.timeout_s)
-        self._own_client = client is None
-
-    async def aclose(self) -> None:
-        if self._own_client:
-            await self._client.aclose()
-
-    async def _sleep(self, seconds: float) -> None:
-        await (self._clock.sleep(seconds) if self._clock else asyncio.sleep(seconds))
-
-    async def get(self, path: str, **params: Any) -> list[dict[str, Any]]:
-        """GET ``/v3{path}``; rows as dicts. NO_DATA -> []; 429/474/571 retried with backoff."""
-        params = {k: v for k, v in params.items() if v is not None}
-        params.setdefault("format", self.config.rest_format)
-        url = f"{self.config.rest_url}{path}"
-        delay = self.config.retry_initial_s
-        for attempt in range(self.config.retries + 1):
-            try:
-                resp = await self._client.get(url, params=params)
-            except httpx.TransportError as exc:
-                if attempt == self.config.retries:
-                    raise ThetaDataError(474, f"Terminal unreachable: {exc}", url) from None
-            else:
-                if resp.status_code == 200:
-                    try:
-                        return _rows(resp.text, params["format"])
-                    except (ValueError, csv.Error) as exc:
-                        raise ThetaDataError(470, f"unparseable response: {exc}", url) from None
-                if resp.status_code == 472:
-                    return []
-                if resp.status_code not in RETRYABLE or attempt == self.config.retries:
-                    raise ThetaDataError(resp.status_code, resp.text, str(resp.url))
-                log.info("ThetaData %s on %s; retry %d", resp.status_code, path, attempt + 1)
-            await self._sleep(delay)
-            delay = min(delay * 2, 8.0)
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    async def expirations(self, symbol: str) -> list[date]:
-        rows = await self.get("/option/list/expirations", symbol=symbol)
-        return sorted(parse_date(r["expiration"]) for r in rows)
-
-    async def strikes(self, symbol: str, expiration: date) -> list[float]:
-        rows = await self.get(
-            "/option/list/strikes", symbol=symbol, expiration=f"{expiration:%Y%m%d}"
-        )
-        return sorted(float(r["strike"]) for r in rows)
-
-    async def snapshot_quotes(
-        self, symbol: str, expiration: date, strike: float | None = None, right: str | None = None
-    ) -> list[Quote]:
-        rows = await self.get(
-            "/option/snapshot/quote",
-            symbol=symbol,
-            expiration=f"{expiration:%Y%m%d}",
-            strike=None if strike is None else f"{strike:.3f}",
-            right={"C": "call", "P": "put"}.get(right or "", right),
-        )
-        return [q for r in rows if (q := _quote_row(r)) is not None]
-
-    async def history_quotes(
-        self, contract: Contract, start_ns: int, end_ns: int | None = None
-    ) -> list[Quote]:
-        """Every quote from ``start_ns`` (inclusive) through ``end_ns`` or the latest."""
-        start = from_ns(start_ns).astimezone(NEW_YORK)
-        end = from_ns(end_ns).astimezone(NEW_YORK) if end_ns else None
-        rows = await self.get(
-            "/option/history/quote",
-            symbol=contract.root,
-            expiration=f"{contract.expiry:%Y%m%d}",
-            strike=f"{contract.strike:.3f}",
-            right="call" if contract.is_call else "put",
-            start_date=f"{start:%Y%m%d}",
-            # open-ended: the Terminal stops at its present; a gap never spans a week
-            end_date=f"{end if end else start + timedelta(days=7):%Y%m%d}",
-            start_time=start.strftime("%H:%M:%S.%f")[:-3],
-            end_time=end.strftime("%H:%M:%S.%f")[:-3] if end else None,
-            interval="tick",
-        )
-        quotes = [q for r in rows if (q := _quote_row(r, contract)) is not None]
-        return [q for q in quotes if q.ts_ns >= start_ns and (end_ns is None or q.ts_ns <= end_ns)]
-
-    async def index_price(self, symbol: str) -> UnderlyingTick | None:
-        rows = await self.get("/index/snapshot/price", symbol=symbol)
-        if not rows:
-            return None
-        r = rows[-1]
-        try:
-            return UnderlyingTick(symbol, float(r["price"]), parse_timestamp(r["timestamp"]))
-        except (KeyError, ValueError) as exc:
-            log.warning("ThetaData: bad index row %r: %s", r, exc)
-            return None
-
-
-def _quote_row(r: dict[str, Any], contract: Contract | None = None) -> Quote | None:
-    """One REST quote row -> Quote; a bad row is logged and skipped, never raised."""
-    try:
-        if contract is None:
-            contract = Contract(
-                str(r["symbol"]), parse_date(r["expiration"]), float(r["strike"]),
-                right_code(r["right"]),
-            )  # fmt: skip
-        return Quote(
-            contract, float(r["bid"]), float(r["ask"]), float(r["bid_size"]), float(r["ask_size"]),
-            parse_timestamp(str(r["timestamp"])),
-        )  # fmt: skip
-    except (KeyError, ValueError, TypeError) as exc:  # ModelError is a ValueError
-        log.warning("ThetaData: skipping bad quote row %r: %s", r, exc)
-        return None
-
-
-# --- stream ---
-
-
-class _Header(msgspec.Struct, kw_only=True):
-    type: str
-    status: str | None = None
-    response: str | None = None
-    req_id: int | None = None
-
-
-class _Contract(msgspec.Struct, kw_only=True):
-    security_type: str | None = None
-    root: str
-    expiration: int
-    strike: int
-    right: str
-
-
-class _QuoteBody(msgspec.Struct, kw_only=True):
-    ms_of_day: int
-    bid_size: float
-    bid: float
-    ask_size: float
-    ask: float
-    date: int
-
-
-class _TradeBody(msgspec.Struct, kw_only=True):
-    ms_of_day: int
-    size: float
-    price: float
-    date: int
-
-
-class _Frame(msgspec.Struct, kw_only=True):
-    header: _Header
-    contract: _Contract | None = None
-    quote: _QuoteBody | None = None
-    trade: _TradeBody | None = None
-
-
-_decode = msgspec.json.Decoder(_Frame).decode
 
 
 class ThetaDataFeed(StreamingFeed):
@@ -362,7 +92,7 @@ class ThetaDataFeed(StreamingFeed):
         async for message in conn:
             yield message
 
-    def _contract(self, c: _Contract) -> Contract:
+    def _contract(self, c: FrameContract) -> Contract:
         key = (c.root, c.expiration, c.strike, c.right)
         contract = self._contracts.get(key)
         if contract is None:
@@ -373,7 +103,7 @@ class ThetaDataFeed(StreamingFeed):
 
     def _parse(self, frame: Any) -> Iterable[Event]:
         try:
-            f = _decode(frame)
+            f = decode_frame(frame)
             kind = f.header.type
             if kind == "QUOTE" and f.quote is not None and f.contract is not None:
                 q = f.quote
@@ -400,7 +130,7 @@ class ThetaDataFeed(StreamingFeed):
             raise MalformedFrameError(f"{exc}: {str(frame)[:200]!r}") from None
         raise MalformedFrameError(f"unexpected frame: {str(frame)[:200]!r}")
 
-    def _ack(self, header: _Header) -> None:
+    def _ack(self, header: Header) -> None:
         key, add = (
             self._pending.pop(header.req_id, (None, True))
             if header.req_id is not None
