@@ -233,6 +233,6 @@ async def test_entry_check_reports_each_failed_condition():
     assert not check.ok
     text = "; ".join(check.failures)
     assert "spread 10.0% of mid ≥ 2% and wider than $0.1" in text and "open interest" in text
-    assert "IV rank unknown" in text and "size 20 > limit 10" in text
+    assert "IV rank unknown" in text and "size 20 > the position limit 10" in text
     assert check.finding.alert.rule == "entry" and check.finding.alert.inputs["quantity"] == 20
     await desk.close()

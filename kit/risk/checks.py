@@ -22,6 +22,7 @@ from kit.core.clock import NS_PER_S, from_ns, session_at
 from kit.core.model import Action, ActionKind, Alert, Position, Severity
 from kit.portfolio.book import PositionView
 from kit.portfolio.market import MarketState
+from kit.risk.limits import check_limits
 from kit.risk.rules import ROLL_UNTESTED, Level, LevelRule, Rules
 from kit.signals import is_correlation_break
 
@@ -368,12 +369,12 @@ def check_entry(
             failures.append("IV rank unknown (no IV history for the underlying)")
         elif iv_rank <= cfg.min_iv_rank:
             failures.append(f"IV rank {iv_rank:.0f} ≤ {cfg.min_iv_rank:g}")
-    if lim.enabled:
-        if position.quantity > lim.max_position_size:
-            failures.append(f"size {position.quantity} > limit {lim.max_position_size:g}")
-        if int(v.is_open.sum()) + 1 > lim.max_open_positions:
-            failures.append(f"would exceed {lim.max_open_positions:g} open positions")
-    failures.extend(f"entries blocked by {why}" for why in blocked_by)
+    # the same limits the order manager enforces (one implementation: kit.risk.limits); the
+    # total-risk limit needs the order manager's pending entries, so it is checked there
+    failures.extend(check_limits(
+        lim, opening=True, quantity=position.quantity, added_risk=0.0,
+        open_positions=int(v.is_open.sum()), total_risk=0.0, day_pnl=float(v.day_pnl.sum()),
+        killed=False, blocked_by=blocked_by))  # fmt: skip
     inputs = {
         "legs": [str(leg.contract) for leg in position.legs],
         "spread_pct": [_f(x) for x in spread], "open_interest": [_f(x) for x in oi],
