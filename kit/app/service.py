@@ -101,7 +101,7 @@ class DeskService:
         assert run.broker is not None and run.orders is not None
         self.broker, self.orders = run.broker, run.orders
         self.commands = Commands(self.desk, self.orders, self._chain, cfg.rules)
-        self.view = ViewBuilder(self.desk, self.engine)
+        self.view = ViewBuilder(self.desk, self.engine, self.orders)
         self.gateway = Gateway(self.token, self._command, self._hello, cfg.gateway)
         self.desk.listeners.append(lambda e: self.gateway.publish_event(record_to_json(e)))
 

@@ -23,6 +23,7 @@ from kit.core.model import Fill
 from kit.engine.desk import Desk
 from kit.engine.records import record_to_json
 from kit.execution.broker import AccountSummary
+from kit.execution.manager import OrderManager
 from kit.remote.protocol import TUNABLE
 
 __all__ = ["RECENT_FILLS", "TUNABLE", "ViewBuilder"]  # TUNABLE: shared with the dashboards
@@ -43,8 +44,11 @@ class ViewBuilder:
     """Turns the desk's state into the snapshot document; remembers each underlying's first
     spot of the day (the change shown next to the price) and the recent fills."""
 
-    def __init__(self, desk: Desk, engine: dict[str, Any]) -> None:
+    def __init__(
+        self, desk: Desk, engine: dict[str, Any], orders: OrderManager | None = None
+    ) -> None:
         self.desk = desk
+        self.orders = orders  # the working intents and which position a fill belongs to
         self.engine = engine  # id, pid, started: which process serves this view
         self.fills: deque[dict[str, Any]] = deque(maxlen=RECENT_FILLS)
         self._open_spot: dict[str, tuple[str, float]] = {}  # symbol -> (day, first spot)
@@ -53,7 +57,7 @@ class ViewBuilder:
     def _on_event(self, event: Any) -> None:
         if type(event) is Fill:
             doc = record_to_json(event)
-            doc["position_id"] = self.desk.orders.position_of(event) if self.desk.orders else None
+            doc["position_id"] = self.orders.position_of(event) if self.orders else None
             self.fills.appendleft(doc)
 
     def _spots(self, now_ns: int) -> dict[str, dict[str, float | None]]:
@@ -94,7 +98,7 @@ class ViewBuilder:
         snap = desk.snapshot()
         now = desk.clock.now_ns()
         target = _action_level(desk.rules.profit_target.levels)
-        working = desk.orders.pending() if desk.orders else []
+        working = self.orders.pending() if self.orders else []
         pending = {r.intent.position_id: r.intent.kind.value for r in working}
         positions = []
         for row in snap.positions:
