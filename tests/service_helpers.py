@@ -11,7 +11,7 @@ from pathlib import Path
 from kit.app.launch import free_port, spawned
 
 REPO = Path(__file__).resolve().parent.parent
-TOKEN = "test-token-123"
+TOKEN = "test-token-123456789"
 
 
 async def until(predicate, timeout_s: float = 20.0, every_s: float = 0.05):

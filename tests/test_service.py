@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import stat
 from collections.abc import AsyncIterator
@@ -17,6 +18,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 import kit
 from kit.app.service import DeskService, ServiceConfig
+from kit.core.config import ConfigError
 from kit.remote.client import CommandRefusedError, DeskClient
 from kit.remote.gateway import UNAUTHORIZED, GatewayConfig, service_token
 
@@ -123,8 +125,43 @@ def test_token_file_is_created_user_only_and_reused(tmp_path: Path, monkeypatch)
     os.chmod(path, 0o644)
     assert service_token(path) == first
     assert stat.S_IMODE(path.stat().st_mode) == 0o600  # made private again
-    monkeypatch.setenv("KIT_TOKEN", "from-env")
-    assert service_token(path) == "from-env"
+    monkeypatch.setenv("KIT_TOKEN", "from-the-environment")
+    assert service_token(path) == "from-the-environment"
+
+
+@pytest.mark.parametrize("token", ["short", "   ", "0123456789abcde"])
+def test_an_empty_or_short_token_is_refused_at_start_up(tmp_path: Path, monkeypatch, token):
+    monkeypatch.delenv("KIT_TOKEN", raising=False)
+    path = tmp_path / "cfg" / "service.token"
+    path.parent.mkdir(mode=0o700)
+    path.write_text(token)
+    with pytest.raises(ConfigError, match=r"token file .* holds a \d+-character token: use at"):
+        service_token(path)
+    monkeypatch.setenv("KIT_TOKEN", token)
+    if token.strip():  # whitespace is no token at all: the file decides, and it is refused too
+        with pytest.raises(ConfigError, match="KIT_TOKEN holds a"):
+            service_token(path)
+    else:
+        with pytest.raises(ConfigError, match="token file"):
+            service_token(path)
+
+
+def test_an_open_token_directory_is_made_private(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("KIT_TOKEN", raising=False)
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    os.chmod(folder, 0o777)
+    service_token(folder / "service.token")
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+
+
+async def test_the_token_never_reaches_a_log_even_at_debug(service: DeskService, caplog) -> None:
+    caplog.set_level(logging.DEBUG)
+    c = await kit.connect(url(service), TOKEN)
+    await c.next_snapshot()
+    await c.close()
+    assert "auth" in caplog.text  # the frames were logged ...
+    assert TOKEN not in caplog.text  # ... with the token masked
 
 
 # --- snapshots and events ---

@@ -29,7 +29,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from kit.core.backoff import Backoff
 from kit.core.config import env
-from kit.remote.protocol import UNAUTHORIZED, client_token
+from kit.remote.protocol import UNAUTHORIZED, client_token, redacted_logger
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,7 @@ class DeskClient:
     def __init__(self, url: str, token: str, name: str, backoff: Backoff | None = None) -> None:
         self.url, self.name = url, name
         self._token = token
+        self._ws_log = redacted_logger(f"{__name__}.websocket", token)
         self.backoff = backoff or Backoff(initial_s=0.2, max_s=5.0)
         self.snapshot: dict[str, Any] | None = None
         self.hello: dict[str, Any] | None = None
@@ -93,7 +94,8 @@ class DeskClient:
         attempt = 0
         while True:
             try:
-                async with ws_connect(self.url, compression=None, open_timeout=5) as ws:
+                async with ws_connect(self.url, compression=None, open_timeout=5,
+                                      logger=self._ws_log) as ws:  # fmt: skip
                     await ws.send(_encode({"type": "auth", "token": self._token,
                                            "client": self.name}))  # fmt: skip
                     self._ws, attempt = ws, 0

@@ -38,8 +38,14 @@ import msgspec
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from kit.core.config import env
-from kit.remote.protocol import PROTOCOL, UNAUTHORIZED, client_token, token_path
+from kit.core.config import ConfigError, env
+from kit.remote.protocol import (
+    PROTOCOL,
+    UNAUTHORIZED,
+    client_token,
+    redacted_logger,
+    token_path,
+)
 
 log = logging.getLogger(__name__)
 
@@ -89,14 +95,18 @@ def _decode(raw: str | bytes) -> Any:
     return _decoder.decode(raw)
 
 
+MIN_TOKEN_CHARS = 16  # a guessable token is no token; the generated one has 43
+
+
 def service_token(path: Path | None = None) -> str:
     """The token clients must present: ``KIT_TOKEN``, else the token file, created on first
-    start with a fresh random token readable by this user only (mode 0600, directory 0700)."""
+    start with a fresh random token readable by this user only (mode 0600, directory 0700).
+    A short token, or a token directory others can enter, stops start-up with the reason."""
     if token := env("KIT_TOKEN"):
-        return token
+        return _strong(token, "KIT_TOKEN")
     path = path or token_path()
+    _private_dir(path.parent)
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         with contextlib.suppress(FileExistsError):  # another process created it first
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as f:
@@ -104,7 +114,30 @@ def service_token(path: Path | None = None) -> str:
     if path.stat().st_mode & 0o077:
         os.chmod(path, 0o600)  # a token others can read is no token
         log.warning("gateway: %s was readable by others; made it user-only", path)
-    return path.read_text().strip()
+    return _strong(path.read_text().strip(), f"the token file {path}")
+
+
+def _strong(token: str, where: str) -> str:
+    if len(token) < MIN_TOKEN_CHARS:
+        raise ConfigError(f"{where} holds a {len(token)}-character token: use at least "
+                          f"{MIN_TOKEN_CHARS} (delete the file for a fresh one, or set KIT_TOKEN "
+                          "to the output of: python -c 'import secrets; "
+                          "print(secrets.token_urlsafe(32))')")  # fmt: skip
+    return token
+
+
+def _private_dir(folder: Path) -> None:
+    """The token's directory, created 0700; an existing one others can enter is made 0700, or
+    start-up stops with the reason when that is not possible."""
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if folder.stat().st_mode & 0o077:
+        try:
+            os.chmod(folder, 0o700)
+        except OSError as exc:
+            raise ConfigError(f"the token directory {folder} is open to other users and cannot "
+                              f"be made private ({exc.strerror}): chmod 700 it or set "
+                              "KIT_TOKEN_FILE elsewhere") from None  # fmt: skip
+        log.warning("gateway: %s was open to other users; made it 0700", folder)
 
 
 @dataclass(frozen=True)
@@ -153,9 +186,10 @@ class Gateway:
 
     async def start(self) -> None:
         cfg = self.config
+        ws_log = redacted_logger(f"{__name__}.websocket", self._token)
         self._server = await serve(
             self._session, cfg.host, cfg.port, compression=None, origins=[None],
-            max_size=cfg.max_message_bytes,
+            max_size=cfg.max_message_bytes, logger=ws_log,
         )  # fmt: skip
         self.port = self._server.sockets[0].getsockname()[1]  # the real one when port=0
         log.info("gateway: listening on ws://%s:%d", cfg.host, self.port)

@@ -9,6 +9,7 @@ which rule settings a dashboard may change. The frames themselves are described 
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from kit.core.config import env
@@ -39,3 +40,26 @@ def client_token(path: Path | None = None) -> str:
     except FileNotFoundError:
         raise ConnectionError(f"no service token at {path}: start the desk service (`kit serve`) "
                               "or set KIT_TOKEN") from None  # fmt: skip
+
+
+class _Redact(logging.Filter):
+    """Masks a secret in whatever the WebSocket library logs (at DEBUG it logs every frame,
+    the auth frame included)."""
+
+    def __init__(self, secret: str) -> None:
+        super().__init__()
+        self.secret = secret
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if self.secret in text:
+            record.msg, record.args = text.replace(self.secret, "***"), None
+        return True
+
+
+def redacted_logger(name: str, secret: str) -> logging.Logger:
+    """A logger for the WebSocket library to use that never writes ``secret``."""
+    logger = logging.getLogger(name)
+    if not any(isinstance(f, _Redact) and f.secret == secret for f in logger.filters):
+        logger.addFilter(_Redact(secret))
+    return logger
