@@ -457,3 +457,18 @@ def test_a_recorded_day_holds_every_event_the_desk_printed(auto_day):
         assert greeks["n"][0] > 10_000 and greeks["px"][0] == greeks["n"][0] and not greeks["iv"][0]
         assert store.query("SELECT count(iv) AS n FROM quotes WHERE bid IS NOT NULL")["n"][0] > 0
         assert store.load_state("desk.autopilot")["done"] is True
+
+
+@pytest.mark.parametrize(
+    "url", ["mysql://desk:hunter2@db.example/desk", "postgresql+psycopg://desk:hunter2@h/desk",
+            "postgress://desk:hunter2@h/desk"],
+)  # fmt: skip
+def test_a_database_url_of_another_scheme_is_refused_without_its_password(url, tmp_path):
+    with pytest.raises(StoreError, match="unsupported database URL scheme") as info:
+        open_store(url)
+    assert "hunter2" not in str(info.value)
+    proc = subprocess.run([sys.executable, "-m", "kit", "db", "info", "--db", url],
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 2 and "unsupported database URL scheme" in proc.stderr
+    assert "hunter2" not in proc.stderr + proc.stdout and "Traceback" not in proc.stderr
+    assert list(tmp_path.iterdir()) == []  # no database, no folder named after the password

@@ -9,6 +9,7 @@ path, and :class:`~kit.store.recorder.Recorder` turns desk events into rows.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -46,6 +47,25 @@ def is_postgres(target: str) -> bool:
     return target.startswith(("postgresql://", "postgres://"))
 
 
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+
+
+def check_target(target: str) -> str:
+    """A DuckDB file path or a ``postgresql://`` / ``postgres://`` URL; anything else that looks
+    like a URL (``mysql://``, ``postgresql+psycopg://``, a typo) is a StoreError that names only
+    its scheme, never the rest (it may hold a password): DuckDB would otherwise take it for a
+    file name, or try to download an extension for it."""
+    if is_postgres(target):
+        return target
+    m = _SCHEME.match(target)
+    if m and not re.match(r"^[A-Za-z]:[\\/]", target):  # C:\... is a Windows path
+        raise StoreError(f"unsupported database URL scheme {m.group(0)!r}: use a DuckDB file "
+                         "path or a postgresql:// URL")  # fmt: skip
+    if Path(target).is_dir():
+        raise StoreError(f"{target} is a directory: give a DuckDB file, e.g. {target}/desk.duckdb")
+    return target
+
+
 def open_store(target: str | os.PathLike[str] | None = None, *, migrate: bool = True,
                read_only: bool = False, threads: int | None = None) -> Store:  # fmt: skip
     """Open a DuckDB file or a ``postgresql://`` URL and apply pending migrations.
@@ -55,7 +75,7 @@ def open_store(target: str | os.PathLike[str] | None = None, *, migrate: bool = 
     desk start during a database outage and write later. ``threads`` caps DuckDB's own
     worker threads (default: one per core).
     """
-    url = store_target(target)
+    url = check_target(store_target(target))
     if is_postgres(url):
         from kit.store.postgres import PostgresStore
 
