@@ -348,6 +348,7 @@ def test_stale_and_max_spread_pct(book, market):
     sold_strangle(book)
     v = book.view(NOW)
     assert v.stale[0]  # no marks at all
+    assert v.max_spread_pct[0] == np.inf  # no two-sided quote: infinite, not 1.8e308
     mark(market, PUT, 10.0)  # 4 % spread
     market.on_quote(Quote(CALL, 11.7, 12.3, 10.0, 10.0, NOW))  # 5 % spread
     v = book.view(NOW)

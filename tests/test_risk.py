@@ -134,6 +134,13 @@ def test_liquidity_alerts_without_an_action():
     assert all(f.action is None for f in findings)
 
 
+def test_a_leg_without_a_two_sided_quote_says_so_not_an_infinite_spread():
+    view = make_view(1, max_spread_pct=np.array([np.inf]), stale=np.array([True]))
+    (f,) = risk.liquidity(ctx(view))
+    assert f.alert.message.startswith("a leg has no two-sided quote: marks held")
+    assert "%" not in f.alert.message and f.alert.inputs["max_spread_pct"] is None
+
+
 def test_feed_stale_after_30_s_of_silence_while_the_market_is_open():
     view = make_view()
     assert risk.feed_stale(ctx(view, last_data_ns=NOW - 29_999_999_999)) == []

@@ -311,7 +311,9 @@ class Book:
         spread[width <= m.config.max_spread + 1e-9] = 0.0  # a one- or two-tick market is liquid
         active = qty != 0
         max_spread = np.full(n, 0.0)
-        np.maximum.at(max_spread, lp[active], np.nan_to_num(spread[active], nan=np.inf))
+        # no two-sided quote is an infinite spread (nan_to_num would make it 1.8e308)
+        np.maximum.at(max_spread, lp[active], np.where(np.isnan(spread[active]), np.inf,
+                                                       spread[active]))  # fmt: skip
         stale = np.zeros(n, dtype=bool)
         np.logical_or.at(stale, lp[active], m.wide[lr][active] | ~np.isfinite(m.mark[lr][active]))
         nearest = np.full(n, np.inf)

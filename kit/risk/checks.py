@@ -227,11 +227,14 @@ def liquidity(ctx: Context) -> list[Finding]:
     cfg, v = ctx.rules.liquidity, ctx.view
     out = []
     for i in np.flatnonzero(v.is_open & ((v.max_spread_pct >= cfg.max_spread_pct) | v.stale)):
-        msg = partial("a leg's spread is {:.1f}% of mid (limit {:g}%): marks held at the last "
-                      "good quote, no automatic execution".format, v.max_spread_pct[i],
-                      cfg.max_spread_pct)  # fmt: skip
+        spread = v.max_spread_pct[i]
+        what = (f"a leg's spread is {spread:.1f}% of mid (limit {cfg.max_spread_pct:g}%)"
+                if np.isfinite(spread) else "a leg has no two-sided quote")  # fmt: skip
+        msg = partial("{}: marks held at the last good quote, no automatic execution".format,
+                      what)  # fmt: skip
         out.append(Finding(ctx.now_ns, "liquidity", Severity.WARNING, msg,
-                            partial(_inputs, v, i, max_spread_pct=v.max_spread_pct[i]),
+                            partial(_inputs, v, i, max_spread_pct=spread if np.isfinite(
+                                spread) else None),  # no two-sided quote: no number
                             position_id=v.ids[i]))  # fmt: skip
     return out
 
