@@ -2,8 +2,9 @@
 
 import asyncio
 import json
-from datetime import datetime
+from datetime import date, datetime
 
+import numpy as np
 import pytest
 from websockets.asyncio.client import connect
 
@@ -335,3 +336,27 @@ def test_config_from_environment(monkeypatch):
     monkeypatch.setenv("THETADATA_WS_PORT", "twenty")
     with pytest.raises(ValueError, match="THETADATA_"):
         ThetaDataConfig.from_env()
+
+
+async def test_the_chain_source_lists_snapshots_and_gives_vix_closes_as_iv_history(emu):
+    from kit.adapters.thetadata.chains import ThetaDataChainSource
+
+    rest = ThetaDataREST(config(emu))
+    try:
+        chains = ThetaDataChainSource(rest, emu.clock)
+        expiries = await chains.expirations("SPXW")
+        assert expiries[0] == date(2024, 1, 19) and expiries == sorted(expiries)
+        contracts = await chains.contracts("SPXW", expiries[0])
+        listed = {c for c in emu.market.chain("SPXW", alive=False) if c.expiry == expiries[0]}
+        assert set(contracts) == listed  # every strike, both rights
+        some = contracts[len(contracts) // 2 - 4 : len(contracts) // 2 + 4]
+        snap = await chains.snapshot(some)
+        assert {q.contract for q in snap.events} == set(some)
+        assert snap.open_interest == dict(zip(some, emu.market.open_interest(some), strict=True))
+        history = await chains.iv_history("SPX")
+        expected = emu.market.iv_history("SPX")
+        assert history is not None and len(history) == len(expected)
+        assert np.allclose(history, np.round(expected, 2))
+        assert await chains.iv_history("BTC") is None
+    finally:
+        await rest.aclose()
