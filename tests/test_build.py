@@ -50,6 +50,10 @@ def test_feed_specs_parse_and_bad_ones_say_what_to_use(tmp_path: Path) -> None:
         FeedSpec.parse("replay")
     with pytest.raises(ValueError, match="--broker 'schwab'"):
         RunSpec(broker="schwab")
+    with pytest.raises(ValueError, match="live trading is mode live with a live broker"):
+        RunSpec(mode="live")  # live mode on the paper broker: a contradiction, refused
+    with pytest.raises(ValueError, match="live trading is mode live with a live broker"):
+        RunSpec(broker="ibkr-cpapi")  # a live broker never arrives by a default mode
 
 
 @pytest.mark.parametrize("command", ["run", "serve", "monitor"])

@@ -109,6 +109,9 @@ class RunSpec:
             raise ValueError(f"--broker {self.broker!r}: use one of {', '.join(BROKERS)}")
         if self.speed is not None and not self.speed > 0:
             raise ValueError(f"--speed must be positive, got {self.speed!r}")
+        if (self.mode == "live") != (self.broker != "paper"):
+            raise ValueError(f"mode {self.mode} with --broker {self.broker}: live trading is "
+                             "mode live with a live broker; everything else is paper")  # fmt: skip
 
 
 class Run:
@@ -305,7 +308,12 @@ class Run:
 async def build(spec: RunSpec) -> Run:
     """Wire a desk for ``spec`` (not started: ``await run.start()`` or ``async with``)."""
     run = Run(spec)
-    await run._wire()
+    try:
+        await run._wire()
+    except BaseException:
+        if run.store is not None and isinstance(spec.db, str):
+            run.store.close()  # opened here: never leave a DuckDB file locked behind an error
+        raise
     return run
 
 
