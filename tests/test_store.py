@@ -472,3 +472,14 @@ def test_a_database_url_of_another_scheme_is_refused_without_its_password(url, t
     assert proc.returncode == 2 and "unsupported database URL scheme" in proc.stderr
     assert "hunter2" not in proc.stderr + proc.stdout and "Traceback" not in proc.stderr
     assert list(tmp_path.iterdir()) == []  # no database, no folder named after the password
+
+
+def test_kit_db_never_creates_the_database_it_was_asked_to_read(tmp_path):
+    for action in (["info"], ["export", "fills", str(tmp_path / "f.parquet")], ["prune"]):
+        proc = subprocess.run([sys.executable, "-m", "kit", "db", *action, "--days", "1",
+                               "--db", "typo/desk.duckdb"] if action == ["prune"] else
+                              [sys.executable, "-m", "kit", "db", *action, "--db",
+                               "typo/desk.duckdb"],
+                              capture_output=True, text=True, timeout=60, cwd=tmp_path)  # fmt: skip
+        assert proc.returncode == 2 and "no database at typo/desk.duckdb" in proc.stderr
+    assert list(tmp_path.iterdir()) == []  # no folder, no empty database

@@ -221,11 +221,17 @@ def cmd_monitor(args: argparse.Namespace) -> int:
 
 def cmd_db(args: argparse.Namespace) -> int:
     """Look into and maintain the store: row counts, Parquet export, tick retention."""
-    from kit.store import TABLES, open_store
+    from pathlib import Path
+
+    from kit.store import TABLES, check_target, is_postgres, open_store, store_target
 
     if args.action != "info" and args.table is not None and args.table not in TABLES:
         raise ValueError(f"unknown table {args.table!r} (have {', '.join(TABLES)})")
-    with open_store(args.db) as store:
+    target = check_target(store_target(args.db))
+    if not is_postgres(target) and not Path(target).is_file():  # read it, never create it
+        raise ValueError(f"no database at {target}: record one first (kit run --auto --db "
+                         f"{target}, or kit serve --db {target})")  # fmt: skip
+    with open_store(target) as store:
         if args.action == "info":
             out = {"store": store.describe(), "schema_version": store.version(),
                    "timescale": store.timescale,
