@@ -17,17 +17,16 @@ whatever the hour.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any, Literal
 
 from kit.adapters.chains import ChainSource
 from kit.core.clock import NEW_YORK, Clock, SimClock, from_ns, us_session
-from kit.core.config import ConfigError
+from kit.core.config import ConfigError, env
 from kit.core.model import Contract
 from kit.engine.alerts import AlertManager, AlertSink, DeskRecord
 from kit.engine.desk import Desk
@@ -149,7 +148,7 @@ class Run:
     async def _wire(self) -> None:
         s = self.spec
         await getattr(self, f"_feed_{s.feed.kind}")()
-        rules = s.rules if isinstance(s.rules, Rules) else load_rules(s.rules or _rules_env())
+        rules = s.rules if isinstance(s.rules, Rules) else load_rules(s.rules or env("KIT_RULES"))
         sinks = (*s.sinks, *configured_sinks()) if s.env_sinks else s.sinks
         self.desk = Desk(self.clock, [self.feed], rules=rules,
                          alerts=AlertManager(self.clock, sinks),
@@ -217,7 +216,7 @@ class Run:
         from kit.adapters.thetadata.rest import ThetaDataREST
 
         td = ThetaDataConfig.from_env()
-        probe = ThetaDataREST(_replace(td, retries=1))
+        probe = ThetaDataREST(replace(td, retries=1))
         try:
             tick = await probe.index_price("SPX")
         except ThetaDataError as exc:
@@ -267,9 +266,12 @@ class Run:
         if self.kept is not None:
             await self.kept.close()
             self.kept = None
-        if self.broker is not None and hasattr(self.broker, "close"):
-            with contextlib.suppress(Exception):
-                await self.broker.close()  # type: ignore[attr-defined]
+        close = getattr(self.broker, "close", None)  # a live broker holds a session
+        if close is not None:
+            try:
+                await close()
+            except Exception as exc:  # closing must finish; the reason is kept
+                log.warning("run: closing the %s broker failed: %s", self.spec.broker, exc)
 
     async def __aenter__(self) -> Run:
         return await self.start()
@@ -328,15 +330,3 @@ def configured_sinks() -> tuple[AlertSink, ...]:
     except ValueError as exc:
         raise ConfigError(f"alert sinks: {exc}") from None
     return tuple(sink for sink in found if sink is not None)
-
-
-def _rules_env() -> str | None:
-    from kit.core.config import env
-
-    return env("KIT_RULES")
-
-
-def _replace(config: Any, **changes: Any) -> Any:
-    from dataclasses import replace
-
-    return replace(config, **changes)
