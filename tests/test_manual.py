@@ -179,6 +179,12 @@ def test_an_unreadable_journal_is_an_error_naming_the_file(tmp_path):
         ("call_spread", {"strikes": Strikes(short=505, long=500)}, "sells the lower strike"),
         ("put_spread", {"credit": 5.0}, "below the width"),
         ("strangle", {"risk_usd": -5.0}, "risk: must be positive"),
+        ("strangle", {"underlying": "FOO", "root": "FOO"}, "underlying: unknown 'FOO'"),
+        ("strangle", {"expiry": date(2024, 3, 16)}, r"2024-03-16 \(Saturday\) is not a US opt"),
+        ("strangle", {"expiry": date(2024, 3, 29)}, "Good|is not a US options session day"),
+        ("strangle", {"strikes": Strikes(put=5001, call=5200)}, "strike 5001 is not listed: "
+         "SPX strikes are multiples of 5"),
+        ("put_spread", {"strikes": Strikes(short=500.25, long=495)}, "multiples of 0.5"),
     ],
 )  # fmt: skip
 def test_bad_arguments_are_refused_with_a_reason_and_nothing_written(

@@ -125,6 +125,28 @@ def test_cli_vendor_gamma_and_text(capsys: pytest.CaptureFixture[str]) -> None:
     assert "zero gamma" in text and "call wall" in text
 
 
+def test_cli_rates_are_decimals_or_percent_and_a_percent_typed_as_decimal_warns(capsys) -> None:
+    def run(*flags: str) -> tuple[dict, str]:
+        assert main(["gex", str(NDX), "--json", *flags]) == 0
+        got = capsys.readouterr()
+        return json.loads(got.out), got.err
+
+    decimal, quiet = run("--rate", "0.05")
+    percent, _ = run("--rate-pct", "5")
+    assert quiet == "" and decimal["conventions"]["r"] == percent["conventions"]["r"] == 0.05
+    assert decimal["total_gex"] == pytest.approx(percent["total_gex"])
+    typo, warning = run("--rate", "5")
+    assert typo["conventions"]["r"] == 5.0  # used as given, but never silently
+    assert "--rate 5 is 500%" in warning and "--rate-pct 5" in warning
+    yields, _ = run("--div-yield-pct", "1.5")
+    assert yields["conventions"]["q"] == pytest.approx(0.015)
+    for bad in (["--rate", "nan"], ["--rate", "inf"], ["--rate", "0.05", "--rate-pct", "5"]):
+        with pytest.raises(SystemExit) as exit_:
+            main(["gex", str(NDX), *bad])
+        assert exit_.value.code == 2
+        assert "--rate" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [

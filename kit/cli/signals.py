@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import sys
 from dataclasses import replace
 from typing import Any
 
@@ -20,10 +22,38 @@ def add_gex_parser(sub: Any) -> None:
                    "first crossing, linear interpolation)")  # fmt: skip
     s.add_argument("--gamma-source", choices=["iv", "vendor"],
                    help="gamma at spot from each IV (default) or CBOE's column")  # fmt: skip
-    s.add_argument("--rate", type=float, help="continuous rate r (default 0)")
-    s.add_argument("--div-yield", type=float, help="continuous dividend yield q (default 0)")
+    rates = s.add_mutually_exclusive_group()
+    rates.add_argument("--rate", type=finite, help="continuous rate r as a decimal "
+                       "(0.05 = 5%%; default 0)")  # fmt: skip
+    rates.add_argument("--rate-pct", type=finite, help="the same in percent (5 = 5%%)")
+    yields = s.add_mutually_exclusive_group()
+    yields.add_argument("--div-yield", type=finite, help="continuous dividend yield q as a "
+                        "decimal (default 0)")  # fmt: skip
+    yields.add_argument("--div-yield-pct", type=finite, help="the same in percent")
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.set_defaults(func=cmd_gex)
+
+
+def finite(text: str) -> float:
+    """A finite number: ``nan`` or ``inf`` as a rate would silently poison every gamma."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be finite, got {text!r}")
+    return value
+
+
+def _decimal(flag: str, decimal: float | None, percent: float | None) -> float | None:
+    """The rate as a decimal. Above 1 it is almost surely a percentage typed as a decimal
+    (``--rate 5`` would be 500%): it is used as given, with a warning naming the fix."""
+    if percent is not None:
+        return percent / 100.0
+    if decimal is not None and abs(decimal) > 1.0:
+        print(f"kit gex: warning: {flag} {decimal:g} is {decimal:.0%}; rates are decimals "
+              f"(0.05 = 5%), or give {flag}-pct {decimal:g}", file=sys.stderr)  # fmt: skip
+    return decimal
 
 
 def cmd_gex(args: argparse.Namespace) -> int:
@@ -33,7 +63,9 @@ def cmd_gex(args: argparse.Namespace) -> int:
     from kit.signals.gex import gex_levels
 
     cfg = COMPAT[args.compat]
-    overrides = {"gamma_source": args.gamma_source, "r": args.rate, "q": args.div_yield}
+    r = _decimal("--rate", args.rate, args.rate_pct)
+    q = _decimal("--div-yield", args.div_yield, args.div_yield_pct)
+    overrides = {"gamma_source": args.gamma_source, "r": r, "q": q}
     cfg = replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
     chain = read_cboe(args.path)
     levels = gex_levels(chain, cfg)

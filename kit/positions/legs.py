@@ -18,6 +18,7 @@ from itertools import pairwise
 
 import numpy as np
 
+from kit.core.clock import us_session
 from kit.core.model import (
     ROOT_UNDERLYING,
     Contract,
@@ -78,6 +79,36 @@ class Strikes:
 
 def _flags(names: Sequence[str]) -> str:
     return ", ".join("--" + name.replace("_", "-") for name in names)
+
+
+# Underlyings a manual trade may be logged on and the strike grid of each one's options (points):
+# measured on real CBOE chains (SPX, NDX strikes are multiples of 5, SPY's of 0.5; crypto on
+# Delta Exchange lists much coarser strikes, so any multiple of 1 passes).
+STRIKE_GRID: dict[str, float] = {
+    "SPX": 5.0, "NDX": 5.0, "RUT": 5.0, "XSP": 1.0, "VIX": 0.5,
+    "SPY": 0.5, "QQQ": 0.5, "IWM": 0.5, "BTC": 1.0, "ETH": 1.0,
+}  # fmt: skip
+CRYPTO = frozenset({"BTC", "ETH"})
+
+
+def check_listing(underlying: str, legs: Sequence[Leg]) -> None:
+    """Refuse what no exchange lists: an unknown underlying, an expiry on a day without a US
+    options session (weekends, holidays; crypto expires daily), a strike off the grid.
+
+    A typo in a journal entry is otherwise watched for weeks as a position nobody holds."""
+    if underlying not in STRIKE_GRID:
+        known = ", ".join(sorted(STRIKE_GRID))
+        raise ModelError(f"underlying: unknown {underlying!r} (expected one of {known})")
+    expiry = legs[0].contract.expiry
+    if underlying not in CRYPTO and us_session(expiry) is None:
+        raise ModelError(f"expiry {expiry.isoformat()} ({expiry:%A}) is not a US options "
+                         "session day: no option expires then")  # fmt: skip
+    grid = STRIKE_GRID[underlying]
+    for leg in legs:
+        k = leg.contract.strike
+        if abs(k / grid - round(k / grid)) > 1e-9:
+            raise ModelError(f"strike {k:g} is not listed: {underlying} strikes are multiples "
+                             f"of {grid:g}")  # fmt: skip
 
 
 def legs_for(strategy: str, root: str, expiry: date, strikes: Strikes) -> tuple[Leg, ...]:

@@ -42,7 +42,7 @@ from kit.core.config import env
 from kit.core.model import Fill, ModelError, Position, _check_count, _check_price
 from kit.portfolio.book import Book
 from kit.portfolio.market import MarketState
-from kit.positions.legs import Strikes, default_root, legs_for, max_loss_usd
+from kit.positions.legs import Strikes, check_listing, default_root, legs_for, max_loss_usd
 from kit.positions.records import DESK_PREFIX, ManualPosition, ManualTrade
 
 __all__ = ["DEFAULT_PATH", "DESK_PREFIX", "ENV_PATH", "ManualBook", "ManualPosition",
@@ -205,6 +205,7 @@ class ManualBook:
         if legs[0].contract.underlying != underlying:
             raise ModelError(f"root {root} is not an option root of {underlying} "
                              f"(its underlying is {legs[0].contract.underlying})")  # fmt: skip
+        check_listing(underlying, legs)
         _check_count("contracts", contracts)
         trade = ManualTrade("open", to_ns(at), contracts, credit)
         risk = None
