@@ -402,3 +402,23 @@ def test_notebook_on_an_empty_store(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     nb = run_notebook(db, monkeypatch)
     assert not errors(nb)
     assert j.NO_TRADES in stdout(nb)
+
+
+def test_notebook_without_a_database_names_the_command_and_creates_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Voila starts the kernel in notebooks/; with KIT_DATA_DIR pointing at an empty directory
+    the page must say how to record a day and must not leave a new database file behind."""
+    data = tmp_path / "data"
+    data.mkdir()
+    monkeypatch.setenv("KIT_DATA_DIR", str(data))
+    monkeypatch.delenv("KIT_DB_URL", raising=False)
+    monkeypatch.delenv("DB_CONNECTION_STRING", raising=False)
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    NotebookClient(nb, timeout=300, kernel_name="python3",
+                   resources={"metadata": {"path": str(REPO / "notebooks")}}).execute()  # fmt: skip
+    out = stdout(nb)
+    assert not errors(nb)
+    assert f"No database at {data / 'desk.duckdb'} yet" in out
+    assert j.RECORD_COMMAND in out and j.NO_TRADES in out
+    assert list(data.iterdir()) == []

@@ -132,6 +132,30 @@ def env_float(name: str, default: float | None = None, *, environ: Environ = Non
     return value
 
 
+def project_root(start: Path | None = None) -> Path | None:
+    """The checkout this package runs from: the nearest directory at or above ``start`` (the
+    working directory) that holds ``pyproject.toml`` and ``kit/``. Voila starts a page's kernel
+    in ``notebooks/``, so a bare ``data/`` there would be a second, empty data directory."""
+    here = (start or Path.cwd()).resolve()
+    for d in (here, *here.parents):
+        if (d / "pyproject.toml").is_file() and (d / "kit" / "__init__.py").is_file():
+            return d
+    return None
+
+
+def data_dir(*, environ: Environ = None) -> Path:
+    """Where runtime files live: ``KIT_DATA_DIR``, else the checkout's ``data/`` (relative when
+    the working directory is the checkout itself, so messages stay short), else ``./data``. Every
+    default path (the DuckDB store, the manual-position journal) hangs off this one answer, so a
+    notebook page reads the same files whichever directory its kernel started in."""
+    if explicit := env("KIT_DATA_DIR", environ=environ):
+        return Path(explicit)
+    root = project_root()
+    if root is None or root == Path.cwd().resolve():
+        return Path("data")
+    return root / "data"
+
+
 @dataclass(frozen=True)
 class Settings:
     """Process-wide settings. Later subsystems add their own fields here, with defaults."""
@@ -144,7 +168,7 @@ class Settings:
         level = (env("KIT_LOG_LEVEL") or "INFO").upper()
         if level not in LOG_LEVELS:
             raise ConfigError(f"KIT_LOG_LEVEL: {level!r} is not one of {', '.join(LOG_LEVELS)}")
-        return cls(data_dir=Path(env("KIT_DATA_DIR") or "data"), log_level=level)
+        return cls(data_dir=data_dir(), log_level=level)
 
     def configure_logging(self) -> None:
         logging.basicConfig(

@@ -38,7 +38,7 @@ import numpy as np
 from msgspec.structs import replace
 
 from kit.core.clock import from_ns, to_ns
-from kit.core.config import env
+from kit.core.config import data_dir, env
 from kit.core.model import Fill, ModelError, Position, _check_count, _check_price
 from kit.portfolio.book import Book
 from kit.portfolio.market import MarketState
@@ -56,7 +56,7 @@ _AUTO_ID = re.compile(r"m(\d+)")
 
 def manual_path(path: str | None = None) -> Path:
     """The journal: ``path`` if given, else ``KIT_MANUAL_POSITIONS``, else the default."""
-    return Path(path or env(ENV_PATH) or DEFAULT_PATH)
+    return Path(path or env(ENV_PATH) or data_dir() / DEFAULT_PATH.name)
 
 
 class _Journal(msgspec.Struct, forbid_unknown_fields=True):

@@ -34,13 +34,14 @@ __all__ = [
 
 def store_target(target: str | os.PathLike[str] | None = None,
                  env: Mapping[str, str] | None = None) -> str:  # fmt: skip
-    """The database to use: ``target``, else the environment, else ``data/desk.duckdb``."""
+    """The database to use: ``target``, else the environment, else ``desk.duckdb`` in the data
+    directory (:func:`kit.core.config.data_dir`: ``KIT_DATA_DIR`` or the checkout's ``data/``)."""
     if target:
         return os.fspath(target)
     for var in ENV_VARS:
         if url := config.env(var, environ=env):
             return url
-    return str(DEFAULT_PATH)
+    return str(config.data_dir(environ=env) / DEFAULT_PATH.name)
 
 
 def is_postgres(target: str) -> bool:

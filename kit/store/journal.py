@@ -41,6 +41,7 @@ __all__ = [
     "BY",
     "EQUITY_SCHEMA",
     "NO_TRADES",
+    "RECORD_COMMAND",
     "SUMMARY_SCHEMA",
     "TRADE_SCHEMA",
     "equity_curve",
@@ -53,6 +54,7 @@ __all__ = [
 ]
 
 NO_TRADES = "No trades yet"  # the start of what summary_text says about an empty journal
+RECORD_COMMAND = "kit run --feed sim --auto --db data/desk.duckdb"  # what fills an empty journal
 
 When = date | datetime | None
 By = Literal["strategy", "month", "dte"]
@@ -217,7 +219,8 @@ def summary_text(stats: pl.DataFrame, *, filtered: bool = False) -> str:
     if not s["trades"] and not s["open"]:
         if filtered:
             return "No trades match these filters."
-        return f"{NO_TRADES}: the store holds no trade logs (run the desk, then come back)."
+        return (f"{NO_TRADES}: the store holds no trade logs. Record a day with "
+                f"`{RECORD_COMMAND}`, then come back.")  # fmt: skip
     lines = [f"trades: {s['trades']} closed, {s['open']} open"]
     if s["trades"]:
         lines += [
