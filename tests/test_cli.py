@@ -32,6 +32,7 @@ def test_bad_arguments_exit_2_with_a_message_and_no_traceback():
         ("session", "2024-02-30"),
         ("frobnicate",),
         ("symbol", ".SPXW240119C4700", "--at", "2024-01-19T14:30"),
+        ("monitor", "--port", "9111", "--service-port", "9111"),  # one port for two servers
     ):
         out = kit(*args)
         assert out.returncode == 2, args

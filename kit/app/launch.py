@@ -57,6 +57,9 @@ def _stop(proc: subprocess.Popen | None, timeout_s: float = 15.0) -> None:
 def run(port: int, service_port: int, serve_args: list[str], *, timeout_s: float = 60.0) -> int:
     """Start both, print the URL, wait until Ctrl-C/SIGTERM or a child exits; returns 0 on a
     clean stop, 1 when a child failed."""
+    if port == service_port:
+        raise ValueError(f"--port and --service-port are both {port}: Voila and the desk "
+                         "service need a port each")  # fmt: skip
     for p, what in ((service_port, "the desk service"), (port, "Voila")):
         with socket.socket() as s:
             if s.connect_ex(("127.0.0.1", p)) == 0:
