@@ -17,6 +17,7 @@ from kit.core.clock import NEW_YORK, SimClock
 from kit.core.config import ConfigError
 from kit.core.model import Contract, Fill, Leg, Order, OrderType, Quote, Side
 from kit.execution.broker import BrokerError, OrderRejectedError, OrderState, OrderStatus
+from kit.execution.costs import fees_per_contract
 from kit.portfolio.market import MarketState
 
 ACCOUNT = "DU1234567"
@@ -24,6 +25,7 @@ EXP = date(2024, 1, 19)
 PUT = Contract("SPXW", EXP, 4700.0, "P")
 CALL = Contract("SPXW", EXP, 4900.0, "C")
 AM_PUT = Contract("SPX", EXP, 4700.0, "P")  # same month, strike and right: other trading class
+SPXW_FEE = fees_per_contract("SPXW", premium=5.0)  # $/contract at a premium of $1 or more
 ORDERS = f"POST /iserver/account/{ACCOUNT}/orders"
 
 
@@ -88,7 +90,7 @@ async def test_single_leg_limit_fills(desk: Desk) -> None:
     await until(lambda: desk.status("buy-put") is OrderStatus.FILLED)
     [fill] = desk.fills("buy-put")
     assert (fill.contract, fill.side, fill.quantity, fill.price) == (PUT, Side.BUY, 2.0, 10.5)
-    assert fill.commission == pytest.approx(1.30)
+    assert fill.commission == pytest.approx(round(2 * fees_per_contract("SPXW", premium=10.5), 2))
     final = desk.broker.order("buy-put")
     assert (final.filled_qty, final.avg_price, final.remaining) == (2, 10.5, 0)
     # fill before the state that reports it; SPXW resolved, not the SPX class of the same month
@@ -254,10 +256,11 @@ async def test_positions_and_account_summary(desk: Desk) -> None:
     await until(lambda: desk.status("long") is desk.status("short") is OrderStatus.FILLED)
     assert await desk.broker.positions() == {PUT: 2, CALL: -1}
     account, truth = await desk.broker.account(), await desk.paper.account()
-    assert account.cash == pytest.approx(100_000 - 2 * 1050 + 500 - 3 * 0.65)
+    fees = round(2 * SPXW_FEE, 2) + round(SPXW_FEE, 2)  # commission + Cboe/OCC/ORF fees
+    assert account.cash == pytest.approx(100_000 - 2 * 1050 + 500 - fees)
     assert account.cash == pytest.approx(truth.cash)
     assert account.net_liquidation == pytest.approx(truth.net_liquidation)
-    assert account.commissions == pytest.approx(truth.commissions) == pytest.approx(1.95)
+    assert account.commissions == pytest.approx(truth.commissions) == pytest.approx(fees)
     assert account.realized_pnl == pytest.approx(truth.realized_pnl)
     assert {s.client_id for s in await desk.broker.orders()} == {"long", "short"}
 

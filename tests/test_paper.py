@@ -21,6 +21,7 @@ from kit.execution.broker import (
     OrderState,
     OrderStatus,
 )
+from kit.execution.costs import fees_per_contract
 from kit.execution.state import JsonStateStore, MemoryStateStore, StateStore
 from kit.portfolio.market import MarketState
 
@@ -139,7 +140,8 @@ async def test_leg_sides_follow_the_order_side_times_the_ratio_sign(env):
     assert env.broker.order("r").avg_price == pytest.approx(2 * 5.3 - 4.0)
 
 
-async def test_the_quoted_size_limits_a_fill_until_a_new_quote_brings_more(env):
+async def test_the_quoted_size_limits_a_fill_until_a_new_quote_brings_more():
+    env = Env(depth="rest")  # the rest of the order waits for new size instead of walking
     env.quote(CALL, 10.0, 10.2, ask_size=2)
     await env.broker.place(order("p", [(CALL, 1)], BUY, 5, limit=10.5))
     await env.wait()
@@ -152,15 +154,18 @@ async def test_the_quoted_size_limits_a_fill_until_a_new_quote_brings_more(env):
     assert (state.status, state.filled_qty) == (OrderStatus.FILLED, 5)
     assert [f.quantity for f in env.fills("p")] == [2, 3]
     assert state.avg_price == pytest.approx((2 * 10.2 + 3 * 10.5) / 5)
+    await env.broker.close()
 
 
-async def test_a_ratio_leg_needs_its_ratio_of_size_per_unit(env):
+async def test_a_ratio_leg_needs_its_ratio_of_size_per_unit():
+    env = Env(depth="rest")
     env.quote(PUT, 4.0, 4.2, bid_size=10)
     env.quote(CALL, 5.1, 5.3, ask_size=5)
     await env.broker.place(order("r", ((PUT, -1), (CALL, 2)), BUY, 4, limit=7.0))
     await env.wait()
     assert env.broker.order("r").filled_qty == 2  # floor(5 / 2)
     assert [f.quantity for f in env.fills("r")] == [2, 4]
+    await env.broker.close()
 
 
 async def test_a_resting_limit_fills_only_when_crossed_and_at_its_limit(env):
@@ -294,8 +299,9 @@ async def test_commissions_per_contract_with_a_root_override():
     await e.broker.place(order("x", [(CALL, 1)], BUY, 3, limit=11.0))
     await e.broker.place(order("y", [(SPY, 1)], BUY, 4, limit=3.2))
     await e.wait()
-    assert [f.commission for f in e.fills()] == pytest.approx([3 * 0.66, 4 * 0.65])
-    assert (await e.broker.account()).commissions == pytest.approx(3 * 0.66 + 4 * 0.65)
+    spy = 0.65 + 0.025 + 0.02815  # commission + OCC clearing + ORF: SPY has no Cboe fee
+    assert [f.commission for f in e.fills()] == pytest.approx([3 * 0.66, round(4 * spy, 2)])
+    assert (await e.broker.account()).commissions == pytest.approx(3 * 0.66 + round(4 * spy, 2))
     await e.broker.close()
 
 
@@ -314,7 +320,9 @@ async def test_cash_positions_and_account_reconcile_to_the_fills(env):
     assert await env.broker.positions() == {PUT: -3, CALL: -1}
     realized = 2 * (5.1 - 5.0) * 100  # sold calls at 5.1, bought two back at 5.0
     assert acct.realized_pnl == pytest.approx(realized, abs=0.005)
-    assert acct.commissions == pytest.approx(8 * 0.65)
+    fee = fees_per_contract("SPXW", premium=4.0)  # every premium here is >= $1: Cboe's $0.45
+    assert fee == pytest.approx(0.65 + 0.45 + 0.025 + 0.02815)
+    assert acct.commissions == pytest.approx(2 * round(3 * fee, 2) + round(2 * fee, 2))
     value = -3 * 4.1 * 100 - 1 * 4.95 * 100  # at the marks (mids)
     assert acct.net_liquidation == pytest.approx(acct.cash + value, abs=0.005)
     unrealized = -3 * (4.1 - 4.0) * 100 - (4.95 - 5.1) * 100
@@ -393,7 +401,8 @@ async def test_memory_store_survives_a_new_broker_object():
     await a.broker.close()
     b = Env(store=store, clock=a.clock, starting_cash=5.0)  # a restored account keeps its cash
     assert await b.broker.positions() == {CALL: 2}
-    assert (await b.broker.account()).cash == pytest.approx(100_000 - 2 * 10.2 * 100 - 2 * 0.65)
+    fees = round(2 * fees_per_contract("SPXW", premium=10.2), 2)
+    assert (await b.broker.account()).cash == pytest.approx(100_000 - 2 * 10.2 * 100 - fees)
     await b.broker.close()
 
 

@@ -168,3 +168,16 @@ def slippage(spread: ArrayLike, n_legs: int, model: CostModel = DEFAULT_COSTS): 
         raise ValueError("slippage: a spread is negative (crossed quote)")
     out = arr * frac
     return float(out) if out.ndim == 0 else out
+
+
+PENNY_ROOTS = frozenset({"SPY", "QQQ", "IWM"})  # quoted in $0.01 at every price
+
+
+def tick_size(root: str, price: float) -> float:
+    """The minimum price increment of an option on ``root`` at ``price``: $0.01 for the
+    all-penny ETF classes (SPY, QQQ, IWM), otherwise the index-option rule of $0.05 below $3
+    and $0.10 from $3 (SPX, SPXW, NDX, NDXP, RUT). Used to space the paper broker's hidden
+    depth levels, so an order walking the book moves by whole ticks."""
+    if root in PENNY_ROOTS:
+        return 0.01
+    return 0.05 if price < 3.0 else 0.10

@@ -16,6 +16,11 @@ How it fills (prices follow the BAG convention of :mod:`kit.execution.broker`):
   floating-point precision and the account reconciles to the fills exactly.
 * With ``fill_quoted_size_only`` an execution takes at most the quoted size on the side it trades,
   and that size stays used up until a new quote (a new ``quote_ts``) arrives for the contract.
+  An order taking liquidity (marketable on arrival, or a market order) larger than the shown size
+  gets what ``PaperConfig.depth`` says: hidden levels a tick apart (``impact``, the default), a
+  cancel of the rest (``cancel``, as IBKR's paper account), or the rest left working (``rest``).
+* Each fill is charged :meth:`PaperConfig.commission`: broker commission plus the root's
+  exchange, clearing and regulatory fees (:mod:`kit.execution.costs`).
 
 Orders, cancels and replaces take effect ``latency_ms`` after they are sent (on the injected
 clock), so a cancel can lose the race with a fill. State persists in a :class:`StateStore` after
@@ -34,11 +39,11 @@ import asyncio
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 
 import msgspec
 from msgspec.structs import replace
 
+from kit.adapters.paper.config import PaperConfig
 from kit.adapters.paper.ledger import Ledger
 from kit.adapters.paper.matching import Liquidity, positive, price_order
 from kit.core.clock import Clock, expiry_time, to_ns
@@ -57,37 +62,9 @@ from kit.execution.broker import (
 from kit.execution.state import StateStore
 from kit.portfolio.market import MarketState
 
+__all__ = ["PaperBroker", "PaperConfig"]
+
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class PaperConfig:
-    """How the paper venue behaves. Money is in dollars, prices in the option's price units.
-
-    ``commission_by_root`` overrides the per-contract commission for an option root, e.g.
-    ``{"SPX": 0.66, "SPXW": 0.66}`` for index options that carry exchange fees.
-    ``starting_cash`` applies to a new account only: a restored account keeps its own.
-    """
-
-    latency_ms: float = 50.0  # an order, cancel or replace takes effect this long after sending
-    slippage_per_contract: float = 0.0  # price units worse than the touch for taking fills
-    commission_per_contract: float = 0.65
-    commission_by_root: Mapping[str, float] = field(default_factory=dict)
-    fill_quoted_size_only: bool = True  # fills take at most the quoted size, used up per quote
-    starting_cash: float = 100_000.0
-    margin_move_pct: float = 10.0  # buying power used = worst expiry loss within ±this spot move
-    state_key: str = "paper_broker"
-
-    def __post_init__(self) -> None:
-        numbers = {
-            "latency_ms": self.latency_ms,
-            "slippage_per_contract": self.slippage_per_contract,
-            "commission_per_contract": self.commission_per_contract,
-            **{f"commission_by_root[{k}]": v for k, v in self.commission_by_root.items()},
-        }
-        for name, value in numbers.items():
-            if not (math.isfinite(value) and value >= 0):
-                raise ValueError(f"{name}: must be a finite non-negative number, got {value!r}")
 
 
 class _Op(msgspec.Struct):
@@ -327,9 +304,22 @@ class PaperBroker:
             return  # a quote that cannot fill, or a limit the market does not reach
         ratios = [leg.ratio for leg in order.legs]
         remaining = order.quantity - state.filled_qty
-        units = self._liquidity.fillable(priced.rows, priced.buys, ratios, remaining)
+        cfg, prices = self.config, priced.prices
+        taking = aggressive or order.limit_price is None  # takes liquidity, not resting
+        if taking and cfg.depth == "impact" and cfg.fill_quoted_size_only:
+            units, prices = self._liquidity.walk(
+                order, priced, remaining, slippage=slippage, levels=cfg.depth_levels
+            )
+        else:
+            units = self._liquidity.fillable(priced.rows, priced.buys, ratios, remaining)
         if units > 0:
-            self._execute(rec, priced.rows, priced.buys, priced.prices, units)
+            self._execute(rec, priced.rows, priced.buys, prices, units)
+            if taking and cfg.depth == "cancel" and not rec.state.status.done:
+                why = "cancelled beyond the shown size"
+                now = self.clock.now_ns()
+                self._set(
+                    rec, replace(rec.state, status=OrderStatus.CANCELLED, reason=why, ts_ns=now)
+                )
 
     def _execute(
         self, rec: _Record, rows: list[int], buys: list[bool], prices: list[float], units: int
@@ -343,11 +333,11 @@ class PaperBroker:
             zip(order.legs, rows, buys, prices, strict=True)
         ):
             qty = units * abs(leg.ratio)
-            rate = cfg.commission_by_root.get(leg.contract.root, cfg.commission_per_contract)
+            fee = cfg.commission(leg.contract.root, qty, price)
             fill_id = f"{state.broker_id}-{rec.execs}-{j}"
             side = Side.BUY if buy else Side.SELL
             fills.append(Fill(fill_id, order.client_id, leg.contract, side, float(qty), price, now,
-                              commission=round(qty * rate, 2)))  # fmt: skip
+                              commission=fee))  # fmt: skip
             self._liquidity.take(row, buy, qty)
         net = sum(leg.ratio * p for leg, p in zip(order.legs, prices, strict=True))
         filled = state.filled_qty + units

@@ -3,8 +3,10 @@
 The rules (the module docstring of :mod:`kit.adapters.paper.broker` tells them in full): each
 leg trades at its touch; an arriving marketable order takes liquidity at the touch worsened by
 the slippage, never past its limit; a resting order that the market crosses fills at its limit,
-the gap to the natural spread over the legs in proportion to their quoted widths. Pure functions
-of the quotes, except :class:`Liquidity`, which remembers the sizes already taken from a quote.
+the gap to the natural spread over the legs in proportion to their quoted widths. An order
+taking liquidity beyond the shown size walks hidden levels (:meth:`Liquidity.walk`, the impact
+model). Pure functions of the quotes, except :class:`Liquidity`, which remembers the sizes
+already taken from a quote.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 from kit.core.model import Order
+from kit.execution.costs import tick_size
 from kit.portfolio.market import MarketState
 
 EPS = 1e-9  # price tolerance: float sums of quotes must not make a marketable order rest
@@ -119,3 +122,57 @@ class Liquidity:
     def take(self, row: int, buy: bool, qty: float) -> None:
         """``qty`` contracts were just filled against the current quote on one side."""
         self._consumed[(row, buy)] = (int(self.market.quote_ts[row]), self.used(row, buy) + qty)
+
+    def walk(
+        self, order: Order, priced: Priced, remaining: int, *, slippage: float, levels: int
+    ) -> tuple[int, list[float]]:
+        """The impact model: whole units and each leg's average price when the order takes the
+        shown size at the touch and then hidden levels, level ``k`` being ``k`` ticks worse than
+        the touch (plus the slippage) and as large as the shown size, up to ``levels`` levels.
+
+        Units fill one at a time while every leg has contracts left within the levels (a sell
+        level must stay above zero) and the unit's net price is within the limit, so the
+        average never passes it. Level 0 is ``priced.prices`` (the touch with slippage, already
+        held to the limit). What is taken counts against the quote like any fill."""
+        m = self.market
+        legs = list(zip(order.legs, priced.rows, priced.buys, priced.prices, strict=True))
+        shown, cursor, touch = [], [], []
+        for _, row, buy, _ in legs:
+            size = float(m.ask_size[row] if buy else m.bid_size[row])
+            shown.append(math.floor(size + EPS) if math.isfinite(size) else 0)
+            cursor.append(round(self.used(row, buy)))
+            touch.append(float(m.ask[row] if buy else m.bid[row]))
+        totals = [0.0] * len(legs)
+        units, limit, sign = 0, order.limit_price, order.side.sign
+        while units < remaining:
+            costs = []
+            for j, (leg, _, buy, level0) in enumerate(legs):
+                cost = 0.0
+                for c in range(cursor[j], cursor[j] + abs(leg.ratio)):
+                    k = c // shown[j] if shown[j] > 0 else levels + 1
+                    if k > levels:
+                        return units, self._average(totals, legs, units, priced)
+                    if k == 0:
+                        price = level0
+                    else:
+                        step = k * tick_size(leg.contract.root, touch[j])
+                        price = touch[j] + step + slippage if buy else touch[j] - step - slippage
+                    if price <= 0:
+                        return units, self._average(totals, legs, units, priced)
+                    cost += price
+                costs.append(cost)
+            net = sum(math.copysign(c, leg.ratio) for c, (leg, *_) in zip(costs, legs, strict=True))
+            if limit is not None and sign * (net - limit) > EPS:
+                break
+            for j, (leg, *_) in enumerate(legs):
+                totals[j] += costs[j]
+                cursor[j] += abs(leg.ratio)
+            units += 1
+        return units, self._average(totals, legs, units, priced)
+
+    @staticmethod
+    def _average(totals: list[float], legs: list, units: int, priced: Priced) -> list[float]:
+        """Each leg's average price over ``units`` units (the level-0 prices when none)."""
+        if units == 0:
+            return list(priced.prices)
+        return [t / (units * abs(leg.ratio)) for t, (leg, *_) in zip(totals, legs, strict=True)]
