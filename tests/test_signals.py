@@ -197,6 +197,9 @@ assert lab.profile_lines.y.shape == (3, 200)
 assert len(lab.vanna_bars.y) == len(lab.strike_bars.x) == len(lab.charm_bars.y)
 assert lab.history_lines.y.shape == (4, day.height) and day.height == 26
 assert abs(lab.strike_markers.x[1][0] - levels.zero_gamma) < 1e-9
+assert lab.strike_markers.labels[1] == f"zero gamma {{levels.zero_gamma:,.0f}}"
+assert "#000" not in str(lab.profile_lines.colors) and "black" not in lab.profile_lines.colors
+assert "New York" in lab.status.value
 lab._on_upload({{"new": [{{"name": "bad.csv", "content": memoryview(b"garbage")}}]}})
 assert "cannot load bad.csv" in lab.status.value
 lab.compat.value = "public"  # redraws with the public conventions
@@ -216,4 +219,9 @@ def test_notebook_runs_on_the_ndx_file(monkeypatch: pytest.MonkeyPatch) -> None:
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
-    assert "checks passed" in text and "IV rank" in text and "PinSignal" in text
+    assert "checks passed" in text and "IV rank" in text and "Pinning:" in text
+    # what a trader reads: no Python or polars reprs, no "$" that the page would typeset as maths
+    shown = text + "".join(str(o.get("data", {})) for o in outputs)
+    for raw in ("PinSignal(", "shape: (", "GexLevels(", "RegimeChange(", "<polars"):
+        assert raw not in shown, raw
+    assert not [c for c in nb.cells if c.cell_type == "markdown" and "$" in c.source]

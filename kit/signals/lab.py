@@ -7,6 +7,7 @@ chain only sets traits under ``hold_sync``, so it behaves the same in JupyterLab
 
 from __future__ import annotations
 
+import html
 from collections.abc import Mapping
 from dataclasses import replace
 
@@ -15,22 +16,72 @@ import ipywidgets as w
 import numpy as np
 import polars as pl
 
+from kit.core.clock import NEW_YORK
 from kit.signals.chains import Chain, read_cboe
 from kit.signals.config import COMPAT
+from kit.signals.flows import PinSignal
 from kit.signals.gex import GexLevels, gex_levels
 
-MARKS = {"spot": "black", "zero gamma": "green", "call wall": "steelblue", "put wall": "orangered"}
-LAYOUT = {"width": "100%", "height": "340px"}
+# Colours readable on Voila's dark theme (and on a light one): no black series.
+MARKS = {"spot": "#eceff1", "zero gamma": "#66bb6a", "call wall": "#4fc3f7", "put wall": "#ff8a65"}
+CALLS, PUTS = "#4fc3f7", "#ff8a65"
+PROFILE = ["#eceff1", "#ce93d8", "#ffd54f"]
+LAYOUT = {"width": "100%", "height": "360px"}
+# Room for tick labels such as "-12.3G" left of the plot, so axis titles never overlap them.
+MARGIN = {"top": 50, "bottom": 60, "left": 90, "right": 30}
 
 
 def _figure(marks: list[bq.Mark], x: bq.Scale, y: bq.Scale, x_label: str, y_label: str,
             title: str, css: str) -> bq.Figure:  # fmt: skip
-    axes = [bq.Axis(scale=x, label=x_label),
-            bq.Axis(scale=y, orientation="vertical", label=y_label, tick_format=".3s")]  # fmt: skip
+    axes = [bq.Axis(scale=x, label=x_label, label_offset="40px"),
+            bq.Axis(scale=y, orientation="vertical", label=y_label, tick_format=".3s",
+                    label_offset="70px")]  # fmt: skip
     fig = bq.Figure(marks=marks, axes=axes, title=title, animation_duration=0,
-                    legend_location="top-left", layout=w.Layout(**LAYOUT))  # fmt: skip
+                    legend_location="top-left", fig_margin=MARGIN,
+                    layout=w.Layout(**LAYOUT))  # fmt: skip
     fig.add_class(css)
     return fig
+
+
+def table(frame: pl.DataFrame, css: str = "signal-lab-table", digits: int = 2) -> w.HTML:
+    """A frame as a plain HTML table widget: column names, thousands separators, no dtype row
+    and no ``shape: (…)`` line (what a bare polars repr would print on the page)."""
+
+    def cell(v: object) -> str:
+        if v is None:
+            return "–"
+        if isinstance(v, float):
+            return "–" if not np.isfinite(v) else f"{v:,.{digits}f}"
+        if isinstance(v, int) and not isinstance(v, bool):
+            return f"{v:,}"
+        if isinstance(v, list):
+            return ", ".join(cell(x) for x in v) or "–"
+        return html.escape(str(v))
+
+    head = "".join(f"<th>{html.escape(c.replace('_', ' '))}</th>" for c in frame.columns)
+    rows = "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in r) + "</tr>"
+                   for r in frame.iter_rows())  # fmt: skip
+    style = ("<style>.signal-lab-table table{border-collapse:collapse;font-size:12px}"
+             ".signal-lab-table th,.signal-lab-table td{padding:2px 10px;text-align:right;"
+             "border-bottom:1px solid rgba(128,128,128,.35)}</style>")  # fmt: skip
+    out = w.HTML(f"{style}<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+    out.add_class(css)
+    return out
+
+
+def pin_text(sig: PinSignal) -> str:
+    """The pinning signal in words (never the dataclass repr)."""
+    if not sig.active or sig.strike is None or sig.expiry is None:
+        return "Pinning: not active (no high open-interest strike close to spot near settlement)."
+    return (f"Pinning: active at {sig.strike:,.0f} for the {sig.expiry:%a %b %d} expiry, spot "
+            f"{sig.distance_pct:.2f}% away, {sig.hours_to_expiry:.1f} h to settlement, "
+            f"{sig.oi_share:.0%} of that expiry's open interest, "
+            f"strength {sig.strength:.2f}.")  # fmt: skip
+
+
+def new_york(ts: pl.Series) -> np.ndarray:
+    """UTC timestamps as naive New York wall-clock times (what a US trader reads on an axis)."""
+    return ts.dt.convert_time_zone(str(NEW_YORK)).dt.replace_time_zone(None).to_numpy()
 
 
 def _markers(x: bq.Scale, y: bq.Scale) -> bq.Lines:
@@ -40,9 +91,13 @@ def _markers(x: bq.Scale, y: bq.Scale) -> bq.Lines:
 
 
 def _place(marker: bq.Lines, where: Mapping[str, float | None], lo: float, hi: float) -> None:
-    xs = [[v, v] if v is not None else [np.nan, np.nan] for v in (where.get(k) for k in MARKS)]
+    """Move the level lines and write each level's value into its legend entry."""
+    values = [where.get(k) for k in MARKS]
+    xs = [[v, v] if v is not None else [np.nan, np.nan] for v in values]
     with marker.hold_sync():
         marker.x, marker.y = np.array(xs), np.tile([lo, hi], (len(xs), 1))
+        marker.labels = [f"{k} {v:,.0f}" if v is not None else f"{k} –"
+                         for k, v in zip(MARKS, values, strict=True)]  # fmt: skip
 
 
 class SignalLab:
@@ -74,7 +129,7 @@ class SignalLab:
 
         x, y = bq.LinearScale(), bq.LinearScale()
         self.strike_bars = bq.Bars(scales={"x": x, "y": y}, type="stacked",
-                                   colors=["steelblue", "orangered"], labels=["calls", "puts"],
+                                   colors=[CALLS, PUTS], labels=["calls", "puts"],
                                    display_legend=True)  # fmt: skip
         self.strike_markers = _markers(x, y)
         self.strike_figure = _figure(
@@ -89,7 +144,7 @@ class SignalLab:
 
         x, y = bq.LinearScale(), bq.LinearScale()
         self.profile_lines = bq.Lines(scales={"x": x, "y": y},
-                                      colors=["black", "purple", "goldenrod"], display_legend=True,
+                                      colors=PROFILE, display_legend=True,
                                       labels=["all expiries", "ex next expiry",
                                               "ex next monthly"])  # fmt: skip
         self.profile_markers = _markers(x, y)
@@ -105,7 +160,7 @@ class SignalLab:
 
         self.vanna_bars, self.charm_bars = (
             bq.Bars(scales={"x": bq.LinearScale(), "y": bq.LinearScale()}, colors=[c])
-            for c in ("teal", "slateblue")
+            for c in ("#4db6ac", "#9fa8da")
         )  # fmt: skip
         self.vanna_figure = _figure([self.vanna_bars], self.vanna_bars.scales["x"],
                                     self.vanna_bars.scales["y"], "strike",
@@ -123,7 +178,7 @@ class SignalLab:
             [self.history_lines],
             x,
             y,
-            "time (UTC)",
+            "time (New York)",
             "index level",
             "GEX levels vs price",
             "signal-lab-history",
@@ -175,7 +230,8 @@ class SignalLab:
         for bars, col in ((self.vanna_bars, "vanna_exposure"), (self.charm_bars, "charm_exposure")):
             with bars.hold_sync():
                 bars.x, bars.y = k, near[col].to_numpy()
-        self.status.value = (f"{lv.underlying} {lv.spot:,.2f} at {lv.asof:%Y-%m-%d %H:%M} UTC: "
+        asof = lv.asof.astimezone(NEW_YORK)
+        self.status.value = (f"{lv.underlying} {lv.spot:,.2f} at {asof:%Y-%m-%d %H:%M} New York: "
                              f"{lv.contracts:,} contracts, total GEX "
                              f"${lv.total_gex / 1e9:,.2f} bn per 1%")  # fmt: skip
         return lv
@@ -185,5 +241,5 @@ class SignalLab:
         cols = ["spot", "zero_gamma", "call_wall", "put_wall"]
         y = day.select(pl.col(c).cast(pl.Float64).fill_null(np.nan) for c in cols).to_numpy().T
         with self.history_lines.hold_sync():
-            self.history_lines.x = day["ts"].dt.replace_time_zone(None).to_numpy()
+            self.history_lines.x = new_york(day["ts"])
             self.history_lines.y = y
