@@ -88,6 +88,10 @@ def cmd_emulate(args: argparse.Namespace) -> int:
 
     from kit.adapters.thetadata.emulator import serve_forever
 
+    if args.vendor == "delta":
+        from kit.cli.delta import emulate_delta
+
+        return emulate_delta(args)
     try:
         asyncio.run(serve_forever(args.rest_port, args.ws_port, args.seed, args.speed))
     except KeyboardInterrupt:
@@ -266,7 +270,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_session)
 
     s = sub.add_parser("emulate", help="run a vendor emulator on 127.0.0.1 until Ctrl-C")
-    s.add_argument("vendor", choices=["thetadata"], help="which vendor protocol to speak")
+    s.add_argument("vendor", choices=["thetadata", "delta"], help="which vendor protocol to speak")
+    from kit.cli.delta import add_emulate_delta_args
+
+    add_emulate_delta_args(s)
     s.add_argument("--rest-port", type=args_.port, default=25503, help="REST v3 port (25503)")
     s.add_argument("--ws-port", type=args_.port, default=25520, help="stream port (default 25520)")
     s.add_argument("--seed", type=int, default=3,
@@ -349,6 +356,12 @@ def build_parser() -> argparse.ArgumentParser:
     from kit.cli.signals import add_gex_parser
 
     add_gex_parser(sub)
+    from kit.cli.history import add_history_parser
+
+    add_history_parser(sub)
+    from kit.cli.tape import add_tape_parser
+
+    add_tape_parser(sub)
     return p
 
 
