@@ -27,9 +27,13 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, Self, runtime_checkable
 
+from kit.adapters.sink import EventSink, FeedStats, event_key
 from kit.core.backoff import Backoff
-from kit.core.clock import NS_PER_S, Clock, LiveClock
-from kit.core.model import Contract, Event, FeedState, FeedStatus, Quote, Trade, UnderlyingTick
+from kit.core.clock import NS_PER_S, Clock, LiveClock, from_ns
+from kit.core.model import Contract, Event, FeedState, FeedStatus, Quote
+from kit.core.symbology import to_occ
+
+__all__ = ["Backoff", "EventSink", "FeedStats", "event_key"]  # re-exported: one import site
 
 log = logging.getLogger(__name__)
 
@@ -42,23 +46,24 @@ class MalformedFrameError(ValueError):
 
 @dataclass(frozen=True)
 class FeedConfig:
+    """Reconnect, liveness and gap settings. Times are seconds on the feed's clock (the vendor's
+    market time when the desk runs on it)."""
+
     liveness_timeout_s: float = 5.0
     backoff: Backoff = field(default_factory=Backoff)
     backfill: bool = True
     backfill_concurrency: int = 4
-
-
-@dataclass
-class FeedStats:
-    frames: int = 0
-    events: int = 0
-    malformed: int = 0
-    connects: int = 0
-    reconnects: int = 0
-    stale: int = 0
-    backfilled: int = 0
-    duplicates_dropped: int = 0
-    rejected: dict[str, int] = field(default_factory=dict)  # subscription refusals by reason
+    # a vendor that sends heartbeats: a longer hole between two frames on one connection is a
+    # silence that may have swallowed events, so the gap is backfilled (None: no heartbeats)
+    silence_gap_s: float | None = None
+    # a failed gap fetch is retried with this backoff; after ``backfill_give_up_s`` of failures
+    # the gap is declared lost (CRITICAL), and retries go on at ``backfill_retry.max_s``
+    backfill_retry: Backoff = field(default_factory=lambda: Backoff(0.5, 2.0, 15.0, 0.2))
+    backfill_give_up_s: float = 60.0
+    # an event stamped further than this ahead of / behind the clock is refused and counted:
+    # one far-future frame would otherwise lift its key's watermark and drop every later event
+    max_ahead_s: float = 60.0
+    max_behind_s: float = 6 * 3600.0
 
 
 @runtime_checkable
@@ -94,71 +99,6 @@ async def cancel(task: asyncio.Task[Any] | None) -> None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-
-
-class _Watermark:
-    """Last timestamp emitted for one key, and what was emitted at exactly that timestamp."""
-
-    __slots__ = ("seen", "ts")
-
-    def __init__(self, ts: int, event: Event) -> None:
-        self.ts = ts
-        self.seen = [event]
-
-
-class EventSink:
-    """Queue + per-key watermark: the O(1) path from a parsed event to the consumer."""
-
-    def __init__(self, stats: FeedStats) -> None:
-        self.queue: asyncio.Queue[Any] = asyncio.Queue()
-        self.stats = stats
-        self._marks: dict[Any, _Watermark] = {}
-        self._holding: list[Event] | None = None
-
-    def emit(self, event: Event) -> None:
-        if self._holding is not None and not isinstance(event, FeedStatus):
-            self._holding.append(event)
-            return
-        self._deliver(event)
-
-    def _deliver(self, event: Event) -> None:
-        if isinstance(event, Quote | Trade):
-            key: Any = (type(event), event.contract)
-        elif isinstance(event, UnderlyingTick):
-            key = event.symbol
-        else:
-            self.queue.put_nowait(event)
-            return
-        mark = self._marks.get(key)
-        ts = event.ts_ns
-        if mark is None:
-            self._marks[key] = _Watermark(ts, event)
-        elif ts > mark.ts:
-            mark.ts, mark.seen = ts, [event]
-        elif ts < mark.ts or event in mark.seen:
-            self.stats.duplicates_dropped += 1
-            return
-        else:
-            mark.seen.append(event)
-        self.stats.events += 1
-        self.queue.put_nowait(event)
-
-    def last_ts(self, key: Any) -> int | None:
-        mark = self._marks.get(key)
-        return None if mark is None else mark.ts
-
-    def hold(self) -> None:
-        """Start holding live events back (a backfill is about to run)."""
-        if self._holding is None:
-            self._holding = []
-
-    def release(self, backfilled: Sequence[Event]) -> None:
-        """Deliver backfilled events, then the held live ones, all through the watermark."""
-        held, self._holding = self._holding or [], None
-        for ev in sorted(backfilled, key=lambda e: e.ts_ns):
-            self._deliver(ev)
-        for ev in held:
-            self._deliver(ev)
 
 
 class FeedBase(ABC):
@@ -250,7 +190,10 @@ class StreamingFeed(FeedBase):
         self._last_frame_ns = 0
         self._gap = False  # data stopped flowing at some point: backfill on the way back
         self._backfilling = False
+        self._backfill_task: asyncio.Task[None] | None = None
+        self._repairs: dict[SubKey, asyncio.Task[None]] = {}  # keys whose gap fetch failed
         self._malformed_logged = 0
+        self._window_logged = 0
 
     # --- vendor hooks ---
 
@@ -280,6 +223,9 @@ class StreamingFeed(FeedBase):
             await conn.close()
 
     async def _on_close(self) -> None:
+        repairs, self._repairs = list(self._repairs.values()), {}
+        for task in [*repairs, self._backfill_task]:
+            await cancel(task)
         if self._conn is not None:
             await self._close_conn(self._conn)
             self._conn = None
@@ -304,13 +250,30 @@ class StreamingFeed(FeedBase):
     def subscriptions(self) -> list[SubKey]:
         return list(self._subs)
 
+    @property
+    def gaps_pending(self) -> list[SubKey]:
+        """Keys whose gap could not be fetched yet (STALE until it is)."""
+        return list(self._repairs)
+
     # --- machinery ---
 
     def _on_frame(self, frame: Any) -> None:
-        self._last_frame_ns = self.clock.now_ns()
+        now = self.clock.now_ns()
+        gap_s = self.config.silence_gap_s
+        silent = gap_s is not None and now - self._last_frame_ns > gap_s * NS_PER_S
+        if silent and self._conn is not None:
+            # heartbeats stopped and came back: whatever the vendor sent meanwhile is lost on
+            # the wire, so fetch it (this frame and later ones are held behind the backfill)
+            self.stats.silences += 1
+            self._note_gap()
+            self._sink.hold()
+            self._start_backfill()
+        self._last_frame_ns = now
         self.stats.frames += 1
         try:
             for ev in self._parse(frame):
+                if not self.in_window(ev, now):
+                    continue
                 self._sink.emit(ev)
                 if self.state is FeedState.DISCONNECTED:
                     self.vendor_up()  # data flows again before the vendor's status says so
@@ -319,6 +282,22 @@ class StreamingFeed(FeedBase):
             if self._malformed_logged < 20 or self.stats.malformed % 1000 == 0:
                 self._malformed_logged += 1
                 log.warning("%s: malformed frame #%d: %s", self.name, self.stats.malformed, exc)
+
+    def in_window(self, ev: Event, now: int | None = None) -> bool:
+        """False (counted, logged) for an event stamped outside the sane window of the clock."""
+        if isinstance(ev, FeedStatus):
+            return True
+        now = self.clock.now_ns() if now is None else now
+        ahead_s = (ev.ts_ns - now) / NS_PER_S
+        if -self.config.max_behind_s <= ahead_s <= self.config.max_ahead_s:
+            return True
+        self.stats.out_of_window += 1
+        if self._window_logged < 20 or self.stats.out_of_window % 1000 == 0:
+            self._window_logged += 1
+            log.warning("%s: refused %s stamped %+.0f s from the clock (window -%g/+%g s)",
+                        self.name, type(ev).__name__, ahead_s, self.config.max_behind_s,
+                        self.config.max_ahead_s)  # fmt: skip
+        return False
 
     def vendor_down(self, detail: str) -> None:
         """The vendor says its upstream is down although our socket is fine (e.g. ThetaData
@@ -332,13 +311,16 @@ class StreamingFeed(FeedBase):
         the stream missed, then go LIVE. Live events have been held since ``vendor_down``: a
         newer live quote delivered first would lift the watermark above the gap and the
         backfill would be discarded as duplicates."""
-        if (
-            self.state is FeedState.DISCONNECTED
-            and not self._backfilling
-            and self._conn is not None
-        ):
+        if self.state is FeedState.DISCONNECTED and self._conn is not None:
+            self._start_backfill()
+
+    def _start_backfill(self) -> None:
+        """Run one backfill at a time; a gap noted while one runs makes it fetch again."""
+        if not self._backfilling:
             self._backfilling = True
-            asyncio.get_running_loop().create_task(self._backfill_and_go_live())
+            self._backfill_task = asyncio.get_running_loop().create_task(
+                self._backfill_and_go_live(), name=f"{self.name}:backfill"
+            )
 
     async def _run(self) -> None:
         attempt = 0
@@ -357,13 +339,12 @@ class StreamingFeed(FeedBase):
             if self.stats.connects > 1:
                 self.stats.reconnects += 1
             watchdog = asyncio.create_task(self._watchdog(conn))
-            backfill: asyncio.Task[None] | None = None
             frames_before = self.stats.frames
             try:
                 self._last_frame_ns = self.clock.now_ns()
                 self._sink.hold()
                 await self._send_subscribe(conn, list(self._subs), True)
-                backfill = asyncio.create_task(self._backfill_and_go_live())
+                self._start_backfill()
                 async for frame in self._frames(conn):
                     self._on_frame(frame)
                 detail = "connection closed by peer"
@@ -371,8 +352,10 @@ class StreamingFeed(FeedBase):
                 detail = f"connection lost: {type(exc).__name__}: {exc}"
             finally:
                 watchdog.cancel()
+                backfill, self._backfill_task = self._backfill_task, None
                 if backfill is not None:
                     backfill.cancel()  # never announce LIVE for a connection that is gone
+                self._backfilling = False
                 self._conn = None
                 await self._close_conn(conn)
             self._note_gap()
@@ -401,30 +384,99 @@ class StreamingFeed(FeedBase):
 
         Each key's gap starts at the last event delivered for it, in the vendor's own time base
         (so the adapter's clock never has to match the vendor's), and runs to the vendor's
-        present. A key that never delivered anything has no gap to fill.
+        present. A key that never delivered anything has no gap to fill. A gap noted while the
+        fetches run (a silence ended meanwhile) makes them run again before anything is
+        released. A key whose fetch fails is suspended and handed to :meth:`_repair`: its
+        events wait, the others go on.
         """
         self._sink.hold()
-        had_gap, self._gap = self._gap, False
         events: list[Event] = []
+        failed: dict[SubKey, Exception] = {}
         try:
-            if had_gap and self.config.backfill and self._subs:
-                sem = asyncio.Semaphore(self.config.backfill_concurrency)
-
-                async def one(key: SubKey) -> list[Event]:
-                    start = self._sink.last_ts((Quote, key) if isinstance(key, Contract) else key)
-                    if start is None:
-                        return []
-                    async with sem:
-                        try:
-                            return await self._fetch_history(key, start)
-                        except Exception as exc:  # a failed backfill must not kill the feed
-                            log.warning("%s: backfill of %s failed: %s", self.name, key, exc)
-                            return []
-
-                for chunk in await asyncio.gather(*(one(k) for k in list(self._subs))):
-                    events.extend(chunk)
-                self.stats.backfilled += len(events)
+            while self._gap:
+                self._gap = False
+                if self.config.backfill:
+                    events, failed = await self._fetch_gaps()
+            self.stats.backfilled += len(events)
+            for key, exc in failed.items():
+                self._suspend(key, exc)
             self._sink.release(events)
         finally:
             self._backfilling = False
         self._set_state(FeedState.LIVE)
+
+    def _mark(self, key: SubKey) -> Any:
+        return (Quote, key) if isinstance(key, Contract) else key
+
+    async def _fetch_gaps(self) -> tuple[list[Event], dict[SubKey, Exception]]:
+        """Every subscription's gap (keys under repair are the repair's business)."""
+        sem = asyncio.Semaphore(self.config.backfill_concurrency)
+        failed: dict[SubKey, Exception] = {}
+
+        async def one(key: SubKey) -> list[Event]:
+            start = self._sink.last_ts(self._mark(key))
+            if start is None or key in self._repairs:
+                return []
+            async with sem:
+                try:
+                    return [e for e in await self._fetch_history(key, start) if self.in_window(e)]
+                except Exception as exc:  # retried by _repair, never dropped
+                    self.stats.backfill_failures += 1
+                    failed[key] = exc
+                    return []
+
+        chunks = await asyncio.gather(*(one(k) for k in list(self._subs)))
+        return [e for chunk in chunks for e in chunk], failed
+
+    def _key_status(self, key: SubKey, state: FeedState, detail: str) -> None:
+        """A per-key status (``feed:key``): the desk treats it like a feed that is not LIVE,
+        so no automation runs while one of them is STALE."""
+        name = to_occ(key, padded=False) if isinstance(key, Contract) else key
+        self._sink.emit(FeedStatus(f"{self.name}:{name}", state, self.clock.now_ns(), detail))
+
+    def _suspend(self, key: SubKey, exc: Exception) -> None:
+        """Hold ``key``'s events, mark it STALE and retry its gap until it is whole again."""
+        self._sink.suspend(self._mark(key))
+        log.warning("%s: backfill of %s failed (%s); retrying", self.name, key, exc)
+        self._key_status(key, FeedState.STALE, f"gap not backfilled ({exc}); retrying")
+        self._repairs[key] = asyncio.get_running_loop().create_task(
+            self._repair(key), name=f"{self.name}:repair:{key}"
+        )
+
+    async def _repair(self, key: SubKey) -> None:
+        """Retry one key's gap with backoff. After ``backfill_give_up_s`` the gap is declared
+        lost (CRITICAL) but retries go on: the key stays STALE until its data is whole."""
+        mark, cfg = self._mark(key), self.config
+        began, attempt, lost = self.clock.now_ns(), 0, False
+        try:
+            while True:
+                await self.clock.sleep(cfg.backfill_retry.delay(attempt, self._rng))
+                attempt += 1
+                start = self._sink.last_ts(mark)
+                try:
+                    if start is None:
+                        raise RuntimeError("no watermark")  # pragma: no cover - suspended keys
+                    events = [e for e in await self._fetch_history(key, start) if self.in_window(e)]
+                except Exception as exc:
+                    self.stats.backfill_failures += 1
+                    waited = (self.clock.now_ns() - began) / NS_PER_S
+                    if not lost and waited >= cfg.backfill_give_up_s:
+                        lost = True
+                        self.stats.gaps_lost += 1
+                        since = from_ns(start or began).isoformat(timespec="seconds")
+                        msg = (
+                            f"gap since {since} LOST after {attempt} failed fetches in "
+                            f"{waited:.0f} s ({exc}); STALE, no automation until it is whole"
+                        )
+                        log.critical("%s: %s: %s", self.name, key, msg)
+                        self._key_status(key, FeedState.STALE, msg)
+                    continue
+                if self._sink.resume(mark, events):
+                    break
+            self.stats.backfilled += len(events)
+            self.stats.gaps_filled_late += 1
+            log.warning("%s: gap of %s filled after %d retries", self.name, key, attempt)
+            self._key_status(key, FeedState.LIVE, f"gap filled after {attempt} retries")
+        finally:
+            if self._repairs.get(key) is asyncio.current_task():
+                del self._repairs[key]

@@ -32,6 +32,7 @@ import tornado.web
 from websockets.asyncio.server import Server, ServerConnection, serve
 
 from kit.adapters.sim.market import MarketSim, SimConfig
+from kit.adapters.thetadata.faults import FaultsHandler
 from kit.adapters.thetadata.frames import quote_frame, text_frame, trade_frame
 from kit.adapters.thetadata.parsing import (
     ERROR_CODES,
@@ -108,7 +109,11 @@ class ThetaDataEmulator:
 
     async def start(self) -> ThetaDataEmulator:
         app = tornado.web.Application(
-            [(r"/v3/(.*)", _RestHandler, {"emu": self})], log_function=lambda _handler: None
+            [
+                (r"/v3/(.*)", _RestHandler, {"emu": self}),
+                (r"/faults", FaultsHandler, {"emu": self}),
+            ],
+            log_function=lambda _handler: None,
         )
         self._http = tornado.httpserver.HTTPServer(app)
         socks = tornado.netutil.bind_sockets(self._rest_port, self.host)

@@ -25,6 +25,7 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import msgspec
@@ -40,6 +41,8 @@ from kit.core.symbology import from_thetadata, to_thetadata
 
 log = logging.getLogger(__name__)
 
+HEARTBEAT_GAP_S = 1.5  # STATUS frames come every second: a longer hole is a silence to backfill
+
 
 class ThetaDataFeed(StreamingFeed):
     """Streams option quotes (and optionally trades) from the Terminal; polls index prices."""
@@ -52,9 +55,10 @@ class ThetaDataFeed(StreamingFeed):
         feed_config: FeedConfig | None = None,
         name: str = "thetadata",
     ) -> None:
-        super().__init__(
-            name, clock=clock, config=feed_config or FeedConfig(liveness_timeout_s=3.0)
-        )
+        feed_config = feed_config or FeedConfig(liveness_timeout_s=3.0)
+        if feed_config.silence_gap_s is None:  # the Terminal's STATUS heartbeat is 1 Hz
+            feed_config = replace(feed_config, silence_gap_s=HEARTBEAT_GAP_S)
+        super().__init__(name, clock=clock, config=feed_config)
         self.td = config or ThetaDataConfig.from_env()
         self.rest = ThetaDataREST(self.td, clock=self.clock)
         self._next_id = 0
@@ -153,6 +157,6 @@ class ThetaDataFeed(StreamingFeed):
                 except Exception as exc:  # one bad answer must not stop the polling
                     log.warning("%s: index %s: %s", self.name, sym, exc)
                     continue
-                if tick is not None:
+                if tick is not None and self.in_window(tick):
                     self._sink.emit(tick)
             await self.clock.sleep(self.td.index_poll_s)

@@ -1,0 +1,163 @@
+"""No lost quote, ever silently: the ThetaData adapter under the emulator's fault switches,
+flipped over HTTP (``POST /faults``) as a script would, against the vendor's own history."""
+
+import asyncio
+import logging
+import random
+from datetime import datetime
+
+import httpx
+import pytest
+
+from kit.adapters.base import FeedConfig
+from kit.adapters.thetadata.emulator import ThetaDataEmulator
+from kit.adapters.thetadata.feed import ThetaDataFeed
+from kit.core.backoff import Backoff
+from kit.core.clock import NEW_YORK, SimClock
+from kit.core.model import FeedState, FeedStatus
+from test_thetadata import Collector, assert_exact, config, zero_dte
+
+SPEED = 20.0
+
+
+@pytest.fixture
+async def emu():
+    clock = SimClock(datetime(2024, 1, 19, 10, 0, tzinfo=NEW_YORK), speed=SPEED)
+    async with ThetaDataEmulator(clock=clock) as e:
+        yield e
+
+
+async def fault(emu: ThetaDataEmulator, body: object) -> httpx.Response:
+    async with httpx.AsyncClient() as client:
+        return await client.post(f"http://127.0.0.1:{emu.rest_port}/faults", json=body)
+
+
+def key_states(col: Collector) -> list[tuple[str, FeedState, str]]:
+    return [(e.feed, e.state, e.detail) for e in col.events
+            if isinstance(e, FeedStatus) and ":" in e.feed]  # fmt: skip
+
+
+async def test_the_fault_endpoint_applies_a_valid_request_and_refuses_a_bad_one_whole(emu):
+    r = await fault(emu, {"silence_s": 8, "rest_error": {"code": 473, "count": 3}})
+    assert r.status_code == 200 and r.json() == {"ok": True}
+    assert emu.faults.rest_failures == [473, 473, 473]
+    assert emu.faults.silent_until_ns > emu.clock.now_ns()
+    for bad, says in [
+        ({"silence_s": "long"}, "silence_s"),
+        ({"silence_s": float("1e9")}, "silence_s"),
+        ({"rest_error": {"code": 200}}, "rest_error.code"),
+        ({"rest_error": {"code": 473, "count": 0}}, "rest_error.count"),
+        ({"bad_frame": "sideways"}, "bad_frame"),
+        ({"fire": 1}, "unknown fault 'fire'"),
+        ([1, 2], "JSON object"),
+        ({"drop": 1, "nonsense": True}, "nonsense"),  # nothing applied: not even the drop
+    ]:
+        r = await fault(emu, bad)
+        assert r.status_code == 400, bad
+        assert says in r.json()["error"], (bad, r.json())
+    async with httpx.AsyncClient() as client:
+        r = await client.post(f"http://127.0.0.1:{emu.rest_port}/faults", content=b"[" * 30_000)
+    assert r.status_code == 400
+    r = await fault(emu, {"clear": True})
+    assert r.json() == {"ok": True} and emu.faults.rest_failures == []
+
+
+async def test_many_silences_and_drops_deliver_exactly_the_vendor_history(emu):
+    """Silences shorter and longer than the liveness timeout, dropped sockets, and an upstream
+    outage, one after another: every contract's quotes equal the vendor's history from the
+    first to the last one delivered, with no hole and no duplicate."""
+    contracts = zero_dte(emu, 6)
+    feed = ThetaDataFeed(config(emu), clock=emu.clock)
+    col = Collector(feed)
+    await feed.subscribe(contracts)
+    rng = random.Random(7)
+    faults = [{"silence_s": 2.5}, {"silence_s": 8}, {"drop": 1}, {"silence_s": 5},
+              {"upstream_down_s": 4}, {"silence_s": 2}, {"drop": 1}, {"silence_s": 12}]  # fmt: skip
+    faults += [rng.choice(faults) for _ in range(4)]
+    async with feed:
+        await col.until(lambda: all(col.quotes(c) for c in contracts))
+        for f in faults:
+            assert (await fault(emu, f)).json() == {"ok": True}
+            await asyncio.sleep(float(max(f.values())) / SPEED)  # the fault runs its course
+            await col.until(lambda: feed.state is FeedState.LIVE and not feed._backfilling)
+            n = len(col.quotes())
+            await col.until(lambda n=n: len(col.quotes()) > n + 10)
+    await col.task
+    assert feed.stats.silences + feed.stats.stale >= 6  # the silences were noticed ...
+    assert feed.stats.backfilled > 0  # ... and their gaps fetched
+    assert feed.stats.backfill_failures == 0
+    assert_exact(emu, col, contracts)
+
+
+async def test_a_failing_backfill_is_retried_until_the_gap_is_whole(emu, caplog):
+    contracts = zero_dte(emu, 4)
+    feed = ThetaDataFeed(config(emu, retries=0), clock=emu.clock)
+    col = Collector(feed)
+    await feed.subscribe(contracts)
+    async with feed:
+        await col.until(lambda: all(col.quotes(c) for c in contracts))
+        await fault(emu, {"silence_s": 6, "rest_error": {"code": 473, "count": 3}})
+        await col.until(lambda: feed.stats.gaps_filled_late >= 1 and not feed._repairs)
+        n = len(col.quotes())
+        await col.until(lambda: len(col.quotes()) > n + 10)
+    await col.task
+    assert feed.stats.backfill_failures == 3
+    assert feed.stats.gaps_lost == 0
+    states = key_states(col)
+    stale = {k for k, s, _ in states if s is FeedState.STALE}
+    assert stale and all(k.startswith("thetadata:SPXW") for k in stale)
+    # every key marked STALE came back LIVE, after (never before) its STALE mark
+    for k in stale:
+        mine = [s for kk, s, _ in states if kk == k]
+        assert mine[0] is FeedState.STALE and mine[-1] is FeedState.LIVE
+    assert "backfill of" in caplog.text and "retrying" in caplog.text
+    assert_exact(emu, col, contracts)
+
+
+async def test_a_gap_failing_past_the_limit_is_declared_lost_then_filled_when_rest_returns(
+    emu, caplog
+):
+    contracts = zero_dte(emu, 2)
+    cfg = FeedConfig(liveness_timeout_s=3.0, backfill_give_up_s=6.0,
+                     backfill_retry=Backoff(0.5, 2.0, 2.0, 0.2))  # fmt: skip
+    feed = ThetaDataFeed(config(emu, retries=0), clock=emu.clock, feed_config=cfg)
+    col = Collector(feed)
+    await feed.subscribe(contracts)
+    async with feed:
+        await col.until(lambda: all(col.quotes(c) for c in contracts))
+        await fault(emu, {"silence_s": 5, "rest_error": {"code": 570, "count": 1000}})
+        with caplog.at_level(logging.CRITICAL):
+            await col.until(lambda: feed.stats.gaps_lost >= 1)
+        held = {c: len(col.quotes(c)) for c in contracts}
+        await asyncio.sleep(4 / SPEED)
+        lost = [c for c in contracts if feed._sink.suspended(feed._mark(c))]
+        assert lost and all(len(col.quotes(c)) == held[c] for c in lost)  # nothing out of order
+        await fault(emu, {"clear": True})
+        await col.until(lambda: not feed._repairs)
+        n = len(col.quotes())
+        await col.until(lambda: len(col.quotes()) > n + 10)
+    await col.task
+    crit = [r for r in caplog.records if r.levelno == logging.CRITICAL]
+    assert crit and "LOST" in crit[0].getMessage() and "no automation" in crit[0].getMessage()
+    details = [d for _, s, d in key_states(col) if s is FeedState.STALE]
+    assert any("LOST" in d for d in details)
+    assert feed.stats.gaps_filled_late >= 1
+    assert_exact(emu, col, contracts)  # whole again: the lost gap was filled after all
+
+
+@pytest.mark.parametrize("kind", ["future_ts", "past_ts"])
+async def test_a_frame_outside_the_clock_window_is_refused_and_never_lifts_a_watermark(emu, kind):
+    contracts = zero_dte(emu, 2)
+    feed = ThetaDataFeed(config(emu), clock=emu.clock)
+    col = Collector(feed)
+    await feed.subscribe(contracts)
+    async with feed:
+        await col.until(lambda: all(col.quotes(c) for c in contracts))
+        assert (await fault(emu, {"bad_frame": kind})).json() == {"ok": True}
+        await col.until(lambda: feed.stats.out_of_window == 1)
+        n = {c: len(col.quotes(c)) for c in contracts}
+        await col.until(lambda: all(len(col.quotes(c)) > n[c] + 3 for c in contracts))
+    await col.task
+    now = emu.clock.now_ns()
+    assert all(abs(q.ts_ns - now) < 3600e9 for q in col.quotes())
+    assert_exact(emu, col, contracts)
