@@ -4,8 +4,10 @@ simulator and from ThetaData snapshots (through the loopback emulator)."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +18,7 @@ from kit.adapters.sim.market import MarketSim
 from kit.adapters.thetadata.config import ThetaDataConfig
 from kit.adapters.thetadata.emulator import ThetaDataEmulator
 from kit.adapters.thetadata.rest import ThetaDataREST
+from kit.cli.main import main
 from kit.core.clock import NEW_YORK, SimClock
 from kit.core.pricing import greeks
 from kit.signals import (
@@ -30,10 +33,12 @@ from kit.signals import (
     is_monthly,
     make_frame,
     profile_reference,
+    read_cboe,
     sim_chain,
     thetadata_chain,
     zero_crossings,
 )
+from kit.signals.gex import sessions_to_expiry
 
 ASOF = datetime(2024, 3, 4, 15, 0, tzinfo=UTC)  # Monday 10:00 New York
 SPOT = 5000.0
@@ -279,3 +284,126 @@ async def test_thetadata_chain_from_the_emulator() -> None:
                                           abs=0.005)  # fmt: skip
     assert sorted(f["open_interest"]) == sorted(oi.values())
     assert gex_levels(ch).contracts == f.height
+
+
+# --- 0-day expiries and business-day counts, on the real CBOE files ---
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def real_path(name: str) -> Path:
+    """A real CBOE download in data/ or ../shared/data (a missing file fails loudly)."""
+    return next((p for p in (REPO / "data" / name, REPO.parent / "shared" / "data" / name)
+                 if p.exists()), REPO / "data" / name)  # fmt: skip
+
+
+def real(name: str) -> Chain:
+    return read_cboe(real_path(name))
+
+
+@pytest.fixture(scope="module")
+def ndx() -> Chain:
+    return real("ndx_quotedata_2022-02-04.csv")  # downloaded Saturday 2022-02-05, 8:26 PM ET
+
+
+@pytest.fixture(scope="module")
+def spy() -> Chain:
+    return real("spy_quotedata_2023-09-14.csv")  # downloaded Thursday 4:31 PM ET, after close
+
+
+def years_by_expiry(ch: Chain, cfg: GexConfig) -> dict[date, float]:
+    ex = exposures(ch, cfg)
+    return dict(zip(ex["expiry"].to_list(), ex["years"].to_list(), strict=True))
+
+
+def test_a_weekend_download_gives_mondays_expiry_a_session_under_the_desk_count(ndx) -> None:
+    monday, wednesday = date(2022, 2, 7), date(2022, 2, 9)
+    public = years_by_expiry(ndx, PUBLIC)
+    desk = years_by_expiry(ndx, replace(DESK, time_basis="business_days"))
+    assert monday not in public and public[wednesday] == pytest.approx(2 / 262)
+    # Saturday to Monday's close is one session, to Wednesday's three (Mon, Tue, Wed)
+    assert desk[monday] == pytest.approx(1 / 262) and desk[wednesday] == pytest.approx(3 / 262)
+    # the public count drops Monday: the NDX total changes sign
+    assert gex_levels(ndx, PUBLIC).total_gex > 0
+    assert gex_levels(ndx, replace(DESK, time_basis="business_days")).total_gex < 0
+    assert gex_levels(ndx).total_gex < 0  # the desk's calendar basis never lost Monday
+
+
+def test_public_compat_still_lands_on_the_published_flip(ndx) -> None:
+    lv = gex_levels(ndx, PUBLIC)
+    assert PUBLIC.zero_dte == "drop" and abs(lv.zero_gamma / 14_686.0 - 1) < 0.001
+    assert lv.next_expiry == date(2022, 2, 9)
+
+
+def test_one_day_counts_zero_day_expiries_as_1_over_262(ndx, spy) -> None:
+    monday = date(2022, 2, 7)
+    one = years_by_expiry(ndx, replace(PUBLIC, zero_dte="one-day"))
+    assert one[monday] == pytest.approx(1 / 262)  # the public scripts' convention
+    assert gex_levels(ndx, replace(PUBLIC, zero_dte="one-day")).total_gex < 0
+    # SPY after Thursday's close: the day's expiry is done (T = 0) but still has open interest
+    today = date(2023, 9, 14)
+    assert today not in years_by_expiry(spy, DESK)
+    assert today not in years_by_expiry(spy, replace(DESK, zero_dte="drop"))
+    assert years_by_expiry(spy, replace(DESK, zero_dte="one-day"))[today] == pytest.approx(1 / 262)
+    kept, one_day = (
+        gex_levels(spy, replace(DESK, zero_dte=z)).total_gex for z in ("keep", "one-day")
+    )
+    assert one_day > kept > 0
+
+
+def test_desk_and_public_counts_agree_on_a_weekday_download(spy) -> None:
+    desk = years_by_expiry(spy, replace(DESK, time_basis="business_days"))
+    public = years_by_expiry(spy, PUBLIC)
+    assert desk.keys() == public.keys() and len(desk) > 20
+    for day in (date(2023, 9, 15), date(2023, 9, 18), date(2023, 10, 20)):
+        assert desk[day] == pytest.approx(public[day])  # Thu after the close: same count
+    assert desk[date(2023, 9, 15)] == pytest.approx(1 / 262)
+
+
+def test_session_count_skips_holidays_and_the_session_under_way() -> None:
+    # Thursday 2022-04-14 after the close; Good Friday is a holiday
+    after_close = datetime(2022, 4, 14, 16, 30, tzinfo=NEW_YORK)
+    days = [date(2022, 4, 14), date(2022, 4, 18), date(2022, 4, 22)]
+    assert sessions_to_expiry(days, after_close).tolist() == [0.0, 1.0, 5.0]
+    # during Monday's session: Monday is under way, the count starts on Tuesday
+    during = datetime(2022, 4, 18, 11, 0, tzinfo=NEW_YORK)
+    assert sessions_to_expiry(days[1:], during).tolist() == [0.0, 4.0]
+    before_open = datetime(2022, 4, 18, 8, 0, tzinfo=NEW_YORK)
+    assert sessions_to_expiry(days[1:], before_open).tolist() == [1.0, 5.0]
+    assert sessions_to_expiry([], during).size == 0
+
+
+def test_zero_dte_modes_on_a_same_day_expiry_counted_in_business_days() -> None:
+    rows = [("SPXW", date(2024, 3, 4), 5000.0, True, 0.2, 100.0),  # today (Monday)
+            ("SPXW", date(2024, 3, 8), 5000.0, True, 0.2, 100.0)]  # fmt: skip
+    biz = replace(DESK, time_basis="business_days")
+    assert exposures(chain(rows), biz)["expiry"].to_list() == [date(2024, 3, 8)]
+    one = exposures(chain(rows), replace(biz, zero_dte="one-day"))
+    assert one["years"].to_list() == pytest.approx([1 / 262, 4 / 262])
+    assert exposures(chain(rows), replace(biz, zero_dte="drop")).height == 1
+
+
+def test_cli_zero_dte_flag_and_the_json_names_the_conventions(capsys) -> None:
+    path = str(real_path("ndx_quotedata_2022-02-04.csv"))
+
+    def run(*flags: str) -> dict:
+        assert main(["gex", path, "--json", *flags]) == 0
+        return json.loads(capsys.readouterr().out)
+
+    public = run("--compat", "public")
+    assert public["compat"] == "public" and public["total_gex"] > 0
+    how = public["total_gex_conventions"]
+    assert (how["gamma_source"], how["time_basis"], how["zero_dte"]) == (
+        "iv", "business_days", "drop")  # fmt: skip
+    assert "busday_count" in how["day_count"]
+    one = run("--compat", "public", "--zero-dte", "one-day")
+    assert one["total_gex"] < 0 and one["total_gex_conventions"]["zero_dte"] == "one-day"
+    assert one["next_expiry"] == "2022-02-07"
+    desk = run("--time-basis", "business_days", "--gamma-source", "vendor")
+    how = desk["total_gex_conventions"]
+    assert how["gamma_source"] == "vendor" and "next session" in how["day_count"]
+    assert "Gamma column" in how["gamma"]
+    assert main(["gex", path, "--zero-dte", "one-day"]) == 0
+    assert "0-day expiries 1/262 year" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["gex", path, "--zero-dte", "sometimes"])

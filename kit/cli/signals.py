@@ -9,7 +9,7 @@ import sys
 from dataclasses import replace
 from typing import Any
 
-from kit.signals.config import COMPAT
+from kit.signals.config import COMPAT, TIME_BASES, ZERO_DTE
 
 
 def add_gex_parser(sub: Any) -> None:
@@ -22,6 +22,12 @@ def add_gex_parser(sub: Any) -> None:
                    "first crossing, linear interpolation)")  # fmt: skip
     s.add_argument("--gamma-source", choices=["iv", "vendor"],
                    help="gamma at spot from each IV (default) or CBOE's column")  # fmt: skip
+    s.add_argument("--zero-dte", choices=ZERO_DTE,
+                   help="0-day expiries: keep (desk default), drop (public default) or one-day "
+                   "(count as 1/262 year, as the common public scripts do)")  # fmt: skip
+    s.add_argument("--time-basis", choices=TIME_BASES,
+                   help="time to expiry: calendar (desk default), trading or business_days "
+                   "(public default); desk business days start at the next session")  # fmt: skip
     rates = s.add_mutually_exclusive_group()
     rates.add_argument("--rate", type=finite, help="continuous rate r as a decimal "
                        "(0.05 = 5%%; default 0)")  # fmt: skip
@@ -65,11 +71,12 @@ def cmd_gex(args: argparse.Namespace) -> int:
     cfg = COMPAT[args.compat]
     r = _decimal("--rate", args.rate, args.rate_pct)
     q = _decimal("--div-yield", args.div_yield, args.div_yield_pct)
-    overrides = {"gamma_source": args.gamma_source, "r": r, "q": q}
+    overrides = {"gamma_source": args.gamma_source, "r": r, "q": q, "zero_dte": args.zero_dte,
+                 "time_basis": args.time_basis}  # fmt: skip
     cfg = replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
     chain = read_cboe(args.path)
     levels = gex_levels(chain, cfg)
-    out = levels.to_dict()
+    out = {"compat": args.compat, **levels.to_dict()}
     pain = max_pain(chain).filter(expiry=levels.next_expiry)
     out["max_pain_next"] = float(pain["max_pain"][0]) if pain.height else None
     if args.json:
@@ -79,6 +86,10 @@ def cmd_gex(args: argparse.Namespace) -> int:
     print(f"{out['underlying']} {fmt(out['spot'])} at {out['asof']} ({args.compat} conventions, "
           f"{out['contracts']} contracts)")  # fmt: skip
     print(f"total GEX      {out['total_gex'] / 1e9:,.3f} bn $ per 1% move")
+    how = out["total_gex_conventions"]
+    count = f" ({how['day_count']})" if how["day_count"] else ""
+    print(f"  from         gamma {how['gamma_source']}, {how['time']}{count}, "
+          f"0-day expiries {how['zero_day_expiries']}")  # fmt: skip
     print(f"zero gamma     {fmt(out['zero_gamma'])}  (all crossings: "
           f"{', '.join(fmt(c) for c in out['crossings']) or 'none'})")  # fmt: skip
     print(f"  ex next      {fmt(out['zero_gamma_ex_next'])}  ({out['next_expiry']})")

@@ -31,7 +31,7 @@ import polars as pl
 from numpy.typing import ArrayLike
 from scipy.optimize import brentq
 
-from kit.core.clock import NEW_YORK, us_session
+from kit.core.clock import NEW_YORK, next_session, us_session
 from kit.core.pricing import greeks
 from kit.signals.chains import Chain, years_to_expiry
 from kit.signals.config import DESK, F64, GexConfig
@@ -48,12 +48,48 @@ def is_monthly(day: date) -> bool:
     return day.weekday() == 3 and 15 <= friday.day <= 21 and us_session(friday) is None
 
 
+# --- time to expiry under the configured conventions ---
+
+
+def sessions_to_expiry(expiries: ArrayLike, asof: datetime) -> np.ndarray:
+    """Per expiry date, the sessions still to trade through the expiry's own: counted from the
+    first session whose open is after ``asof`` (a download on the weekend, after the close or
+    during a session starts at the next one), holidays excluded, 0 when none is left. The desk's
+    business-day count: Monday's expiry from a Saturday download has one session, not zero."""
+    days = np.asarray(expiries, dtype="datetime64[D]")
+    if days.size == 0:
+        return np.zeros(0)
+    start = next_session(asof.astimezone(NEW_YORK).date())
+    while start.open <= asof:
+        start = next_session(start.day + timedelta(days=1))
+    last = max(days.max().astype(date), start.day)
+    sessions = [start.day + timedelta(days=i) for i in range((last - start.day).days + 1)]
+    sessions = np.array([d for d in sessions if us_session(d) is not None], dtype="datetime64[D]")
+    return np.searchsorted(sessions, days, side="right").astype(float)
+
+
+def expiry_years(frame: pl.DataFrame, asof: datetime, cfg: GexConfig) -> tuple[F64, F64]:
+    """(years to expiry, 0-day mask) for each row under ``cfg``'s time basis and day count,
+    before the ``zero_dte`` rule. A 0-day row expires on the as-of date or, counting business
+    days, has a count of 0 without having expired before the as-of date."""
+    today = np.datetime64(asof.astimezone(NEW_YORK).date())
+    expiry = frame["expiry"].to_numpy().astype("datetime64[D]")
+    if cfg.time_basis == "business_days" and cfg.day_count == "next_session":
+        years = sessions_to_expiry(expiry, asof) / cfg.days_per_year
+    else:
+        years = years_to_expiry(frame, asof, cfg.time_basis, days_per_year=cfg.days_per_year)
+    day0 = expiry == today
+    if cfg.time_basis == "business_days":
+        day0 |= (years == 0) & (expiry >= today)
+    return years, day0
+
+
 # --- per contract ---
 
 
 def exposures(chain: Chain, cfg: GexConfig = DESK) -> pl.DataFrame:
-    """One row per contract that carries exposure (T > 0; 0DTE unless dropped) with its Greeks
-    and dollar exposures at spot S:
+    """One row per contract that carries exposure (T > 0 after the ``zero_dte`` rule, see
+    :class:`~kit.signals.config.GexConfig`) with its Greeks and dollar exposures at spot S:
 
     - ``gex``: sign x gamma x OI x multiplier x S^2 x 0.01, $ of underlying per 1% move;
     - ``vanna_exposure``: sign x vanna x OI x multiplier x S x 0.01, $ delta per vol point;
@@ -64,11 +100,13 @@ def exposures(chain: Chain, cfg: GexConfig = DESK) -> pl.DataFrame:
     A contract without a usable IV (null, non-positive) has zero Greeks: it carries nothing.
     """
     f = chain.frame
-    years = years_to_expiry(f, chain.asof, cfg.time_basis, days_per_year=cfg.days_per_year)
+    years, day0 = expiry_years(f, chain.asof, cfg)
+    if cfg.zero_dte == "one-day":
+        years = np.where(day0, 1.0 / cfg.days_per_year, years)
     sign = np.broadcast_to(np.asarray(cfg.sign(chain), dtype=float), (f.height,))
     keep = years > 0
     if cfg.zero_dte == "drop":
-        keep &= f["expiry"].to_numpy() != np.datetime64(chain.asof.astimezone(NEW_YORK).date())
+        keep &= ~day0
     f = f.with_columns(pl.Series("years", years), pl.Series("sign", sign)).filter(keep)
     S = chain.spot
     K, T = f["strike"].to_numpy(), f["years"].to_numpy()
@@ -319,6 +357,7 @@ class GexLevels:
             "units": {"total_gex": "$ per 1% move", "vanna_exposure": "$ delta per vol point",
                       "charm_exposure": "$ delta per day"},
             "conventions": self.config.describe(),
+            "total_gex_conventions": self.config.total_gex_conventions(),
         }  # fmt: skip
 
 
