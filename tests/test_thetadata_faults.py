@@ -4,18 +4,19 @@ flipped over HTTP (``POST /faults``) as a script would, against the vendor's own
 import asyncio
 import logging
 import random
-from datetime import datetime
+from datetime import date, datetime
 
 import httpx
 import pytest
+from test_thetadata import Collector, assert_exact, config, zero_dte
 
 from kit.adapters.base import FeedConfig
 from kit.adapters.thetadata.emulator import ThetaDataEmulator
 from kit.adapters.thetadata.feed import ThetaDataFeed
 from kit.core.backoff import Backoff
 from kit.core.clock import NEW_YORK, SimClock
-from kit.core.model import FeedState, FeedStatus
-from test_thetadata import Collector, assert_exact, config, zero_dte
+from kit.core.model import Contract, FeedState, FeedStatus, Quote, Severity, UnderlyingTick
+from kit.engine.desk import Desk
 
 SPEED = 20.0
 
@@ -161,3 +162,27 @@ async def test_a_frame_outside_the_clock_window_is_refused_and_never_lifts_a_wat
     now = emu.clock.now_ns()
     assert all(abs(q.ts_ns - now) < 3600e9 for q in col.quotes())
     assert_exact(emu, col, contracts)
+
+
+async def test_the_desk_freezes_automation_while_a_contract_is_stale_and_resumes_when_whole():
+    """The per-contract status is a feed the desk sees as not LIVE: after the rules'
+    ``feed_stale.after_s`` the desk freezes automation with a CRITICAL alert naming it, even
+    though the other quotes keep flowing, and resumes once the gap is filled."""
+    clock = SimClock(datetime(2024, 1, 19, 10, 0, tzinfo=NEW_YORK))
+    desk = Desk(clock, auto_manage=True)
+    key = "thetadata:SPXW240119C4940"
+    after = desk.rules.feed_stale.after_s
+    other = Contract("SPXW", date(2024, 1, 19), 4900.0, "P")
+    desk.process([FeedStatus(key, FeedState.STALE, clock.now_ns(), "gap LOST")])
+    for _ in range(int(after) + 2):  # fresh data every second: only the contract is stale
+        clock.advance(1.0)
+        now = clock.now_ns()
+        emitted = desk.process([UnderlyingTick("SPX", 4900.0, now),
+                                Quote(other, 1.0, 1.1, 5, 5, now)])  # fmt: skip
+        if desk.frozen:
+            break
+    assert desk.frozen
+    stale = [r.alert for r in emitted if r.alert.rule == "feed_stale"]
+    assert stale and stale[0].severity is Severity.CRITICAL and key in stale[0].message
+    desk.process([FeedStatus(key, FeedState.LIVE, clock.now_ns(), "gap filled")])
+    assert not desk.frozen
