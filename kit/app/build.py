@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 
 Mode = Literal["paper", "live", "alert_only", "backtest"]
 MODES: tuple[str, ...] = ("paper", "live", "alert_only", "backtest")
-FEEDS = ("sim", "replay:PATH", "thetadata")
+FEEDS = ("sim", "replay:PATH", "thetadata", "delta")
 BROKERS = ("paper", "ibkr-cpapi")
 DEFAULT_DAY = date(2024, 3, 12)  # a plain Tuesday: reproducible simulated runs
 DEFAULT_SEED = 3  # the simulated day whose IV rank (86) lets a premium seller in
@@ -66,7 +66,7 @@ class FeedSpec:
             if not path.is_file():
                 raise ValueError(f"--feed replay:{rest}: no such file")
             return cls("replay", path)
-        if name in ("sim", "thetadata") and not rest:
+        if name in ("sim", "thetadata", "delta") and not rest:
             return cls(name)
         raise ValueError(f"--feed {text!r}: use one of {', '.join(FEEDS)}")
 
@@ -232,6 +232,11 @@ class Run:
         self.clock = SimClock(from_ns(tick.ts_ns), speed=1.0)  # the vendor's market time
         self.feed = ThetaDataFeed(td, clock=self.clock)
         self.chains = ThetaDataChainSource(self.feed.rest, self.clock)
+
+    async def _feed_delta(self) -> None:
+        from kit.adapters.delta.wiring import delta_feed
+
+        self.clock, self.feed, self.chains = await delta_feed()
 
     def _broker(self) -> Broker:
         from kit.execution.live import make_broker

@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import tornado.httpserver
+import tornado.httputil
 import tornado.netutil
 import tornado.web
 
@@ -303,6 +304,7 @@ class _RestHandler(tornado.web.RequestHandler):
     async def _handle(self, path: str) -> None:
         emu, req = self.emu, self.request
         emu.requests += 1
+        self.set_header("Date", tornado.httputil.format_timestamp(emu.server_time()))
         method = req.method or "GET"
         ok, remaining, reset_ms = emu.charge(method)
         self.set_header("X-RATE-LIMIT-REMAINING", str(remaining))

@@ -93,6 +93,7 @@ class DeltaExchange:
         self.seq: dict[str, int] = {}
         self.reject_margin = False  # fault switch: every opening order is short of margin
         self._next_order = 1000
+        self._expiries: dict[object, int] = {}  # expiry day -> settlement ns (17:30 IST)
         self.list_products()
 
     # --- products and tickers ---
@@ -107,18 +108,24 @@ class DeltaExchange:
                     self.products[pid], self.ids[c], self.by_symbol[symbol] = c, pid, symbol
                     self.by_symbol[symbol] = pid
 
+    def _expiry_ns(self, c: Contract) -> int:
+        ns = self._expiries.get(c.expiry)
+        if ns is None:
+            ns = self._expiries[c.expiry] = to_ns(contract_expiry(c))
+        return ns
+
     def alive(self) -> list[int]:
         now = self.clock.now_ns()
-        return [pid for pid, c in self.products.items() if to_ns(contract_expiry(c)) > now]
+        return [pid for pid, c in self.products.items() if self._expiry_ns(c) > now]
 
     def product(self, pid: int) -> dict[str, Any]:
         c = self.products[pid]
         return {
             "id": pid, "symbol": to_delta(c), "description": f"{c.root} {c.right.name} option",
             "contract_type": "call_options" if c.is_call else "put_options",
-            "state": "live" if pid in set(self.alive()) else "expired",
+            "state": "live" if self._expiry_ns(c) > self.clock.now_ns() else "expired",
             "trading_status": "operational", "strike_price": _s(c.strike),
-            "settlement_time": iso_utc(to_ns(contract_expiry(c))),
+            "settlement_time": iso_utc(self._expiry_ns(c)),
             "contract_value": _s(c.multiplier), "contract_unit_currency": c.root,
             "tick_size": "0.5" if c.root == "BTC" else "0.1",
             "underlying_asset": {"symbol": c.root}, "quoting_asset": {"symbol": "USD"},
@@ -143,7 +150,7 @@ class DeltaExchange:
         bid, ask, bs, az, mid, iv, alive = m.quote_arrays(contracts)
         step = m.steps
         spot = np.array([m.spot(c.root) for c in contracts])
-        exp = np.array([to_ns(contract_expiry(c)) for c in contracts])
+        exp = np.array([self._expiry_ns(c) for c in contracts])
         T = np.maximum((exp - m.step_time(step)) / YEAR_NS, 0.0)
         g = greeks(spot, np.array([c.strike for c in contracts]), T, 0.0, 0.0, iv,
                    np.array([c.is_call for c in contracts]))  # fmt: skip
@@ -182,7 +189,7 @@ class DeltaExchange:
             self.book.on_underlying(UnderlyingTick(coin, m.spot(coin), m.step_time(m.steps)))
         active = {self.products[r.product_id] for r in self.orders.values()}
         active |= {c for c, _ in self.ledger.held()}
-        live = [c for c in active if m.is_listed(c) and to_ns(contract_expiry(c)) > m.now_ns]
+        live = [c for c in active if m.is_listed(c) and self._expiry_ns(c) > m.now_ns]
         for q in m.quotes(live):
             self.book.on_quote(q)
         self.paper.on_market()
@@ -212,7 +219,7 @@ class DeltaExchange:
             code = "bad_schema" if len(str(coid)) > 32 else "duplicate_client_order_id"
             raise DeltaError(code, 400, {"client_order_id": coid})
         c = self.products[pid]
-        if pid not in set(self.alive()):
+        if self._expiry_ns(c) <= self.clock.now_ns():
             raise DeltaError("invalid_product", 400, {"product_id": pid, "state": "expired"})
         reduce_only = str(body.get("reduce_only", "false")).lower() == "true"
         held = self.ledger.pos.get(c, 0.0)
