@@ -25,7 +25,7 @@ from kit.portfolio.market import MarketState
 log = logging.getLogger(__name__)
 
 LIVE_SETTING = "KIT_LIVE_TRADING"
-LIVE_BROKERS = ("ibkr-cpapi",)
+LIVE_BROKERS = ("ibkr-cpapi", "delta")
 
 
 def make_broker(
@@ -47,6 +47,10 @@ def make_broker(
                           ".env to allow it (paper trading needs nothing)")  # fmt: skip
     if broker not in LIVE_BROKERS:
         raise ConfigError(f"unknown live broker {broker!r} (have {', '.join(LIVE_BROKERS)})")
+    if broker == "delta":
+        from kit.adapters.delta.wiring import delta_broker
+
+        return delta_broker(clock, confirm, env)
     from kit.adapters.cpapi.broker import CpApiBroker, CpApiConfig
 
     config = CpApiConfig.from_env(env)

@@ -16,7 +16,7 @@ behind it is :class:`~kit.adapters.delta.exchange.DeltaExchange`. What it checks
 Answers use the envelope ``{"success", "result", "error", "meta"}``; lists paginate with
 ``page_size`` and the opaque ``after``/``before`` cursors in ``meta``. Fault switches
 (:class:`Faults`): server clock skew, IP refusal, forced 429s, margin rejection, dropped or
-silent sockets, skipped ``seq_no`` on the private channels.
+silent sockets; skipped ``seq_no`` and margin refusals are switches of the exchange.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import base64
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -57,7 +57,6 @@ class Faults:
     throttle: int = 0  # answer the next N requests 429
     throttle_reset_ms: int = 200
     silent_until: float = 0.0  # wall time until which the socket sends nothing
-    skip_seq: dict[str, int] = field(default_factory=dict)  # channel -> seq_nos to skip once
 
 
 class DeltaEmulator:

@@ -156,11 +156,7 @@ class SocketHandler(tornado.websocket.WebSocketHandler):
         authenticated one subscribed to the channel sends it)."""
         if not (self.authed and channel in self.subs):
             return
-        ex, faults = self.emu.exchange, self.emu.faults
-        skip = faults.skip_seq.pop(channel, 0)
-        doc = {"type": channel, "action": payload.get("action", "update"), **payload,
-               "seq_no": ex.next_seq(channel, skip)}  # fmt: skip
-        self.send(doc)
+        self.send({"type": channel, "action": payload.get("action", "update"), **payload})
 
 
 def _stream_one(ws: SocketHandler, tickers: dict[str, dict[str, Any]]) -> None:

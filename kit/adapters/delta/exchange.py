@@ -92,6 +92,7 @@ class DeltaExchange:
         self.listeners: list[Listener] = []
         self.seq: dict[str, int] = {}
         self.reject_margin = False  # fault switch: every opening order is short of margin
+        self.skip_seq: dict[str, int] = {}  # fault switch: channel -> seq_nos to skip once
         self._next_order = 1000
         self._expiries: dict[object, int] = {}  # expiry day -> settlement ns (17:30 IST)
         self.list_products()
@@ -377,6 +378,8 @@ class DeltaExchange:
         return self.seq[channel]
 
     def _emit(self, channel: str, payload: dict[str, Any]) -> None:
+        """Number the change on its channel once (``seq_no``), then tell every listener."""
+        payload = {**payload, "seq_no": self.next_seq(channel, self.skip_seq.pop(channel, 0))}
         for listener in list(self.listeners):
             listener(channel, payload)
 

@@ -8,13 +8,18 @@ so a desk on an emulator running a simulated hour is at that hour.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping
+
 from kit.adapters.delta.chains import DeltaChainSource
 from kit.adapters.delta.client import DeltaClient
 from kit.adapters.delta.config import DeltaConfig
 from kit.adapters.delta.feed import DeltaFeed
 from kit.adapters.delta.parsing import DeltaError, ticker_ts_ns
-from kit.core.clock import SimClock, from_ns
+from kit.core.clock import Clock, SimClock, from_ns
 from kit.core.config import ConfigError
+
+log = logging.getLogger(__name__)
 
 
 async def probe(client: DeltaClient) -> int:
@@ -45,3 +50,18 @@ async def delta_feed(
     feed = DeltaFeed(cfg, clock=clock, client=client, owns_client=True)
     chains = DeltaChainSource(client)
     return clock, feed, chains
+
+
+def delta_broker(clock: Clock, confirm: str | None, environ: Mapping[str, str] | None = None):
+    """The live Delta broker, once the gate's confirmation names the API key in use."""
+    from kit.adapters.delta.broker import DeltaBroker
+
+    cfg = DeltaConfig.from_env(environ)
+    if not cfg.has_keys:
+        raise ConfigError("DELTA_API_KEY and DELTA_API_SECRET must be set for --broker delta")
+    if confirm != cfg.api_key:
+        raise ConfigError("live trading on Delta needs a confirmation naming the key: pass "
+                          "--confirm-live with the value of DELTA_API_KEY")  # fmt: skip
+    where = "TESTNET" if cfg.testnet else "PRODUCTION"
+    log.warning("Delta Exchange %s (%s): orders go to the exchange", where, cfg.host)
+    return DeltaBroker(cfg, clock)

@@ -1,0 +1,123 @@
+"""The Delta broker over the emulator: orders, fills over the private socket, reduce-only closes,
+idempotent restarts, seq_no gaps reconciled over REST, clear refusals, and the live gate."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from kit.adapters.delta.broker import DeltaBroker
+from kit.adapters.delta.config import DeltaConfig
+from kit.adapters.delta.emulator import DeltaEmulator
+from kit.adapters.delta.orders import client_order_id
+from kit.adapters.delta.parsing import DeltaAuthError
+from kit.core.config import ConfigError
+from kit.core.model import Fill, Leg, Order, OrderType, Side
+from kit.execution.broker import OrderRejectedError, OrderStatus
+from kit.execution.live import make_broker
+from kit.portfolio.market import MarketState
+
+KEY, SECRET = "bk", "bs"
+
+
+def cfg(emu: DeltaEmulator, secret: str = SECRET) -> DeltaConfig:
+    return DeltaConfig.from_env({"DELTA_BASE_URL": emu.base_url, "DELTA_API_KEY": KEY,
+                                 "DELTA_API_SECRET": secret})  # fmt: skip
+
+
+async def until(cond, timeout: float = 10.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not cond():
+            await asyncio.sleep(0.02)
+
+
+def eth_call(emu: DeltaEmulator):
+    ex = emu.exchange
+    tickers = ex.tickers([p for p in ex.alive() if ex.products[p].root == "ETH"
+                          and ex.products[p].is_call])  # fmt: skip
+    t = min(tickers, key=lambda t: abs(float(t["greeks"]["delta"]) - 0.3))
+    return ex.products[t["product_id"]], t
+
+
+async def test_orders_fills_reduce_only_close_and_restart():
+    async with DeltaEmulator(api_key=KEY, api_secret=SECRET, tick_s=0.05) as emu:
+        broker = DeltaBroker(cfg(emu))
+        events: list = []
+        broker.subscribe(events.append)
+        await broker.connect()
+        await broker.wait_stream()
+        c, t = eth_call(emu)
+        bid, ask = float(t["quotes"]["best_bid"]), float(t["quotes"]["best_ask"])
+        cid = "pos-eth-1/entry/call/attempt-1"  # 30+ chars with '/': sent as a stable hash
+        order = Order(cid, (Leg(c, 1),), Side.SELL, 2, OrderType.LIMIT, 0, ask * 3)
+        state = await broker.place(order)
+        assert state.status is OrderStatus.WORKING and state.broker_id
+        assert emu.exchange.by_client == {client_order_id(cid): int(state.broker_id)}
+        # a restarted broker finds the order by its client id and sends nothing
+        again = DeltaBroker(cfg(emu), stream=False)
+        await again.connect()
+        assert (await again.place(order)).broker_id == state.broker_id
+        assert len(emu.exchange.orders) == 1
+        await again.close()
+        # reprice to the bid: fills, and the fills arrive over the private socket
+        await broker.replace(cid, limit_price=bid)
+        await until(lambda: sum(isinstance(e, Fill) for e in events) >= 1
+                    and broker.order(cid).status is OrderStatus.FILLED)  # fmt: skip
+        fills = [e for e in events if isinstance(e, Fill)]
+        assert sum(f.quantity for f in fills) == 2 and {f.client_id for f in fills} == {cid}
+        assert all(f.side is Side.SELL and f.price >= bid - 1e-9 for f in fills)
+        assert await broker.positions() == {c: -2}
+        # the close is reduce-only: a market buy of 2
+        close = Order("pos-eth-1/exit", (Leg(c, 1),), Side.BUY, 2, OrderType.MARKET, 0)
+        closed = await broker.place(close)
+        assert emu.exchange.orders[int(closed.broker_id)].reduce_only
+        await until(lambda: broker.order("pos-eth-1/exit").status is OrderStatus.FILLED)
+        assert await broker.positions() == {}
+        acct = await broker.account()
+        assert acct.commissions > 0 and acct.buying_power_used == 0
+        await broker.close()
+
+
+async def test_seq_gap_reconciles_and_refusals_are_clear():
+    async with DeltaEmulator(api_key=KEY, api_secret=SECRET, tick_s=0.05) as emu:
+        broker = DeltaBroker(cfg(emu))
+        await broker.connect()
+        await broker.wait_stream()
+        c, t = eth_call(emu)
+        ask = float(t["quotes"]["best_ask"])
+        emu.exchange.skip_seq["orders"] = 1  # the next orders update jumps a seq_no
+        before = broker.reconciliations
+        await broker.place(Order("gap-1", (Leg(c, 1),), Side.SELL, 1, OrderType.LIMIT, 0, ask * 4))
+        await until(lambda: broker.gaps >= 1)
+        await until(lambda: broker.reconciliations > before)
+        assert broker.order("gap-1").status is OrderStatus.WORKING
+        emu.exchange.reject_margin = True
+        with pytest.raises(OrderRejectedError, match="insufficient_margin"):
+            await broker.place(Order("m-1", (Leg(c, 1),), Side.SELL, 1, OrderType.LIMIT, 0, ask))
+        emu.exchange.reject_margin = False
+        with pytest.raises(OrderRejectedError, match="single-leg"):
+            await broker.place(Order("s-1", (Leg(c, 2),), Side.SELL, 1, OrderType.LIMIT, 0, ask))
+        state = await broker.cancel("gap-1")
+        assert state.status is OrderStatus.CANCELLED
+        await broker.close()
+        bad = DeltaBroker(cfg(emu, secret="nope"))
+        with pytest.raises(DeltaAuthError, match="Signature Mismatch: the API secret"):
+            await bad.connect()
+        await bad.close()
+
+
+def test_live_gate_guards_the_delta_broker(tmp_path):
+    from kit.core.clock import LiveClock
+
+    env = {"DELTA_API_KEY": "key-1", "DELTA_API_SECRET": "x"}
+    with pytest.raises(ConfigError, match="KIT_LIVE_TRADING"):
+        make_broker(LiveClock(), MarketState(), live=True, broker="delta", env=env)
+    env["KIT_LIVE_TRADING"] = "yes"
+    with pytest.raises(ConfigError, match="DELTA_API_KEY"):
+        make_broker(LiveClock(), MarketState(), live=True, broker="delta", confirm="other",
+                    env=env)  # fmt: skip
+    broker = make_broker(LiveClock(), MarketState(), live=True, broker="delta", confirm="key-1",
+                         env=env)  # fmt: skip
+    assert isinstance(broker, DeltaBroker) and broker.config.testnet
+    assert not make_broker(LiveClock(), MarketState(), live=False, broker="delta").live
