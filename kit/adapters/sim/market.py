@@ -1,11 +1,16 @@
 """The simulated market: seeded, deterministic, and real enough for the risk engine.
 
 Underlyings follow Heston stochastic volatility with jumps (spot/vol correlation negative for
-indices, so the VIX-like index moves against the index most days). The implied-vol surface is the
-Heston expected average variance for the term structure times a skewed smile in standardised
-moneyness. Chains are listed like the real ones: SPXW dailies (0DTE included, PM-settled), SPX
-AM-settled monthlies, SPY dailies, NDX monthlies and NDXP dailies, and BTC/ETH Delta Exchange-style
-daily expiries at 12:00 UTC.
+indices, so the VIX-like index moves against the index most days), stepped on the variance clock
+of :mod:`kit.adapters.sim.varclock`: the same clock prices the options, so implied variance is
+``variance_premium`` x the variance the path will realise on average. The implied-vol surface is
+the Heston expected average variance for the term structure (times the premium) and a skewed
+smile in standardised moneyness whose slope grows with tenor. Quotes carry the vendors'
+convention: IV per calendar year to the real settlement (``iv_cal = sqrt(total variance /
+calendar years)``), so a 0DTE quoted at 10:00 shows the high IV a real one does. Chains are
+listed like the real ones (:mod:`kit.adapters.sim.chains`): SPXW dailies (0DTE included,
+PM-settled) and quarter-ends, SPX AM-settled monthlies a year out, SPY dailies, NDX monthlies and
+NDXP dailies, and BTC/ETH Delta Exchange-style daily expiries at 12:00 UTC.
 
 Only the underlying path is stateful. A quote is a pure function of (the stored path, the step,
 the contract): sizes and trade arrivals come from a counter-based hash instead of a stateful RNG.
@@ -18,7 +23,7 @@ from __future__ import annotations
 import math
 import zlib
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
@@ -26,11 +31,17 @@ import numpy as np
 from kit.adapters.sim.chains import DEFAULT_CHAINS, YEAR_NS, ChainSpec, Listing, expiries, mix
 from kit.adapters.sim.chains import open_interest as listed_open_interest
 from kit.adapters.sim.chains import strikes as listed_strikes
+from kit.adapters.sim.paths import BLOCK, Path, draws, dynamics, evolve
+from kit.adapters.sim.quoting import spread
+from kit.adapters.sim.varclock import VarianceClock, crypto_tau
 from kit.core.clock import NEW_YORK, NS_PER_S, session_at, to_ns
 from kit.core.model import Contract, Quote, Trade, UnderlyingTick
 from kit.core.pricing import greeks
 
-US_TRADING_YEAR_S = 252 * 6.5 * 3600
+VIX_NS = 30 * 86400 * NS_PER_S  # the VIX: 30 calendar days of implied variance
+REGIMES = {"calm": 0.6, "normal": 1.0, "stressed": 2.0}  # x the spec's initial vol
+OI_SHIFT = 0.6  # open interest sits OI_SHIFT x (vol - long-run vol) above spot (a fall's trace)
+OI_SHIFT_RANGE = (-0.03, 0.06)
 
 
 @dataclass(frozen=True)
@@ -47,9 +58,17 @@ class UnderlyingSpec:
     jump_std: float = 0.02
     rate: float = 0.045
     div_yield: float = 0.013
-    skew: float = -0.25  # smile slope per unit standardised moneyness (25-delta put ~ +19%)
+    skew: float = -0.35  # long-dated smile slope per unit standardised moneyness
     smile: float = 0.02
     crypto: bool = False
+    skew_floor: float = 0.17  # the slope at T -> 0, as a fraction of ``skew``
+    skew_tenor: float = 0.1  # variance years at which the slope is halfway up from its floor
+
+    def skew_at(self, T: np.ndarray) -> np.ndarray:
+        """Smile slope at ``T`` variance years: shallow for dailies, steeper with tenor (real
+        SPX 25-delta put minus call: about 1 vol point at a week, 3 at a month, 7 at a year)."""
+        grow = T / (T + self.skew_tenor)
+        return self.skew * (self.skew_floor + (1 - self.skew_floor) * grow)
 
 
 DEFAULT_UNDERLYINGS: tuple[UnderlyingSpec, ...] = (
@@ -73,8 +92,17 @@ class SimConfig:
     step_s: float = 1.0
     underlyings: tuple[UnderlyingSpec, ...] = DEFAULT_UNDERLYINGS
     chains: tuple[ChainSpec, ...] = DEFAULT_CHAINS
-    variance_premium: float = 1.15  # implied variance / physical variance (VIX above realised)
+    variance_premium: float = 1.2  # implied variance / expected realised variance (VRP)
     trades_per_step: float = 0.01  # chance a listed contract prints in a step (liquid ones)
+    vol_regime: str = "normal"  # calm | normal | stressed: the initial vol (REGIMES x spec.vol)
+    clock: VarianceClock = field(default_factory=VarianceClock)  # where a day's variance falls
+
+    def __post_init__(self) -> None:
+        if self.vol_regime not in REGIMES:
+            raise ValueError(f"vol_regime must be one of {', '.join(REGIMES)}, "
+                             f"got {self.vol_regime!r}")  # fmt: skip
+        if not self.variance_premium > 0 or not self.step_s > 0:
+            raise ValueError("variance_premium and step_s must be positive")
 
 
 @dataclass
@@ -88,47 +116,6 @@ class Shock:
     vol_points: float = 0.0  # instantaneous vol rises by this many points over the window
 
 
-class _Path:
-    """The simulated path in preallocated arrays that double when full: every read is a view,
-    so pricing a step costs the same at 9:31 as at 15:59 (a list turned into an array per call
-    made a simulated day quadratic)."""
-
-    def __init__(self, ts: int, spot: np.ndarray, var: np.ndarray, us_open: bool) -> None:
-        cap = 4096
-        self.n = 0
-        self._ts = np.empty(cap, dtype=np.int64)
-        self._spot = np.empty((cap, len(spot)))
-        self._var = np.empty((cap, len(var)))
-        self._open = np.empty(cap, dtype=bool)
-        self.append(ts, spot, var, us_open)
-
-    def append(self, ts: int, spot: np.ndarray, var: np.ndarray, us_open: bool) -> None:
-        if self.n == len(self._ts):
-            self._ts, self._spot, self._var, self._open = (
-                np.concatenate([a, np.empty_like(a)])
-                for a in (self._ts, self._spot, self._var, self._open)
-            )
-        i = self.n
-        self._ts[i], self._spot[i], self._var[i], self._open[i] = ts, spot, var, us_open
-        self.n = i + 1
-
-    @property
-    def ts(self) -> np.ndarray:
-        return self._ts[: self.n]
-
-    @property
-    def spot(self) -> np.ndarray:
-        return self._spot[: self.n]
-
-    @property
-    def var(self) -> np.ndarray:
-        return self._var[: self.n]
-
-    @property
-    def us_open(self) -> np.ndarray:
-        return self._open[: self.n]
-
-
 class MarketSim:
     """The market's state and its evolution; no I/O and no clock of its own (callers advance it)."""
 
@@ -136,27 +123,23 @@ class MarketSim:
         self.config = cfg = config or SimConfig()
         self.specs = {u.symbol: u for u in cfg.underlyings}
         self.symbols = [u.symbol for u in cfg.underlyings]
-        self._rng = np.random.default_rng(cfg.seed)
         self.step_ns = int(cfg.step_s * NS_PER_S)
-        self._path = _Path(
-            to_ns(start) // self.step_ns * self.step_ns,
+        self.clock = cfg.clock
+        start_ns = to_ns(start) // self.step_ns * self.step_ns
+        scale = REGIMES[cfg.vol_regime]
+        self.dynamics = dynamics(cfg.underlyings, CORRELATED)
+        self._theta, self._kappa = self.dynamics.theta, self.dynamics.kappa
+        self._xi, self._rho = self.dynamics.xi, self.dynamics.rho
+        self._crypto = np.array([u.crypto for u in cfg.underlyings])
+        self._path = Path(
+            start_ns,
             np.array([u.spot for u in cfg.underlyings]),
-            np.array([u.vol**2 for u in cfg.underlyings]),
+            np.array([min((scale * u.vol) ** 2, 9.0) for u in cfg.underlyings]),
             session_at(start) is not None,
+            self._tau_at(start_ns),
         )
-        arr = lambda f: np.array([f(u) for u in cfg.underlyings])  # noqa: E731
-        self._theta, self._kappa = arr(lambda u: u.long_vol**2), arr(lambda u: u.kappa)
-        self._xi, self._rho = arr(lambda u: u.vol_of_var), arr(lambda u: u.rho)
-        self._crypto = arr(lambda u: u.crypto)
-        self._jump = np.array(
-            [[u.jumps_per_year, u.jump_mean, u.jump_std] for u in cfg.underlyings]
-        )
-        self._lead = np.array([self.symbols.index(CORRELATED[s][0]) if s in CORRELATED else i
-                               for i, s in enumerate(self.symbols)])  # fmt: skip
-        self._lead_corr = np.array([CORRELATED.get(s, (s, 0.0))[1] for s in self.symbols])
-        self._dt = np.where(
-            self._crypto, cfg.step_s / (365 * 86400), cfg.step_s / US_TRADING_YEAR_S
-        )
+        self._draws: tuple[int, np.ndarray] | None = None
+        self._ahead: tuple[np.ndarray, ...] | None = None  # steps computed, not yet reached
         self.shocks: list[Shock] = []
         self.listing = Listing()
         self._listed: set[tuple[str, object]] = set()
@@ -181,51 +164,72 @@ class MarketSim:
         return int(self._path.ts[i])
 
     def advance_to(self, ts_ns: int) -> int:
-        """Evolve in fixed steps up to ``ts_ns``; returns how many steps were taken."""
-        taken = 0
-        while self.now_ns + self.step_ns <= ts_ns:
-            self._step()
-            taken += 1
-        return taken
+        """Evolve in fixed steps up to ``ts_ns``; returns how many steps were taken. A long
+        advance (a whole day to export a chain at 15:00) runs in vectorised blocks."""
+        total = max(0, (ts_ns - self.now_ns) // self.step_ns)
+        before, done = self.steps, 0
+        while done < total:
+            m = int(min(total - done, BLOCK - (self.steps + 1) % BLOCK))
+            self._advance(m)
+            done += m
+        if self.steps // 600 != before // 600:
+            self._list_chains()  # list new expiries as days roll (every 600 steps: cheap)
+        return int(total)
 
-    def _step(self) -> None:
-        t = self.now_ns + self.step_ns
-        us_open = session_at(datetime.fromtimestamp(t / NS_PER_S, tz=NEW_YORK)) is not None
-        moving = self._crypto | us_open
-        dt, n = self._dt, len(self.symbols)
-        z = self._rng.standard_normal((2, n))
-        c = self._lead_corr
-        z_spot = c * z[0][self._lead] + np.sqrt(1 - c * c) * z[0]
-        z_var = self._rho * z_spot + np.sqrt(1 - self._rho**2) * z[1]
-        jumps = self._rng.random(n) < self._jump[:, 0] * dt
-        jump_size = np.where(jumps, self._rng.normal(self._jump[:, 1], self._jump[:, 2]), 0.0)
-        spot0, var0 = self._path.spot[-1], self._path.var[-1]
-        v = np.maximum(var0, 1e-6)
-        log_ret = -0.5 * v * dt + np.sqrt(v * dt) * z_spot + jump_size
-        v_new = v + self._kappa * (self._theta - v) * dt + self._xi * np.sqrt(v * dt) * z_var
-        self._apply_shocks(t, log_ret, v_new, var0)
-        spot = np.where(moving, spot0 * np.exp(log_ret), spot0)
-        var = np.where(moving, np.clip(v_new, 0.0025, 9.0), var0)
-        self._path.append(t, spot, var, us_open)
-        if self._path.n % 600 == 0:  # list new expiries as days roll (cheap check)
-            self._list_chains()
+    def _tau_at(self, ts: np.ndarray | int) -> np.ndarray:
+        """Variance years at ``ts`` for every underlying (n,) or (m, n)."""
+        t = np.asarray(ts, dtype=np.int64)
+        us, cr = self.clock.tau(t), crypto_tau(t)
+        return np.where(self._crypto, cr[..., None], us[..., None])
 
-    def _apply_shocks(self, t: int, log_ret: np.ndarray, v: np.ndarray, var0: np.ndarray) -> None:
-        for s in self.shocks:
-            if s.start_ns < t <= s.end_ns:
-                i = self.symbols.index(s.symbol)
-                n_steps = max(1, (s.end_ns - s.start_ns) // self.step_ns)
-                log_ret[i] += s.log_return / n_steps
-                # the leverage effect: the Heston variance response to that return, E[dv | dS]
-                v[i] = max(v[i] + self._rho[i] * self._xi[i] * s.log_return / n_steps, 1e-6)
-                if s.vol_points:
-                    target = (math.sqrt(var0[i]) + s.vol_points / 100 / n_steps) ** 2
-                    v[i] = max(v[i], target)
+    def _block(self, first: int, m: int) -> np.ndarray:
+        """The random numbers of steps first..first+m-1 (inside one block)."""
+        b = first // BLOCK
+        if self._draws is None or self._draws[0] != b:
+            self._draws = (b, draws(self.config.seed, b, len(self.symbols)))
+        j = first % BLOCK
+        return self._draws[1][j : j + m]
+
+    def _advance(self, m: int) -> None:
+        """Append m steps (within one block of random numbers). Steps are computed ahead in
+        chunks of up to 512 and revealed as time reaches them: a feed advancing one step per
+        tick pays for a vectorised chunk once, not for the NumPy call overhead every tick."""
+        first = self.steps + 1
+        if self._ahead is None or len(self._ahead[0]) < m:
+            c = min(BLOCK - first % BLOCK, max(m, 512))
+            ts = self.now_ns + self.step_ns * np.arange(1, c + 1, dtype=np.int64)
+            us_open = self.clock.session_open(ts)
+            tau = self._tau_at(ts)
+            dvar = np.diff(np.concatenate([self._path.tau[-1:], tau]), axis=0)
+            dvar = np.where(self._crypto | us_open[:, None], dvar, 0.0)
+            spot, var = evolve(self.dynamics, self._path.spot[-1], self._path.var[-1], dvar,
+                               self._block(first, c), *self._shock_overlays(ts))  # fmt: skip
+            self._ahead = (ts, spot, var, us_open, tau)
+        self._path.extend(*(a[:m] for a in self._ahead))
+        self._ahead = tuple(a[m:] for a in self._ahead) if len(self._ahead[0]) > m else None
+
+    def _shock_overlays(self, ts: np.ndarray) -> tuple[np.ndarray | None, ...]:
+        """Scripted shocks over these steps: extra log return, the leverage effect's variance
+        response to it (E[dv | dS] under Heston) and the vol spike's per-step rise."""
+        live = [s for s in self.shocks if s.start_ns < ts[-1] and s.end_ns >= ts[0]]
+        if not live:
+            return None, None, None
+        shape = (len(ts), len(self.symbols))
+        ret, var, up = np.zeros(shape), np.zeros(shape), np.zeros(shape)
+        for s in live:
+            i = self.symbols.index(s.symbol)
+            inside = (s.start_ns < ts) & (ts <= s.end_ns)
+            n_steps = max(1, (s.end_ns - s.start_ns) // self.step_ns)
+            ret[inside, i] += s.log_return / n_steps
+            var[inside, i] += self._rho[i] * self._xi[i] * s.log_return / n_steps
+            up[inside, i] += s.vol_points / 100 / n_steps
+        return ret, var, (up if up.any() else None)
 
     def shock(self, shock: Shock) -> None:
         if shock.symbol not in self.specs:
             raise ValueError(f"unknown underlying {shock.symbol!r}; have {self.symbols}")
         self.shocks.append(shock)
+        self._ahead = None  # recomputed with the shock (the same random numbers)
 
     def spot(self, symbol: str, step: int | None = None) -> float:
         """Last price of an underlying, SPY (SPX / 10) or VIX, at ``step`` (default: now)."""
@@ -233,17 +237,29 @@ class MarketSim:
         if symbol == "SPY":
             return round(float(self._path.spot[i, self.symbols.index("SPX")]) / 10, 2)
         if symbol == "VIX":
-            return round(100 * float(self.atm_vol("SPX", 30 / 365, i)), 2)
+            return round(100 * float(self.calendar_atm_vol("SPX", VIX_NS, i)), 2)
         return float(self._path.spot[i, self.symbols.index(symbol)])
 
+    def calendar_atm_vol(self, symbol: str, horizon_ns: int, step: int | None = None) -> float:
+        """ATM implied vol quoted per calendar year over the next ``horizon_ns`` (the VIX is
+        SPX's at 30 days): the variance the clock puts in that window, annualised by its
+        calendar length."""
+        i = self.steps if step is None else step
+        k = self.symbols.index(symbol)
+        t = int(self._path.ts[i])
+        T = float((self._tau_at(t + horizon_ns) - self._tau_at(t))[k])
+        cal = horizon_ns / YEAR_NS
+        return float(self.atm_vol(symbol, T, i)) * math.sqrt(T / cal)
+
     def atm_vol(self, symbol: str, T: np.ndarray | float, step: int | None = None):
-        """At-the-money implied vol: Heston expected average variance (with a risk premium)."""
+        """At-the-money implied vol for ``T`` variance years (the simulator's clock, see
+        :mod:`kit.adapters.sim.varclock`): Heston expected average variance x the premium."""
         k = self.symbols.index(symbol)
         var = self._path.var[self.steps if step is None else step, k]
         return self._atm(k, np.asarray(T, dtype=float), var)
 
     def implied_vol(self, symbol: str, K, T, step: int | None = None) -> np.ndarray:
-        """The surface at one step, for strikes ``K`` and years to expiry ``T``."""
+        """The surface at one step, for strikes ``K`` and ``T`` variance years to expiry."""
         i = self.steps if step is None else step
         k = self.symbols.index(symbol)
         K, T = np.broadcast_arrays(np.asarray(K, dtype=float), np.asarray(T, dtype=float))
@@ -266,7 +282,9 @@ class MarketSim:
                     + self._xi[k] * math.sqrt(v * dt) * rng.standard_normal(), 0.0025)  # fmt: skip
             var[i] = v
         var = np.maximum(var + (self._path.var[0, k] - var[-1]), 0.0025)
-        return 100 * self._atm(k, np.asarray(30 / 365), var)
+        t0 = int(self._path.ts[0])
+        T = float((self._tau_at(t0 + VIX_NS) - self._tau_at(t0))[k])
+        return 100 * self._atm(k, np.asarray(T), var) * math.sqrt(T / (VIX_NS / YEAR_NS))
 
     def _atm(self, k: int, T: np.ndarray, var: np.ndarray | float) -> np.ndarray:
         prem = self.config.variance_premium
@@ -274,15 +292,17 @@ class MarketSim:
         kt = np.maximum(self._kappa[k] * np.maximum(T, 1e-8), 1e-9)
         return np.sqrt(theta + (v - theta) * (1 - np.exp(-kt)) / kt)
 
-    def _surface(self, k: int, K, T, spot, var) -> np.ndarray:
-        """ATM term structure times a skewed smile in standardised moneyness, saturating at
-        +/-2.5 units so 0DTE wings stay plausible (about 2x ATM on the put side)."""
+    def _surface(self, k: int, K, T, spot, var, T_cal=None) -> np.ndarray:
+        """ATM term structure times a skewed smile in standardised moneyness (its slope growing
+        with tenor), saturating at +/-2.5 units so 0DTE wings stay plausible. ``T``: variance
+        years; ``T_cal``: calendar years for the forward's carry (default ``T``)."""
         u = self.specs[self.symbols[k]]
         Tm = np.maximum(T, 1e-8)
+        carry = Tm if T_cal is None else T_cal
         atm = self._atm(k, Tm, var)
-        m = np.log(K / (spot * np.exp((u.rate - u.div_yield) * Tm))) / (atm * np.sqrt(Tm))
+        m = np.log(K / (spot * np.exp((u.rate - u.div_yield) * carry))) / (atm * np.sqrt(Tm))
         mt = 2.5 * np.tanh(m / 2.5)
-        return atm * np.exp(u.skew * mt + u.smile * mt * mt)
+        return atm * np.exp(u.skew_at(Tm) * mt + u.smile * mt * mt)
 
     # --- listing ---
 
@@ -292,23 +312,35 @@ class MarketSim:
             k = self.symbols.index(spec.underlying)
             u = self.specs[spec.underlying]
             spot = float(self._path.spot[-1, k]) * spec.spot_ratio
+            vol = math.sqrt(float(self._path.var[-1, k]))
+            shift = min(max(OI_SHIFT * (vol - u.long_vol), OI_SHIFT_RANGE[0]), OI_SHIFT_RANGE[1])
             for expiry in expiries(spec, now):
                 if (spec.root, expiry) in self._listed:
                     continue
                 self._listed.add((spec.root, expiry))
-                contracts, exp_ns = listed_strikes(
+                contracts, exp_ns, core = listed_strikes(
                     spec, expiry, spot, lambda T, s=spec: float(self.atm_vol(s.underlying, T)), now
                 )
-                self.listing.add(
-                    (c, spec, exp_ns, k, u.rate, u.div_yield, listed_open_interest(c, spec, spot))
-                    for c in contracts
-                )
+                years = max((exp_ns - now) / YEAR_NS, 1 / 365 / 24)
+                oi = listed_open_interest(contracts, spec, spot * math.exp(shift), years)
+                tau = float(self._tau_at(exp_ns)[k])
+                self.listing.add((c, spec, exp_ns, k, u.rate, u.div_yield, oi[j], core[j], tau)
+                                 for j, c in enumerate(contracts))  # fmt: skip
 
-    def chain(self, root: str | None = None, *, alive: bool = True) -> list[Contract]:
-        """Listed contracts (of one root), optionally only those not yet expired."""
+    def chain(
+        self, root: str | None = None, *, alive: bool = True, core: bool = False
+    ) -> list[Contract]:
+        """Listed contracts (of one root), optionally only those not yet expired, optionally
+        only the core strikes (+/- 4 sd on the root's grid: what a desk quotes; the far wings
+        are listed for open interest and exports)."""
         L, now = self.listing, self.now_ns
-        return [c for c, e in zip(L.contracts, L.expiry_ns, strict=True)
-                if (root is None or c.root == root) and (not alive or e > now)]  # fmt: skip
+        keep = np.ones(len(L.contracts), dtype=bool)
+        if alive:
+            keep &= L.expiry_ns > now
+        if core:
+            keep &= L.core
+        cs = L.contracts
+        return [cs[j] for j in np.flatnonzero(keep) if root is None or cs[j].root == root]
 
     def is_listed(self, contract: Contract) -> bool:
         return contract in self.listing.index
@@ -336,24 +368,21 @@ class MarketSim:
         und, ratio, tick = L.und[idx], L.ratio[idx], L.tick[idx]
         spot_und = path.spot[st, und]
         T = (L.expiry_ns[idx] - path.ts[st]) / YEAR_NS
+        Tv = np.maximum(L.expiry_tau[idx] - path.tau[st, und], 0.0)  # variance years
         iv = np.empty(idx.shape)
         for k in np.unique(und):
             sel = und == k  # SPY prices off the SPX surface at strike / ratio
-            iv[sel] = self._surface(k, L.strike[idx][sel] / ratio[sel], T[sel], spot_und[sel],
-                                    path.var[st[sel], k])  # fmt: skip
+            iv[sel] = self._surface(k, L.strike[idx][sel] / ratio[sel], Tv[sel], spot_und[sel],
+                                    path.var[st[sel], k], T[sel])  # fmt: skip
+        with np.errstate(divide="ignore", invalid="ignore"):  # quoted per calendar year
+            iv = np.where(T > 0, iv * np.sqrt(Tv / T), iv)
         g = greeks(spot_und * ratio, L.strike[idx], np.maximum(T, 0.0), L.rate[idx],
                    L.div_yield[idx], iv, L.is_call[idx])  # fmt: skip
-        mid = g.price
-        # spreads: wider out of the money, in fast moves and into the close
-        tick = np.where((mid > 3) & (tick >= 0.05), 2 * tick, tick)
-        frac = 0.012 + 0.05 * np.exp(-np.abs(g.delta) / 0.05)
-        lookback = np.maximum(st - int(300 / self.config.step_s), 0)
-        frac *= 1 + 4 * np.minimum(1.0, np.abs(np.log(spot_und / path.spot[lookback, und])) / 0.01)
+        mid = np.maximum(g.price, 0.0)  # no -1e-15 prices far out of the money
         to_close_s = (L.expiry_ns[idx] - path.ts[st]) / NS_PER_S
-        frac *= np.where(to_close_s < 300, 2.0, np.where(to_close_s < 900, 1.5, 1.0))
-        half = np.maximum(frac * mid, 0.5 * tick)
-        bid = np.round(np.maximum(np.floor((mid - half) / tick + 1e-9) * tick, 0.0), 4)
-        ask = np.round(np.maximum(np.ceil((mid + half) / tick - 1e-9) * tick, tick), 4)
+        bid, ask = spread(mid, g.delta, tick, to_close_s,
+                          np.abs(np.log(spot_und / path.spot[np.maximum(
+                              st - int(300 / self.config.step_s), 0), und])))  # fmt: skip
         bid_size = np.where(bid > 0, 1 + np.floor(mix(idx, st, 1) * 50), 0).astype(float)
         ask_size = 1 + np.floor(mix(idx, st, 2) * 50)
         return bid, ask, bid_size, ask_size, mid, iv, T > 0

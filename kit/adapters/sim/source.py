@@ -29,7 +29,11 @@ class SimChainSource:
         return sorted({c.expiry for c in self.market.chain(root)})
 
     async def contracts(self, root: str, expiry: date) -> list[Contract]:
-        return [c for c in self.market.chain(root) if c.expiry == expiry]
+        """The expiry's core strikes (+/- 4 sd on the root's grid): what the desk subscribes
+        to and the feed streams. The far wings the simulator also lists (for open interest,
+        GEX and ``kit sim chain``) carry no tradable premium, and quoting them every tick would
+        double the desk's work for nothing."""
+        return [c for c in self.market.chain(root, core=True) if c.expiry == expiry]
 
     async def snapshot(self, contracts: Sequence[Contract]) -> ChainSnapshot:
         m = self.market
