@@ -359,6 +359,9 @@ def build_parser() -> argparse.ArgumentParser:
     from kit.cli.history import add_history_parser
 
     add_history_parser(sub)
+    from kit.cli.sim import add_sim_parser
+
+    add_sim_parser(sub)
     from kit.cli.tape import add_tape_parser
 
     add_tape_parser(sub)
