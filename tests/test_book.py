@@ -125,7 +125,10 @@ def test_buying_back_part_realises_against_the_average(book, market):
     assert book.leg_avg[j] == pytest.approx(10.4)
     v = book.view(NOW)
     assert v.realized[0] == pytest.approx((10.4 - 7.0) * 2 * 100)
-    assert v.credit[0] == pytest.approx(5200.0)  # closing fills do not change the credit
+    # a reduction: the 3 puts held keep their 10.40 each; the cash fell by the buy-back
+    assert v.credit[0] == pytest.approx(3 * 10.4 * 100)
+    assert v.net_credit[0] == pytest.approx(5200.0 - 2 * 7.0 * 100)
+    assert v.original_credit[0] == pytest.approx(5200.0)  # the entry's, for good
     mark(market, PUT, 7.0)
     v = book.view(NOW)
     assert v.open_pnl[0] == pytest.approx(-3 * (7.0 - 10.4) * 100)
@@ -141,7 +144,9 @@ def test_crossing_through_zero_realises_the_short_and_opens_a_long(book):
     assert book.leg_avg[j] == pytest.approx(8.0)
     v = book.view(NOW)
     assert v.realized[0] == pytest.approx((11.0 - 8.0) * 5 * 100)
-    assert v.credit[0] == pytest.approx(5 * 11.0 * 100 - 2 * 8.0 * 100)
+    assert v.credit[0] == pytest.approx(-2 * 8.0 * 100)  # what is held: 2 long at 8.00
+    assert v.net_credit[0] == pytest.approx(5 * 11.0 * 100 - 7 * 8.0 * 100)
+    assert v.original_credit[0] == pytest.approx(5 * 11.0 * 100)
     assert v.is_open[0]
 
 
@@ -151,7 +156,9 @@ def test_a_long_leg_realises_with_the_right_sign(book):
     book.apply_fill(fill(WING_PUT, Side.SELL, 1, 4.5), "IC")
     v = book.view(NOW)
     assert v.realized[0] == pytest.approx(150.0)
-    assert v.credit[0] == pytest.approx(-600.0)  # a debit
+    assert v.original_credit[0] == pytest.approx(-600.0)  # a debit
+    assert v.net_credit[0] == pytest.approx(-600.0 + 450.0)
+    assert v.credit[0] == pytest.approx(-300.0)  # the one wing held, at 3.00
     assert book.leg_avg[leg(book, "IC", WING_PUT)] == pytest.approx(3.0)
 
 

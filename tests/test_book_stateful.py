@@ -36,6 +36,7 @@ class BookMachine(RuleBasedStateMachine):
         self.ids = itertools.count()
         self.cash: dict[str, float] = {}  # dollars each position's fills paid or received
         self.opened: list[str] = []
+        self.reduced: set[str] = set()  # positions a reduction or settlement has touched
 
     def _fill(self, pid: str, contract: Contract, side: Side, qty: int, price: float) -> None:
         fee = 0.65 * qty
@@ -71,6 +72,7 @@ class BookMachine(RuleBasedStateMachine):
         for leg in held.legs:
             side = Side.BUY if leg.ratio < 0 else Side.SELL
             self._fill(pid, leg.contract, side, n * abs(leg.ratio), px)
+        self.reduced.add(pid)
         if self.book.held(pid) is not None:
             self.book.amend(self.book.held(pid))  # the manager reshapes what is left
 
@@ -118,6 +120,7 @@ class BookMachine(RuleBasedStateMachine):
         """Expiry: every held leg closes at its intrinsic value."""
         pid = data.draw(st.sampled_from(self._held()))
         held = self.book.held(pid)
+        self.reduced.add(pid)
         for leg in held.legs:
             k = leg.contract.strike
             value = max(0.0, spot - k) if leg.contract.is_call else max(0.0, k - spot)
@@ -144,6 +147,11 @@ class BookMachine(RuleBasedStateMachine):
             value = float(np.sum(b.leg_qty[j] * mark * 100))
             assert view.total_pnl[i] == np.float64(self.cash[pid] + value) or abs(
                 view.total_pnl[i] - (self.cash[pid] + value)) < 1e-6  # fmt: skip
+            # net credit is the cash; the units held are worth their credit plus their value
+            assert abs(view.net_credit[i] - self.cash[pid]) < 1e-6
+            assert abs(view.held_pnl[i] - (view.credit[i] + value)) < 1e-6
+            if pid not in self.reduced:  # rolls and wings only: the held units are the whole
+                assert abs(view.credit[i] - view.net_credit[i]) < 1e-6
             if b.held(pid) is not None:  # the risk graph and the snapshot can value it
                 b.profile(pid, NOW, points=11)
 

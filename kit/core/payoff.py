@@ -185,6 +185,7 @@ def stress_loss(
     group: ArrayLike | None = None,
     n_groups: int = 1,
     points: int = STRESS_POINTS,
+    realized: ArrayLike | None = None,
 ) -> F64:
     """Worst expiry loss (dollars, >= 0) of each group of legs if its underlying moves anywhere
     within ±``move_pct`` percent: the one risk measure of the book, the pre-trade limits and
@@ -193,6 +194,8 @@ def stress_loss(
     Legs are rows as in :func:`leg_pnl_on_moves`. ``group``: each leg's group (a position, an
     underlying), ascending, every group in ``range(n_groups)`` with at least one leg; None is
     one group of all the legs. A group whose P&L is not a number (no spot, no price) reads 0.
+    ``realized``: dollars each group has already banked (rolled-out legs, fees), added to every
+    move's P&L, so a position that paid to roll shows the loss it can really reach.
     """
     moves = move_pct / 100 * np.linspace(-1.0, 1.0, points)
     pnl = leg_pnl_on_moves(spot, strike, is_call, dollars_per_point, entry_price, moves)
@@ -200,6 +203,8 @@ def stress_loss(
         totals = pnl.sum(axis=0, keepdims=True)
     else:  # legs stored group by group: one reduceat sums each group's rows
         totals = np.add.reduceat(pnl, np.searchsorted(group, np.arange(n_groups)), axis=0)
+    if realized is not None:
+        totals = totals + np.asarray(realized, dtype=np.float64).reshape(-1, 1)
     worst = np.nan_to_num(totals.min(axis=1))
     return np.maximum(-worst, 0.0)
 
@@ -257,6 +262,24 @@ def breakevens(grid: ArrayLike, pnl: ArrayLike) -> F64:
     return np.unique(np.concatenate([at_grid, crossing]))
 
 
+def expiry_breakevens(legs: Legs, realized: float = 0.0) -> F64:
+    """Every spot where the expiry P&L plus ``realized`` dollars is zero, exactly.
+
+    Expiry P&L is piecewise linear with kinks at the strikes, so evaluating it at 0, at every
+    strike and past the highest one and interpolating between those levels is exact, with no
+    grid to miss a breakeven outside the chart's range. Above the top strike the slope is the
+    calls' net dollars per point, so the level where that line crosses zero is known and the
+    last grid level is placed beyond it.
+    """
+    strikes = np.unique(legs.strike)
+    top = float(strikes[-1])
+    at_top = float(pnl_at_expiry(legs, [top])[0]) + realized
+    slope = float(np.sum(legs.dollars_per_point[legs.is_call]))
+    far = top + 1.0 + (2.0 * abs(at_top) / abs(slope) if slope else 0.0)
+    grid = np.concatenate([[0.0], strikes, [far]])
+    return breakevens(grid, pnl_at_expiry(legs, grid) + realized)
+
+
 def short_strike_distance(spot: float, legs: Legs) -> StrikeDistance:
     """Signed distance from ``spot`` to each short leg's strike, in points and percent of spot.
 
@@ -297,17 +320,20 @@ def profile(
     points: int = 201,
     *,
     iv: float | None = None,
+    realized: float = 0.0,
 ) -> Profile:
     """The full risk profile of ``legs`` at ``spot``.
 
     ``days`` (calendar days to the nearest expiry) and ``iv`` size the expected move and the grid;
     ``iv`` defaults to the mean of the legs' IVs (a strangle's or condor's wings bracket the money,
-    so their mean is a fair stand-in for ATM vol).
+    so their mean is a fair stand-in for ATM vol). ``realized``: dollars the position has already
+    banked or paid (rolled-out legs, fees), added to both curves, so breakevens and extremes are
+    those of the whole position, not of the legs held alone.
     """
     atm_iv = float(np.mean(legs.iv)) if iv is None else iv
     grid = spot_grid(spot, atm_iv, days, points)
-    expiry = pnl_at_expiry(legs, grid)
-    now = pnl_t0(legs, grid, r, q)
+    expiry = pnl_at_expiry(legs, grid) + realized
+    now = pnl_t0(legs, grid, r, q) + realized
     return Profile(
         grid=grid,
         pnl_expiry=expiry,

@@ -6,16 +6,27 @@ over legs whatever the number of positions: that is what keeps a full re-evaluat
 positions inside the desk's millisecond budget.
 
 Conventions: quantities are signed contracts (negative = short); prices are per share (the quote
-currency); P&L and cash are dollars (price x multiplier). A position's *credit* is the net premium
-its opening fills collected (negative for a debit position); P&L % is of the absolute credit.
-Greeks per unit are the position's Greeks divided by its quantity, so thresholds ("delta 0.10")
-mean the same for one lot and for ten.
+currency); P&L and cash are dollars (price x multiplier). Greeks per unit are the position's
+Greeks divided by its *filled* units, so thresholds ("delta 0.10") mean the same for one lot and
+for ten, and for a 10-lot order of which 3 filled.
+
+Credit, three ways (README "Accounting"):
+
+- ``original_credit``: the premium the entry collected, as quoted (before fees): opening fills on
+  the legs the position was opened with, until its first closing fill. Never changes after.
+- ``net_credit``: the cash so far, every premium sold minus every premium bought back, minus all
+  fees. A roll's buy-back lowers it; once flat it equals the realised P&L.
+- ``credit``: the net credit of the units still held, what P&L %, profit targets and the stop
+  read. Equal to ``net_credit`` until a reduction: a fill that closes part of a leg the position
+  still lists (close half, reduce 25%) retires the closed units with their share of everything,
+  so the units left keep their credit per unit. A leg the position no longer lists (a roll's
+  old leg) or its last contracts are an *adjustment*: its P&L stays with the units held.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -55,6 +66,12 @@ class PositionView:
     ``beta_delta_spy`` (SPY shares). ``short_dist_pct`` is the signed distance of spot to the
     nearest short strike in % of spot (positive = out of the money); ``tested`` is +1 when that
     strike is a put (spot fell towards it), -1 for a call, 0 without short legs.
+
+    ``credit`` is the net credit of the units held and ``held_pnl`` their P&L (open P&L plus
+    what rolled-out legs banked, less the fees still in the legs); ``pnl_pct`` is ``held_pnl`` in
+    % of ``|credit|`` while open, the total P&L in % of ``|original_credit|`` once flat.
+    ``net_credit`` (cash) and ``original_credit`` are dollars; ``units`` the filled units. The
+    last four default to ``credit``/``total_pnl``/``quantity`` for views built by hand.
     """
 
     ts_ns: int
@@ -84,13 +101,27 @@ class PositionView:
     nearest_expiry_ns: F64
     risk: F64
     underlying: list[str]
+    net_credit: F64 | None = None
+    original_credit: F64 | None = None
+    held_pnl: F64 | None = None
+    units: F64 | None = None
+
+    def __post_init__(self) -> None:
+        for name, default in (("net_credit", self.credit), ("original_credit", self.credit),
+                              ("held_pnl", self.total_pnl), ("units", self.quantity)):  # fmt: skip
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, default)
 
     def __len__(self) -> int:
         return len(self.ids)
 
 
-_LEG_FLOAT = ("ratio", "qty", "avg", "day_ref", "realized", "realized_day")
-_POS_FLOAT = ("quantity", "credit", "peak_pct", "opened_ns")
+# fee: opening commissions still in the leg (scaled down as it is reduced); entry: 1 for the
+# legs the position was opened with (their opening fills make its original credit)
+_LEG_FLOAT = ("ratio", "qty", "avg", "day_ref", "realized", "realized_day", "fee", "entry")
+# carried: P&L of adjustments (rolled-out legs) kept by the units held; entering: 1 until the
+# position's first closing fill
+_POS_FLOAT = ("quantity", "original", "carried", "entering", "peak_pct", "opened_ns")
 
 
 class Book:
@@ -132,9 +163,12 @@ class Book:
         self.leg_ratio = np.append(self.leg_ratio, [leg.ratio for leg in position.legs])
         for name in _LEG_FLOAT[1:]:
             setattr(self, f"leg_{name}", np.append(getattr(self, f"leg_{name}"), np.zeros(n)))
+        self.leg_entry[-n:] = 1.0
         self.n_legs += n
         self.pos_quantity = np.append(self.pos_quantity, position.quantity)
-        self.pos_credit = np.append(self.pos_credit, 0.0)
+        self.pos_original = np.append(self.pos_original, 0.0)
+        self.pos_carried = np.append(self.pos_carried, 0.0)
+        self.pos_entering = np.append(self.pos_entering, 1.0)
         self.pos_peak_pct = np.append(self.pos_peak_pct, 0.0)
         self.pos_opened_ns = np.append(self.pos_opened_ns, position.opened_ts_ns)
         self.pos_open = np.append(self.pos_open, True)
@@ -219,7 +253,9 @@ class Book:
 
         Adding to a leg moves its weighted average price; reducing realises P&L against the
         average; crossing through zero realises the closed part and opens the rest at the fill
-        price. A position whose every leg is flat after fills is closed.
+        price. A position whose every leg is flat after fills is closed. The closed part is an
+        adjustment (its P&L stays with the units held) on a leg the record no longer lists, a
+        reduction (the units it closes leave with their share of the carried P&L) otherwise.
         """
         if fill.fill_id in self._fill_ids:
             return False
@@ -235,31 +271,48 @@ class Book:
         j = int(match[0])
         self._fill_ids.add(fill.fill_id)
         self.fills.append((position_id, fill))
-        mult = fill.contract.multiplier
+        row, mult = self.rows[position_id], fill.contract.multiplier
         f = fill.side.sign * fill.quantity
         q, avg = float(self.leg_qty[j]), float(self.leg_avg[j])
         self.leg_realized[j] -= fill.commission
         self.leg_realized_day[j] -= fill.commission
         closing = min(abs(f), abs(q)) if q * f < 0 else 0.0
+        opening = abs(f) - closing
+        units_before = self._units(legs)
         if closing:
             sign = np.sign(q)
-            self.leg_realized[j] += closing * (fill.price - avg) * mult * sign
+            gain = closing * (fill.price - avg) * mult * sign
+            self.leg_realized[j] += gain
             self.leg_realized_day[j] += closing * (fill.price - self.leg_day_ref[j]) * mult * sign
-        opening = abs(f) - closing
-        new_q = q + f
+            fee = self.leg_fee[j] * closing / abs(q)  # the closed contracts' opening fees
+            self.leg_fee[j] -= fee
+            if self.leg_ratio[j] == 0:  # adjustment: what it made stays with the units held
+                self.pos_carried[row] += gain - fee - fill.commission * closing / abs(f)
+            self.pos_entering[row] = 0.0
         if opening:
             base = abs(q) if not closing else 0.0
             w = base + opening
             self.leg_avg[j] = (base * avg + opening * fill.price) / w
             self.leg_day_ref[j] = (base * self.leg_day_ref[j] + opening * fill.price) / w
-            pos = self.rows[position_id]
-            self.pos_credit[pos] -= np.sign(f) * opening * fill.price * mult
-        self.leg_qty[j] = new_q
-        if new_q == 0:
+            fee = fill.commission * opening / abs(f)
+            self.leg_fee[j] += fee
+            if self.pos_entering[row] and self.leg_entry[j]:
+                self.pos_original[row] -= np.sign(f) * opening * fill.price * mult
+        self.leg_qty[j] = q + f
+        if q + f == 0:
             self.leg_avg[j] = self.leg_day_ref[j] = 0.0
-        row = self.rows[position_id]
+        if closing and self.leg_ratio[j] != 0 and units_before > 0:  # reduction
+            self.pos_carried[row] *= self._units(legs) / units_before
         self.pos_open[row] = bool(np.any(self.leg_qty[legs] != 0))
         return True
+
+    def _units(self, legs: NDArray[np.int64]) -> float:
+        """Filled units of a position: contracts held over contracts per unit, across the legs
+        its record lists that hold contracts (a 10-lot strangle with 3 puts and 5 calls sold is
+        4 units; legs rolled out or not filled yet do not count)."""
+        q, r = np.abs(self.leg_qty[legs]), np.abs(self.leg_ratio[legs])
+        held = (q != 0) & (r != 0)
+        return float(q[held].sum() / r[held].sum()) if held.any() else 0.0
 
     def roll_day(self) -> None:
         """A new session: today's P&L restarts from the current marks."""
@@ -289,21 +342,32 @@ class Book:
         realized = per_pos(self.leg_realized)
         day_pnl = per_pos(qty * (mark - self.leg_day_ref) * mult + self.leg_realized_day)
         total = open_pnl + realized
+        basis = per_pos(-qty * self.leg_avg * mult)  # premium of the contracts held
+        net_credit = basis + realized  # cash: sold - bought - fees (realised holds every fee)
+        units = self._view_units(per_pos)
+        carried = self.pos_carried.copy()
+        held_fees = per_pos(self.leg_fee.copy())
+        credit = basis - held_fees + carried
+        held_pnl = open_pnl - held_fees + carried
         with np.errstate(divide="ignore", invalid="ignore"):
-            pnl_pct = np.where(self.pos_credit != 0, total / np.abs(self.pos_credit) * 100, np.nan)
+            pnl_pct = np.where(
+                self.pos_open,
+                np.where(credit != 0, held_pnl / np.abs(credit) * 100, np.nan),
+                np.where(self.pos_original != 0, total / np.abs(self.pos_original) * 100, np.nan),
+            )
         live = self.pos_open & np.isfinite(pnl_pct)
         self.pos_peak_pct = np.where(live, np.fmax(self.pos_peak_pct, pnl_pct), self.pos_peak_pct)
         und_row = np.array([m.underlyings.get(u, -1) for u in self.pos_und], dtype=np.int64)
         spot = np.where(und_row >= 0, m.spot[np.maximum(und_row, 0)], np.nan) if n else np.zeros(0)
         leg_spot = spot[lp]
-        units = np.maximum(self.pos_quantity, 1)
         delta_shares = per_pos(qty * m.delta[lr] * mult)
         bench = m.spot_of(self.config.benchmark)
         betas = np.array([self.config.betas.get(u, 1.0) for u in self.pos_und])
-        # per-unit delta: contracts x delta / quantity (the multiplier cancels out)
-        delta_unit = per_pos(qty * m.delta[lr]) / units
+        # per-unit delta: contracts x delta / filled units (the multiplier cancels out)
+        per_unit = np.maximum(units, 1e-12)  # a flat position's Greeks are 0 whatever divides
+        delta_unit = per_pos(qty * m.delta[lr]) / per_unit
         move = self.config.gamma_move_pct / 100
-        gamma_unit = per_pos(qty * m.gamma[lr] * leg_spot) * move / units
+        gamma_unit = per_pos(qty * m.gamma[lr] * leg_spot) * move / per_unit
         dist, tested = self._short_distances(spot)
         mid = 0.5 * (m.ask[lr] + m.bid[lr])  # the latest quote's, as the liquidity guard reads it
         width = m.ask[lr] - m.bid[lr]
@@ -328,7 +392,7 @@ class Book:
             realized=realized,
             total_pnl=total,
             day_pnl=day_pnl,
-            credit=self.pos_credit.copy(),
+            credit=credit,
             pnl_pct=pnl_pct,
             peak_pct=self.pos_peak_pct.copy(),
             delta_unit=delta_unit,
@@ -344,20 +408,34 @@ class Book:
             stale=stale,
             max_spread_pct=max_spread,
             nearest_expiry_ns=nearest,
-            risk=self._stress_loss(spot),
+            risk=self._stress_loss(spot, carried - held_fees),
             underlying=self.pos_und,
+            net_credit=net_credit,
+            original_credit=self.pos_original.copy(),
+            held_pnl=held_pnl,
+            units=units,
         )
 
-    def _stress_loss(self, spot: F64) -> F64:
-        """Worst expiry loss (dollars, >= 0) of each position for spots within the stress move
-        (:func:`kit.core.payoff.stress_loss`, legs grouped by position as they are stored)."""
+    def _view_units(self, per_pos: Callable[[F64], F64]) -> F64:
+        """:meth:`_units` of every position at once (see there)."""
+        q, r = np.abs(self.leg_qty), np.abs(self.leg_ratio)
+        held = (q != 0) & (r != 0)
+        num, den = per_pos(np.where(held, q, 0.0)), per_pos(np.where(held, r, 0.0))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(den > 0, num / den, 0.0)
+
+    def _stress_loss(self, spot: F64, banked: F64) -> F64:
+        """Worst expiry loss (dollars, >= 0) of each position's held units for spots within the
+        stress move, counting what they ``banked`` (rolled-out legs' P&L less the fees in the
+        legs) (:func:`kit.core.payoff.stress_loss`, legs grouped by position as stored)."""
         n = len(self.ids)
         if not n:
             return np.zeros(0)
         m, lr = self.market, self.leg_row
         return stress_loss(spot[self.leg_pos], m.strike[lr], m.is_call[lr],
                            self.leg_qty * m.multiplier[lr], self.leg_avg,
-                           self.config.stress_move_pct, self.leg_pos, n)  # fmt: skip
+                           self.config.stress_move_pct, self.leg_pos, n,
+                           realized=banked)  # fmt: skip
 
     def _short_distances(self, spot: F64) -> tuple[F64, NDArray[np.int64]]:
         """Signed % distance of spot to the nearest short strike, and which side that is."""
@@ -391,11 +469,19 @@ class Book:
             iv=np.where(np.isfinite(iv), iv, 0.2),
         )
 
+    def banked(self, position_id: str) -> float:
+        """Dollars the held units have already made outside their legs' payoff: rolled-out legs'
+        P&L, less the opening fees still in the legs (the ``credit`` minus the held premium)."""
+        j = self.legs_of(position_id)
+        return float(self.pos_carried[self.rows[position_id]] - self.leg_fee[j].sum())
+
     def profile(self, position_id: str, now_ns: int, points: int = 201) -> Profile:
-        """P&L at expiry and T+0 over ~201 spots, breakevens and the expected move."""
+        """P&L at expiry and T+0 over ~201 spots, breakevens and the expected move, of the
+        units held including what they :meth:`banked` (a roll's realised P&L moves them)."""
         legs = self.legs(position_id, now_ns)
         m, j = self.market, self.legs_of(position_id)
         r = self.leg_row[j][0]
         days = float(np.min(legs.T_years)) * 365
         spot = m.spot_of(self.positions[position_id].underlying)
-        return profile(legs, spot, float(m.rate[r]), float(m.div_yield[r]), days, points)
+        return profile(legs, spot, float(m.rate[r]), float(m.div_yield[r]), days, points,
+                       realized=self.banked(position_id))  # fmt: skip

@@ -13,8 +13,10 @@ Attached to a :class:`~kit.engine.desk.Desk`, the recorder gets:
   changed, and the desk's own state document (switches, alert memory).
 
 Trade logs: the entry columns are taken when a position is first seen with fills; ``entry_price``
-is its credit per unit (credit / (units × multiplier)); the exit columns when it is flat, with
-``exit_price`` the per-unit debit that yields the realised P&L before commissions.
+is its original credit per unit (the entry's premium / (units × multiplier), a roll does not
+change it); the exit columns when it is flat, with ``exit_price`` the per-unit debit that yields
+the realised P&L before commissions. ``positions.credit`` is the net credit (cash: premiums sold
+minus bought back minus fees; README "Accounting").
 """
 
 from __future__ import annotations
@@ -269,7 +271,8 @@ class Recorder:
             held = book.held(pid)
             strategy = self._strategy(pid, pos.strategy.value, pos.legs[0].contract.underlying, now)
             status = "open" if held is not None else "closed"
-            credit, realized = round(float(view.credit[i]), 2), round(float(view.realized[i]), 2)
+            credit = round(float(view.net_credit[i]), 2)  # net credit: the cash so far
+            realized = round(float(view.realized[i]), 2)
             self.writer.put("positions", (
                 pid, strategy, pos.strategy.value, pos.legs[0].contract.underlying,
                 float(view.quantity[i]), status, credit, realized, pos.opened_ts_ns,
@@ -309,7 +312,7 @@ class Recorder:
             }, mult)  # fmt: skip
         row = trade.row
         row["quantity"] = max(row["quantity"], float(view.quantity[i]))
-        credit = round(float(view.credit[i]), 2)
+        credit = round(float(view.original_credit[i]), 2)  # the entry's: a roll keeps it
         units = row["quantity"] * trade.multiplier
         row["credit"] = credit
         row["entry_price"] = credit / units if units else None
