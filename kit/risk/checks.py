@@ -101,7 +101,10 @@ def _inputs(v: PositionView, i: int, **extra: Any) -> dict[str, Any]:
         "spot": _f(v.spot[i]),
         "pnl": _f(v.total_pnl[i]),
         "pnl_pct": _f(v.pnl_pct[i]),
-        "credit": _f(v.credit[i]),
+        "credit": _f(v.credit[i]),  # net credit of the units held: what P&L % is of
+        "held_pnl": _f(v.held_pnl[i]),
+        "net_credit": _f(v.net_credit[i]),
+        "original_credit": _f(v.original_credit[i]),
         "delta_unit": _f(v.delta_unit[i]),
         "gamma_unit": _f(v.gamma_unit[i]),
         "short_dist_pct": _f(v.short_dist_pct[i]),
@@ -164,15 +167,15 @@ def delta(ctx: Context) -> list[Finding]:
 def profit_target(ctx: Context) -> list[Finding]:
     v = ctx.view
     return _level_rule(ctx, "profit_target", ctx.rules.profit_target, v.pnl_pct, _ge,
-                       lambda i, lv: f"profit {v.pnl_pct[i]:.1f}% of credit reached "
-                                     f"{lv.at:g}%")  # fmt: skip
+                       lambda i, lv: f"profit {v.pnl_pct[i]:.1f}% of the net credit "
+                                     f"{v.credit[i]:,.2f} reached {lv.at:g}%")  # fmt: skip
 
 
 def stop_loss(ctx: Context) -> list[Finding]:
     v = ctx.view
     return _level_rule(ctx, "stop_loss", ctx.rules.stop_loss, -v.pnl_pct, _ge,
-                       lambda i, lv: f"loss {-v.pnl_pct[i]:.0f}% of credit reached "
-                                     f"{lv.at:g}%")  # fmt: skip
+                       lambda i, lv: f"loss {-v.pnl_pct[i]:.0f}% of the net credit "
+                                     f"{v.credit[i]:,.2f} reached {lv.at:g}%")  # fmt: skip
 
 
 def strike_breach(ctx: Context) -> list[Finding]:
