@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 from kit.cli import args as args_
@@ -71,6 +72,18 @@ def cmd_history_build(args: argparse.Namespace) -> int:
         source = SimHistory(args.underlying, args.seed, interval, band)
         report = run_build(args.out, args.underlying, days, source.make_day, source.signature,
                            progress=args.progress)  # fmt: skip
+    elif args.source == "thetadata":
+        from kit.adapters.thetadata.config import ThetaDataError
+        from kit.research.history.thetadata import ThetaHistory
+
+        try:
+            with ThetaHistory(args.underlying, interval, band,
+                              concurrency=args.concurrency) as theta:  # fmt: skip
+                report = run_build(args.out, args.underlying, days, theta.make_day,
+                                   theta.signature, progress=args.progress)  # fmt: skip
+        except ThetaDataError as exc:
+            print(f"kit history: error: {exc}", file=sys.stderr)
+            return 1
     else:
         raise ValueError(f"source {args.source!r} is not available yet")
     out = report.as_dict()

@@ -34,6 +34,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from kit.adapters.sim.market import MarketSim, SimConfig
 from kit.adapters.thetadata.faults import FaultsHandler
 from kit.adapters.thetadata.frames import quote_frame, text_frame, trade_frame
+from kit.adapters.thetadata.history_routes import history_routes
 from kit.adapters.thetadata.parsing import (
     ERROR_CODES,
     format_timestamp,
@@ -326,6 +327,7 @@ class ThetaDataEmulator:
                 "index/snapshot/price": self._index,
                 "option/snapshot/open_interest": self._open_interest,
                 "index/history/eod": self._index_eod,
+                **history_routes(self.market, self._contracts, self._history),
             }[endpoint]
         except KeyError:
             return 404, f"no such endpoint /v3/{endpoint}"
