@@ -31,7 +31,7 @@ import numpy as np
 from kit.adapters.sim.chains import DEFAULT_CHAINS, YEAR_NS, ChainSpec, Listing, expiries, mix
 from kit.adapters.sim.chains import open_interest as listed_open_interest
 from kit.adapters.sim.chains import strikes as listed_strikes
-from kit.adapters.sim.paths import BLOCK, Path, draws, dynamics, evolve
+from kit.adapters.sim.paths import Path, Shock, block_steps, draws, dynamics, evolve, shock_overlays
 from kit.adapters.sim.quoting import spread
 from kit.adapters.sim.varclock import VarianceClock, crypto_tau
 from kit.core.clock import NEW_YORK, NS_PER_S, session_at, to_ns
@@ -105,17 +105,6 @@ class SimConfig:
             raise ValueError("variance_premium and step_s must be positive")
 
 
-@dataclass
-class Shock:
-    """A scripted overlay on one underlying: extra drift and/or variance over a window."""
-
-    symbol: str
-    start_ns: int
-    end_ns: int
-    log_return: float = 0.0  # total extra log-return spread over the window
-    vol_points: float = 0.0  # instantaneous vol rises by this many points over the window
-
-
 class MarketSim:
     """The market's state and its evolution; no I/O and no clock of its own (callers advance it)."""
 
@@ -139,6 +128,7 @@ class MarketSim:
             self._tau_at(start_ns),
         )
         self._draws: tuple[int, np.ndarray] | None = None
+        self._bs = block_steps(len(self.symbols))  # steps per block of random numbers
         self._ahead: tuple[np.ndarray, ...] | None = None  # steps computed, not yet reached
         self.shocks: list[Shock] = []
         self.listing = Listing()
@@ -169,7 +159,7 @@ class MarketSim:
         total = max(0, (ts_ns - self.now_ns) // self.step_ns)
         before, done = self.steps, 0
         while done < total:
-            m = int(min(total - done, BLOCK - (self.steps + 1) % BLOCK))
+            m = int(min(total - done, self._bs - (self.steps + 1) % self._bs))
             self._advance(m)
             done += m
         if self.steps // 600 != before // 600:
@@ -184,10 +174,10 @@ class MarketSim:
 
     def _block(self, first: int, m: int) -> np.ndarray:
         """The random numbers of steps first..first+m-1 (inside one block)."""
-        b = first // BLOCK
+        b = first // self._bs
         if self._draws is None or self._draws[0] != b:
             self._draws = (b, draws(self.config.seed, b, len(self.symbols)))
-        j = first % BLOCK
+        j = first % self._bs
         return self._draws[1][j : j + m]
 
     def _advance(self, m: int) -> None:
@@ -196,34 +186,18 @@ class MarketSim:
         tick pays for a vectorised chunk once, not for the NumPy call overhead every tick."""
         first = self.steps + 1
         if self._ahead is None or len(self._ahead[0]) < m:
-            c = min(BLOCK - first % BLOCK, max(m, 512))
+            c = min(self._bs - first % self._bs, max(m, 512))
             ts = self.now_ns + self.step_ns * np.arange(1, c + 1, dtype=np.int64)
             us_open = self.clock.session_open(ts)
             tau = self._tau_at(ts)
             dvar = np.diff(np.concatenate([self._path.tau[-1:], tau]), axis=0)
             dvar = np.where(self._crypto | us_open[:, None], dvar, 0.0)
+            overlays = shock_overlays(self.shocks, self.symbols, ts, self.step_ns, self.dynamics)
             spot, var = evolve(self.dynamics, self._path.spot[-1], self._path.var[-1], dvar,
-                               self._block(first, c), *self._shock_overlays(ts))  # fmt: skip
+                               self._block(first, c), *overlays)  # fmt: skip
             self._ahead = (ts, spot, var, us_open, tau)
         self._path.extend(*(a[:m] for a in self._ahead))
         self._ahead = tuple(a[m:] for a in self._ahead) if len(self._ahead[0]) > m else None
-
-    def _shock_overlays(self, ts: np.ndarray) -> tuple[np.ndarray | None, ...]:
-        """Scripted shocks over these steps: extra log return, the leverage effect's variance
-        response to it (E[dv | dS] under Heston) and the vol spike's per-step rise."""
-        live = [s for s in self.shocks if s.start_ns < ts[-1] and s.end_ns >= ts[0]]
-        if not live:
-            return None, None, None
-        shape = (len(ts), len(self.symbols))
-        ret, var, up = np.zeros(shape), np.zeros(shape), np.zeros(shape)
-        for s in live:
-            i = self.symbols.index(s.symbol)
-            inside = (s.start_ns < ts) & (ts <= s.end_ns)
-            n_steps = max(1, (s.end_ns - s.start_ns) // self.step_ns)
-            ret[inside, i] += s.log_return / n_steps
-            var[inside, i] += self._rho[i] * self._xi[i] * s.log_return / n_steps
-            up[inside, i] += s.vol_points / 100 / n_steps
-        return ret, var, (up if up.any() else None)
 
     def shock(self, shock: Shock) -> None:
         if shock.symbol not in self.specs:
@@ -287,10 +261,20 @@ class MarketSim:
         return 100 * self._atm(k, np.asarray(T), var) * math.sqrt(T / (VIX_NS / YEAR_NS))
 
     def _atm(self, k: int, T: np.ndarray, var: np.ndarray | float) -> np.ndarray:
+        """sqrt(premium x expected realised variance per variance year over ``T``): the Heston
+        average variance plus the jumps' (rate x (mean^2 + std^2)), which the path realises."""
         prem = self.config.variance_premium
-        theta, v = self._theta[k] * prem, var * prem
+        rate, mu, sd = self.dynamics.jump[k]
+        jumps = rate * (mu * mu + sd * sd)
+        theta, v = self._theta[k], var
         kt = np.maximum(self._kappa[k] * np.maximum(T, 1e-8), 1e-9)
-        return np.sqrt(theta + (v - theta) * (1 - np.exp(-kt)) / kt)
+        return np.sqrt(prem * (theta + (v - theta) * (1 - np.exp(-kt)) / kt + jumps))
+
+    def variance(self, symbol: str, step: int | None = None) -> float:
+        """The instantaneous (physical) variance of ``symbol`` at ``step`` (default: now): the
+        state to carry into the next day's simulation."""
+        return float(self._path.var[self.steps if step is None else step,
+                                    self.symbols.index(symbol)])  # fmt: skip
 
     def _surface(self, k: int, K, T, spot, var, T_cal=None) -> np.ndarray:
         """ATM term structure times a skewed smile in standardised moneyness (its slope growing

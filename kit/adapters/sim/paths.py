@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-BLOCK = 4096  # steps per block of random numbers
+BLOCK = 4096  # steps per block of random numbers (fewer with many paths: see block_steps)
 MIN_VAR, MAX_VAR = 0.0025, 9.0  # 5% to 300% vol
 
 
@@ -49,12 +49,18 @@ def dynamics(underlyings: Sequence[Any], correlated: Mapping[str, tuple[str, flo
     )  # fmt: skip
 
 
+def block_steps(n: int) -> int:
+    """Steps per block for ``n`` paths: 4096 for the market's handful of underlyings, fewer for
+    thousands of test paths (a block stays under ~8 MB)."""
+    return int(min(BLOCK, max(64, 2**18 // max(n, 1))))
+
+
 def draws(seed: int, block: int, n: int) -> np.ndarray:
-    """The random numbers of one block: (BLOCK, 4, n) = spot normal, variance normal, jump
-    uniform, jump normal."""
+    """The random numbers of one block: (block_steps(n), 4, n) = spot normal, variance normal,
+    jump uniform, jump normal."""
     rng = np.random.default_rng([seed, block, 0x5EED])
-    out = rng.standard_normal((BLOCK, 4, n))
-    out[:, 2] = rng.random((BLOCK, n))
+    out = rng.standard_normal((block_steps(n), 4, n))
+    out[:, 2] = rng.random((block_steps(n), n))
     return out
 
 
@@ -100,6 +106,38 @@ def evolve(
         log_ret = log_ret + shock_ret
     log_ret = np.where(moving, log_ret, 0.0)
     return spot0 * np.exp(np.cumsum(log_ret, axis=0)), var
+
+
+@dataclass
+class Shock:
+    """A scripted overlay on one underlying: extra drift and/or variance over a window."""
+
+    symbol: str
+    start_ns: int
+    end_ns: int
+    log_return: float = 0.0  # total extra log-return spread over the window
+    vol_points: float = 0.0  # instantaneous vol rises by this many points over the window
+
+
+def shock_overlays(
+    shocks: Sequence[Shock], symbols: Sequence[str], ts: np.ndarray, step_ns: int, d: Dynamics
+) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+    """Scripted shocks over the steps at ``ts``, as :func:`evolve`'s overlays: extra log return,
+    the leverage effect's variance response to it (E[dv | dS] under Heston) and the vol spike's
+    per-step rise."""
+    live = [s for s in shocks if s.start_ns < ts[-1] and s.end_ns >= ts[0]]
+    if not live:
+        return None, None, None
+    shape = (len(ts), len(symbols))
+    ret, var, up = np.zeros(shape), np.zeros(shape), np.zeros(shape)
+    for s in live:
+        i = symbols.index(s.symbol)
+        inside = (s.start_ns < ts) & (ts <= s.end_ns)
+        n_steps = max(1, (s.end_ns - s.start_ns) // step_ns)
+        ret[inside, i] += s.log_return / n_steps
+        var[inside, i] += d.rho[i] * d.xi[i] * s.log_return / n_steps
+        up[inside, i] += s.vol_points / 100 / n_steps
+    return ret, var, (up if up.any() else None)
 
 
 class Path:
