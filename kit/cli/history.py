@@ -85,7 +85,11 @@ def cmd_history_build(args: argparse.Namespace) -> int:
             print(f"kit history: error: {exc}", file=sys.stderr)
             return 1
     else:
-        raise ValueError(f"source {args.source!r} is not available yet")
+        from kit.research.history.store import StoreHistory
+
+        with StoreHistory(args.underlying, interval, band, target=args.db) as recorded:
+            report = run_build(args.out, args.underlying, days, recorded.make_day,
+                               recorded.signature, progress=args.progress)  # fmt: skip
     out = report.as_dict()
     if args.json:
         print(json.dumps(out))
