@@ -11,11 +11,24 @@ from datetime import date, datetime
 
 import numpy as np
 import pytest
+from test_order_manager import DAY, Env, chain_quotes, closing
 
 from kit.core import payoff
 from kit.core.clock import NEW_YORK, to_ns
-from kit.core.model import Contract, Fill, Leg, Position, Quote, Right, Side, StrategyType
+from kit.core.model import (
+    Action,
+    ActionKind,
+    Contract,
+    Fill,
+    Leg,
+    Position,
+    Quote,
+    Right,
+    Side,
+    StrategyType,
+)
 from kit.core.model import UnderlyingTick as Tick
+from kit.execution.intents import intent_for_action, open_intent
 from kit.portfolio.book import Book
 from kit.portfolio.market import MarketState
 from kit.risk import checks
@@ -202,3 +215,43 @@ def test_stress_loss_counts_what_the_group_banked():
     assert payoff.stress_loss(*args, 10.0)[0] == pytest.approx(49000.0)
     assert payoff.stress_loss(*args, 10.0, realized=[-1000.0])[0] == pytest.approx(50000.0)
     assert payoff.stress_loss(*args, 10.0, realized=np.array([60000.0]))[0] == 0.0
+
+
+# --- through the desk: the order manager's roll and close half ---
+
+
+async def test_the_desks_roll_is_an_adjustment_and_its_close_half_keeps_the_credit_per_unit():
+    env = Env()
+    strikes = {Right.PUT: [4925.0, 4950.0, 4975.0], Right.CALL: [5000.0, 5025.0, 5050.0]}
+    put, call = Contract("SPXW", DAY, 4975.0, "P"), Contract("SPXW", DAY, 5025.0, "C")
+    chain_quotes(env, strikes)
+    try:
+        pos = Position("S1", StrategyType.STRANGLE, (Leg(put, -1), Leg(call, -1)), 2,
+                       env.clock.now_ns())  # fmt: skip
+        await env.finish(env.manager.submit(open_intent(pos, "strat", "in")))
+        env.spot = 4980.0  # the put is tested: the call is rolled down
+        chain_quotes(env, strikes)
+        action = Action(env.clock.now_ns(), ActionKind.ROLL_CALL, "delta", "test", "S1")
+        intent = intent_for_action(action, env.desk.book, env.desk.market, "strat", "S1.r")
+        rec = await env.finish(env.manager.submit(intent))
+        assert rec.status == "done"
+        fills = [e for e in env.events if isinstance(e, Fill)]
+        cash = sum(f.cash_flow for f in fills)
+        entry = sum(f.cash_flow + f.commission for f in fills if f.client_id.startswith("S1.open"))
+        book, i = env.desk.book, env.desk.book.rows["S1"]
+        v = book.view(env.clock.now_ns())
+        assert any(f.commission > 0 for f in fills) and entry > 0
+        assert v.net_credit[i] == pytest.approx(cash)  # the buy-back came out of it
+        assert v.credit[i] == pytest.approx(cash)  # a roll is an adjustment: all of it is held
+        assert v.original_credit[i] == pytest.approx(entry)  # the roll did not touch it
+        assert v.units[i] == 2.0
+
+        rec = await env.finish(env.manager.submit(closing(env, "S1", "strat", 0.5)))
+        assert (rec.status, rec.filled) == ("done", 1)
+        v = book.view(env.clock.now_ns())
+        assert v.units[i] == 1.0
+        assert v.credit[i] == pytest.approx(cash / 2)  # the lot held keeps its credit per unit
+        fills = [e for e in env.events if isinstance(e, Fill)]
+        assert v.net_credit[i] == pytest.approx(sum(f.cash_flow for f in fills))
+    finally:
+        await env.close()
