@@ -22,15 +22,36 @@ credit received, cost of adjusting), and they are what the simulator got wrong b
 from __future__ import annotations
 
 import math
-from datetime import date
 
 import numpy as np
 import polars as pl
 
+from kit.adapters.sim.chains import is_quarter_end
 from kit.core.clock import NEW_YORK
 from kit.core.pricing import greeks
 from kit.signals.chains import Chain, years_to_expiry
 from kit.signals.gex import gex_levels, is_monthly
+
+# Bands a simulated SPX chain on a calm-to-normal day must sit in: set from the real chains in
+# ../shared/data/ (SPX and SPY 2023-09-14, NDX 2022-02-04; measured values in the README table),
+# widened to cover all three files where the statistic is not SPX-specific.
+BANDS: dict[str, tuple[float, float]] = {
+    "strike_lo": (-0.80, -0.60),  # SPX -0.73 (SPY -0.18 and NDX -0.32 list less far)
+    "strike_hi": (0.20, 0.35),  # SPX 0.29, NDX 0.33
+    "atm_iv_1m": (0.08, 0.35),  # SPX 0.106, NDX 0.280
+    "term_1y_minus_1m": (0.0, 0.08),  # calm: rises with tenor (SPX +0.055; stressed NDX -0.022)
+    "skew_1m": (0.015, 0.07),  # SPX 0.030, SPY 0.029, NDX 0.066
+    "skew_3m_minus_1w": (0.01, 0.12),  # skew grows with tenor: SPX 0.036, SPY 0.041, NDX 0.105
+    "spread_atm_near": (0.01, 0.03),  # SPX 0.018, SPY 0.011 (NDX 0.055)
+    "spread_atm_near_usd": (0.10, 1.00),  # SPX $0.40: a few tenths of a dollar
+    "spread_d25_near": (0.012, 0.07),  # SPX 0.038, SPY 0.012, NDX 0.064
+    "spread_d10_near": (0.03, 0.12),  # SPX 0.067, SPY 0.030, NDX 0.119
+    "spread_atm_1m": (0.006, 0.025),  # SPX 0.013, SPY 0.007, NDX 0.024
+    "oi_put_call_below": (3.0, 13.0),  # SPX 6.2, NDX 7.6 (SPY 9.1)
+    "oi_call_put_above": (1.3, 5.0),  # SPX 4.6, NDX 2.4 (SPY 24)
+    "oi_put_far_share": (0.15, 0.45),  # SPX 0.40, SPY 0.21, NDX 0.18
+    "oi_near_daily_share": (0.01, 0.27),  # SPX 0.03, SPY 0.04, NDX 0.11
+}
 
 TENORS: dict[str, tuple[float, float]] = {  # calendar days to expiry, [lo, hi)
     "1w": (1.0, 8.0),
@@ -38,14 +59,6 @@ TENORS: dict[str, tuple[float, float]] = {  # calendar days to expiry, [lo, hi)
     "3m": (70.0, 120.0),
     "1y": (250.0, 500.0),
 }
-
-
-def is_quarterly(day: date) -> bool:
-    """A quarter-end expiry (last business day of March, June, September, December)."""
-    if day.month % 3:
-        return False
-    nxt = np.busday_offset(np.datetime64(day), 1, roll="forward")
-    return nxt.astype(object).month != day.month
 
 
 def enrich(chain: Chain) -> pl.DataFrame:
@@ -142,7 +155,7 @@ def open_interest(chain: Chain) -> dict[str, float]:
     below, above = m < 0.97, m > 1.03
     asof = chain.asof.astimezone(NEW_YORK).date()
     days = np.array([(d - asof).days for d in f["expiry"].to_list()])
-    daily = np.array([not (is_monthly(d) or is_quarterly(d)) for d in f["expiry"].to_list()])
+    daily = np.array([not (is_monthly(d) or is_quarter_end(d)) for d in f["expiry"].to_list()])
     return {
         "oi_put_call_below": ratio(below & ~call, below & call),
         "oi_call_put_above": ratio(above & call, above & ~call),
@@ -166,8 +179,17 @@ def shape_stats(chain: Chain, *, with_gex: bool = True) -> dict[str, float]:
     """Every shape statistic of ``chain`` (see the module docstring), as one flat dict."""
     rows = enrich(chain)
     lo, hi = listing_range(rows, chain.spot)
-    out = {"strike_lo": lo, "strike_hi": hi, **vol_by_tenor(rows), **spreads(rows),
-           **open_interest(chain)}  # fmt: skip
+    vol = vol_by_tenor(rows)
+    out = {"strike_lo": lo, "strike_hi": hi, **vol,
+           "term_1y_minus_1m": vol["atm_iv_1y"] - vol["atm_iv_1m"],
+           "skew_3m_minus_1w": vol["skew_3m"] - vol["skew_1w"],
+           **spreads(rows), **open_interest(chain)}  # fmt: skip
     if with_gex:
         out.update(exposure(chain))
     return out
+
+
+def outside(stats: dict[str, float], bands: dict[str, tuple[float, float]] = BANDS) -> list[str]:
+    """The statistics outside their band (a NaN is outside), as ``name=value``."""
+    return [f"{k}={stats.get(k, math.nan):.4g}" for k, (lo, hi) in bands.items()
+            if not lo <= stats.get(k, math.nan) <= hi]  # fmt: skip

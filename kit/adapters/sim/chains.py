@@ -152,13 +152,19 @@ def strikes(
     return contracts, exp_ns, np.repeat(core, 2)
 
 
+def is_quarter_end(day: date) -> bool:
+    """The last session of March, June, September or December (SPXW quarterly expiries)."""
+    if day.month % 3:
+        return False
+    last = date(day.year + day.month // 12, day.month % 12 + 1, 1) - timedelta(days=1)
+    return previous_session(last).day == day
+
+
 def expiry_weight(spec: ChainSpec, expiry: date, years: float) -> float:
     """Relative open interest of one expiry: AM monthlies heavy (and decaying with tenor, the
     quarter months and December heavier), quarter- and month-end dailies next, Fridays, then
     plain dailies; the proportions of the real SPX chain of 2023-09-14."""
-    quarter_end = expiry.month % 3 == 0 and previous_session(
-        date(expiry.year + expiry.month // 12, expiry.month % 12 + 1, 1) - timedelta(days=1)
-    ).day == expiry  # fmt: skip
+    quarter_end = is_quarter_end(expiry)
     if spec.kind == "monthly":
         q = 3.0 if expiry.month == 12 else 2.0 if expiry.month % 3 == 0 else 1.0
         return 40.0 * (math.exp(-years / 0.2) + 0.08) * q
@@ -190,8 +196,8 @@ def open_interest(
     s = max(0.2 * math.sqrt(years), 0.035)
     x = np.log(K / anchor)
     put_d = 0.67 * (
-        0.5 * _normal(x, -1.0 * s, 0.9 * s)
-        + 0.42 * _normal(x, -2.8 * s, 1.8 * s)
+        0.54 * _normal(x, -1.0 * s, 0.9 * s)
+        + 0.38 * _normal(x, -2.8 * s, 1.8 * s)
         + 0.08 * _normal(x, 0.6 * s, 1.2 * s)
     )
     call_d = 0.33 * (0.8 * _normal(x, 0.7 * s, 0.9 * s) + 0.2 * _normal(x, -1.0 * s, 1.0 * s))
