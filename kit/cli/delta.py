@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+from pathlib import Path
+from typing import Any
 
 from kit.cli import args as args_
 
@@ -33,3 +36,100 @@ def emulate_delta(args: argparse.Namespace) -> int:
         why = exc.strerror or exc
         raise ValueError(f"cannot listen on 127.0.0.1:{args.port} ({why})") from None
     return 0
+
+
+def add_delta_parser(sub: Any) -> None:
+    """``kit delta run``: the daily BTC/ETH short strangle on Delta Exchange."""
+    p = sub.add_parser("delta", help="Delta Exchange BTC/ETH options: the daily short strangle")
+    dsub = p.add_subparsers(dest="delta_command", required=True, metavar="ACTION")
+    s = dsub.add_parser("run", help="check, select, enter, manage and exit one day's strangle")
+    s.add_argument("--underlying", choices=["BTC", "ETH"], help="coin (default BTC, or preset)")
+    mode = s.add_mutually_exclusive_group()
+    mode.add_argument("--dry-run", dest="live", action="store_false", default=False,
+                      help="paper orders against Delta's quotes (the default)")  # fmt: skip
+    mode.add_argument("--live", dest="live", action="store_true", help="real orders: needs "
+                      "KIT_LIVE_TRADING=yes and --confirm-live DELTA_API_KEY")  # fmt: skip
+    s.add_argument("--confirm-live", metavar="API_KEY", help="the DELTA_API_KEY, confirming --live")
+    s.add_argument("--preset", help="TOML file of trader settings (see README)")
+    s.add_argument("--feed", choices=["delta", "rest"], default="delta",
+                   help="marks from the socket (delta, default) or REST polling only")  # fmt: skip
+    s.add_argument("--once", action="store_true", help="check and select, print, trade nothing")
+    s.add_argument("--json", action="store_true", help="print JSON")
+    s.add_argument("--log-dir", help="logs, status.json, STOP and saved state (default "
+                   "$KIT_DATA_DIR/delta)")  # fmt: skip
+    s.set_defaults(func=cmd_delta_run)
+    s = dsub.add_parser("stop", help="ask a running trader to exit both legs and halt")
+    s.add_argument("--log-dir", help="the trader's log directory (default $KIT_DATA_DIR/delta)")
+    s.set_defaults(func=cmd_delta_stop)
+
+
+def _log_dir(args: argparse.Namespace) -> Path:
+    from kit.core.config import env
+
+    return Path(args.log_dir) if args.log_dir else Path(env("KIT_DATA_DIR") or "data") / "delta"
+
+
+def cmd_delta_stop(args: argparse.Namespace) -> int:
+    path = _log_dir(args)
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "STOP").write_text("stop requested\n")
+    print(json.dumps({"stop": str(path / "STOP")}))
+    return 0
+
+
+def cmd_delta_run(args: argparse.Namespace) -> int:
+    from kit.adapters.delta.parsing import DeltaError
+    from kit.app.delta_strategy import SettingsError
+    from kit.app.delta_trader import TraderBlockedError
+
+    try:
+        out = asyncio.run(_run(args))
+    except (DeltaError, TraderBlockedError, SettingsError) as exc:
+        raise ValueError(str(exc)) from None
+    print(json.dumps(out) if args.json else json.dumps(out, indent=2), flush=True)
+    return 0
+
+
+async def _run(args: argparse.Namespace) -> dict[str, Any]:
+    from kit.adapters.delta.client import DeltaClient
+    from kit.adapters.delta.config import DeltaConfig
+    from kit.adapters.delta.feed import DeltaFeed
+    from kit.adapters.delta.wiring import probe
+    from kit.adapters.paper.broker import PaperConfig
+    from kit.app.delta_strategy import TraderSettings
+    from kit.app.delta_trader import DeltaTrader, attach_logs, detach_logs
+    from kit.core.clock import SimClock, from_ns
+    from kit.execution.live import make_broker
+    from kit.execution.state import JsonStateStore
+    from kit.portfolio.market import MarketState
+
+    settings = TraderSettings.load(args.preset, underlying=args.underlying)
+    cfg = DeltaConfig.from_env()
+    log_dir = _log_dir(args)
+    handlers = attach_logs(log_dir)
+    client = DeltaClient(cfg)
+    feed = None
+    try:
+        clock = SimClock(from_ns(await probe(client)), speed=1.0)  # the exchange's time
+        state = JsonStateStore(log_dir / "state")
+        market = MarketState()
+        paper = PaperConfig(commission_by_root={"BTC": 0.03, "ETH": 0.01}, starting_cash=10_000.0)
+        broker = make_broker(clock, market, live=args.live, broker="delta",
+                             confirm=args.confirm_live, store=state, paper=paper)  # fmt: skip
+        if args.live:
+            await broker.connect()
+        if args.feed == "delta" and not args.once:
+            feed = DeltaFeed(cfg, clock=clock, client=client, owns_client=False)
+            await feed.start()
+        trader = DeltaTrader(settings, client, broker, clock=clock, state=state, log_dir=log_dir,
+                             live=args.live, market=None if args.live else market,
+                             feed=feed)  # fmt: skip
+        return await (trader.once() if args.once else trader.run())
+    finally:
+        if feed is not None:
+            await feed.close()
+        close = getattr(locals().get("broker"), "close", None)
+        if close is not None:
+            await close()
+        await client.aclose()
+        detach_logs(handlers)

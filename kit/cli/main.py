@@ -368,6 +368,9 @@ def build_parser() -> argparse.ArgumentParser:
     from kit.cli.book import add_book_parser
 
     add_book_parser(sub)
+    from kit.cli.delta import add_delta_parser
+
+    add_delta_parser(sub)
     return p
 
 

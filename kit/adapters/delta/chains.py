@@ -30,6 +30,7 @@ class DeltaChainSource:
         self.product_ids: dict[Contract, int] = {}
         self.greeks: dict[Contract, Greeks] = {}
         self.tickers: dict[Contract, dict] = {}
+        self.ticks: dict[Contract, float] = {}  # price increment per product
 
     async def load(self, refresh: bool = False) -> None:
         if self.by_symbol and not refresh:
@@ -42,6 +43,7 @@ class DeltaChainSource:
                 continue
             self.by_symbol[p["symbol"]] = c
             self.product_ids[c] = int(p["id"])
+            self.ticks[c] = num(p.get("tick_size"), 0.1)
 
     async def expirations(self, root: str) -> list[date]:
         await self.load()

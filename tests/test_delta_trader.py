@@ -1,0 +1,260 @@
+"""The daily Delta strangle: its pure decisions, the CLI's --once selection over a real emulator
+subprocess (cross-checked with the official client), and emulated days end to end: a dry run,
+a "live" day on the Delta broker, a restart mid-entry, an exchange position that blocks entry,
+and bad keys."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+from datetime import date, datetime, time, timedelta
+
+import pytest
+from delta_rest_client import DeltaRestClient
+
+from kit.adapters.delta.broker import DeltaBroker
+from kit.adapters.delta.client import DeltaClient
+from kit.adapters.delta.config import DeltaConfig
+from kit.adapters.delta.emulator import DeltaEmulator
+from kit.adapters.paper.broker import PaperBroker, PaperConfig
+from kit.app.delta_strategy import (
+    Candidate,
+    ExitTracker,
+    SettingsError,
+    TraderSettings,
+    entry_prices,
+    select_strangle,
+)
+from kit.app.delta_trader import DeltaTrader, TraderBlockedError, attach_logs, detach_logs
+from kit.core.clock import KOLKATA, SimClock
+from kit.core.model import Contract
+from kit.execution.state import JsonStateStore
+from kit.portfolio.market import MarketState
+
+KEY, SECRET = "tk", "ts"
+
+# --- pure decisions ---
+
+
+def cand(strike: float, right: str, delta: float, bid=10.0, ask=11.0, oi=100.0) -> Candidate:
+    c = Contract("BTC", date(2026, 1, 2), strike, right)
+    return Candidate(c, f"{right}-BTC-{strike:g}-020126", delta, bid, ask, (bid + ask) / 2, oi)
+
+
+def test_selection_takes_the_band_midpoint_among_liquid_strikes():
+    s = TraderSettings(max_spread_pct=20, min_oi=50)
+    chain = [cand(95000, "C", 0.09), cand(94000, "C", 0.11), cand(93500, "C", 0.124, oi=10),
+             cand(93000, "C", 0.13), cand(92000, "C", 0.16), cand(86000, "P", -0.121, bid=1,
+             ask=3), cand(85500, "P", -0.105), cand(87000, "P", -0.149)]  # fmt: skip
+    chosen, why = select_strangle(chain, s)
+    assert why == "ok"
+    assert chosen.call.symbol == "C-BTC-93000-020126"  # 0.124 has too little open interest
+    assert chosen.put.symbol == "P-BTC-85500-020126"  # -0.121's spread is 67% of its mid
+    assert chosen.premium == pytest.approx(21.0)
+    none, why = select_strangle([c for c in chain if c.contract.is_call], s)
+    assert none is None and why.startswith("put: no strike in the delta band")
+
+
+def test_ladder_walks_from_mid_to_the_natural_price_on_the_tick():
+    assert entry_prices(10.0, 12.0, 4, sell=True, tick=0.5) == [11.0, 10.5, 10.0]
+    assert entry_prices(10.0, 12.0, 3, sell=False, tick=0.5) == [11.0, 11.5, 12.0]
+    assert entry_prices(10.0, 10.5, 4, sell=True, tick=0.5) == [10.5, 10.0]
+
+
+@pytest.mark.parametrize(("path", "reason"), [
+    ([90, 150, 201], "max_loss"),  # cost to close 201 of a 100 premium: -101%
+    ([80, 40, 19], "max_profit"),  # 81% profit
+    ([70, 58, 80, 100], "trailing_stop"),  # 42% armed the stop at breakeven; back to 0
+    ([60, 45, 35, 44, 46], "trailing_stop"),  # best 65%: the stop trails at 55%; 54% exits
+    ([60, 50, 60], "trailing_stop"),  # best 50%: stop at 40% (tight); 40% profit exits
+])  # fmt: skip
+def test_exit_triggers(path, reason):
+    t = ExitTracker(TraderSettings(), premium=100.0)
+    got = [t.update(cost) for cost in path]
+    assert got[-1] == reason and all(g is None for g in got[:-1])
+
+
+def test_scheduled_and_forced_exits_and_status():
+    t = ExitTracker(TraderSettings(), premium=100.0)
+    assert t.update(95.0) is None
+    assert t.update(95.0, scheduled=True) == "scheduled_exit"
+    assert t.update(95.0, forced=True) == "force_exit"
+    st = t.status(95.0, qty=2, size=0.001)
+    assert st["pnl_usd"] == pytest.approx(0.01) and st["to_max_profit_pct"] == 75.0
+    assert st["to_trail_arm_pct"] == 35.0 and st["trailing_stop_pct"] is None
+
+
+def test_presets_are_validated(tmp_path):
+    p = tmp_path / "p.toml"
+    p.write_text('underlying = "ETH"\ndelta_min = 0.08\nquantity = 3\n')
+    s = TraderSettings.load(p, underlying=None)
+    assert (s.underlying, s.delta_min, s.quantity, s.delta_max) == ("ETH", 0.08, 3, 0.15)
+    p.write_text("delta_mni = 0.1\n")
+    with pytest.raises(SettingsError, match=r"unknown setting.*delta_mni"):
+        TraderSettings.load(p)
+    with pytest.raises(SettingsError, match="delta band"):
+        TraderSettings(delta_min=0.2, delta_max=0.1)
+    with pytest.raises(SettingsError, match="exit_time"):
+        TraderSettings(exit_time="5pm")
+
+
+# --- the CLI against a real emulator process ---
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_cli_once_prints_the_strangle_the_official_client_confirms(tmp_path):
+    port = free_port()
+    emu = subprocess.Popen([sys.executable, "-m", "kit", "emulate", "delta", "--port", str(port),
+                            "--api-key", KEY, "--api-secret", SECRET], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert emu.stdout.readline().startswith("Delta Exchange emulator")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DELTA_")}
+        env |= {"DELTA_BASE_URL": f"http://127.0.0.1:{port}", "KIT_DATA_DIR": str(tmp_path)}
+        out = subprocess.run([sys.executable, "-m", "kit", "delta", "run", "--dry-run", "--feed",
+                              "delta", "--once", "--json"], env=env, capture_output=True,
+                             text=True, timeout=120, cwd=tmp_path)  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        doc = json.loads(out.stdout)
+        assert doc["call"].startswith("C-BTC-") and doc["put"].startswith("P-BTC-")
+        assert 0.10 <= doc["call_delta"] <= 0.15 and -0.15 <= doc["put_delta"] <= -0.10
+        expiry = datetime.now(KOLKATA).date() + timedelta(days=1)
+        assert doc["call"].endswith(f"{expiry:%d%m%y}") and doc["expiry"] == expiry.isoformat()
+        official = DeltaRestClient(base_url=f"http://127.0.0.1:{port}")
+        call, put = official.get_ticker(doc["call"]), official.get_ticker(doc["put"])
+        assert float(call["greeks"]["delta"]) == pytest.approx(doc["call_delta"], abs=0.02)
+        assert float(put["greeks"]["delta"]) == pytest.approx(doc["put_delta"], abs=0.02)
+        assert doc["premium"] == pytest.approx(doc["call_mid"] + doc["put_mid"])
+        assert (tmp_path / "delta" / "delta_trader_summary.log").exists()
+    finally:
+        emu.terminate()
+        emu.communicate(timeout=10)
+
+
+# --- emulated days ---
+
+
+def start_ist(hh: int, mm: int) -> datetime:
+    return datetime.combine(datetime.now(KOLKATA).date(), time(hh, mm), KOLKATA)
+
+
+SPEEDY = {
+    "expiry_days": 0,
+    "entry_retries": 2,
+    "fill_wait_s": 5.0,
+    "poll_s": 5.0,
+    "status_every_s": 60.0,
+    "exit_time": "17:00",
+    "max_spread_pct": 100.0,
+    "delta_min": 0.05,
+    "delta_max": 0.45,
+}  # fmt: skip  (40 minutes before a 0DTE expiry)
+
+
+def config(emu: DeltaEmulator, secret: str = SECRET) -> DeltaConfig:
+    return DeltaConfig.from_env({"DELTA_BASE_URL": emu.base_url, "DELTA_API_KEY": KEY,
+                                 "DELTA_API_SECRET": secret})  # fmt: skip
+
+
+async def live_trader(emu, tmp_path, **kw) -> tuple[DeltaTrader, DeltaBroker]:
+    cfg = config(emu)
+    broker = DeltaBroker(cfg, emu.clock)
+    await broker.connect()
+    trader = DeltaTrader(TraderSettings(**(SPEEDY | kw)), DeltaClient(cfg), broker,
+                         clock=emu.clock, state=JsonStateStore(tmp_path / "state"),
+                         log_dir=tmp_path, live=True)  # fmt: skip
+    return trader, broker
+
+
+async def test_emulated_live_day_enters_and_exits_on_schedule(tmp_path):
+    clock = SimClock(start_ist(16, 50), speed=120.0)
+    async with DeltaEmulator(api_key=KEY, api_secret=SECRET, clock=clock, tick_s=0.02) as emu:
+        trader, broker = await live_trader(emu, tmp_path)
+        handlers = attach_logs(tmp_path)
+        try:
+            report = await asyncio.wait_for(trader.run(), 60)
+        finally:
+            detach_logs(handlers)
+        await broker.close()
+        assert report["exit_reason"] == "scheduled_exit"
+        assert clock.now().astimezone(KOLKATA).time() >= time(17, 0)
+        sells = [f for f in report["fills"] if f["side"] == "sell"]
+        buys = [f for f in report["fills"] if f["side"] == "buy"]
+        assert sum(f["quantity"] for f in sells) == 2 == sum(f["quantity"] for f in buys)
+        assert emu.exchange.positions() == []
+        assert report["premium"] > 0 and "pnl_usd" in report
+        assert (tmp_path / "status.json").exists()
+        summary = (tmp_path / "delta_trader_summary.log").read_text()
+        assert "status: {" in summary and "exit: scheduled_exit" in summary
+        detailed = (tmp_path / "delta_trader_detailed.log").read_text()
+        assert len(detailed) >= len(summary) and SECRET not in detailed
+
+
+async def test_dry_run_day_trades_on_paper_and_stop_forces_the_exit(tmp_path):
+    clock = SimClock(start_ist(11, 0), speed=120.0)
+    async with DeltaEmulator(api_key=KEY, api_secret=SECRET, clock=clock, tick_s=0.02) as emu:
+        market = MarketState()
+        paper = PaperBroker(clock, market, PaperConfig(latency_ms=0.0))
+        cfg = DeltaConfig.from_env({"DELTA_BASE_URL": emu.base_url})
+        trader = DeltaTrader(TraderSettings(**SPEEDY | {"expiry_days": 1}), DeltaClient(cfg),
+                             paper, clock=clock, state=JsonStateStore(tmp_path / "s"),
+                             log_dir=tmp_path, market=market)  # fmt: skip
+        task = asyncio.create_task(trader.run())
+        async with asyncio.timeout(60):
+            while trader.trade.phase != "open":
+                await asyncio.sleep(0.05)
+        (tmp_path / "STOP").write_text("stop")
+        report = await asyncio.wait_for(task, 60)
+        assert report["exit_reason"] == "force_exit" and not report["live"]
+        assert emu.exchange.orders == {}  # a dry run sends nothing to the exchange
+        assert await paper.positions() == {}
+        assert len(report["fills"]) >= 4
+
+
+async def test_restart_mid_entry_neither_duplicates_nor_loses_an_order(tmp_path):
+    clock = SimClock(start_ist(16, 50), speed=120.0)
+    async with DeltaEmulator(api_key=KEY, api_secret=SECRET, clock=clock, tick_s=0.02) as emu:
+        trader, broker = await live_trader(emu, tmp_path, fill_wait_s=60.0)
+        task = asyncio.create_task(trader.run())
+        async with asyncio.timeout(30):
+            while not emu.exchange.orders:
+                await asyncio.sleep(0.01)
+        task.cancel()  # the process dies with the call's first order resting
+        await asyncio.gather(task, return_exceptions=True)
+        await broker.close()
+        assert trader.trade.phase == "entering"
+        trader2, broker2 = await live_trader(emu, tmp_path)
+        report = await asyncio.wait_for(trader2.run(), 60)
+        await broker2.close()
+        coids = [r.client_order_id for r in emu.exchange.orders.values()]
+        assert len(coids) == len(set(coids))  # no client id sent twice
+        entry = [r for r in emu.exchange.orders.values() if "Ce" in r.client_order_id]
+        sold = sum(emu.exchange.order_json(r.id)["size"] - emu.exchange.order_json(r.id)[
+            "unfilled_size"] for r in entry)  # fmt: skip
+        assert sold == 1  # exactly the quantity: the resting order was adopted, not resent
+        assert report["exit_reason"] == "scheduled_exit" and emu.exchange.positions() == []
+
+
+async def test_an_exchange_position_blocks_entry_and_bad_keys_are_clear(tmp_path):
+    async with DeltaEmulator(api_key=KEY, api_secret=SECRET, tick_s=0.05) as emu:
+        ex = emu.exchange
+        pid = next(p for p in ex.alive() if ex.products[p].root == "BTC")
+        await ex.place({"product_id": pid, "size": 1, "side": "buy", "order_type": "market_order"})
+        trader, broker = await live_trader(emu, tmp_path)
+        with pytest.raises(TraderBlockedError, match=r"already holds positions in .*close them"):
+            await trader.run()
+        await broker.close()
+        bad = DeltaTrader(TraderSettings(), DeltaClient(config(emu, "wrong")), broker,
+                          clock=emu.clock, state=JsonStateStore(tmp_path / "b"),
+                          log_dir=tmp_path, live=True)  # fmt: skip
+        with pytest.raises(TraderBlockedError, match="Signature Mismatch: the API secret"):
+            await bad.prerequisites()
