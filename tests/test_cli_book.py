@@ -6,13 +6,17 @@ import contextlib
 import io
 import json
 import math
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from reference_pricing import bsm
 
 from kit.cli.main import main
+from kit.core.clock import NEW_YORK, expiry_time
+from kit.core.symbology import from_occ
 
 ROOT = Path(__file__).resolve().parents[1]
 AT = "2024-03-13T12:00"
@@ -73,9 +77,33 @@ def test_the_roll_with_marks(capsys, tmp_path):
     # at 4509 (-10%): the 5000 puts are worth 491 each: 2 x 491 x 100 - 1,200 banked
     assert p["worst_loss_10pct"] == 2 * 491 * 100 - 1200.00
     assert p["spot"] == 5010.0
-    # per unit: a unit is one put and one call, so the position's delta over 2
-    assert p["delta_per_unit"] > 0  # short an in-the-money put: long delta
-    assert p["gamma_per_unit"] < 0
+    # per unit (one put and one call): against a textbook Black-Scholes at each mid's IV
+    at = datetime.fromisoformat(AT).replace(tzinfo=NEW_YORK)
+    put, call = from_occ("SPXW240315P05000000"), from_occ("SPXW240315C05050000")
+    t = (expiry_time(put) - at).total_seconds() / (365 * 86400)
+
+    def ref(contract, mid):
+        lo, hi = 1e-4, 5.0  # bisection on the price: the IV of the mid
+        for _ in range(200):
+            iv = 0.5 * (lo + hi)
+            price = bsm(5010.0, contract.strike, t, 0.045, 0.013, iv, contract.is_call)["price"]
+            lo, hi = (iv, hi) if price < mid else (lo, iv)
+        return bsm(5010.0, contract.strike, t, 0.045, 0.013, iv, contract.is_call)
+
+    rp, rc = ref(put, 8.20), ref(call, 3.10)
+    assert p["delta_per_unit"] == pytest.approx(-(rp["delta"] + rc["delta"]), abs=2e-6)
+    gamma = -(rp["gamma"] + rc["gamma"]) * 5010.0 * 0.01  # delta change per unit for 1%
+    assert p["gamma_per_unit"] == pytest.approx(gamma, abs=2e-6)
+
+
+def test_greeks_after_expiry_are_not_made_up(capsys, tmp_path):
+    (tmp_path / "fills.csv").write_text(ROLL)
+    (tmp_path / "marks.csv").write_text(MARKS)
+    code = main(["book", str(tmp_path / "fills.csv"), "--marks", str(tmp_path / "marks.csv"),
+                 "--at", "2024-03-18T12:00", "--json"])  # fmt: skip
+    p = json.loads(capsys.readouterr().out)
+    assert code == 0 and p["delta_per_unit"] is None and p["gamma_per_unit"] is None
+    assert p["net_credit"] == 1200.00 and p["open_pnl"] == -1370.00
 
 
 def test_the_shipped_example_runs_as_text(capsys):

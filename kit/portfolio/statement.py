@@ -148,7 +148,8 @@ def statement(book: Book, at_ns: int, marked: bool) -> list[dict[str, Any]]:
     """One dict per position (file order): the ``kit book`` fields, dollars rounded to the cent.
 
     Without marks, what needs a price (open P&L, P&L %, Greeks, worst loss) of a position still
-    held is None; breakevens at expiry need no marks.
+    held is None; breakevens at expiry need no marks. Greeks are None too when a held leg has
+    none (valued at or after its expiry, or a mark the model cannot invert).
     """
     v = book.view(at_ns)
     out = []
@@ -156,6 +157,9 @@ def statement(book: Book, at_ns: int, marked: bool) -> list[dict[str, Any]]:
         is_open = bool(v.is_open[i])
         priced = marked or not is_open
         legs = book.legs(pid, at_ns)
+        j = book.legs_of(pid)
+        rows = book.leg_row[j][book.leg_qty[j] != 0]
+        greeks = marked and is_open and bool(np.isfinite(book.market.delta[rows]).all())
         bes = expiry_breakevens(legs, book.banked(pid)) if is_open else np.zeros(0)
         cents = lambda x: round(float(x), 2)  # noqa: E731
         out.append({
@@ -168,8 +172,8 @@ def statement(book: Book, at_ns: int, marked: bool) -> list[dict[str, Any]]:
             "pnl_pct_credit": _num(v.pnl_pct[i], priced),
             "breakevens": [round(float(b), 2) for b in bes],
             "worst_loss_10pct": cents(v.risk[i]) if marked and is_open else None,
-            "delta_per_unit": _num(v.delta_unit[i], marked and is_open),
-            "gamma_per_unit": _num(v.gamma_unit[i], marked and is_open),
+            "delta_per_unit": _num(v.delta_unit[i], greeks),
+            "gamma_per_unit": _num(v.gamma_unit[i], greeks),
             "spot": _num(v.spot[i], marked),
         })  # fmt: skip
     return out
