@@ -541,6 +541,31 @@ async def test_the_kill_switch_cancels_every_working_order():
         await env.close()
 
 
+async def test_cancel_stops_one_working_intent_and_frees_its_strategy():
+    env = Env()
+    env.strangle_quotes(put_bid_size=0)  # the entry rests: nothing can be sold yet
+    try:
+        rec = env.manager.submit(open_intent(strangle(env, "S1"), "strat", "try"))
+        await env.run(6)
+        assert env.broker.order("S1.open/C").status is OrderStatus.WORKING
+        cancelling = asyncio.ensure_future(
+            env.manager.cancel(rec.intent.id, "trader changed their mind")
+        )
+        await env.until(cancelling.done)  # the venue confirms on the simulated clock
+        assert env.broker.order("S1.open/C").status is OrderStatus.CANCELLED
+        assert (rec.status, rec.message) == ("cancelled", "trader changed their mind")
+        assert not env.manager.pending() and "strat" not in env.manager.strategies
+        env.strangle_quotes()  # the market would now fill it: nothing is left to fill
+        await env.run(30)
+        assert env.desk.book.fills == []
+        with pytest.raises(OrderRejectedError, match="is not working \\(cancelled\\)"):
+            env.manager.cancel(rec.intent.id, "again")
+        with pytest.raises(OrderRejectedError, match="'nope' is not working \\(unknown\\)"):
+            env.manager.cancel("nope", "no such intent")
+    finally:
+        await env.close()
+
+
 # --- 9. bad parameters never reach the broker ---
 
 

@@ -92,7 +92,8 @@ class IntentRecord(msgspec.Struct):
     """An intent and how far it got: the journal entry that survives a restart."""
 
     intent: Intent
-    status: str = "accepted"  # accepted | working | done | partial | failed | superseded
+    # accepted | working | done | partial | failed | superseded | cancelled
+    status: str = "accepted"
     quantity: int = 0  # units worked, resolved when work starts
     filled: int = 0  # units done
     steps: dict[str, int] = msgspec.field(default_factory=dict)  # ladder step per stage

@@ -155,6 +155,22 @@ class OrderManager:
             task.cancel()
         return self._cancel_orders({r.intent.id for r in stopped}, tasks)
 
+    def cancel(self, intent_id: str, reason: str) -> Coroutine[Any, Any, None]:
+        """Stop one working intent (a trader's Cancel on the working-orders list) and return
+        the coroutine that cancels its orders at the broker. What already filled stays filled:
+        the book keeps those units. OrderRejectedError when the intent is not working."""
+        rec = self.records.get(intent_id)
+        if rec is None or not rec.active:
+            state = "unknown" if rec is None else rec.status
+            raise OrderRejectedError(f"intent {intent_id!r} is not working ({state})")
+        rec.status, rec.message = "cancelled", reason
+        self._decide("cancel", f"{rec.intent.kind} {rec.intent.position_id} cancelled: {reason}",
+                     rec.intent.position_id, {"intent": intent_id})  # fmt: skip
+        task = self._tasks.get(intent_id)
+        if task is not None:
+            task.cancel()
+        return self._cancel_orders({intent_id}, [task] if task is not None else [])
+
     async def _cancel_orders(self, ids: set[str], tasks: list[asyncio.Task[IntentRecord]]) -> None:
         await asyncio.gather(*tasks, return_exceptions=True)
         for state in await self.broker.orders():
