@@ -78,15 +78,20 @@ def test_each_day_is_one_file_with_the_schema_sorted_and_whole(week: Path) -> No
         assert (frame["bid"] <= frame["ask"]).all() and (frame["bid"] >= 0).all()
         open_spot = frame.filter(pl.col("ts") == s.open)["spot"][0]
         assert ((frame["strike"] / open_spot - 1).abs() <= 0.03 + 1e-9).all()
-        # the same contracts at every snapshot until they expire (0DTE lasts to the close)
-        per_contract = frame.group_by("root", "expiry", "strike", "right").len()["len"]
-        assert per_contract.min() == per_contract.max() == 79
+        # the same contracts at every snapshot until they expire: a PM-settled 0DTE lasts to
+        # the close, an AM-settled monthly on its expiry day has just its settlement snapshot
+        keys = ("root", "expiry", "strike", "right")
+        per = frame.group_by(keys).agg(pl.len(), pl.col("ts").max())
+        am = (pl.col("root") == "SPX") & (pl.col("expiry") == day)
+        assert (per.filter(~am)["len"] == 79).all()
+        assert (per.filter(am)["len"] == 1).all() and (per.filter(am)["ts"] == s.open).all()
+        assert (per.filter(am).height > 0) == (day == FRI)  # the March monthly, at the open
         # one row per contract and snapshot: no duplicates
         assert frame.select("ts", "expiry", "strike", "right", "root").is_duplicated().sum() == 0
         # IV is null exactly at the expiring contracts' settlement snapshot
         expiring = frame.filter(pl.col("iv").is_null())
-        assert expiring.height and (expiring["ts"] == s.close).all()
-        assert (expiring["expiry"] == day).all()
+        assert expiring.height and (expiring["expiry"] == day).all()
+        assert (expiring.filter(pl.col("root") == "SPXW")["ts"] == s.close).all()
         meta = read_meta(path)
         assert meta["source"] == "sim" and meta["interval_s"] == 300 and "SPX" in meta["state"]
 
@@ -129,10 +134,20 @@ def test_greeks_match_a_textbook_reference(week: Path) -> None:
         assert 5 < r["vix"] < 80 and math.isfinite(r["spot"])
 
 
-def test_spot_carries_from_one_close_to_the_next_open(week: Path) -> None:
+def test_each_session_starts_from_the_previous_close(week: Path, tmp_path: Path) -> None:
     days = list(iter_days(week, "SPX", columns=["ts", "spot"]))
-    for (_, before), (_, after) in itertools.pairwise(days):
-        assert after.sort("ts")["spot"][0] == pytest.approx(before.sort("ts")["spot"][-1])
+    for (d0, before), (_, after) in itertools.pairwise(days):
+        close, opening = before.sort("ts")["spot"][-1], after.sort("ts")["spot"][0]
+        assert read_meta(day_path(week, "SPX", d0))["state"]["SPX"][0] == close
+        assert opening != close and abs(math.log(opening / close)) < 0.05  # an overnight gap
+    # the same Wednesday built with no Tuesday behind it starts elsewhere: the state is used
+    alone = build(tmp_path, date(2024, 3, 13), date(2024, 3, 13))
+    assert alone.built == [date(2024, 3, 13)]
+    fresh = read_history(tmp_path, "SPX", columns=["ts", "spot"]).sort("ts")["spot"][0]
+    carried = read_history(
+        week, "SPX", date(2024, 3, 13), date(2024, 3, 13), columns=["ts", "spot"]
+    )
+    assert fresh != carried.sort("ts")["spot"][0]
 
 
 def test_resumed_and_extended_builds_write_what_one_build_writes(week: Path, tmp_path: Path):

@@ -1,13 +1,13 @@
 """The simulator as a history source: seeded, one session per :class:`MarketSim`, priced as one
 array over (snapshots x contracts).
 
-Each session runs its own simulator from the open to the close at the history's interval, with
-the day's seed derived from the build's seed and the date, and the underlying's spot and
-variance carried from the previous session's close (kept in that day's file metadata). The
-simulated index does not move while the exchange is closed, so carrying the close to the next
-open is the simulator's own overnight. Because the carried state is read back from disk, a
-build resumed after a kill, or extended later, writes exactly the days an uninterrupted build
-would have written.
+Each session runs its own simulator from one interval before the open to the close, with the
+day's seed derived from the build's seed and the date, and the underlying's spot and variance
+carried from the previous session's close (kept in that day's file metadata). The simulator's
+variance clock realises the closed hours (overnight, weekends, holidays) as a gap at the opening
+step, so each session opens away from the last close as a real one does. Because the carried
+state is read back from disk, a build resumed after a kill, or extended later, writes exactly
+the days an uninterrupted build would have written.
 
 Quotes, IV and sizes are the simulator's (:meth:`MarketSim.quote_arrays`); Greeks are
 :func:`kit.core.pricing.greeks` at the simulator's IV, the desk's own pricing. Volume is the
@@ -66,9 +66,9 @@ class SimHistory:
             n_daily, d = n_daily + 1, s.day + timedelta(days=1)
         n_monthly = math.ceil((self.band.max_dte + 1) / 28) + 1
         roots = roots_of(self.underlying)
-        counts = {"daily": n_daily, "monthly": n_monthly}  # other kinds keep their own count
+        counts = {"daily": n_daily, "monthly": n_monthly}  # others (quarterly): no more either
         return tuple(
-            self._narrow(c, counts.get(c.kind, c.expiries))
+            self._narrow(c, counts.get(c.kind, min(c.expiries, n_monthly)))
             for c in DEFAULT_CHAINS
             if c.root in roots
         )
@@ -103,25 +103,21 @@ class SimHistory:
             underlyings=self.underlyings(state),
             chains=self.chains(session.day),
         )
-        m = MarketSim(session.open, cfg)
+        # one step before the open: the simulator realises the closed hours' variance as a gap
+        # at the opening step, so the day opens away from the carried close as real ones do
+        m = MarketSim(session.open - timedelta(seconds=self.interval_s), cfg)
         m.advance_to(to_ns(session.close))
         frame = price_day(m, self, session)
-        end = {s: [m.spot(s), closing_variance(m, s)] for s in m.symbols}
+        end = {s: [m.spot(s), m.variance(s)] for s in m.symbols}
         return frame, {"state": end}
-
-
-def closing_variance(m: MarketSim, symbol: str) -> float:
-    """The instantaneous variance at the last step, recovered from the public ATM vol at
-    T -> 0 (which is sqrt(variance x premium); relative error ~1e-8)."""
-    return float(m.atm_vol(symbol, 0.0)) ** 2 / m.config.variance_premium
 
 
 def price_day(m: MarketSim, h: SimHistory, session: Session) -> pl.DataFrame:
     """Every snapshot of the session for the band's contracts, as one array computation."""
-    steps = np.arange(m.steps + 1)
+    steps = np.arange(1, m.steps + 1)  # step 0 is the minute before the open
     ts = np.array([m.step_time(i) for i in steps], dtype=np.int64)
     sym = SPOT_SYMBOL[h.underlying]
-    spot_open = m.spot(sym, 0)
+    spot_open = m.spot(sym, int(steps[0]))
     roots = roots_of(h.underlying)
     listed = [c for c in m.chain(None, alive=False) if c.root in roots]
     contracts = h.band.select(listed, session.day, spot_open)
@@ -170,7 +166,7 @@ def day_volume(m: MarketSim, contracts: list, steps: np.ndarray) -> np.ndarray:
     prints (exactly what :meth:`MarketSim.trades` reports step by step)."""
     pos = {c: j for j, c in enumerate(contracts)}
     per_step = np.zeros((len(steps), len(contracts)), dtype=np.int64)
-    for i in steps:
-        for t in m.trades(contracts, int(i)):
-            per_step[i, pos[t.contract]] += int(t.size)
+    for row, step in enumerate(steps):
+        for t in m.trades(contracts, int(step)):
+            per_step[row, pos[t.contract]] += int(t.size)
     return np.cumsum(per_step, axis=0)
