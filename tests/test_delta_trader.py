@@ -29,11 +29,18 @@ from kit.app.delta_strategy import (
     entry_prices,
     select_strangle,
 )
-from kit.app.delta_trader import DeltaTrader, TraderBlockedError, attach_logs, detach_logs
+from kit.app.delta_trader import (
+    DeltaTrader,
+    StoreDocs,
+    TraderBlockedError,
+    attach_logs,
+    detach_logs,
+)
 from kit.core.clock import KOLKATA, SimClock
 from kit.core.model import Contract
 from kit.execution.state import JsonStateStore
 from kit.portfolio.market import MarketState
+from kit.store import open_store
 
 KEY, SECRET = "tk", "ts"
 
@@ -165,12 +172,12 @@ def config(emu: DeltaEmulator, secret: str = SECRET) -> DeltaConfig:
                                  "DELTA_API_SECRET": secret})  # fmt: skip
 
 
-async def live_trader(emu, tmp_path, **kw) -> tuple[DeltaTrader, DeltaBroker]:
+async def live_trader(emu, tmp_path, state=None, **kw) -> tuple[DeltaTrader, DeltaBroker]:
     cfg = config(emu)
     broker = DeltaBroker(cfg, emu.clock)
     await broker.connect()
     trader = DeltaTrader(TraderSettings(**(SPEEDY | kw)), DeltaClient(cfg), broker,
-                         clock=emu.clock, state=JsonStateStore(tmp_path / "state"),
+                         clock=emu.clock, state=state or JsonStateStore(tmp_path / "state"),
                          log_dir=tmp_path, live=True)  # fmt: skip
     return trader, broker
 
@@ -178,7 +185,8 @@ async def live_trader(emu, tmp_path, **kw) -> tuple[DeltaTrader, DeltaBroker]:
 async def test_emulated_live_day_enters_and_exits_on_schedule(tmp_path):
     clock = SimClock(start_ist(16, 50), speed=120.0)
     async with DeltaEmulator(api_key=KEY, api_secret=SECRET, clock=clock, tick_s=0.02) as emu:
-        trader, broker = await live_trader(emu, tmp_path)
+        store = open_store(str(tmp_path / "desk.duckdb"))
+        trader, broker = await live_trader(emu, tmp_path, StoreDocs(store))
         handlers = attach_logs(tmp_path)
         try:
             report = await asyncio.wait_for(trader.run(), 60)
@@ -197,6 +205,10 @@ async def test_emulated_live_day_enters_and_exits_on_schedule(tmp_path):
         assert "status: {" in summary and "exit: scheduled_exit" in summary
         detailed = (tmp_path / "delta_trader_detailed.log").read_text()
         assert len(detailed) >= len(summary) and SECRET not in detailed
+        saved = store.load_state(f"{trader.key}_report")  # the trade report, in the store
+        assert saved["exit_reason"] == "scheduled_exit" and saved["settings"]["quantity"] == 1
+        assert len(saved["fills"]) == len(report["fills"])
+        store.close()
 
 
 async def test_dry_run_day_trades_on_paper_and_stop_forces_the_exit(tmp_path):

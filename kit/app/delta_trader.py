@@ -358,6 +358,23 @@ class DeltaTrader:
                 "pnl_usd": round(pnl, 4)}  # fmt: skip
 
 
+class StoreDocs:
+    """A StateStore on the desk's store (its ``state`` table): ``kit delta run --db`` keeps the
+    trader's progress and trade reports beside the desk's records."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+
+    def load(self, key: str) -> dict[str, Any] | None:
+        return self.store.load_state(key)
+
+    def save(self, key: str, state: dict[str, Any]) -> None:
+        import polars as pl
+
+        row = {"key": [key], "doc": [json.dumps(state)], "updated_at": [datetime.now(KOLKATA)]}
+        self.store.write([("state", pl.DataFrame(row))])
+
+
 def attach_logs(log_dir: Path) -> list[logging.Handler]:
     """A detailed (DEBUG) and a summary (INFO) log file for the trader."""
     log_dir.mkdir(parents=True, exist_ok=True)

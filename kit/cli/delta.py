@@ -57,6 +57,8 @@ def add_delta_parser(sub: Any) -> None:
     s.add_argument("--json", action="store_true", help="print JSON")
     s.add_argument("--log-dir", help="logs, status.json, STOP and saved state (default "
                    "$KIT_DATA_DIR/delta)")  # fmt: skip
+    s.add_argument("--db", help="keep progress and trade reports in this store (DuckDB file or "
+                   "postgresql:// URL) instead of LOG_DIR/state")  # fmt: skip
     s.set_defaults(func=cmd_delta_run)
     s = dsub.add_parser("stop", help="ask a running trader to exit both legs and halt")
     s.add_argument("--log-dir", help="the trader's log directory (default $KIT_DATA_DIR/delta)")
@@ -97,7 +99,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
     from kit.adapters.delta.wiring import probe
     from kit.adapters.paper.broker import PaperConfig
     from kit.app.delta_strategy import TraderSettings
-    from kit.app.delta_trader import DeltaTrader, attach_logs, detach_logs
+    from kit.app.delta_trader import DeltaTrader, StoreDocs, attach_logs, detach_logs
     from kit.core.clock import SimClock, from_ns
     from kit.execution.live import make_broker
     from kit.execution.state import JsonStateStore
@@ -108,10 +110,16 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
     log_dir = _log_dir(args)
     handlers = attach_logs(log_dir)
     client = DeltaClient(cfg)
-    feed = None
+    feed, db = None, None
     try:
         clock = SimClock(from_ns(await probe(client)), speed=1.0)  # the exchange's time
-        state = JsonStateStore(log_dir / "state")
+        if args.db:
+            from kit.store.attach import open_desk_store
+
+            db = open_desk_store(args.db)
+            state: Any = StoreDocs(db)
+        else:
+            state = JsonStateStore(log_dir / "state")
         market = MarketState()
         paper = PaperConfig(commission_by_root={"BTC": 0.03, "ETH": 0.01}, starting_cash=10_000.0)
         broker = make_broker(clock, market, live=args.live, broker="delta",
@@ -132,4 +140,6 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         if close is not None:
             await close()
         await client.aclose()
+        if db is not None:
+            db.close()
         detach_logs(handlers)
