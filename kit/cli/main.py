@@ -362,6 +362,9 @@ def build_parser() -> argparse.ArgumentParser:
     from kit.cli.sim import add_sim_parser
 
     add_sim_parser(sub)
+    from kit.cli.backtest import add_backtest_parser
+
+    add_backtest_parser(sub)
     from kit.cli.tape import add_tape_parser
 
     add_tape_parser(sub)

@@ -8,7 +8,9 @@ session evaluates each distinct value once and gathers by index.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -67,7 +69,7 @@ class Plan:
     num: dict[str, np.ndarray]  # per config numbers (spec.columns)
     trailing: list[tuple[tuple[float, float], ...]]
     trail: np.ndarray
-    costs: list[CostModel]
+    cost_fields: list[dict[str, Any]]  # CostModel fields (its mappings do not pickle)
     cost: np.ndarray
     sizing: list[tuple[str, float]]
     size: np.ndarray
@@ -79,6 +81,14 @@ class Plan:
     trend: np.ndarray
     day_sets: list[frozenset[str] | None]
     weekday: np.ndarray
+
+    @cached_property
+    def costs(self) -> list[CostModel]:
+        """The cost models, rebuilt where the plan is used (workers unpickle the fields)."""
+        return [CostModel(**f) for f in self.cost_fields]
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "costs"}
 
     @property
     def n_configs(self) -> int:
@@ -112,6 +122,12 @@ def cost_model(name: str, tables: dict[str, dict[str, Any]]) -> CostModel:
     return ZERO_COSTS if name == "zero" else DEFAULT_COSTS
 
 
+def cost_fields(model: CostModel) -> dict[str, Any]:
+    """A CostModel's fields as plain dicts (picklable for process pools and Dask)."""
+    return {f.name: (dict(v) if isinstance(v := getattr(model, f.name), Mapping) else v)
+            for f in fields(model)}  # fmt: skip
+
+
 def compile_grid(grid: Grid) -> Plan:
     rows = grid.rows
     keys = grid.structure_keys()
@@ -124,7 +140,7 @@ def compile_grid(grid: Grid) -> Plan:
     struct = np.array([where[tuple(r[a] for a in STRUCTURE_AXES)] for r in rows], dtype=np.int64)
     col = lambda axis: [r[axis] for r in rows]  # noqa: E731
     trailing, trail = _indexed(col("trailing"), parse_trailing)
-    costs, cost = _indexed(col("costs"), lambda n: cost_model(n, grid.cost_models))
+    costs, cost = _indexed(col("costs"), lambda n: cost_fields(cost_model(n, grid.cost_models)))
     sizing, size = _indexed(col("sizing"), parse_sizing)
     vix_sets, vix = _indexed(col("vix_regime"), lambda v: parse_set("vix_regime", v, VIX_REGIMES))
     ivr_ranges, ivr = _indexed(col("iv_rank"), parse_range)

@@ -31,7 +31,7 @@ from kit.research.grid.data import DaySummary, read_day, summarise
 from kit.research.grid.engine import REASONS, TRADE_COLUMNS, evaluate_day
 from kit.research.grid.plan import Plan, compile_grid
 from kit.research.grid.spec import AXES, Grid, GridError, load_grid
-from kit.research.grid.stats import STAT_COLUMNS, statistics
+from kit.research.grid.stats import statistics
 from kit.research.history.schema import complete_days
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total) sessions
@@ -86,7 +86,9 @@ class _Runner:
             except (OSError, TimeoutError) as exc:
                 raise GridError(f"no Dask scheduler at {self.dask}: {exc}") from None
         elif self.workers > 1:
-            ctx = multiprocessing.get_context("forkserver")
+            ctx = multiprocessing.get_context(
+                "spawn"
+            )  # fresh interpreters: polars threads never fork
             self.pool = ProcessPoolExecutor(self.workers, mp_context=ctx)
         return self
 
@@ -312,4 +314,29 @@ def _finite(x: Any) -> float | None:
     return float(x) if x is not None and math.isfinite(x) else None
 
 
-__all__ = ["STAT_COLUMNS", "GridResult", "run_grid", "summary", "write_results"]
+class ProgressBar:
+    """A :data:`Progress` callback drawing one bar per stage with the history builder's
+    :class:`~kit.research.history.progress.Progress` (rich in a terminal, tqdm.auto in a
+    notebook, nothing in a pipe)."""
+
+    def __init__(self, mode: str = "auto") -> None:
+        self.mode, self.stage, self.done = mode, "", 0
+        self.bar: Any = None
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        from kit.research.history.progress import Progress as Bar
+
+        if stage != self.stage:
+            self.close()
+            self.stage, self.done = stage, 0
+            self.bar = Bar(total, f"grid: {stage}", self.mode).__enter__()  # type: ignore[arg-type]
+        while self.done < done:
+            self.done += 1
+            self.bar.advance()
+        if done >= total:
+            self.close()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+            self.bar = None
