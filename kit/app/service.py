@@ -23,6 +23,7 @@ import signal
 import time as wall
 from dataclasses import dataclass, field
 from datetime import date, time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ from kit.app.build import DEFAULT_DAY, DEFAULT_SEED, FeedSpec, Run, RunSpec, bui
 from kit.app.commands import SCHEMA, CommandError, Commands
 from kit.app.view import ViewBuilder
 from kit.core.clock import NEW_YORK
-from kit.core.model import Severity
+from kit.core.model import Fill, Severity
 from kit.engine.alerts import AlertSink, record_to_json
 from kit.engine.health import signature
 from kit.positions.manual import ManualBook, manual_path
@@ -77,6 +78,15 @@ class ServiceConfig:
                        resume_key=STATE_KEY)  # fmt: skip
 
 
+def publish(gateway: Gateway, durable: Any, event: Any) -> None:
+    """Events to viewers; a fill only once the store has it (``durable``: when_durable)."""
+    doc = record_to_json(event)
+    if durable is None or type(event) is not Fill:
+        gateway.publish_event(doc)
+    else:
+        durable(lambda: gateway.publish_event(doc))
+
+
 class DeskService:
     """Builds and runs the engine; ``await start()``, then ``await close()``."""
 
@@ -101,9 +111,10 @@ class DeskService:
         assert run.broker is not None and run.orders is not None
         self.broker, self.orders = run.broker, run.orders
         self.commands = Commands(self.desk, self.orders, self._chain, cfg.rules)
-        self.view = ViewBuilder(self.desk, self.engine, self.orders)
+        durable = self.kept.writer.when_durable if self.kept is not None else None
+        self.view = ViewBuilder(self.desk, self.engine, self.orders, durable)
         self.gateway = Gateway(self.token, self._command, self._hello, cfg.gateway)
-        self.desk.listeners.append(lambda e: self.gateway.publish_event(record_to_json(e)))
+        self.desk.listeners.append(partial(publish, self.gateway, durable))
 
     async def _chain(self, root: str, dte: int) -> list:
         assert self.run is not None

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -45,9 +46,14 @@ class ViewBuilder:
     spot of the day (the change shown next to the price) and the recent fills."""
 
     def __init__(
-        self, desk: Desk, engine: dict[str, Any], orders: OrderManager | None = None
+        self,
+        desk: Desk,
+        engine: dict[str, Any],
+        orders: OrderManager | None = None,
+        durable: Callable[[Callable[[], None]], None] | None = None,
     ) -> None:
         self.desk = desk
+        self.durable = durable  # the store's when_durable: a fill is listed once it is stored
         self.orders = orders  # the working intents and which position a fill belongs to
         self.engine = engine  # id, pid, started: which process serves this view
         self.fills: deque[dict[str, Any]] = deque(maxlen=RECENT_FILLS)
@@ -58,7 +64,10 @@ class ViewBuilder:
         if type(event) is Fill:
             doc = record_to_json(event)
             doc["position_id"] = self.orders.position_of(event) if self.orders else None
-            self.fills.appendleft(doc)
+            if self.durable is None:
+                self.fills.appendleft(doc)
+            else:  # a crash before the store has it must not rewrite what a trader saw
+                self.durable(lambda: self.fills.appendleft(doc))
 
     def _spots(self, now_ns: int) -> dict[str, dict[str, float | None]]:
         day = from_ns(now_ns).date().isoformat()

@@ -83,6 +83,10 @@ class StoreWriter:
         self._width = {name: len(t.columns) for name, t in TABLES.items()}
         self._pending: deque[Batch] = deque()
         self._pending_rows = 0
+        # batches ever queued / ever written: "durable" is a batch count, callbacks wait on it
+        self._taken_batches = 0
+        self._done_batches = 0
+        self._waiters: deque[tuple[int, Callable[[], None]]] = deque()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -107,6 +111,25 @@ class StoreWriter:
         if len(buf) >= self.config.batch_rows:
             self._wake.set()
         return True
+
+    def when_durable(self, fn: Callable[[], None]) -> None:
+        """Call ``fn`` on the loop once every row put so far is in the database (at once if
+        it already is): viewers are shown a fill only when a crash can no longer take it back.
+        During an outage the call waits for the database to return (or for a close's spool)."""
+        target = self._taken_batches + (1 if any(self._bufs.values()) else 0)
+        if target <= self._done_batches:
+            fn()
+        else:
+            self._waiters.append((target, fn))
+
+    def _durable(self, batches: int) -> None:
+        self._done_batches += batches
+        while self._waiters and self._waiters[0][0] <= self._done_batches:
+            _, fn = self._waiters.popleft()
+            try:
+                fn()
+            except Exception:
+                log.exception("store: a when_durable callback failed")
 
     @property
     def buffered(self) -> int:
@@ -185,6 +208,7 @@ class StoreWriter:
             if self._bufs[name]:
                 self._bufs[name] = []
         self._pending.append([(t, rows) for t, rows in taken])  # type: ignore[misc]
+        self._taken_batches += 1
         self._pending_rows += sum(len(rows) for _, rows in taken)
         self._bound()
 
@@ -208,6 +232,7 @@ class StoreWriter:
             self.stats["written"] += written
             self.stats["batches"] += 1
             self._up()
+            self._durable(1)
 
     def _write(self, frames: Batch) -> int:
         try:
@@ -373,6 +398,7 @@ class StoreWriter:
             self.stats["spooled"] += rows
             log.critical("store: closing during an outage: %d rows spooled to %s; they are "
                          "written at the next start", rows, spool)  # fmt: skip
+            self._durable(len(self._pending))  # on disk: the next start writes them first
         self._pending.clear()
         self._pending_rows = 0
 
@@ -386,6 +412,7 @@ class StoreWriter:
                 continue
             frame = pl.read_parquet(path)
             self._pending.append([(table, frame)])
+            self._taken_batches += 1
             self._pending_rows += frame.height
             path.unlink()  # held in memory now; spooled again if this run also ends down
         if files:
