@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kit.app.ticket import describe, preview
 from kit.core.clock import NEW_YORK, from_ns
 from kit.core.config import ConfigError
 from kit.core.model import ActionKind, Contract, ModelError, Right, Severity
@@ -31,7 +32,14 @@ from kit.execution.intents import (
     roll_intent,
 )
 from kit.execution.manager import OrderManager
-from kit.portfolio.strategies import DeltaBand, LiquidityFilter, StrategyError, strangle
+from kit.portfolio.strategies import (
+    DeltaBand,
+    LiquidityFilter,
+    StrategyError,
+    protected,
+    strangle,
+    wings,
+)
 from kit.risk.limits import loosened
 from kit.risk.rules import Rules, load_rules
 
@@ -58,7 +66,12 @@ SCHEMA: dict[str, dict[str, Param]] = {
         "root": Param(str, "SPXW"), "dte": Param(int, 0, 0, 30),
         "delta_low": Param(float, 0.10, 0.01, 0.49), "delta_high": Param(float, 0.15, 0.01, 0.49),
         "quantity": Param(int, 1, 1, 1000), "strategy": Param(str, "manual-strangle"),
+        # wings at this |delta| beyond both shorts make it an iron condor; 0: a strangle
+        "wing_delta": Param(float, 0.0, 0.0, 0.3),
+        # price it and run the entry checks, send nothing (the ticket's Preview)
+        "preview": Param(bool, False),
     },
+    "cancel": {"intent": Param(str)},
     "close_all": _POSITION, "close_half": _POSITION, "reduce_25": _POSITION,
     "roll_put": _POSITION, "roll_call": _POSITION, "add_protection": _POSITION,
     "auto_manage": {"on": Param(bool)},
@@ -147,6 +160,9 @@ class Commands:
             return {"intent": iid, "position": known.intent.position_id, "status": known.status,
                     "legs": [str(leg.contract) for leg in target.legs] if target else [],
                     "duplicate": True}  # fmt: skip
+        if p["delta_low"] > p["delta_high"]:
+            raise CommandError(f"open_strangle: delta_low {p['delta_low']:g} is above "
+                               f"delta_high {p['delta_high']:g}")  # fmt: skip
         band = DeltaBand(p["delta_low"], p["delta_high"])
         chain = await self.chain(p["root"], p["dte"])
         if not chain:
@@ -156,6 +172,17 @@ class Commands:
         liquidity = LiquidityFilter.for_entry(desk.rules.entry)
         position = strangle(desk.market, chain, pid, now, band=band, liquidity=liquidity,
                             quantity=p["quantity"])  # fmt: skip
+        if p["wing_delta"]:
+            if not p["wing_delta"] < band.low:
+                raise CommandError(
+                    f"open_strangle: wing_delta {p['wing_delta']:g} must be below the shorts' "
+                    f"delta band {band.low:g}-{band.high:g}"
+                )
+            legs = wings(desk.market, chain, position, wing_delta=p["wing_delta"],
+                         liquidity=liquidity)  # fmt: skip
+            position = protected(position, legs)
+        if p["preview"]:
+            return preview(desk, position, desk.check_entry(position, publish=False))
         check = desk.check_entry(position)
         if not check.ok:
             raise CommandError("open_strangle: entry check failed: " + "; ".join(check.failures))
@@ -163,7 +190,15 @@ class Commands:
                              intent_id=iid, source=f"manual:{who}")  # fmt: skip
         rec = self.orders.submit(intent)
         return {"intent": rec.intent.id, "position": pid, "status": rec.status,
-                "legs": [str(leg.contract) for leg in position.legs]}  # fmt: skip
+                "legs": [str(leg.contract) for leg in position.legs],
+                "summary": "sent: sell " + describe(position)}  # fmt: skip
+
+    async def _cancel(self, p: dict[str, Any], request: str | None, who: str) -> dict:
+        await self.orders.cancel(p["intent"], f"cancelled from the {who}")
+        rec = self.orders.records[p["intent"]]
+        return {"intent": rec.intent.id, "status": rec.status, "filled": rec.filled,
+                "summary": f"cancelled {rec.intent.kind} {rec.intent.position_id}: "
+                           f"{rec.filled} of {rec.quantity} units had filled"}  # fmt: skip
 
     def _targets(self, kind: ActionKind, position: str | None) -> list[str]:
         book = self.desk.book

@@ -429,14 +429,16 @@ class Desk:
         rows = self.market.track_all(leg.contract for leg in position.legs)
         self.market.refresh(rows, self.clock.now_ns())
 
-    def check_entry(self, position: Position) -> EntryCheck:
-        """Entry validation and pre-trade limits at current quotes; the verdict is alerted."""
+    def check_entry(self, position: Position, *, publish: bool = True) -> EntryCheck:
+        """Entry validation and pre-trade limits at current quotes; the verdict is alerted
+        (``publish=False`` for a ticket's preview: a look is not a decision worth an alert)."""
         self.refresh_legs(position)
         now = self.clock.now_ns()
         ctx = Context(self.view, self.market, self.rules, now, self.last_data_ns)
         check = check_entry(ctx, position, self.iv_rank(position.underlying),
                             tuple(self.blocked_by.values()))  # fmt: skip
-        self._publish(self.alerts.notify(check.finding.alert))
+        if publish:
+            self._publish(self.alerts.notify(check.finding.alert))
         return check
 
     def open_position(self, position: Position, fills: Iterable[Fill] = ()) -> None:
