@@ -12,7 +12,7 @@ SERVICE_PORT ?= 8765
 FEED ?= sim
 BROKER ?= paper
 
-.PHONY: test lint bench setup clean monitor system-deps screenshot
+.PHONY: test lint bench setup clean monitor system-deps screenshot delta
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -36,6 +36,13 @@ setup: $(DEV_STAMP)
 monitor: $(DEV_STAMP)
 	$(BIN)/python -m kit monitor --port $(PORT) --service-port $(SERVICE_PORT) \
 		--feed '$(FEED)' --broker '$(BROKER)'
+
+# The Delta Exchange control panel (notebooks/delta_trader.ipynb) under Voila; the trader it starts
+# runs as its own process (`kit delta run`). `make delta DELTA_PORT=9001`.
+DELTA_PORT ?= 8867
+delta: $(DEV_STAMP)
+	$(BIN)/voila notebooks/delta_trader.ipynb --port=$(DELTA_PORT) --no-browser \
+		--Voila.ip=127.0.0.1
 
 # PostgreSQL and Chromium (and python3-venv before the first setup): installed when missing and
 # this is root or has password-less sudo, else it stops at once with the apt-get command to run.

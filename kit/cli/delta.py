@@ -66,9 +66,9 @@ def add_delta_parser(sub: Any) -> None:
 
 
 def _log_dir(args: argparse.Namespace) -> Path:
-    from kit.core.config import env
+    from kit.core.config import data_dir
 
-    return Path(args.log_dir) if args.log_dir else Path(env("KIT_DATA_DIR") or "data") / "delta"
+    return Path(args.log_dir) if args.log_dir else data_dir() / "delta"
 
 
 def cmd_delta_stop(args: argparse.Namespace) -> int:
@@ -81,12 +81,13 @@ def cmd_delta_stop(args: argparse.Namespace) -> int:
 
 def cmd_delta_run(args: argparse.Namespace) -> int:
     from kit.adapters.delta.parsing import DeltaError
+    from kit.app.delta_panel import PanelError
     from kit.app.delta_strategy import SettingsError
     from kit.app.delta_trader import TraderBlockedError
 
     try:
         out = asyncio.run(_run(args))
-    except (DeltaError, TraderBlockedError, SettingsError) as exc:
+    except (DeltaError, TraderBlockedError, SettingsError, PanelError) as exc:
         raise ValueError(str(exc)) from None
     print(json.dumps(out) if args.json else json.dumps(out, indent=2), flush=True)
     return 0
@@ -98,6 +99,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
     from kit.adapters.delta.feed import DeltaFeed
     from kit.adapters.delta.wiring import probe
     from kit.adapters.paper.broker import PaperConfig
+    from kit.app.delta_panel import acquire_lock, release_lock
     from kit.app.delta_strategy import TraderSettings
     from kit.app.delta_trader import DeltaTrader, StoreDocs, attach_logs, detach_logs
     from kit.core.clock import SimClock, from_ns
@@ -110,7 +112,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
     log_dir = _log_dir(args)
     handlers = attach_logs(log_dir)
     client = DeltaClient(cfg)
-    feed, db = None, None
+    feed, db, locked = None, None, False
     try:
         clock = SimClock(from_ns(await probe(client)), speed=1.0)  # the exchange's time
         if args.db:
@@ -132,8 +134,14 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         trader = DeltaTrader(settings, client, broker, clock=clock, state=state, log_dir=log_dir,
                              live=args.live, market=None if args.live else market,
                              feed=feed)  # fmt: skip
-        return await (trader.once() if args.once else trader.run())
+        if args.once:
+            return await trader.once()
+        acquire_lock(log_dir)  # one trader per log directory: two tabs never start two
+        locked = True
+        return await trader.run()
     finally:
+        if locked:
+            release_lock(log_dir)
         if feed is not None:
             await feed.close()
         close = getattr(locals().get("broker"), "close", None)
