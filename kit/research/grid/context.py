@@ -12,10 +12,10 @@ Rules (constants below, documented in the README):
 * **IV rank**: :func:`kit.signals.regimes.iv_rank` of the opening VIX within the previous 252
   closing VIX values (the VIX is the S&P 500's 30-day implied vol); NaN before
   ``IV_RANK_MIN_DAYS`` closes, and a config with an IV rank filter then does not trade.
-* **Trend**: the previous close against the mean of the last ``TREND_DAYS`` closes (that close
-  included): above by more than ``TREND_BAND_PCT`` % is ``up``, below by more is ``down``,
-  otherwise ``sideways``; unknown (no trade for a config with a trend filter) before
-  ``TREND_DAYS`` closes.
+* **Trend**: the previous close against the mean of the last ``trend_days`` closes (that close
+  included; default 20): above by more than ``trend_band_pct`` % (default 1) is ``up``, below
+  by more is ``down``, otherwise ``sideways``; unknown (no trade for a config with a trend
+  filter) before ``trend_days`` closes.
 * **Move bands** (strike rule ``P95`` ...): the underlying's simple returns over the same
   horizon (from the entry time on a past session to the close of the session ``dte`` calendar
   days later, the first on or after), over the last ``band_lookback`` past sessions whose
@@ -59,15 +59,17 @@ def spot_at(summary: DaySummary, minute: int) -> float:
     return float(summary.spot[i]) if i < len(summary.minute) else float("nan")
 
 
-def trend_of(closes: np.ndarray) -> str | None:
+def trend_of(
+    closes: np.ndarray, days: int = TREND_DAYS, band_pct: float = TREND_BAND_PCT
+) -> str | None:
     """The trend rule on past closes (oldest first)."""
-    if len(closes) < TREND_DAYS or not np.isfinite(closes[-TREND_DAYS:]).all():
+    if len(closes) < days or not np.isfinite(closes[-days:]).all():
         return None
-    last, mean = closes[-1], float(np.mean(closes[-TREND_DAYS:]))
+    last, mean = closes[-1], float(np.mean(closes[-days:]))
     move = (last / mean - 1) * 100
-    if move > TREND_BAND_PCT:
+    if move > band_pct:
         return "up"
-    return "down" if move < -TREND_BAND_PCT else "sideways"
+    return "down" if move < -band_pct else "sideways"
 
 
 def _horizon_end(days: list[date], i: int, dte: int) -> int | None:
@@ -113,6 +115,8 @@ def contexts(
     lookback: int = 252,
     min_samples: int = 20,
     ahead: int = 0,
+    trend_days: int = TREND_DAYS,
+    trend_band_pct: float = TREND_BAND_PCT,
 ) -> list[DayContext]:
     """One context per session (``summaries`` oldest first); ``band_keys`` are the
     (entry minute, dte, percentile) the grid's band rules ask for; ``ahead``: how many later
@@ -142,7 +146,7 @@ def contexts(
             weekday=s.day.strftime("%a").lower(),
             vix_regime=regime,
             iv_rank=rank,
-            trend=trend_of(closes[:i]),
+            trend=trend_of(closes[:i], trend_days, trend_band_pct),
             bands=bands,
             ahead=[x.day for x in summaries[i + 1 : i + 1 + ahead]],
         ))  # fmt: skip

@@ -227,7 +227,9 @@ def evaluate_structure(
         short_delta = np.abs(ser.delta[e + 1 : end][:, cols[ratio < 0]]).max(axis=1, initial=0.0)
         hits[3] = first_hit(quoted & (short_delta[None, :] >= num["exit_delta"][:, None]))
         sess, minute = ser.session[e + 1 : end], ser.minute[e + 1 : end]
-        last_trading = ser.session[end - 1]
+        # exit_time: on the expiry's last trading session only (never if the history stops
+        # before it)
+        last_trading = ser.session[end - 1] if expiry_seen else -1
         at_time = (sess == last_trading)[None, :] & (minute[None, :] >= num["exit_minute"][:, None])
         hits[4] = first_hit(quoted & at_time)
         dte_left = np.array([(ser.expiry - d).days for d in ser.days])[sess]

@@ -168,8 +168,10 @@ def run_grid(
         summaries = [s for part in _mapped(runner, summary_task, days, "context", progress,
                                            hist, underlying) for s in part]  # fmt: skip
         ahead = plan.max_dte() + HOLD_SLACK_SESSIONS if plan.max_dte() else 0
-        ctxs = contexts(summaries, plan.band_keys(), lookback=g.settings.band_lookback,
-                        min_samples=g.settings.band_min_samples, ahead=ahead)  # fmt: skip
+        st = g.settings
+        ctxs = contexts(summaries, plan.band_keys(), lookback=st.band_lookback,
+                        min_samples=st.band_min_samples, ahead=ahead, trend_days=st.trend_days,
+                        trend_band_pct=st.trend_band_pct)  # fmt: skip
         parts = _mapped(runner, trades_task, ctxs, "sessions", progress, plan, hist)
     cols = {k: np.concatenate([p[k] for p in parts]) for k in (*TRADE_COLUMNS, "date")}
     trades = _trade_frame(cols, g)

@@ -94,6 +94,8 @@ class Settings:
     margin_move_pct: float = 10.0  # margin = worst expiry loss within +/- this spot move
     band_lookback: int = 252  # sessions of past moves behind a P-band strike
     band_min_samples: int = 20  # fewer past moves: the P-band rule does not trade
+    trend_days: int = 20  # closes averaged by the trend rule
+    trend_band_pct: float = 1.0  # previous close this % above / below that mean: up / down
 
 
 @dataclass
@@ -279,8 +281,14 @@ def parse_grid(data: dict[str, Any]) -> Grid:
         settings = Settings(**raw_settings)
     except TypeError as exc:
         raise GridError(f"settings: {exc}") from None
-    if not (settings.capital > 0 and settings.margin_move_pct > 0 and settings.band_lookback > 1):
-        raise GridError("settings: capital, margin_move_pct and band_lookback must be positive")
+    for name in ("capital", "margin_move_pct", "band_lookback", "band_min_samples", "trend_days"):
+        v = getattr(settings, name)
+        whole = name in ("band_lookback", "band_min_samples", "trend_days")
+        if isinstance(v, bool) or not isinstance(v, int if whole else int | float) or not v > 0:
+            kind = "whole number" if whole else "number"
+            raise GridError(f"settings: {name} must be a positive {kind}, got {v!r}")
+    if not (isinstance(settings.trend_band_pct, int | float) and settings.trend_band_pct >= 0):
+        raise GridError(f"settings: trend_band_pct must be >= 0, got {settings.trend_band_pct!r}")
     cost_models = dict(data.get("costs", {}))
     axes = data.get("grid", {})
     if bad := sorted(set(axes) - set(AXES)):
