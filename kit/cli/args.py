@@ -113,6 +113,39 @@ def input_dir(text: str) -> Path:
     return path
 
 
+def output_dir(text: str) -> Path:
+    """A directory to write into: an existing writable directory, or one that can be created
+    (its nearest existing parent is a writable directory)."""
+    path = Path(text)
+    if path.exists():
+        if not path.is_dir():
+            raise argparse.ArgumentTypeError(f"{path}: is a file, not a directory")
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise argparse.ArgumentTypeError(f"{path}: not writable (permission denied)")
+        return path
+    return _creatable(path)
+
+
+def _creatable(path: Path) -> Path:
+    """``path`` can be made: its nearest existing ancestor is a writable directory."""
+    parent = path.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"{path}: cannot be created in {parent}")
+    return path
+
+
+def output_path(text: str) -> Path:
+    """A file to write whose missing directories are created: not a directory itself."""
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{path}: is a directory, not a file")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise argparse.ArgumentTypeError(f"{path}: not writable (permission denied)")
+    return _creatable(path)
+
+
 def output_file(text: str) -> Path:
     """A file to write: not a directory, in an existing writable directory."""
     path = Path(text)

@@ -243,7 +243,7 @@ def cmd_db(args: argparse.Namespace) -> int:
         elif args.action == "export":
             if args.table is None or args.path is None:
                 raise ValueError("export needs TABLE and PATH, e.g. kit db export fills f.parquet")
-            out = {"table": args.table, "path": args.path,
+            out = {"table": args.table, "path": str(args.path),
                    "rows": store.export_parquet(args.table, args.path)}  # fmt: skip
         else:
             if args.days is None:
@@ -302,8 +302,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="simulator seed (default 0; 3 under --auto)")  # fmt: skip
     s.add_argument("--date", type=args_.day, default=DEFAULT_DAY, help="session to simulate")
     s.add_argument("--rules", help="TOML file overriding the default risk rules (or KIT_RULES)")
-    s.add_argument("--state", help="directory keeping the paper broker's and order manager's "
-                   "state across runs (default: in memory)")  # fmt: skip
+    s.add_argument("--state", type=args_.output_dir, help="directory keeping the paper "
+                   "broker's and order manager's state across runs (default: in "
+                   "memory)")  # fmt: skip
     s.add_argument("--from", dest="start", type=args_.clock_time, help="under --auto: begin the "
                    "session at this New York time (HH:MM[:SS]) instead of the open")  # fmt: skip
     s.add_argument("--db", help="record everything to this store and keep the state there: "
@@ -342,7 +343,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("db", help="the store: row counts, Parquet export, tick retention")
     s.add_argument("action", choices=["info", "export", "prune"])
     s.add_argument("table", nargs="?", help="export: the table (fills, quotes, trade_logs, ...)")
-    s.add_argument("path", nargs="?", help="export: the Parquet file to write")
+    s.add_argument("path", nargs="?", type=args_.output_path,
+                   help="export: the Parquet file to write")  # fmt: skip
     s.add_argument("--days", type=args_.positive, help="prune: keep this many days of ticks, "
                    "counted back from the newest tick")  # fmt: skip
     s.add_argument("--db", help="DuckDB file or postgresql:// URL (default: KIT_DB_URL, "

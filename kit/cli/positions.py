@@ -15,9 +15,9 @@ from typing import Any
 
 import msgspec
 
-from kit.cli.args import day
+from kit.cli.args import day, positive
 from kit.positions.legs import STRATEGIES, Strikes
-from kit.positions.manual import ManualBook, Row, manual_path
+from kit.positions.manual import LOCK_TIMEOUT_S, ManualBook, Row, manual_path
 
 STRIKE_FLAGS = tuple(f.name for f in fields(Strikes))  # --put, --long-put, ... as attributes
 
@@ -35,7 +35,7 @@ def _when(text: str) -> datetime:
 
 
 def _book(args: argparse.Namespace) -> ManualBook:
-    return ManualBook(manual_path(args.file))
+    return ManualBook(manual_path(args.file), lock_timeout_s=args.wait)
 
 
 def _now(args: argparse.Namespace) -> datetime:
@@ -125,6 +125,9 @@ def add_positions_parser(sub: Any) -> None:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--file", help="the journal (default: KIT_MANUAL_POSITIONS, else "
                         "data/manual_positions.json)")  # fmt: skip
+    common.add_argument("--wait", type=positive, default=LOCK_TIMEOUT_S, metavar="SECONDS",
+                        help="how long a change waits for another command's lock on the "
+                        f"journal (default {LOCK_TIMEOUT_S:g})")  # fmt: skip
     timed = argparse.ArgumentParser(add_help=False)
     timed.add_argument("--at", type=_when, help="when the trade was made, ISO 8601 with a UTC "
                        "offset (default: now)")  # fmt: skip

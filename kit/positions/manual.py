@@ -26,12 +26,15 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import re
 import tempfile
+import time
 from collections.abc import Callable
 from datetime import date, datetime
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import numpy as np
@@ -50,6 +53,18 @@ __all__ = ["DEFAULT_PATH", "DESK_PREFIX", "ENV_PATH", "ManualBook", "ManualPosit
 DEFAULT_PATH = Path("data/manual_positions.json")
 ENV_PATH = "KIT_MANUAL_POSITIONS"
 JOURNAL_VERSION = 1
+LOCK_TIMEOUT_S = 30.0  # a change waits this long for another command's lock, then gives up
+
+log = logging.getLogger(__name__)
+
+
+def _holder(lock_path: Path) -> str:
+    try:
+        pid = lock_path.read_text().strip()
+    except OSError:
+        pid = ""
+    return f"process {pid}" if pid.isdigit() else "another process"
+
 
 _AUTO_ID = re.compile(r"m(\d+)")
 
@@ -120,9 +135,12 @@ class Summary(msgspec.Struct):
 class ManualBook:
     """The journal of manual positions at ``path``: reads need no lock, changes take one."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, lock_timeout_s: float = LOCK_TIMEOUT_S
+    ) -> None:
         self.path = Path(path)
         self.lock_path = self.path.with_name(self.path.name + ".lock")
+        self.lock_timeout_s = lock_timeout_s
 
     # --- reading ---
 
@@ -291,12 +309,37 @@ class ManualBook:
     def _change(self, edit: Callable[[list[ManualPosition]], ManualPosition]) -> ManualPosition:
         """Load, edit and save under the exclusive lock: read-modify-write is one step."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.lock_path, "ab") as lock:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)  # released when the file closes
+        with open(self.lock_path, "a+b") as lock:
+            self._lock(lock)  # released when the file closes
             positions = self.positions()
             changed = edit(positions)
             self._save(positions)
         return changed
+
+    def _lock(self, lock: Any) -> None:
+        """Take the exclusive lock; while another process holds it, say so (once) and wait up
+        to ``lock_timeout_s``, then raise a ValueError naming the lock and its holder."""
+        deadline, told = time.monotonic() + self.lock_timeout_s, False
+        while True:
+            try:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                holder = _holder(self.lock_path)
+                if time.monotonic() >= deadline:
+                    raise ValueError(
+                        f"{self.path}: gave up after {self.lock_timeout_s:g} s waiting for the "
+                        f"journal lock {self.lock_path} held by {holder}; try again when it "
+                        "has finished") from None  # fmt: skip
+                if not told:
+                    told = True
+                    log.warning("waiting up to %g s for the journal lock %s held by %s",
+                                self.lock_timeout_s, self.lock_path, holder)  # fmt: skip
+                time.sleep(0.05)
+        lock.seek(0)
+        lock.truncate()
+        lock.write(f"{os.getpid()}\n".encode())  # who holds it, for a command that waits
+        lock.flush()
 
     def _save(self, positions: list[ManualPosition]) -> None:
         data = msgspec.json.encode(_Journal(JOURNAL_VERSION, positions))
