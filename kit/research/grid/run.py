@@ -254,13 +254,13 @@ def _statistics(trades: pl.DataFrame, g: Grid, labels: pl.DataFrame):
             st = pl.DataFrame(_stats_for(sub, sub_days, n, capital))
             rows.append(
                 pl.concat([params.select("config_id"), st], how="horizontal").with_columns(
-                    pl.lit(kind).alias("by"), pl.lit(value).alias("value")
+                    pl.lit(kind).alias("dimension"), pl.lit(value).alias("value")
                 )
             )
     by_regime = (pl.concat(rows).filter(pl.col("trades") > 0) if rows else
-                 pl.DataFrame(schema={"config_id": pl.Int64, "by": pl.String,
+                 pl.DataFrame(schema={"config_id": pl.Int64, "dimension": pl.String,
                                       "value": pl.String}))  # fmt: skip
-    front = ["config_id", "by", "value"]
+    front = ["config_id", "dimension", "value"]
     by_regime = by_regime.select([*front, *[c for c in by_regime.columns if c not in front]])
     return results, by_regime
 
