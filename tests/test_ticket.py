@@ -14,6 +14,8 @@ import kit
 from kit.app.service import DeskService, ServiceConfig
 from kit.remote.client import CommandRefusedError, DeskClient
 from kit.remote.gateway import GatewayConfig
+from kit.ui.monitor import Monitor
+from kit.ui.ticket import WorkingOrders, confirm_text
 
 BAND = {"delta_low": 0.1, "delta_high": 0.3}  # some strike fits whatever the market does
 
@@ -100,3 +102,74 @@ async def test_ticket_mistakes_are_refused_with_the_reason(client: DeskClient) -
         await client.command("open_strangle", delta_low=0.3, delta_high=0.1, preview=True)
     with pytest.raises(CommandRefusedError, match="'nope' is not working"):
         await client.command("cancel", intent="nope")
+
+
+# --- the monitor's widgets (kit.ui.ticket) on the same service ---
+
+
+async def test_the_monitor_ticket_previews_then_sends_once_and_the_kill_switch_confirms(
+    client: DeskClient,
+) -> None:
+    m = Monitor(client)
+    m.start()
+    try:
+        t = m.ticket
+        t.structure.value = "Iron condor"
+        t.delta_low.value, t.delta_high.value, t.wing_delta.value = 0.1, 0.3, 0.05
+        assert t.send_btn.disabled and t.wing_delta.layout.display == ""
+        p = await t.preview()
+        assert p is not None and p["strategy"] == "IRON_CONDOR", t.result.value
+        assert "entry checks passed" in t.shown.value and "Reg-T" in t.shown.value
+        assert not t.send_btn.disabled
+        t.quantity.value = 2  # any change after a preview needs a new one
+        assert t.send_btn.disabled and t.previewed is None
+        await t.preview()
+        out = await t.send()
+        assert out is not None and out["summary"].startswith("sent: sell 2 × SPXW"), t.result.value
+        assert "✓ sent" in t.result.value and t.send_btn.disabled  # one preview, one order
+        assert await t.send() is None and "preview first" in t.result.value
+
+        def opened() -> bool:
+            return any(pos["id"] == out["position"] and pos["open"]
+                       for pos in (client.snapshot or {}).get("positions", []))  # fmt: skip
+
+        await until(opened)
+        m.kill.click()
+        assert "KILL SWITCH" in m.confirm_text.value and "cancel every working order" in (
+            m.confirm_text.value
+        )
+        m.yes.click()
+        await until(lambda: (client.snapshot or {}).get("killed"))
+        await until(lambda: m.kill.description == "Reset kill switch")
+        p = await t.preview()  # a killed desk refuses entries: the preview says so
+        assert p is not None and not p["checks"]["ok"] and t.send_btn.disabled
+    finally:
+        await m.stop()
+
+
+def test_confirmations_say_what_will_be_sent() -> None:
+    legs = [{"qty": -2.0, "label": "4950 P"}, {"qty": -2.0, "label": "5050 C"}]
+    pos = {"id": "demo-1", "quantity": 2.0, "legs": legs}
+    text = confirm_text("close_half", pos)
+    assert text.startswith("Close 50% of demo-1 (−4950 P / −5050 C): buy back 1 of 2 units")
+    assert "limit ladder from mid" in text
+    assert "buy back 1 of 2 units" in confirm_text("reduce_25", pos)  # at least one unit
+    assert "buy 2 wings" in confirm_text("add_protection", pos)
+    assert confirm_text("close_all", None).startswith("Close ALL open positions")
+    assert confirm_text("roll_put", None) == "No position selected."
+
+
+def test_working_orders_list_each_intent_with_a_cancel_button() -> None:
+    asked: list[str] = []
+    box = WorkingOrders(asked.append)
+    rows = [{"intent": "demo-1.close.r1", "kind": "close", "position": "demo-1",
+             "status": "working", "filled": 1, "quantity": 2}]  # fmt: skip
+    box.update(rows)
+    assert "close demo-1: working, 1 of 2 filled" in box.widget.children[1].children[0].value
+    box.widget.children[1].children[1].click()
+    assert asked == ["demo-1.close.r1"]
+    before = box.widget.children
+    box.update([dict(r) for r in rows])  # the same orders: nothing rebuilt
+    assert box.widget.children is before
+    box.update([])
+    assert box.widget.children == ()

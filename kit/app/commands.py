@@ -32,6 +32,7 @@ from kit.execution.intents import (
     roll_intent,
 )
 from kit.execution.manager import OrderManager
+from kit.execution.pretrade import check_intent
 from kit.portfolio.strategies import (
     DeltaBand,
     LiquidityFilter,
@@ -181,8 +182,16 @@ class Commands:
             legs = wings(desk.market, chain, position, wing_delta=p["wing_delta"],
                          liquidity=liquidity)  # fmt: skip
             position = protected(position, legs)
-        if p["preview"]:
-            return preview(desk, position, desk.check_entry(position, publish=False))
+        if p["preview"]:  # what the entry checks and the order manager would say, unsent
+            check = desk.check_entry(position, publish=False)
+            refusals = []
+            try:
+                check_intent(open_intent(position, p["strategy"], "preview", intent_id=iid),
+                             desk, self.orders.strategies,
+                             [r.intent for r in self.orders.pending()])  # fmt: skip
+            except OrderRejectedError as exc:
+                refusals.append(str(exc))
+            return preview(desk, position, check, refusals)
         check = desk.check_entry(position)
         if not check.ok:
             raise CommandError("open_strangle: entry check failed: " + "; ".join(check.failures))

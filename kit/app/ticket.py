@@ -10,6 +10,7 @@ Pure reads of the desk's market and book; nothing here trades.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -40,9 +41,12 @@ def describe(position: Position) -> str:
     return f"{position.quantity} × {first.root} {first.expiry:%Y-%m-%d} {strikes} ({kind})"
 
 
-def preview(desk: Desk, position: Position, check: EntryCheck) -> dict[str, Any]:
+def preview(desk: Desk, position: Position, check: EntryCheck,
+            refusals: Sequence[str] = ()) -> dict[str, Any]:  # fmt: skip
     """The ticket's preview document for ``position`` (its legs' rows already refreshed by the
-    entry check). Money in dollars for the whole order; credits positive when received."""
+    entry check); ``refusals``: what the order manager's pre-trade checks would say (the kill
+    switch, duplicate-trade prevention, the risk limits). Money in dollars for the whole
+    order; credits positive when received."""
     m = desk.market
     rows = m.rows([leg.contract for leg in position.legs])
     ratio = np.array([leg.ratio for leg in position.legs], dtype=float)
@@ -72,5 +76,8 @@ def preview(desk: Desk, position: Position, check: EntryCheck) -> dict[str, Any]
         "buying_power": _num(margin),
         "stress_loss": _num(stress_loss(m, desk.book, position.legs, position.quantity, spot)),
         "stress_move_pct": desk.book.config.stress_move_pct,
-        "checks": {"ok": check.ok, "failures": list(check.failures)},
+        "checks": {
+            "ok": check.ok and not refusals,
+            "failures": [*check.failures, *(f for f in refusals if f not in check.failures)],
+        },
     }

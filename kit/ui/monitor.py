@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import html
 import logging
 import time
 from typing import Any
@@ -42,17 +43,19 @@ from kit.ui.panels import (
     set_html,
 )
 from kit.ui.riskgraph import RiskGraph
+from kit.ui.ticket import Ticket, WorkingOrders, confirm_text, why
 
 log = logging.getLogger(__name__)
 
-# (command, button label, CSS class, confirmation text); {p} is the selected position
+# (command, button label, CSS class); the confirmation text says what each will send
+# (kit.ui.ticket.confirm_text)
 ACTIONS = (
-    ("close_all", "Close All", "kit-btn-close-all", "Close ALL open positions at market-ladder?"),
-    ("close_half", "Close 50%", "kit-btn-close-half", "Close 50% of {p}?"),
-    ("reduce_25", "Reduce 25%", "kit-btn-reduce", "Reduce {p} by 25%?"),
-    ("roll_put", "Roll Put", "kit-btn-roll-put", "Roll the short put of {p}?"),
-    ("roll_call", "Roll Call", "kit-btn-roll-call", "Roll the short call of {p}?"),
-    ("add_protection", "Add Protection", "kit-btn-protect", "Buy wings for {p} (iron condor)?"),
+    ("close_all", "Close All", "kit-btn-close-all"),
+    ("close_half", "Close 50%", "kit-btn-close-half"),
+    ("reduce_25", "Reduce 25%", "kit-btn-reduce"),
+    ("roll_put", "Roll Put", "kit-btn-roll-put"),
+    ("roll_call", "Roll Call", "kit-btn-roll-call"),
+    ("add_protection", "Add Protection", "kit-btn-protect"),
 )
 LABELS = {  # the settings (kit.remote.protocol.TUNABLE) as a trader reads them
     "minutes_to_close": "Time stop: minutes before close", "arm_pct": "Trailing stop arms at P&L %",
@@ -92,12 +95,17 @@ class Monitor:
         self.yes.on_click(lambda _: self._confirmed())
         self.no.on_click(lambda _: self._ask(None))
         self.buttons = []
-        for cmd, label, css, _ in ACTIONS:
+        for cmd, label, css in ACTIONS:
             b = w.Button(description=label).add_class(css)
             b.on_click(lambda _b, cmd=cmd: self._ask(cmd))
             self.buttons.append(b)
         self.auto = w.Button(description="Auto-Manage").add_class("kit-btn-auto")
         self.auto.on_click(lambda _: self._ask("auto_manage"))
+        self.kill = w.Button(description="KILL SWITCH", button_style="danger")
+        self.kill.add_class("kit-btn-kill")
+        self.kill.on_click(lambda _: self._ask("kill"))
+        self.ticket = Ticket(client)
+        self.working = WorkingOrders(lambda iid: self.send("cancel", intent=iid))
         self.settings_btn = w.Button(description="Settings").add_class("kit-btn-settings")
         self.settings_btn.on_click(lambda _: self._toggle_settings())
         self.settings = self._settings_panel()
@@ -106,14 +114,16 @@ class Monitor:
         self.heartbeat.observe(lambda _: self._seen(), "value")
         self.lag = html_widget("kit-lag")  # the wall_ns of the snapshot on screen (benchmark)
         self.lag.layout.display = "none"
-        actions = w.HBox([*self.buttons, self.auto, self.settings_btn]).add_class("kit-actions")
+        actions = w.HBox([*self.buttons, self.auto, self.kill, self.settings_btn])
+        actions.add_class("kit-actions")
         self.widget = w.VBox([
             w.HTML(CSS), self.banner, self.header.widget,
             w.HBox([self.selector, self.result]),
             w.HBox([w.VBox([self.summary.widget, self.metrics.widget, self.greeks.widget],
                            layout=w.Layout(width="55%")),
                     w.VBox([self.graph.widget], layout=w.Layout(width="45%"))]),
-            actions, self.confirm, self.settings, self.table.widget, self.alerts.widget,
+            actions, self.confirm, self.settings, self.working.widget, self.ticket.widget,
+            self.table.widget, self.alerts.widget,
             self.heartbeat, self.lag,
         ]).add_class("kit-monitor")  # fmt: skip
         self._pending: str | None = None
@@ -208,6 +218,8 @@ class Monitor:
             self.table.update(s)
             self.alerts.update(s["alerts"])
             self.auto.description = "Auto-Manage: " + ("ON" if s["auto_manage"] else "OFF")
+            self.kill.description = "Reset kill switch" if s["killed"] else "KILL SWITCH"
+            self.working.update(s.get("working", []))
             self.graph.update(p, (s["spots"].get(self.symbol) or {}).get("last"))
             set_html(self.lag, str(s.get("wall_ns", "")))
         self.frames += 1
@@ -220,12 +232,19 @@ class Monitor:
         if cmd is None:
             self.confirm.layout.display = "none"
             return
-        pid = self.selector.value or "the position"
-        text = {c: t for c, _, _, t in ACTIONS}.get(cmd, "")
+        drawn = self._drawn or {}
         if cmd == "auto_manage":
-            on = not (self._drawn or {}).get("auto_manage", False)
+            on = not drawn.get("auto_manage", False)
             text = f"Turn auto-manage {'ON: rules will trade' if on else 'OFF'}?"
-        set_html(self.confirm_text, f"<b>{text.format(p=pid)}</b>")
+        elif cmd == "kill":
+            text = ("Reset the kill switch: entries and automation allowed again?"
+                    if drawn.get("killed") else "KILL SWITCH: stop automation, cancel every "
+                    "working order and refuse new entries until reset?")  # fmt: skip
+        else:
+            pos = next((p for p in drawn.get("positions", [])
+                        if p["id"] == self.selector.value), None)  # fmt: skip
+            text = confirm_text(cmd, pos)
+        set_html(self.confirm_text, f"<b>{html.escape(text)}</b>")
         self.confirm.layout.display = "flex"
 
     def _confirmed(self) -> None:
@@ -236,6 +255,8 @@ class Monitor:
         params: dict[str, Any] = {}
         if cmd == "auto_manage":
             params["on"] = not (self._drawn or {}).get("auto_manage", False)
+        elif cmd == "kill":
+            params["on"] = not (self._drawn or {}).get("killed", False)
         elif cmd != "close_all" and self.selector.value:
             params["position"] = self.selector.value
         self.send(cmd, **params)
@@ -249,7 +270,7 @@ class Monitor:
                 out = await self.client.command(cmd, **params)
                 text = f"<span class='kit-pos'>✓ {cmd}: {_summary(out)}</span>"
             except (CommandRefusedError, ConnectionError, TimeoutError) as exc:
-                text = f"<span class='kit-neg'>✗ {cmd}: {exc}</span>"
+                text = f"<span class='kit-neg'>✗ {cmd}: {html.escape(why(exc))}</span>"
             set_html(self.result, text)
 
         asyncio.get_running_loop().create_task(run())
@@ -287,6 +308,8 @@ class Monitor:
 
 
 def _summary(result: dict[str, Any]) -> str:
+    if "summary" in result:
+        return str(result["summary"])
     if "intents" in result:
         return ", ".join(f"{i['intent']} {i['status']}" for i in result["intents"])
     return ", ".join(f"{k}={v}" for k, v in result.items() if not isinstance(v, dict | list))
