@@ -84,11 +84,14 @@ def _session_rows(history: Path, day: date, root: str, expiry: date) -> dict:
     return {"snaps": snaps, "spots": spots}
 
 
-def reference_trade(history: Path, cfg: dict, day: date, days: list[date]) -> dict | None:
+def reference_trade(history: Path, cfg: dict, day: date, days: list[date],
+                    roots: tuple[str, ...] = ("SPXW", "SPX")) -> dict | None:  # fmt: skip
     """One config on one session, snapshot by snapshot, in plain Python."""
     first = pl.read_parquet(day_path(history, "SPX", day), columns=["expiry", "root"])
-    listed = sorted(set(first.unique().iter_rows()), key=lambda p: (p[0], p[1] == "SPX"))
-    pick = [p for p in listed if (p[0] - day).days >= cfg["dte"]]
+    listed = sorted((p for p in set(first.unique().iter_rows()) if p[1] in roots),
+                    key=lambda p: (p[0], p[1] == "SPX"))  # fmt: skip
+    pick = [p for p in listed if (p[0] - day).days >= cfg["dte"]
+            and not (p[0] == day and p[1] == "SPX")]  # fmt: skip
     if not pick:
         return None
     expiry, root = pick[0]
@@ -284,6 +287,40 @@ def test_grid_rows_match_a_slow_per_trade_reference(history, result):
                 assert row["profit_factor"] == pytest.approx(pnl[pnl > 0].sum() / gross_loss)
     assert checked >= 100, checked
     assert {"profit_target", "expiry", "stop"} <= seen_reasons, seen_reasons
+
+
+def test_am_settled_monthlies_settle_at_the_expiry_open(tmp_path):
+    """SPX (AM-settled) monthlies: exits only up to the last trading session before expiry
+    (2025-06-18: the 19th is Juneteenth), settlement at the expiry session's first spot."""
+    src = SimHistory("SPX", 5, 60, Band(max_dte=5, strike_pct=0.02, daily_dte=0))
+    run_build(tmp_path, "SPX", sessions(date(2025, 6, 16), date(2025, 6, 23)), src.make_day,
+              src.signature, progress="off")  # fmt: skip
+    doc = {"settings": {"roots": ["SPX"]}, "grid": {
+        "strategy": ["iron_condor", "short_strangle"], "entry_time": ["10:00", "15:00"],
+        "dte": [1], "strikes": ["delta:0.15", "otm_pct:0.5"], "wings": [25],
+        "profit_target_pct": [60, "none"], "stop_mult": [1.5, "none"],
+        "exit_time": ["none", "15:30"], "sizing": ["contracts:2"]}}  # fmt: skip
+    res = run_grid(tmp_path, parse_grid(doc), workers=1)
+    days = complete_days(tmp_path, "SPX")
+    first_open = pl.read_parquet(day_path(tmp_path, "SPX", date(2025, 6, 20))).sort("ts")
+    settled = res.trades.filter(pl.col("exit_reason") == "expiry")
+    assert settled.height > 0 and res.trades.height >= 20
+    assert (settled["exit_spot"] == first_open["spot"][0]).all()
+    assert (settled["exit_ts"] == first_open["ts"][0]).all()
+    last_trading = datetime(2025, 6, 18, 16, 0, tzinfo=NY).astimezone(UTC)
+    assert (res.trades.filter(pl.col("exit_reason") != "expiry")["exit_ts"] <= last_trading).all()
+    for row in res.results.iter_rows(named=True):
+        cfg = _cfg(row)
+        got = {t["date"]: t for t in res.trades.filter(
+            pl.col("config_id") == row["config_id"]).iter_rows(named=True)}  # fmt: skip
+        for d in days:
+            ref = reference_trade(tmp_path, cfg, d, days, roots=("SPX",))
+            if ref is None:
+                assert d not in got
+                continue
+            t = got[d]
+            assert (t["exit_ts"], t["exit_reason"]) == (ref["exit_ts"], ref["exit_reason"])
+            assert t["pnl"] == pytest.approx(ref["pnl"], abs=1e-6)
 
 
 def test_statistics_match_direct_formulas(result):

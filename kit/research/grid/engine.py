@@ -323,7 +323,8 @@ def evaluate_day(plan: Plan, ctx: DayContext, history: str) -> dict[str, np.ndar
     out: list[dict[str, np.ndarray]] = []
     if ok.any():
         frame = read_day(history, underlying, ctx.day)
-        expiries = listed_expiries(frame)
+        roots = plan.settings.roots
+        expiries = [p for p in listed_expiries(frame) if not roots or p[1] in roots]
         by_dte: dict[int, list[int]] = {}
         for si, s in enumerate(plan.structures):
             by_dte.setdefault(s.dte, []).append(si)

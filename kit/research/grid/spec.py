@@ -96,6 +96,7 @@ class Settings:
     band_min_samples: int = 20  # fewer past moves: the P-band rule does not trade
     trend_days: int = 20  # closes averaged by the trend rule
     trend_band_pct: float = 1.0  # previous close this % above / below that mean: up / down
+    roots: tuple[str, ...] = ()  # option roots to trade (e.g. ["SPX"] for AM monthlies); () = all
 
 
 @dataclass
@@ -277,6 +278,11 @@ def parse_grid(data: dict[str, Any]) -> Grid:
     names = set(Settings.__dataclass_fields__)
     if bad := sorted(set(raw_settings) - names):
         raise GridError(f"settings: unknown key(s) {bad}; known: {sorted(names)}")
+    if "roots" in raw_settings:
+        roots = raw_settings["roots"]
+        if not isinstance(roots, list) or not all(isinstance(r, str) and r for r in roots):
+            raise GridError(f"settings: roots must be a list of option roots, got {roots!r}")
+        raw_settings = {**raw_settings, "roots": tuple(roots)}
     try:
         settings = Settings(**raw_settings)
     except TypeError as exc:
