@@ -35,8 +35,8 @@ from kit.core.clock import (
 from kit.core.model import Contract, Right
 
 YEAR_NS = 365 * 24 * 3600 * NS_PER_S
-OI_SPX = 20000.0  # contracts per unit of expiry weight: a real SPX chain's total GEX at 10% vol
-OI_NDX = 3000.0
+OI_SPX = 30000.0  # contracts per unit of expiry weight: a real SPX chain's total GEX at 10% vol
+OI_NDX = 4500.0
 
 
 @dataclass(frozen=True)
@@ -171,8 +171,8 @@ def expiry_weight(spec: ChainSpec, expiry: date, years: float) -> float:
     if quarter_end:
         return 12.0 * math.exp(-years / 0.5)
     if next_session(expiry + timedelta(days=1)).day.month != expiry.month:
-        return 4.0
-    return 4.0 if expiry.weekday() == 4 else 1.5
+        return 8.0
+    return 8.0 if expiry.weekday() == 4 else 4.0
 
 
 def _normal(x: np.ndarray, mu: float, sd: float) -> np.ndarray:

@@ -41,7 +41,7 @@ from kit.core.pricing import greeks
 VIX_NS = 30 * 86400 * NS_PER_S  # the VIX: 30 calendar days of implied variance
 REGIMES = {"calm": 0.6, "normal": 1.0, "stressed": 2.0}  # x the spec's initial vol
 OI_SHIFT = 0.8  # open interest sits OI_SHIFT x (vol - long-run vol) above spot (a fall's trace)
-OI_SHIFT_RANGE = (-0.05, 0.06)
+OI_SHIFT_RANGE = (-0.04, 0.06)
 
 
 @dataclass(frozen=True)

@@ -14,13 +14,15 @@ def spread(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Bid and ask around ``mid``: (ask - bid) / mid is 0.9% + 0.8% x exp(-days / 10) at the
     money (real SPX: 1.8% a few days out, 1.3% a month out), times (0.5 / |delta|)^0.85 out of
-    the money (25-delta 3.8%, 10-delta 6.7% on the real chain), wider in fast moves (up to 5x
+    the money (25-delta 3.8%, 10-delta 6.7% on the real chain), half that on the expiry day
+    (0DTE SPXW: one or two ticks near the money), wider in fast moves (up to 5x
     after a 1% move in 5 minutes) and into the close; a whole number of ticks (CBOE: 0.05
     below $3, 0.10 above), at least one."""
     tick = np.where((mid > 3) & (tick >= 0.05), 2 * tick, tick)
     days = np.maximum(to_expiry_s, 0.0) / 86400
     d = np.clip(np.abs(delta), 0.01, 0.5)
     frac = (0.009 + 0.008 * np.exp(-days / 10)) * (0.5 / d) ** 0.85
+    frac *= np.where(days < 1, 0.5, 1.0)  # 0DTE: the most traded options, one or two ticks
     frac *= 1 + 4 * np.minimum(1.0, move_5m / 0.01)
     frac *= np.where(to_expiry_s < 300, 2.0, np.where(to_expiry_s < 900, 1.5, 1.0))
     n = np.maximum(1.0, np.round(frac * mid / tick))
