@@ -11,6 +11,7 @@ import os
 import socket
 import subprocess
 import sys
+import time as wall
 from datetime import date, datetime, time, timedelta
 
 import pytest
@@ -154,6 +155,22 @@ def start_ist(hh: int, mm: int) -> datetime:
     return datetime.combine(datetime.now(KOLKATA).date(), time(hh, mm), KOLKATA)
 
 
+def run_market(clock: SimClock, speed: float) -> asyncio.Task:
+    """Drive a stepped clock at ``speed`` x the wall, from now on: the market stands still while
+    a test sets up (so the chain the trader selects from is always the one at the start time,
+    however slow the machine), then flows."""
+
+    async def drive() -> None:
+        last = wall.monotonic()
+        while True:
+            await asyncio.sleep(0.005)
+            now = wall.monotonic()
+            clock.advance((now - last) * speed)
+            last = now
+
+    return asyncio.create_task(drive())
+
+
 SPEEDY = {
     "expiry_days": 0,
     "entry_retries": 2,
@@ -183,15 +200,17 @@ async def live_trader(emu, tmp_path, state=None, **kw) -> tuple[DeltaTrader, Del
 
 
 async def test_emulated_live_day_enters_and_exits_on_schedule(tmp_path):
-    clock = SimClock(start_ist(16, 50), speed=120.0)
+    clock = SimClock(start_ist(16, 50))
     async with DeltaEmulator(api_key=KEY, api_secret=SECRET, clock=clock, tick_s=0.02) as emu:
         store = open_store(str(tmp_path / "desk.duckdb"))
         trader, broker = await live_trader(emu, tmp_path, StoreDocs(store))
         handlers = attach_logs(tmp_path)
+        market = run_market(clock, 240.0)
         try:
             report = await asyncio.wait_for(trader.run(), 60)
         finally:
             detach_logs(handlers)
+            market.cancel()
         await broker.close()
         assert report["exit_reason"] == "scheduled_exit"
         assert clock.now().astimezone(KOLKATA).time() >= time(17, 0)
@@ -212,7 +231,7 @@ async def test_emulated_live_day_enters_and_exits_on_schedule(tmp_path):
 
 
 async def test_dry_run_day_trades_on_paper_and_stop_forces_the_exit(tmp_path):
-    clock = SimClock(start_ist(11, 0), speed=120.0)
+    clock = SimClock(start_ist(11, 0))
     async with DeltaEmulator(api_key=KEY, api_secret=SECRET, clock=clock, tick_s=0.02) as emu:
         market = MarketState()
         paper = PaperBroker(clock, market, PaperConfig(latency_ms=0.0))
@@ -220,12 +239,14 @@ async def test_dry_run_day_trades_on_paper_and_stop_forces_the_exit(tmp_path):
         trader = DeltaTrader(TraderSettings(**SPEEDY | {"expiry_days": 1}), DeltaClient(cfg),
                              paper, clock=clock, state=JsonStateStore(tmp_path / "s"),
                              log_dir=tmp_path, market=market)  # fmt: skip
+        driver = run_market(clock, 120.0)
         task = asyncio.create_task(trader.run())
         async with asyncio.timeout(60):
             while trader.trade.phase != "open":
                 await asyncio.sleep(0.05)
         (tmp_path / "STOP").write_text("stop")
         report = await asyncio.wait_for(task, 60)
+        driver.cancel()
         assert report["exit_reason"] == "force_exit" and not report["live"]
         assert emu.exchange.orders == {}  # a dry run sends nothing to the exchange
         assert await paper.positions() == {}
@@ -233,9 +254,10 @@ async def test_dry_run_day_trades_on_paper_and_stop_forces_the_exit(tmp_path):
 
 
 async def test_restart_mid_entry_neither_duplicates_nor_loses_an_order(tmp_path):
-    clock = SimClock(start_ist(16, 50), speed=120.0)
+    clock = SimClock(start_ist(16, 50))
     async with DeltaEmulator(api_key=KEY, api_secret=SECRET, clock=clock, tick_s=0.02) as emu:
         trader, broker = await live_trader(emu, tmp_path, fill_wait_s=60.0)
+        driver = run_market(clock, 240.0)
         task = asyncio.create_task(trader.run())
         async with asyncio.timeout(30):
             while not emu.exchange.orders:
@@ -246,6 +268,7 @@ async def test_restart_mid_entry_neither_duplicates_nor_loses_an_order(tmp_path)
         assert trader.trade.phase == "entering"
         trader2, broker2 = await live_trader(emu, tmp_path)
         report = await asyncio.wait_for(trader2.run(), 60)
+        driver.cancel()
         await broker2.close()
         coids = [r.client_order_id for r in emu.exchange.orders.values()]
         assert len(coids) == len(set(coids))  # no client id sent twice
@@ -270,3 +293,35 @@ async def test_an_exchange_position_blocks_entry_and_bad_keys_are_clear(tmp_path
                           log_dir=tmp_path, live=True)  # fmt: skip
         with pytest.raises(TraderBlockedError, match="Signature Mismatch: the API secret"):
             await bad.prerequisites()
+
+
+@pytest.mark.parametrize(("settings", "shock", "reason"), [
+    ({"max_loss_pct": 50.0}, -0.03, "max_loss"),  # BTC -3% in a minute: the put explodes
+    ({"max_profit_pct": 50.0, "trail_start_pct": 100.0, "trail_tight_pct": 100.0}, 0.0,
+     "max_profit"),  # the last half hour's decay
+    ({"trail_start_pct": 20.0, "trail_tight_pct": 30.0, "trail_gap_pct": 5.0,
+      "max_profit_pct": 99.0}, 0.0, "trailing_stop"),
+])  # fmt: skip
+async def test_emulated_live_day_exits_by_each_trigger(tmp_path, settings, shock, reason):
+    from kit.adapters.sim.market import Shock
+
+    clock = SimClock(start_ist(16, 40))
+    async with DeltaEmulator(api_key=KEY, api_secret=SECRET, clock=clock, tick_s=0.02) as emu:
+        trader, broker = await live_trader(emu, tmp_path, exit_time="17:29", **settings)
+        driver = run_market(clock, 240.0)
+        task = asyncio.create_task(trader.run())
+        if shock:  # once both legs are sold: BTC moves over the next market minute
+            async with asyncio.timeout(60):
+                while trader.trade.phase != "open":
+                    await asyncio.sleep(0.01)
+            at = clock.now_ns() + 5 * 10**9
+            emu.market.shock(Shock("BTC", at, at + 60 * 10**9, log_return=shock))
+        report = await asyncio.wait_for(task, 90)
+        driver.cancel()
+        await broker.close()
+        assert report["exit_reason"] == reason
+        assert emu.exchange.positions() == [] and emu.exchange.open_orders() == []
+        if reason == "max_loss":
+            assert report["pnl_usd"] < 0
+        else:
+            assert report["pnl_usd"] > 0

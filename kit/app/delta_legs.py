@@ -66,7 +66,11 @@ class LegExecutor:
         state: OrderState | None = None
         if prices:
             order = Order(cid, leg, side, qty, OrderType.LIMIT, self.clock.now_ns(), prices[0])
-            state = await self.broker.place(order)
+            try:
+                state = await self.broker.place(order)
+            except OrderRejectedError as exc:
+                log.error("%s: limit order refused: %s", cand.symbol, exc)
+                return res
             res.orders += (cid,)
             log.info("%s %d %s limit %.4g", side.value, qty, cand.symbol, prices[0])
             for price in [*prices[1:], None]:
@@ -89,8 +93,12 @@ class LegExecutor:
         if left > 0:
             mid = f"{prefix}m"
             log.warning("%s: %d left after the limit ladder: market order", cand.symbol, left)
-            m = await self.broker.place(Order(mid, leg, side, left, OrderType.MARKET,
-                                              self.clock.now_ns()))  # fmt: skip
+            try:
+                m = await self.broker.place(Order(mid, leg, side, left, OrderType.MARKET,
+                                                  self.clock.now_ns()))  # fmt: skip
+            except OrderRejectedError as exc:  # the caller sees the shortfall and unwinds
+                log.error("%s: market order refused: %s", cand.symbol, exc)
+                return res
             res.orders += (mid,)
             m = await self._wait(mid, self.fill_wait_s) or m
             if m.filled_qty:

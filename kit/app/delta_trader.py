@@ -213,7 +213,11 @@ class DeltaTrader:
             self.trade.legs[name] = {"symbol": cand.symbol, "filled": results[name].filled,
                                      "avg": results[name].avg}  # fmt: skip
             self.save()
-        if any(r.filled < self.s.quantity for r in results.values()):
+            if results[name].filled < self.s.quantity:
+                break  # the other leg is not sold alone: unwind what there is
+        if len(results) < len(self.legs) or any(
+            r.filled < self.s.quantity for r in results.values()
+        ):
             log.error("a leg did not fill completely: unwinding the strangle")
             await self.close_legs("entry_incomplete")
             raise TraderBlockedError("entry incomplete: both legs unwound")
@@ -299,6 +303,11 @@ class DeltaTrader:
                                  tick=self.chains.ticks.get(cand.contract, 0.1))  # fmt: skip
             self.trade.closed[name] = {"filled": res.filled, "avg": res.avg}
             self.save()
+            if res.filled < leg["filled"]:
+                log.critical("%s: only %d of %d bought back: the position is OPEN", cand.symbol,
+                             res.filled, leg["filled"])  # fmt: skip
+                raise TraderBlockedError(f"could not buy back {cand.symbol} ({res.filled} of "
+                                         f"{leg['filled']}): close it on the exchange")  # fmt: skip
 
     async def candidates_for(self, cand: Candidate) -> Candidate:
         t = await self.client.ticker(cand.symbol)

@@ -32,13 +32,14 @@ from kit.adapters.sim.chains import YEAR_NS
 from kit.adapters.sim.market import MarketSim
 from kit.core.clock import Clock, to_ns
 from kit.core.clock import expiry_time as contract_expiry
-from kit.core.model import Contract, Fill, Leg, Order, OrderType, Side, UnderlyingTick
+from kit.core.model import Contract, Fill, Leg, Order, OrderType, Quote, Side, UnderlyingTick
 from kit.core.pricing import greeks
 from kit.core.symbology import to_delta
 from kit.execution.broker import BrokerEvent, OrderRejectedError, OrderState, OrderStatus
 from kit.portfolio.market import MarketState
 
 COINS = ("BTC", "ETH")
+NO_BID = 1e-9  # the token bid a bid-less option gets in the matcher's book
 Listener = Callable[[str, dict[str, Any]], None]
 
 
@@ -192,13 +193,25 @@ class DeltaExchange:
         active |= {c for c, _ in self.ledger.held()}
         live = [c for c in active if m.is_listed(c) and self._expiry_ns(c) > m.now_ns]
         for q in m.quotes(live):
-            self.book.on_quote(q)
+            self._book(q)
         self.paper.on_market()
 
     def _quote(self, c: Contract) -> None:
         self.market.advance_to(self.clock.now_ns())
         for q in self.market.quotes([c]):
-            self.book.on_quote(q)
+            self._book(q)
+
+    def _book(self, q: Quote) -> None:
+        """Into the matcher's book. A worthless option quotes no bid; the paper venue wants two
+        sides, so the book gets a token bid (market sales into no bid are refused before it)
+        and a buy-back at the ask stays possible, as on Delta."""
+        if q.bid <= 0 < q.ask:
+            q = Quote(q.contract, NO_BID, q.ask, 1.0, q.ask_size, q.ts_ns)
+        self.book.on_quote(q)
+
+    def no_bid(self, c: Contract) -> bool:
+        row = self.book.index.get(c)
+        return row is None or float(self.book.bid[row]) <= NO_BID
 
     # --- orders ---
 
@@ -227,6 +240,8 @@ class DeltaExchange:
         if reduce_only and not (held * side.sign < 0 and size <= abs(held)):
             raise DeltaError("reduce_only_violation", 400, {"position": held, "size": size})
         self._quote(c)
+        if kind is OrderType.MARKET and side is Side.SELL and self.no_bid(c):
+            raise DeltaError("insufficient_liquidity", 400, {"product_id": pid, "side": "sell"})
         if not reduce_only and held * side.sign >= 0:
             self._check_margin(c, side, size, limit)
         oid, self._next_order = self._next_order, self._next_order + 1
@@ -241,7 +256,9 @@ class DeltaExchange:
         except OrderRejectedError as exc:
             del self.orders[oid]
             self.by_client.pop(coid or "", None)
-            raise DeltaError("bad_schema", 400, {"reason": str(exc)}) from None
+            # the paper venue refuses an order with no two-sided quote to fill against
+            code = "insufficient_liquidity" if "two-sided" in str(exc) else "bad_schema"
+            raise DeltaError(code, 400, {"reason": str(exc)}) from None
         await self._settle()
         if kind is OrderType.MARKET and not self.paper.order(str(oid)).status.done:
             await self.paper.cancel(str(oid))  # a market order never rests (IOC)

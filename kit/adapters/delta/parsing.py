@@ -36,6 +36,7 @@ ERROR_HINTS: dict[str, str] = {
     "duplicate_client_order_id": "an order with this client_order_id already exists",
     "open_order_not_found": "no such open order (already filled or cancelled)",
     "bad_schema": "the request does not match the API's schema",
+    "insufficient_liquidity": "nothing on the other side of the book to fill against",
     "invalid_product": "no such product (or it has expired)",
     "RateLimitExceeded": "too many requests: wait for X-RATE-LIMIT-RESET",
     "MissingUserAgent": "requests need a User-Agent header",
