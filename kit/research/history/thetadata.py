@@ -120,6 +120,11 @@ class ThetaHistory:
         self._gate = asyncio.Semaphore(self.concurrency)
 
     async def _close(self) -> None:
+        """Cancel what is still running (a build interrupted mid-session), then close."""
+        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for t in others:
+            t.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
         assert self._client is not None
         await self._client.aclose()  # ours: ThetaDataREST leaves a client it was given open
 
@@ -159,7 +164,7 @@ class ThetaHistory:
             pl.col("ts").dt.cast_time_unit("us").dt.convert_time_zone("UTC")
         )
         roots = roots_of(self.underlying)
-        spot_rows, vix_rows, *exp_rows = await asyncio.gather(
+        spot_rows, vix_rows, *exp_rows = await _all(
             self._get("/index/history/price", symbol=INDEX[self.underlying], **window),
             self._get("/index/history/price", symbol="VIX", **window),
             *(self._get("/option/list/expirations", symbol=r) for r in roots),
@@ -170,14 +175,16 @@ class ThetaHistory:
         spot_open = float(spot["spot"].drop_nulls()[0])  # the band's centre: the first print
         wanted = [(r, e) for r, rows in zip(roots, exp_rows, strict=True) for e in _dates(rows)
                   if self.band.keep_expiry(r, e, day)]  # fmt: skip
-        quotes, bars, ois = await asyncio.gather(
-            asyncio.gather(*(self._get("/option/history/quote", symbol=r,
-                                       expiration=f"{e:%Y%m%d}", **window) for r, e in wanted)),
-            asyncio.gather(*(self._get("/option/history/ohlc", symbol=r,
-                                       expiration=f"{e:%Y%m%d}", **window) for r, e in wanted)),
-            asyncio.gather(*(self._get("/option/history/open_interest", symbol=r, expiration="*",
-                                       date=window["date"]) for r in roots)),
+        answers = await _all(
+            *(self._get("/option/history/quote", symbol=r, expiration=f"{e:%Y%m%d}", **window)
+              for r, e in wanted),
+            *(self._get("/option/history/ohlc", symbol=r, expiration=f"{e:%Y%m%d}", **window)
+              for r, e in wanted),
+            *(self._get("/option/history/open_interest", symbol=r, expiration="*",
+                        date=window["date"]) for r in roots),
         )  # fmt: skip
+        n = len(wanted)
+        quotes, bars, ois = answers[:n], answers[n : 2 * n], answers[2 * n :]
         frame = _contracts([row for rows in quotes for row in rows], ["bid", "ask"])
         if frame.height == 0:
             return pl.DataFrame()
@@ -190,6 +197,19 @@ class ThetaHistory:
         frame = _with_volume(frame, [row for rows in bars for row in rows], self.interval_s)
         frame = with_greeks(frame, self.rate, self.div_yield)
         return frame.with_columns(underlying=pl.lit(self.underlying))
+
+
+async def _all(*coros: Coroutine[Any, Any, T]) -> list[T]:
+    """``gather`` that, when one request fails, cancels and awaits the others before raising
+    its error: no request outlives a failed session (or the loop it ran on)."""
+    tasks = [asyncio.ensure_future(c) for c in coros]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
 def _dates(rows: list[dict[str, Any]]) -> list[date]:
