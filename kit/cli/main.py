@@ -113,11 +113,13 @@ def _feed(text: str) -> Any:
 def _venue_args(s: argparse.ArgumentParser) -> None:
     """The same feed and broker flags on `kit serve`, `kit run` and `kit monitor`."""
     s.add_argument("--feed", type=_feed, default="sim", help="market data: sim (default), "
-                   "replay:PATH (a recorded .parquet day) or thetadata (a ThetaData Terminal "
-                   "at THETADATA_HOST/THETADATA_REST_PORT/THETADATA_WS_PORT)")  # fmt: skip
-    s.add_argument("--broker", choices=["paper", "ibkr-cpapi"], default="paper",
-                   help="paper (default: fills against the feed's quotes) or ibkr-cpapi (live: "
-                   "needs KIT_LIVE_TRADING=yes and --confirm-live ACCOUNT)")  # fmt: skip
+                   "replay:PATH (a recorded .parquet day), thetadata (a ThetaData Terminal "
+                   "at THETADATA_HOST/THETADATA_REST_PORT/THETADATA_WS_PORT) or delta (Delta "
+                   "Exchange BTC/ETH options, DELTA_TESTNET/DELTA_BASE_URL)")  # fmt: skip
+    s.add_argument("--broker", choices=["paper", "ibkr-cpapi", "delta"], default="paper",
+                   help="paper (default: fills against the feed's quotes), ibkr-cpapi or delta "
+                   "(live: needs KIT_LIVE_TRADING=yes and --confirm-live ACCOUNT, for delta "
+                   "the DELTA_API_KEY)")  # fmt: skip
     s.add_argument("--confirm-live", metavar="ACCOUNT", help="the IBKR account id, confirming "
                    "live trading with --broker ibkr-cpapi")  # fmt: skip
 
