@@ -25,9 +25,11 @@ from kit.adapters.sim.market import DEFAULT_UNDERLYINGS
 from kit.cli.main import main
 from kit.core.clock import expiry_time, us_session
 from kit.core.model import Contract
+from kit.research.history.api import build_history
 from kit.research.history.band import Band, BandError, parse_interval, sessions
 from kit.research.history.build import run_build
 from kit.research.history.info import history_info
+from kit.research.history.progress import Progress, in_notebook, pick
 from kit.research.history.schema import (
     COLUMNS,
     PART,
@@ -262,3 +264,26 @@ def test_interval_and_band_parsing() -> None:
     assert not b.keep_expiry("SPXW", date(2024, 4, 26), day)  # 46 days
     keep = b.mask(["SPXW"] * 3, [date(2024, 3, 29)] * 3, [5000.0, 5010.0, 5025.0], day, 5000)
     assert keep.tolist() == [True, False, True]  # the far grid is every 25 points
+
+
+def test_progress_draws_where_it_runs(capsys) -> None:
+    assert pick("auto") == "off"  # stderr is not a terminal under pytest, and no kernel
+    assert not in_notebook()
+    for mode, total in (("notebook", 3), ("terminal", 2), ("off", 4)):
+        with Progress(total, f"SPX {mode}", mode) as bar:
+            for i in range(total):
+                bar.advance(f"2024-03-1{i} 391 rows")
+        out = capsys.readouterr()
+        text = out.out + out.err
+        if mode == "off":
+            assert text == ""
+        else:
+            assert f"SPX {mode}" in text and f"{total}/{total}" in text, text
+
+
+def test_build_history_is_the_one_call_behind_the_cli(tmp_path: Path) -> None:
+    report = build_history("sim", tmp_path, "SPX", MON, MON, interval="5m", band=SMALL,
+                           progress="off")  # fmt: skip
+    assert report.built == [MON] and report.rows == read_history(tmp_path, "SPX").height
+    with pytest.raises(BandError, match="unknown source 'csv'"):
+        build_history("csv", tmp_path, "SPX", MON, MON)

@@ -58,38 +58,20 @@ def add_history_parser(sub: Any) -> None:
 
 
 def cmd_history_build(args: argparse.Namespace) -> int:
-    from kit.research.history.band import Band, parse_interval, sessions
-    from kit.research.history.build import run_build
+    from kit.adapters.thetadata.config import ThetaDataError
+    from kit.research.history.api import build_history
+    from kit.research.history.band import Band
 
     band = Band(args.max_dte, args.strike_pct / 100.0, args.daily_dte, args.far_strike_step)
-    interval = parse_interval(args.interval)
-    days = sessions(args.date_from, args.date_to)
-    if not days:
-        raise ValueError(f"no sessions from {args.date_from} to {args.date_to}")
-    if args.source == "sim":
-        from kit.research.history.sim import SimHistory
-
-        source = SimHistory(args.underlying, args.seed, interval, band)
-        report = run_build(args.out, args.underlying, days, source.make_day, source.signature,
-                           progress=args.progress)  # fmt: skip
-    elif args.source == "thetadata":
-        from kit.adapters.thetadata.config import ThetaDataError
-        from kit.research.history.thetadata import ThetaHistory
-
-        try:
-            with ThetaHistory(args.underlying, interval, band,
-                              concurrency=args.concurrency) as theta:  # fmt: skip
-                report = run_build(args.out, args.underlying, days, theta.make_day,
-                                   theta.signature, progress=args.progress)  # fmt: skip
-        except ThetaDataError as exc:
-            print(f"kit history: error: {exc}", file=sys.stderr)
-            return 1
-    else:
-        from kit.research.history.store import StoreHistory
-
-        with StoreHistory(args.underlying, interval, band, target=args.db) as recorded:
-            report = run_build(args.out, args.underlying, days, recorded.make_day,
-                               recorded.signature, progress=args.progress)  # fmt: skip
+    try:
+        report = build_history(
+            args.source, args.out, args.underlying, args.date_from, args.date_to,
+            interval=args.interval, band=band, seed=args.seed, db=args.db,
+            concurrency=args.concurrency, progress=args.progress,
+        )  # fmt: skip
+    except ThetaDataError as exc:  # the Terminal refused or is down: not a bad argument
+        print(f"kit history: error: {exc}", file=sys.stderr)
+        return 1
     out = report.as_dict()
     if args.json:
         print(json.dumps(out))
