@@ -66,8 +66,8 @@ DEFAULT_CHAINS: tuple[ChainSpec, ...] = (
               far_up=0.13, oi_scale=5 * OI_SPX),
     ChainSpec("NDXP", "NDX", "daily", 3, 25.0, far_down=0.30, far_up=0.30, oi_scale=OI_NDX),
     ChainSpec("NDX", "NDX", "monthly", 12, 100.0, far_down=0.50, far_up=0.40, oi_scale=OI_NDX),
-    ChainSpec("BTC", "BTC", "crypto", 3, 500.0, max_width=0.3, tick=0.5, oi_scale=40.0),
-    ChainSpec("ETH", "ETH", "crypto", 3, 25.0, max_width=0.3, tick=0.1, oi_scale=400.0),
+    ChainSpec("BTC", "BTC", "crypto", 3, 500.0, max_width=0.3, tick=0.5, oi_scale=4000.0),
+    ChainSpec("ETH", "ETH", "crypto", 3, 25.0, max_width=0.3, tick=0.1, oi_scale=4000.0),
 )  # fmt: skip
 
 
