@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from datetime import date
 from pathlib import Path
 
@@ -178,6 +179,10 @@ def test_cli_writes_duckdb_parquet_and_csv(history, tmp_path, capsys):
 def test_cli_errors_are_one_line(history, tmp_path, capsys):
     bad = tmp_path / "bad.toml"
     bad.write_text("[grid]\nstrikes = ['gamma:0.1']\n")
+    cut = tmp_path / "cut"
+    shutil.copytree(history, cut)
+    victim = sorted(cut.glob("underlying=SPX/date=*/part-0.parquet"))[3]
+    victim.write_bytes(victim.read_bytes()[:1000])  # a file cut short
     cases = [
         (["--history", str(tmp_path / "none"), "--grid", str(EXAMPLE)], "no history directory"),
         (["--history", str(history), "--grid", str(tmp_path / "x.toml")], "no grid file"),
@@ -186,6 +191,8 @@ def test_cli_errors_are_one_line(history, tmp_path, capsys):
          "--workers must be at least 1"),
         (["--history", str(history), "--grid", str(EXAMPLE), "--from", "2030-01-01"],
          "no SPX sessions"),
+        (["--history", str(cut), "--grid", str(EXAMPLE), "--workers", "1"],
+         f"{victim}: not a readable history session"),
     ]  # fmt: skip
     for extra, message in cases:
         rc = main(["backtest", "grid", "--out", str(tmp_path / "o"), "--progress", "off", *extra])

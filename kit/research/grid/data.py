@@ -16,15 +16,21 @@ import polars as pl
 
 from kit.core.clock import NEW_YORK
 from kit.core.model import AM_SETTLED_ROOTS
-from kit.research.history.schema import day_path
+from kit.research.history.schema import HistoryError, day_path
 
 GRID_COLUMNS = ["ts", "root", "expiry", "strike", "right", "bid", "ask", "delta", "spot", "vix"]
 US_PER_MIN = 60_000_000
 
 
 def read_day(history: str, underlying: str, day: date) -> pl.DataFrame:
-    """The grid's columns of one complete session."""
-    return pl.read_parquet(day_path(history, underlying, day), columns=GRID_COLUMNS)
+    """The grid's columns of one complete session; a file that is not a history session (cut
+    short, another schema) is a one-line :class:`HistoryError` naming it."""
+    path = day_path(history, underlying, day)
+    try:
+        return pl.read_parquet(path, columns=GRID_COLUMNS)
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise HistoryError(f"{path}: not a readable history session ({first})") from None
 
 
 def minute_of_day(ts_us: np.ndarray, day: date) -> np.ndarray:
