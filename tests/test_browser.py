@@ -6,6 +6,7 @@ screenshot` sets ``KIT_SCREENSHOT=docs/monitor.png`` to refresh the README's pic
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -114,4 +115,76 @@ def test_monitor_end_to_end(app: tuple[str, int], browser: Browser, tmp_path: Pa
     second.close(run_before_unload=True)
     wait_for(lambda: len(kernels(port)) == 1)
     expect(page.locator("[data-key=engine] .val")).to_contain_text("1 viewer", timeout=20_000)
+    context.close()
+
+
+# the demo's mechanics and the ticket, not the entry rule's judgement, are tested here
+LENIENT = ("[entry]\nmax_spread_pct = 50.0\nmin_iv_rank = 0.0\nmax_abs_delta = 0.4\n"
+           "min_open_interest = 1\n")  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def lenient_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
+    tmp = tmp_path_factory.mktemp("lenient")
+    (tmp / "rules.toml").write_text(LENIENT)
+    with monitor_process(tmp, "--rules", str(tmp / "rules.toml"), speed=5.0) as (port, _):
+        yield f"http://127.0.0.1:{port}/", port
+
+
+def confirm(page: Page, button: str, says: str, result: str | re.Pattern[str]) -> None:
+    """Click an action, check the confirmation says what will be sent, confirm, see it sent,
+    then wait until nothing is being worked (a newer intent would supersede a working one)."""
+    page.click(button)
+    expect(page.locator(".kit-confirm-text")).to_contain_text(says)
+    page.click(".kit-confirm-yes")
+    expect(page.locator(".kit-result")).to_contain_text(result, timeout=30_000)
+    working = page.locator(".kit-positions table").first
+    expect(working).not_to_contain_text("working", timeout=90_000)
+
+
+def test_every_action_keeps_the_engine_healthy_then_a_condor_opens_from_the_ticket(
+    lenient_app: tuple[str, int], browser: Browser, tmp_path: Path
+) -> None:
+    url, _ = lenient_app
+    context = browser.new_context(viewport={"width": 1400, "height": 1600})
+    page = context.new_page()
+    page.goto(url)
+    quantity = page.locator("[data-key=quantity] .val")
+    expect(quantity).to_have_text("2", timeout=90_000)
+    positions = page.locator(".kit-positions table").first  # open positions (fills follow)
+
+    # a roll is done, or refused with the reason when no strike improves the side
+    for side in ("put", "call"):
+        done = re.compile(f"✓ roll_{side}|✗ roll_{side}: .*already delta-neutral")
+        confirm(page, f".kit-btn-roll-{side}", f"Roll the {side} of demo-", done)
+    # two wings at once: the amend that once desynchronised the book and killed the engine
+    confirm(page, ".kit-btn-protect", "buy 2 wings beyond each naked short", "✓ add_protection")
+    expect(positions).to_contain_text("IRON_CONDOR", timeout=60_000)
+    confirm(page, ".kit-btn-reduce", "buy back 1 of 2 units", "✓ reduce_25")
+    expect(quantity).to_have_text("1", timeout=60_000)
+    confirm(page, ".kit-btn-auto", "Turn auto-manage ON", "✓ auto_manage")
+    confirm(page, ".kit-btn-auto", "Turn auto-manage OFF", "✓ auto_manage")
+    confirm(page, ".kit-btn-close-all", "Close ALL open positions", "✓ close_all")
+    expect(positions).not_to_contain_text("demo-", timeout=60_000)
+    # the engine stayed healthy through all of it: live data, no degraded or stale banner
+    assert value(page, "feed-status") == "LIVE"
+    assert float(value(page, "data-age").rstrip("s")) < 3
+    expect(page.locator(".kit-banner")).not_to_contain_text("DEGRADED")
+    expect(page.locator(".kit-banner")).not_to_contain_text("not updating")
+
+    # the ticket: an iron condor by delta, previewed, then sent once
+    ticket = page.locator(".kit-ticket")
+    ticket.locator("button", has_text="Iron condor").click()
+    page.click(".kit-ticket-preview")
+    expect(ticket.locator(".kit-preview-verdict")).to_contain_text("entry checks passed",
+                                                                   timeout=30_000)  # fmt: skip
+    expect(ticket.locator(".kit-preview-figures")).to_contain_text("Reg-T")
+    expect(ticket.locator(".kit-preview-legs tr")).to_have_count(5)  # header + four legs
+    page.click(".kit-ticket-send")
+    expect(ticket.locator(".kit-ticket-result")).to_contain_text("✓ sent: sell 1 × SPXW",
+                                                                 timeout=30_000)  # fmt: skip
+    expect(positions).to_contain_text("ticket-condor", timeout=60_000)
+    expect(positions).to_contain_text("IRON_CONDOR")
+    page.screenshot(path=str(tmp_path / "ticket.png"), full_page=True)
+    assert (tmp_path / "ticket.png").read_bytes().startswith(PNG_SIGNATURE)
     context.close()

@@ -221,6 +221,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
 
     serve = ["--speed", str(args.speed), "--feed", str(args.feed), "--broker", args.broker]
     serve += ["--db", args.db] if args.db else []
+    serve += ["--rules", str(args.rules)] if args.rules else []
     serve += ["--confirm-live", args.confirm_live] if args.confirm_live else []
     return run(args.port, args.service_port, serve + (["--no-demo"] if args.no_demo else []))
 
@@ -338,6 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--service-port", type=args_.port, default=8765, help="service port (8765)")
     s.add_argument("--speed", type=args_.positive, default=1.0, help="market seconds per second")
     s.add_argument("--db", help="as for `kit serve`")
+    s.add_argument("--rules", type=args_.text_file, help="rules TOML, as for `kit serve`")
     _venue_args(s)
     s.add_argument("--no-demo", action="store_true", help="no demo paper strangle")
     s.set_defaults(func=cmd_monitor)
