@@ -10,6 +10,7 @@ which rule settings a dashboard may change. The frames themselves are described 
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 from kit.core.config import env
@@ -42,9 +43,13 @@ def client_token(path: Path | None = None) -> str:
                               "or set KIT_TOKEN") from None  # fmt: skip
 
 
+# any auth frame's token, the wrong ones a guesser sends included (JSON, maybe escaped/repr'd)
+_TOKEN_FIELD = re.compile(r"""(\\?["']token\\?["']\s*:\s*\\?["'])[^"'\\]*""")
+
+
 class _Redact(logging.Filter):
     """Masks a secret in whatever the WebSocket library logs (at DEBUG it logs every frame,
-    the auth frame included)."""
+    the auth frame included), and the token of any auth frame, right or wrong."""
 
     def __init__(self, secret: str) -> None:
         super().__init__()
@@ -52,8 +57,11 @@ class _Redact(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         text = record.getMessage()
-        if self.secret in text:
-            record.msg, record.args = text.replace(self.secret, "***"), None
+        masked = text.replace(self.secret, "***")
+        if "token" in masked:
+            masked = _TOKEN_FIELD.sub(r"\1***", masked)
+        if masked != text:
+            record.msg, record.args = masked, None
         return True
 
 

@@ -11,6 +11,7 @@ import msgspec
 from kit.core import config
 from kit.core.model import Severity
 from kit.engine.records import SinkRecord, record_to_json
+from kit.remote.protocol import redacted_logger
 from kit.sinks.base import SinkError, with_retries
 
 
@@ -32,6 +33,12 @@ class WebhookSink:
     _: KW_ONLY
     audit: bool = False
     retry_delays_s: tuple[float, ...] = (0.5, 2.0)
+
+    def __post_init__(self) -> None:
+        # httpx logs every request's full URL at INFO: mask the path and query (the token)
+        secret = httpx.URL(self.url).raw_path.decode("ascii", "replace")
+        if len(secret) > 1:
+            redacted_logger("httpx", secret)
 
     @property
     def name(self) -> str:
