@@ -201,6 +201,8 @@ def reference_trade(history: Path, cfg: dict, day: date, days: list[date],
                 ("exit_delta", cfg["exit_delta"] is not None and max(deltas) >= cfg["exit_delta"]),
                 ("exit_time", cfg["exit_min"] is not None and i == last_session
                  and _minute(t) >= cfg["exit_min"]),
+                ("exit_dte", cfg["exit_dte"] is not None and i > 0
+                 and (expiry - hold[i]).days <= cfg["exit_dte"]),
             ]  # fmt: skip
             hit = next((name for name, yes in reasons if yes), None)
             if hit:
@@ -234,7 +236,8 @@ def _cfg(row: dict) -> dict:
             "strikes": row["strikes"], "wings": float(row["wings"]),
             "min_credit": float(row["min_credit"]), "pt": num(row["profit_target_pct"]),
             "stop_mult": num(row["stop_mult"]), "exit_delta": num(row["exit_delta"]),
-            "tiers": tiers, "exit_min": exit_min, "contracts": 2}  # fmt: skip
+            "tiers": tiers, "exit_min": exit_min, "contracts": 2,
+            "exit_dte": None if row["exit_dte"] == "none" else int(row["exit_dte"])}  # fmt: skip
 
 
 def test_grid_rows_match_a_slow_per_trade_reference(history, result):
@@ -299,7 +302,8 @@ def test_am_settled_monthlies_settle_at_the_expiry_open(tmp_path):
         "strategy": ["iron_condor", "short_strangle"], "entry_time": ["10:00", "15:00"],
         "dte": [1], "strikes": ["delta:0.15", "otm_pct:0.5"], "wings": [25],
         "profit_target_pct": [60, "none"], "stop_mult": [1.5, "none"],
-        "exit_time": ["none", "15:30"], "sizing": ["contracts:2"]}}  # fmt: skip
+        "exit_time": ["none", "15:30"], "exit_dte": ["none", 2],
+        "sizing": ["contracts:2"]}}  # fmt: skip
     res = run_grid(tmp_path, parse_grid(doc), workers=1)
     days = complete_days(tmp_path, "SPX")
     first_open = pl.read_parquet(day_path(tmp_path, "SPX", date(2025, 6, 20))).sort("ts")
@@ -308,6 +312,7 @@ def test_am_settled_monthlies_settle_at_the_expiry_open(tmp_path):
     assert (settled["exit_spot"] == first_open["spot"][0]).all()
     assert (settled["exit_ts"] == first_open["ts"][0]).all()
     last_trading = datetime(2025, 6, 18, 16, 0, tzinfo=NY).astimezone(UTC)
+    assert "exit_dte" in set(res.trades["exit_reason"])
     assert (res.trades.filter(pl.col("exit_reason") != "expiry")["exit_ts"] <= last_trading).all()
     for row in res.results.iter_rows(named=True):
         cfg = _cfg(row)
@@ -444,3 +449,49 @@ def test_no_look_ahead_rewriting_the_future_changes_no_earlier_decision(history,
     later = lambda t: t.filter(pl.col("entry_ts") > cut).select(key + entry_cols).sort(key)  # noqa: E731
     assert not later(result.trades).equals(later(after.trades))
     assert timedelta(0) < cut - before_t["entry_ts"].min()
+
+
+def test_context_rules_on_a_known_series():
+    """IV rank, VIX regime and trend from 30 synthetic sessions, against the desk's functions
+    fed only the previous closes and the opening VIX; the filters then gate configs."""
+    from kit.research.grid.data import DaySummary
+    from kit.research.grid.engine import allowed
+    from kit.research.grid.plan import compile_grid
+    from kit.signals.regimes import iv_rank, vix_regimes
+
+    days = sessions(date(2025, 1, 2), date(2025, 3, 31))[:30]
+    rng = np.random.default_rng(5)
+    closes = 5000 * np.cumprod(1 + rng.normal(0.002, 0.01, 30))
+    vix_open, vix_close = rng.uniform(11, 35, 30), rng.uniform(11, 35, 30)
+    minute = np.arange(570, 961)
+    summaries = [
+        DaySummary(s.day, minute, np.linspace(closes[i] * 0.999, closes[i], minute.size),
+                   np.linspace(vix_open[i], vix_close[i], minute.size))
+        for i, s in enumerate(days)
+    ]  # fmt: skip
+    ctx = contexts(summaries, set(), trend_days=5, trend_band_pct=0.5)
+    for i, c in enumerate(ctx):
+        assert c.vix_regime == vix_regimes(np.append(vix_close[:i], vix_open[i]))[-1]
+        if i >= 20:
+            assert c.iv_rank == pytest.approx(iv_rank(vix_close[:i], vix_open[i]))
+        else:
+            assert math.isnan(c.iv_rank)
+        if i < 5:
+            assert c.trend is None
+        else:
+            move = (closes[i - 1] / closes[i - 5 : i].mean() - 1) * 100
+            assert c.trend == ("up" if move > 0.5 else "down" if move < -0.5 else "sideways")
+    assert {c.trend for c in ctx[5:]} >= {"up"}
+    grid = parse_grid({"grid": {"iv_rank": ["any", "0-40", "40-100"],
+                                "vix_regime": ["any", "high,extreme"]}})  # fmt: skip
+    plan = compile_grid(grid)
+    gated = 0
+    for c in ctx:
+        ok = allowed(plan, c)
+        for k, row in enumerate(grid.rows):
+            rank_ok = row["iv_rank"] == "any" or (not math.isnan(c.iv_rank) and (
+                c.iv_rank <= 40 if row["iv_rank"] == "0-40" else c.iv_rank >= 40))  # fmt: skip
+            vix_ok = row["vix_regime"] == "any" or c.vix_regime in ("high", "extreme")
+            assert ok[k] == (rank_ok and vix_ok)
+            gated += not ok[k]
+    assert gated > 0
