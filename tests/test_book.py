@@ -463,3 +463,17 @@ def test_an_empty_book_has_an_empty_view(book):
     v = book.view(NOW)
     assert len(v) == 0
     assert v.risk.shape == v.delta_unit.shape == v.tested.shape == (0,)
+
+
+def test_wings_that_never_filled_leave_the_strangle_it_was(book):
+    """Add Protection amends the record to a condor before its fills; superseded before any
+    wing filled, the position is still a strangle (not a CUSTOM record with empty wings)."""
+    sold_strangle(book, "S", 2)
+    book.amend(Position("S", StrategyType.IRON_CONDOR, condor("S").legs, 2, NOW))
+    held = book.held("S")
+    assert held is not None and held.strategy is StrategyType.STRANGLE
+    assert [leg.contract for leg in held.legs] == [PUT, CALL] and held.quantity == 2
+    book.apply_fill(fill(WING_PUT, Side.BUY, 2, 1.0), "S")
+    assert book.held("S").strategy is StrategyType.CUSTOM  # one wing filled: no named shape
+    book.apply_fill(fill(WING_CALL, Side.BUY, 2, 1.0), "S")
+    assert book.held("S").strategy is StrategyType.IRON_CONDOR

@@ -274,6 +274,19 @@ class Leg(msgspec.Struct, frozen=True):
             raise ModelError(f"ratio: expected a non-zero integer, got {self.ratio!r}")
 
 
+NAMED_SHAPES = (StrategyType.STRANGLE, StrategyType.IRON_CONDOR, StrategyType.VERTICAL)
+
+
+def shape_of(legs: tuple[Leg, ...], hint: StrategyType = StrategyType.CUSTOM) -> StrategyType:
+    """The strategy ``legs`` form: ``hint`` when they fit it, else the first named shape they
+    fit, else CUSTOM. Why: after an adjustment that did not fill (a superseded Add Protection),
+    a strangle is still a strangle, not a CUSTOM record with empty wings."""
+    for strategy in (hint, *NAMED_SHAPES):
+        if strategy is not StrategyType.CUSTOM and _validate_shape(strategy, legs) is None:
+            return strategy
+    return StrategyType.CUSTOM
+
+
 def _validate_shape(strategy: StrategyType, legs: tuple[Leg, ...]) -> str | None:
     """Why ``legs`` do not form ``strategy``, or None when they do."""
     rights = [leg.contract.right for leg in legs]

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
-from kit.core.model import Fill, Leg, ModelError, Position, StrategyType
+from kit.core.model import Fill, Leg, Position, shape_of
 from kit.core.payoff import Legs, Profile, profile, stress_loss
 from kit.portfolio.market import MarketState
 
@@ -230,7 +230,8 @@ class Book:
         """The position as its fills left it: its non-flat legs, ``units`` their common factor.
 
         A partial close of a 4-lot strangle is a 2-lot strangle; a roll that filled half leaves
-        legs no named strategy describes, so the record becomes CUSTOM. None when flat.
+        legs no named strategy describes, so the record becomes CUSTOM; wings that never filled
+        leave the strangle it was (:func:`~kit.core.model.shape_of`). None when flat.
         """
         old = self.positions[position_id]
         j = self.legs_of(position_id)
@@ -243,10 +244,8 @@ class Book:
             Leg(self.market.contracts[int(r)], q // units)
             for r, q in zip(self.leg_row[j], qty, strict=True)
         )
-        try:
-            return Position(old.id, old.strategy, legs, units, old.opened_ts_ns, old.note)
-        except ModelError:
-            return Position(old.id, StrategyType.CUSTOM, legs, units, old.opened_ts_ns, old.note)
+        return Position(old.id, shape_of(legs, old.strategy), legs, units, old.opened_ts_ns,
+                        old.note)  # fmt: skip
 
     def apply_fill(self, fill: Fill, position_id: str) -> bool:
         """Apply one execution to the position's matching leg; False for a repeated fill id.
