@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from functools import lru_cache
 
 import numpy as np
 import polars as pl
@@ -24,13 +25,26 @@ US_PER_MIN = 60_000_000
 
 def read_day(history: str, underlying: str, day: date) -> pl.DataFrame:
     """The grid's columns of one complete session; a file that is not a history session (cut
-    short, another schema) is a one-line :class:`HistoryError` naming it."""
+    short, another schema) is a one-line :class:`HistoryError` naming it.
+
+    The last few sessions read are kept (keyed by the file's path, size and mtime, so a
+    rebuilt session is read again): a multi-day hold entered on consecutive days reads the same
+    sessions, and a worker's shard is consecutive days. At most ``CACHED_SESSIONS`` in memory."""
     path = day_path(history, underlying, day)
     try:
-        return pl.read_parquet(path, columns=GRID_COLUMNS)
+        st = path.stat()
+        return _read(str(path), st.st_size, st.st_mtime_ns)
     except (OSError, pl.exceptions.PolarsError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise HistoryError(f"{path}: not a readable history session ({first})") from None
+
+
+CACHED_SESSIONS = 8
+
+
+@lru_cache(maxsize=CACHED_SESSIONS)
+def _read(path: str, size: int, mtime_ns: int) -> pl.DataFrame:
+    return pl.read_parquet(path, columns=GRID_COLUMNS)
 
 
 def minute_of_day(ts_us: np.ndarray, day: date) -> np.ndarray:
