@@ -35,8 +35,8 @@ from kit.core.clock import (
 from kit.core.model import Contract, Right
 
 YEAR_NS = 365 * 24 * 3600 * NS_PER_S
-OI_SPX = 30000.0  # contracts per unit of expiry weight: a real SPX chain's total GEX at 10% vol
-OI_NDX = 4500.0
+OI_SPX = 30000.0  # contracts per unit of expiry weight: ~10M SPX contracts, calm GEX ~ real (16 bn)
+OI_NDX = 1000.0  # NDX options: about 1/100 of SPX open interest (real: 106k vs 20.4M contracts)
 
 
 @dataclass(frozen=True)
