@@ -121,6 +121,7 @@ class ViewBuilder:
             positions.append({
                 **{k: _num(v) if isinstance(v, float) else v for k, v in row.items()},
                 "note": pos.note, "alert_only": pid in desk.alert_only,
+                "beta": desk.book.config.betas.get(pos.underlying, 1.0),
                 "opened_ns": pos.opened_ts_ns,
                 "time_left_s": _num((expiry_ns - now) / NS_PER_S),
                 "status": status, "target_pct": target,

@@ -106,6 +106,7 @@ class Monitor:
         self.kill.on_click(lambda _: self._ask("kill"))
         self.ticket = Ticket(client)
         self.working = WorkingOrders(lambda iid: self.send("cancel", intent=iid))
+        self.graph.portfolio.observe(lambda _: self._redraw_now(), "value")
         self.settings_btn = w.Button(description="Settings").add_class("kit-btn-settings")
         self.settings_btn.on_click(lambda _: self._toggle_settings())
         self.settings = self._settings_panel()
@@ -220,9 +221,18 @@ class Monitor:
             self.auto.description = "Auto-Manage: " + ("ON" if s["auto_manage"] else "OFF")
             self.kill.description = "Reset kill switch" if s["killed"] else "KILL SWITCH"
             self.working.update(s.get("working", []))
-            self.graph.update(p, (s["spots"].get(self.symbol) or {}).get("last"))
+            if self.graph.portfolio.value:
+                self.graph.update_portfolio([q for q in s["positions"] if q["open"]],
+                                            s["spots"], self.symbol)  # fmt: skip
+            else:
+                self.graph.update(p, (s["spots"].get(self.symbol) or {}).get("last"))
             set_html(self.lag, str(s.get("wall_ns", "")))
         self.frames += 1
+
+    def _redraw_now(self) -> None:
+        """Draw the newest snapshot again at once (a view switch must not wait for data)."""
+        self._drawn = None
+        self.render()
 
     # --- actions ---
 
