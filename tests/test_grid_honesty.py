@@ -495,3 +495,21 @@ def test_context_rules_on_a_known_series():
             assert ok[k] == (rank_ok and vix_ok)
             gated += not ok[k]
     assert gated > 0
+
+
+def test_a_hold_past_the_history_end_is_marked_at_its_last_quote(history, result):
+    days = complete_days(history, "SPX")
+    doc = {**GRID, "grid": {**GRID["grid"], "dte": [1], "profit_target_pct": ["none"],
+                            "stop_mult": ["none"], "trailing": ["none"], "exit_time": ["none"],
+                            "exit_delta": ["none"]}}  # fmt: skip
+    cut = run_grid(history, parse_grid(doc), workers=1, date_to=days[-3])
+    open_ = cut.trades.filter(pl.col("exit_reason") == "end_of_data")
+    assert open_.height > 0 and set(open_["date"]) == {days[-3]}
+    last = pl.read_parquet(day_path(history, "SPX", days[-3]), columns=["ts"])["ts"].max()
+    assert (open_["exit_ts"] <= last).all() and open_["pnl"].is_finite().all()
+    # the same entries as in the full history, where they are held to expiry instead
+    full = run_grid(history, parse_grid(doc), workers=1)
+    key, entry = ["config_id", "date"], ["entry_ts", "strikes", "credit", "contracts"]
+    same = full.trades.join(open_.select(key), on=key).sort(key)
+    assert same.select(key + entry).equals(open_.select(key + entry).sort(key))
+    assert set(same["exit_reason"]) == {"expiry"}

@@ -246,18 +246,21 @@ def evaluate_structure(
         settle_spot, settle_ts = settle
         expiry_legs = Legs(strikes, calls, ratio, np.ones(n_legs), np.zeros(n_legs),
                            np.zeros(n_legs), np.zeros(n_legs))  # fmt: skip
-        settle = float(pnl_at_expiry(expiry_legs, [settle_spot])[0])  # -(owed) per share
-        pnl_share = np.where(traded, pnl_share, credit + settle)
+        owed = -float(pnl_at_expiry(expiry_legs, [settle_spot])[0])  # per share
+        pnl_share = np.where(traded, pnl_share, credit - owed)
         reason = np.where(traded, reason, REASONS.index("expiry"))
         exit_spot = np.where(traded, ser.spot[exit_row], settle_spot)
         exit_ts = np.where(traded, ser.ts[exit_row], settle_ts)
     else:  # the history ends before expiry: marked at the last quoted snapshot
-        last = np.flatnonzero(np.isfinite(debit[0]))
-        li = int(last[-1]) if last.size else 0
-        fallback = credit - (debit[:, li] if T else credit)
+        last = np.flatnonzero(np.isfinite(debit[0])) if T else np.empty(0, dtype=np.int64)
+        if last.size:
+            li = int(last[-1])
+            fallback, row = credit - debit[:, li], e + 1 + li
+        else:  # never quoted again: the price to close at the entry
+            fallback, row = -frac[c_of] * spread_sum[0], e
         pnl_share = np.where(traded, pnl_share, fallback)
         reason = np.where(traded, reason, REASONS.index("end_of_data"))
-        exit_row = np.where(traded, exit_row, e + 1 + li if T else e)
+        exit_row = np.where(traded, exit_row, row)
         exit_spot, exit_ts = ser.spot[exit_row], ser.ts[exit_row]
     fees = np.zeros(cfg.size)
     exit_mid = mid[np.clip(exit_row - e, 0, len(mid) - 1)]
