@@ -215,6 +215,22 @@ class Metrics:
         set_html(self.legs, f"<table class='kit-table'><tr>{head}</tr>{rows}</table>")
 
 
+def decay_left(p: dict[str, Any] | None, spot: float | None) -> float | None:
+    """Dollars the position earns from time alone if spot stays where it is until expiry:
+    ``Σ qty x multiplier x (intrinsic - mark)`` over its legs (positive for a short premium
+    position). None unless it expires within a day and every leg is marked."""
+    if not p or not p.get("legs") or spot is None or (p.get("time_left_s") or 1e9) >= 86_400:
+        return None
+    total = 0.0
+    for leg in p["legs"]:
+        if leg.get("mark") is None:
+            return None
+        k = leg["strike"]
+        intrinsic = max(spot - k, 0.0) if leg["is_call"] else max(k - spot, 0.0)
+        total += leg["qty"] * leg["multiplier"] * (intrinsic - leg["mark"])
+    return total
+
+
 class Greeks:
     """Live gauges: delta per unit (±band), gamma (warning level), theta/day, vega, β-delta."""
 
@@ -233,9 +249,18 @@ class Greeks:
         src = p or {}
         self.delta.set(src.get("delta_unit"), warn=rules.get("delta_band"))
         self.gamma.set(src.get("gamma_unit"), warn=rules.get("gamma_warn"))
+        spot = ((s.get("spots") or {}).get(src.get("underlying", "")) or {}).get("last")
+        left = decay_left(p, spot)
+        # under a day to expiry a rate per day overstates what is left to earn: show the
+        # decay still to come if spot stays (the extrinsic value held), in dollars
+        title = "Θ $ to expiry" if left is not None else "Θ $/day"
+        if self.theta.spec.title != title:
+            self.theta.spec = GaugeSpec(**{**self.theta.spec.__dict__, "title": title})
         for gauge, key in ((self.theta, "theta_per_day"), (self.vega, "vega_per_point"),
                            (self.beta, "beta_delta_spy")):  # fmt: skip
             value = src.get(key) if p else s["totals"].get(key)
+            if gauge is self.theta and left is not None:
+                value = left
             if value is not None and abs(value) > gauge.spec.span:  # the dial grows with the book
                 gauge.spec = GaugeSpec(**{**gauge.spec.__dict__, "span": 2 * abs(value)})
             gauge.set(value)

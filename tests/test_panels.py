@@ -1,0 +1,40 @@
+"""Monitor panels on snapshot-shaped documents: what the Greek gauges say for a 0DTE book."""
+
+from __future__ import annotations
+
+import pytest
+
+from kit.ui.panels import Greeks, decay_left
+
+
+def position(time_left_s: float, put_mark: float = 1.5, call_mark: float = 2.5) -> dict:
+    legs = [{"strike": 4950.0, "is_call": False, "qty": -2.0, "multiplier": 100.0,
+             "mark": put_mark},
+            {"strike": 5050.0, "is_call": True, "qty": -2.0, "multiplier": 100.0,
+             "mark": call_mark}]  # fmt: skip
+    return {"id": "S", "underlying": "SPX", "time_left_s": time_left_s, "legs": legs,
+            "theta_per_day": 3704.0, "vega_per_point": -50.0, "beta_delta_spy": 3.0,
+            "delta_unit": 0.01, "gamma_unit": 0.02}  # fmt: skip
+
+
+SNAP = {"spots": {"SPX": {"last": 5000.0}}, "rules": {}, "totals": {}}
+
+
+def test_a_0dte_position_shows_the_decay_left_not_a_daily_rate() -> None:
+    # both legs out of the money: all 1.50 + 2.50 of extrinsic is still to be earned, x2 x100
+    assert decay_left(position(3 * 3600), 5000.0) == pytest.approx(800.0)
+    # the put in the money by 60: its intrinsic is not decay
+    assert decay_left(position(3600, put_mark=61.0), 4890.0) == pytest.approx(
+        -2 * 100 * (60 - 61.0) - 2 * 100 * (0 - 2.5)
+    )
+    g = Greeks()
+    g.update(SNAP, position(3 * 3600))
+    assert g.theta.spec.title == "Θ $ to expiry" and g.theta.value == pytest.approx(800.0)
+
+
+def test_a_longer_position_keeps_theta_per_day() -> None:
+    assert decay_left(position(3 * 86_400), 5000.0) is None
+    g = Greeks()
+    g.update(SNAP, position(3 * 86_400))
+    assert g.theta.spec.title == "Θ $/day" and g.theta.value == 3704.0
+    assert decay_left(position(3600) | {"legs": [{"mark": None}]}, 5000.0) is None
