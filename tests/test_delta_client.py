@@ -163,3 +163,56 @@ async def test_builder_runs_a_desk_on_the_delta_feed(monkeypatch):
             assert abs(run.clock.now_ns() - emu.clock.now_ns()) < 5e9
     with pytest.raises(ValueError, match="--feed 'delta:x'"):
         FeedSpec.parse("delta:x")
+
+
+async def test_socket_auth_codes_channels_heartbeat_and_idle_close():
+    import json
+
+    from websockets.asyncio.client import connect
+
+    from kit.adapters.delta.signing import ws_auth_message
+
+    emu = DeltaEmulator(api_key=KEY, api_secret=SECRET, tick_s=0.05, heartbeat_s=0.1,
+                        idle_close_s=0.5)  # fmt: skip
+    async with emu:
+        url = f"ws://127.0.0.1:{emu.port}/"
+
+        async def next_of(ws, kind: str) -> dict:
+            async with asyncio.timeout(10):
+                while True:
+                    doc = json.loads(await ws.recv())
+                    if doc.get("type") == kind:
+                        return doc
+
+        async with connect(url) as ws:
+            now = str(int(time.time()))
+            for msg, code in [
+                (ws_auth_message("nobody", SECRET, now), "InvalidApiKey"),
+                (ws_auth_message(KEY, SECRET, str(int(time.time()) - 30)), "SignatureExpired"),
+                (ws_auth_message(KEY, "wrong", now), "Signature Mismatch"),
+            ]:
+                await ws.send(json.dumps(msg))
+                refused = {"type": "key-auth", "success": False, "status_code": 401}
+                assert await next_of(ws, "key-auth") == refused | {"message": code}
+            await ws.send(json.dumps({"type": "subscribe",
+                                      "payload": {"channels": [{"name": "orders"}]}}))  # fmt: skip
+            assert "key-auth first" in (await next_of(ws, "error"))["message"]
+            await ws.send(json.dumps(ws_auth_message(KEY, SECRET, str(int(time.time())))))
+            assert (await next_of(ws, "key-auth"))["success"] is True
+            sym = emu.exchange.product(emu.exchange.alive()[0])["symbol"]
+            await ws.send(json.dumps({"type": "subscribe", "payload": {"channels": [
+                {"name": "orders"}, {"name": "mark_price", "symbols": [f"MARK:{sym}"]},
+                {"name": "ob_l1", "symbols": [sym]}]}}))  # fmt: skip
+            snap = await next_of(ws, "orders")
+            assert snap["action"] == "snapshot" and snap["result"] == []
+            mark = await next_of(ws, "mark_price")
+            assert mark["symbol"] == f"MARK:{sym}" and float(mark["price"]) > 0 and "delta" in mark
+            l1 = await next_of(ws, "ob_l1")
+            assert l1["symbol"] == sym and float(l1["best_ask"]) > 0
+            await ws.send(json.dumps({"type": "enable_heartbeat"}))
+            assert await next_of(ws, "heartbeat") == {"type": "heartbeat"}
+        async with connect(url) as idle:  # no subscription: closed after idle_close_s
+            async with asyncio.timeout(10):
+                async for _ in idle:
+                    pass
+            assert idle.close_reason == "idle: no subscription"

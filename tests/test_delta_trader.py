@@ -184,6 +184,11 @@ SPEEDY = {
 }  # fmt: skip  (40 minutes before a 0DTE expiry)
 
 
+# only the scheduled (or forced) exit can end these days: the tests are about the machinery
+HOLD = {"max_loss_pct": 1000.0, "max_profit_pct": 100.0, "trail_start_pct": 100.0,
+        "trail_tight_pct": 100.0}  # fmt: skip
+
+
 def config(emu: DeltaEmulator, secret: str = SECRET) -> DeltaConfig:
     return DeltaConfig.from_env({"DELTA_BASE_URL": emu.base_url, "DELTA_API_KEY": KEY,
                                  "DELTA_API_SECRET": secret})  # fmt: skip
@@ -203,7 +208,7 @@ async def test_emulated_live_day_enters_and_exits_on_schedule(tmp_path):
     clock = SimClock(start_ist(16, 50))
     async with DeltaEmulator(api_key=KEY, api_secret=SECRET, clock=clock, tick_s=0.02) as emu:
         store = open_store(str(tmp_path / "desk.duckdb"))
-        trader, broker = await live_trader(emu, tmp_path, StoreDocs(store))
+        trader, broker = await live_trader(emu, tmp_path, StoreDocs(store), **HOLD)
         handlers = attach_logs(tmp_path)
         market = run_market(clock, 240.0)
         try:
@@ -256,7 +261,7 @@ async def test_dry_run_day_trades_on_paper_and_stop_forces_the_exit(tmp_path):
 async def test_restart_mid_entry_neither_duplicates_nor_loses_an_order(tmp_path):
     clock = SimClock(start_ist(16, 50))
     async with DeltaEmulator(api_key=KEY, api_secret=SECRET, clock=clock, tick_s=0.02) as emu:
-        trader, broker = await live_trader(emu, tmp_path, fill_wait_s=60.0)
+        trader, broker = await live_trader(emu, tmp_path, fill_wait_s=60.0, **HOLD)
         driver = run_market(clock, 240.0)
         task = asyncio.create_task(trader.run())
         async with asyncio.timeout(30):
@@ -266,7 +271,7 @@ async def test_restart_mid_entry_neither_duplicates_nor_loses_an_order(tmp_path)
         await asyncio.gather(task, return_exceptions=True)
         await broker.close()
         assert trader.trade.phase == "entering"
-        trader2, broker2 = await live_trader(emu, tmp_path)
+        trader2, broker2 = await live_trader(emu, tmp_path, **HOLD)
         report = await asyncio.wait_for(trader2.run(), 60)
         driver.cancel()
         await broker2.close()
@@ -297,17 +302,19 @@ async def test_an_exchange_position_blocks_entry_and_bad_keys_are_clear(tmp_path
 
 @pytest.mark.parametrize(("settings", "shock", "reason"), [
     ({"max_loss_pct": 50.0}, -0.03, "max_loss"),  # BTC -3% in a minute: the put explodes
-    ({"max_profit_pct": 50.0, "trail_start_pct": 100.0, "trail_tight_pct": 100.0}, 0.0,
-     "max_profit"),  # the last half hour's decay
-    ({"trail_start_pct": 20.0, "trail_tight_pct": 30.0, "trail_gap_pct": 5.0,
-      "max_profit_pct": 99.0}, 0.0, "trailing_stop"),
+    (HOLD | {"max_profit_pct": 50.0}, 0.0, "max_profit"),  # the last half hour's decay
+    (HOLD | {"trail_start_pct": 10.0, "trail_tight_pct": 15.0, "trail_gap_pct": 5.0,
+             "max_profit_pct": 99.0}, 0.0, "trailing_stop"),
 ])  # fmt: skip
 async def test_emulated_live_day_exits_by_each_trigger(tmp_path, settings, shock, reason):
+    from kit.adapters.delta.emulator import crypto_config
     from kit.adapters.sim.market import Shock
 
     clock = SimClock(start_ist(16, 40))
-    async with DeltaEmulator(api_key=KEY, api_secret=SECRET, clock=clock, tick_s=0.02) as emu:
-        trader, broker = await live_trader(emu, tmp_path, exit_time="17:29", **settings)
+    # seed 3: a day whose decay reaches 50% profit before 17:20 (seed 0's crosses a strike)
+    async with DeltaEmulator(api_key=KEY, api_secret=SECRET, clock=clock, tick_s=0.02,
+                             config=crypto_config(3)) as emu:  # fmt: skip
+        trader, broker = await live_trader(emu, tmp_path, **{"exit_time": "17:20", **settings})
         driver = run_market(clock, 240.0)
         task = asyncio.create_task(trader.run())
         if shock:  # once both legs are sold: BTC moves over the next market minute
