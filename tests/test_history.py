@@ -26,7 +26,7 @@ from kit.cli.main import main
 from kit.core.clock import expiry_time, us_session
 from kit.core.model import Contract
 from kit.research.history.api import build_history
-from kit.research.history.band import Band, BandError, parse_interval, sessions
+from kit.research.history.band import Band, BandError, far_grid, parse_interval, sessions
 from kit.research.history.build import run_build
 from kit.research.history.info import history_info
 from kit.research.history.progress import Progress, in_notebook, pick
@@ -256,14 +256,17 @@ def test_interval_and_band_parsing() -> None:
     assert [parse_interval(t) for t in ("1m", "5m", "30s", "1h")] == [60, 300, 30, 3600]
     with pytest.raises(BandError):
         Band(strike_pct=0)
-    b = Band(max_dte=45, daily_dte=7, far_strike_step=25)
+    b = Band(max_dte=45, daily_dte=7, far_strike_pct=0.005)
     day = date(2024, 3, 11)
     assert b.keep_expiry("SPXW", date(2024, 3, 14), day)  # a Thursday within a week
     assert not b.keep_expiry("SPXW", date(2024, 3, 27), day)  # a Wednesday 16 days out
     assert b.keep_expiry("SPXW", date(2024, 3, 29), day)  # a Friday
     assert not b.keep_expiry("SPXW", date(2024, 4, 26), day)  # 46 days
     keep = b.mask(["SPXW"] * 3, [date(2024, 3, 29)] * 3, [5000.0, 5010.0, 5025.0], day, 5000)
-    assert keep.tolist() == [True, False, True]  # the far grid is every 25 points
+    assert keep.tolist() == [True, False, True]  # the far grid is every 25 points at 5000
+    keep = b.mask(["SPY"] * 3, [date(2024, 3, 29)] * 3, [500.0, 501.0, 502.5], day, 500)
+    assert keep.tolist() == [True, False, True]  # and $2.50 on SPY at 500
+    assert [far_grid(p) for p in (0.2, 2.6, 25.0, 90.0)] == [0.5, 2.5, 25.0, 50.0]
 
 
 def test_progress_draws_where_it_runs(capsys) -> None:

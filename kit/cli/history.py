@@ -38,8 +38,9 @@ def add_history_parser(sub: Any) -> None:
                    "only Fridays and monthlies (7)")  # fmt: skip
     b.add_argument("--strike-pct", type=args_.positive, default=8.0,
                    help="strikes within +/- this %% of the opening spot (8)")  # fmt: skip
-    b.add_argument("--far-strike-step", type=float, default=25.0, help="strike grid beyond "
-                   "--daily-dte, in points (25; 0 = every listed strike)")  # fmt: skip
+    b.add_argument("--far-strike-pct", type=float, default=0.5, help="beyond --daily-dte, "
+                   "strikes on a round grid of about this %% of spot (0.5: 25 points on SPX; "
+                   "0 = every listed strike)")  # fmt: skip
     b.add_argument("--db", help="store: the DuckDB file of recorded ticks (default: the desk's)")
     b.add_argument("--concurrency", type=int, default=2, help="thetadata: requests in flight "
                    "(your plan's limit: 2 Value, 4 Standard, 8 Pro; default 2)")  # fmt: skip
@@ -62,7 +63,7 @@ def cmd_history_build(args: argparse.Namespace) -> int:
     from kit.research.history.api import build_history
     from kit.research.history.band import Band
 
-    band = Band(args.max_dte, args.strike_pct / 100.0, args.daily_dte, args.far_strike_step)
+    band = Band(args.max_dte, args.strike_pct / 100.0, args.daily_dte, args.far_strike_pct / 100.0)
     try:
         report = build_history(
             args.source, args.out, args.underlying, args.date_from, args.date_to,

@@ -4,7 +4,9 @@ A year of every listed SPX contract at one-minute snapshots is hundreds of gigab
 sellers research a band of it. :class:`Band` keeps, per session, the expiries up to
 ``max_dte`` calendar days away -- every one up to ``daily_dte``, beyond that only Fridays (the
 weeklies) and AM-settled monthlies -- and the strikes within ``strike_pct`` of the session's
-opening spot, on a coarser ``far_strike_step`` grid beyond ``daily_dte``. The band is fixed at
+opening spot, thinned beyond ``daily_dte`` to a round grid of about ``far_strike_pct`` of spot
+(25 points on SPX at 5000, 50 on NDX, $2.50 on SPY: a 45-day delta ladder needs no 5-point
+strikes). The band is fixed at
 the open, so a contract is present at every snapshot of the day (no row appears or vanishes
 as spot wanders).
 """
@@ -40,15 +42,15 @@ class Band:
     max_dte: int = 45  # calendar days from the session to the expiry
     strike_pct: float = 0.08  # strikes within +/- this fraction of the opening spot
     daily_dte: int = 7  # every expiry up to here; beyond, only Fridays and monthlies
-    far_strike_step: float = 25.0  # strike grid beyond daily_dte (0 = the listed grid)
+    far_strike_pct: float = 0.005  # strike grid beyond daily_dte, of spot (0 = the listed grid)
 
     def __post_init__(self) -> None:
         if not 0 <= self.max_dte <= 3650:
             raise BandError(f"max DTE must be 0..3650 days, not {self.max_dte}")
         if not 0 < self.strike_pct <= 1:
             raise BandError(f"strike band must be in (0, 1] (0.08 = 8%), not {self.strike_pct}")
-        if self.daily_dte < 0 or self.far_strike_step < 0:
-            raise BandError("daily DTE and far strike step must not be negative")
+        if self.daily_dte < 0 or not 0 <= self.far_strike_pct < 1:
+            raise BandError("daily DTE must not be negative, the far strike grid in [0, 1)")
 
     def keep_expiry(self, root: str, expiry: date, day: date) -> bool:
         dte = (expiry - day).days
@@ -72,10 +74,11 @@ class Band:
             count=len(strikes),
         )
         keep &= np.abs(strikes / spot_open - 1.0) <= self.strike_pct + 1e-12
-        if self.far_strike_step > 0:
+        if self.far_strike_pct > 0:
+            step = far_grid(self.far_strike_pct * spot_open)
             far = np.fromiter(((e - day).days > self.daily_dte for e in expiries), dtype=bool,
                               count=len(strikes))  # fmt: skip
-            on_grid = np.isclose(np.remainder(strikes + 1e-9, self.far_strike_step), 0, atol=1e-6)
+            on_grid = np.isclose(np.remainder(strikes + 1e-9, step), 0, atol=1e-6)
             keep &= ~far | on_grid
         return keep
 
@@ -85,6 +88,15 @@ class Band:
         strikes = np.fromiter((c.strike for c in contracts), dtype=float, count=len(contracts))
         keep = self.mask(roots, expiries, strikes, day, spot_open)
         return [c for c, k in zip(contracts, keep, strict=True) if k]
+
+
+NICE_STEPS = (0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0)
+
+
+def far_grid(points: float) -> float:
+    """The largest round strike step not above ``points`` (the smallest one below 0.5)."""
+    fitting = [s for s in NICE_STEPS if s <= points + 1e-9]
+    return fitting[-1] if fitting else NICE_STEPS[0]
 
 
 def roots_of(underlying: str) -> tuple[str, ...]:

@@ -52,7 +52,7 @@ class SimHistory:
     def signature(self) -> dict[str, Any]:
         b = self.band
         return {"source": "sim", "seed": self.seed, "interval_s": self.interval_s,
-                "band": [b.max_dte, b.strike_pct, b.daily_dte, b.far_strike_step]}  # fmt: skip
+                "band": [b.max_dte, b.strike_pct, b.daily_dte, b.far_strike_pct]}  # fmt: skip
 
     def day_seed(self, day: date) -> int:
         """Independent, reproducible stream per (seed, day)."""

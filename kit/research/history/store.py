@@ -54,7 +54,7 @@ class StoreHistory:
     def signature(self) -> dict[str, Any]:
         b = self.band
         return {"source": "store", "interval_s": self.interval_s,
-                "band": [b.max_dte, b.strike_pct, b.daily_dte, b.far_strike_step]}  # fmt: skip
+                "band": [b.max_dte, b.strike_pct, b.daily_dte, b.far_strike_pct]}  # fmt: skip
 
     def __enter__(self) -> StoreHistory:
         self._store = open_store(self.target, migrate=False, read_only=True)

@@ -76,7 +76,7 @@ class ThetaHistory:
     def signature(self) -> dict[str, Any]:
         b = self.band
         return {"source": "thetadata", "interval_s": self.interval_s,
-                "band": [b.max_dte, b.strike_pct, b.daily_dte, b.far_strike_step]}  # fmt: skip
+                "band": [b.max_dte, b.strike_pct, b.daily_dte, b.far_strike_pct]}  # fmt: skip
 
     # --- the loop thread ---
 
