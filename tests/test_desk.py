@@ -236,3 +236,31 @@ async def test_entry_check_reports_each_failed_condition():
     assert "IV rank unknown" in text and "size 20 > the position limit 10" in text
     assert check.finding.alert.rule == "entry" and check.finding.alert.inputs["quantity"] == 20
     await desk.close()
+
+
+def test_day_pnl_keeps_what_closed_today_and_open_pnl_leaves_out_what_was_realised():
+    """The monitor's header: a position closed at a loss today still counts in DAY P&L, and a
+    half-closed one shows only its held units' marks as OPEN P&L."""
+    from kit.engine.snapshot import build_snapshot
+
+    desk = Desk(SimClock(_at(11, 0)), rules=load_rules(overrides={"delta": {"enabled": False}}))
+    desk.process(_market(desk.clock, 2.0, 2.0))
+    now = desk.clock.now_ns()
+    pos = Position("S1", StrategyType.STRANGLE, (Leg(PUT, -1), Leg(CALL, -1)), 2, now)
+    desk.open_position(pos, [Fill("a", "c1", PUT, Side.SELL, 2.0, 2.0, now),
+                             Fill("b", "c1", CALL, Side.SELL, 2.0, 2.0, now)])  # fmt: skip
+    desk.process(_market(desk.clock, 3.0, 2.0))  # the put is up a dollar: -$100 per lot
+    for fid, c, price in (("c", PUT, 3.0), ("d", CALL, 2.0)):  # close one of the two lots
+        desk.book.apply_fill(Fill(fid, "c1", c, Side.BUY, 1.0, price, now), "S1")
+    desk.evaluate()
+    snap = build_snapshot(desk)
+    row = snap.positions[0]
+    assert row["realized_pnl"] == pytest.approx(-100.0) and row["open_pnl"] == pytest.approx(-100.0)
+    assert snap.totals["open_pnl"] == pytest.approx(-100.0)  # the held lot's marks only
+    assert snap.totals["day_pnl"] == pytest.approx(-200.0)
+    for fid, c, price in (("e", PUT, 3.0), ("f", CALL, 2.0)):  # now close the rest
+        desk.book.apply_fill(Fill(fid, "c1", c, Side.BUY, 1.0, price, now), "S1")
+    desk.evaluate()
+    snap = build_snapshot(desk)
+    assert not snap.positions[0]["open"] and snap.totals["open_pnl"] == 0.0
+    assert snap.totals["day_pnl"] == pytest.approx(-200.0)  # closed today: still today's P&L

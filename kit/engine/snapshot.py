@@ -17,8 +17,11 @@ if TYPE_CHECKING:
     from kit.engine.desk import Desk
 
 # the per-position numbers summed over open positions into the snapshot's totals
-TOTALS = ("total_pnl", "day_pnl", "beta_delta_spy", "theta_per_day", "vega_per_point",
+TOTALS = ("total_pnl", "open_pnl", "beta_delta_spy", "theta_per_day", "vega_per_point",
           "vanna_shares", "charm_shares", "risk")  # fmt: skip
+# ... and those summed over every position: a position closed today made part of today's P&L
+# (realised today + the change in open P&L since the day began)
+DAY_TOTALS = ("day_pnl",)
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,7 @@ def build_snapshot(desk: Desk) -> Snapshot:
             "underlying": v.underlying[i], "open": bool(v.is_open[i]),
             "quantity": float(v.quantity[i]), "spot": float(v.spot[i]),
             "pnl": float(v.total_pnl[i]), "pnl_pct": float(v.pnl_pct[i]),
+            "open_pnl": float(v.open_pnl[i]), "realized_pnl": float(v.realized[i]),
             "day_pnl": float(v.day_pnl[i]), "credit": float(v.credit[i]),
             "delta_unit": float(v.delta_unit[i]), "gamma_unit": float(v.gamma_unit[i]),
             "delta_shares": float(v.delta_shares[i]),
@@ -59,6 +63,7 @@ def build_snapshot(desk: Desk) -> Snapshot:
         })  # fmt: skip
     live = v.is_open
     totals = {name: float(np.nansum(getattr(v, name)[live])) for name in TOTALS}
+    totals.update({name: float(np.nansum(getattr(v, name))) for name in DAY_TOTALS})
     return Snapshot(
         ts_ns=v.ts_ns,
         spots={s: float(m.spot[u]) for s, u in m.underlyings.items()},

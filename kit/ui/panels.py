@@ -126,7 +126,9 @@ class Header:
 
     def update(self, s: dict[str, Any], connected: bool, viewers: int) -> None:
         acct, t = s.get("account") or {}, s["totals"]
-        open_pnl = sum(p["pnl"] or 0 for p in s["positions"] if p["open"])
+        # open P&L: marks against the average prices of what is held (realised parts of a
+        # partial close belong to the day's P&L, not here)
+        open_pnl = sum(p.get("open_pnl", p["pnl"]) or 0 for p in s["positions"] if p["open"])
         set_html(self.account, "".join([
             stat("Account value", money(acct.get("value")), key="account-value"),
             stat("Day P&L", money(t.get("day_pnl"), sign=True), signed_class(t.get("day_pnl")),
