@@ -94,6 +94,10 @@ def test_each_day_is_one_file_with_the_schema_sorted_and_whole(week: Path) -> No
         expiring = frame.filter(pl.col("iv").is_null())
         assert expiring.height and (expiring["expiry"] == day).all()
         assert (expiring.filter(pl.col("root") == "SPXW")["ts"] == s.close).all()
+        # volume: none before the first snapshot, never falling through the day
+        vol = frame.sort("ts").group_by(keys, maintain_order=True).agg(pl.col("volume"))
+        assert all(v[0] == 0 and v == sorted(v) for v in vol["volume"].to_list())
+        assert frame["volume"].max() > 0
         meta = read_meta(path)
         assert meta["source"] == "sim" and meta["interval_s"] == 300 and "SPX" in meta["state"]
 

@@ -162,11 +162,12 @@ def price_day(m: MarketSim, h: SimHistory, session: Session) -> pl.DataFrame:
 
 
 def day_volume(m: MarketSim, contracts: list, steps: np.ndarray) -> np.ndarray:
-    """Contracts traded so far in the day at each step: the running sum of the simulator's
-    prints (exactly what :meth:`MarketSim.trades` reports step by step)."""
+    """Contracts traded in the day before each step: the running sum of the simulator's prints
+    (exactly what :meth:`MarketSim.trades` reports step by step), as the ThetaData builder
+    counts the bars that ended by the snapshot."""
     pos = {c: j for j, c in enumerate(contracts)}
     per_step = np.zeros((len(steps), len(contracts)), dtype=np.int64)
     for row, step in enumerate(steps):
         for t in m.trades(contracts, int(step)):
             per_step[row, pos[t.contract]] += int(t.size)
-    return np.cumsum(per_step, axis=0)
+    return np.cumsum(per_step, axis=0) - per_step
