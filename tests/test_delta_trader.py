@@ -108,6 +108,8 @@ def test_presets_are_validated(tmp_path):
         TraderSettings(delta_min=0.2, delta_max=0.1)
     with pytest.raises(SettingsError, match="exit_time"):
         TraderSettings(exit_time="5pm")
+    with pytest.raises(SettingsError, match="before the 17:30 IST settlement"):
+        TraderSettings(exit_time="17:45")
 
 
 # --- the CLI against a real emulator process ---

@@ -28,6 +28,8 @@ from typing import Any
 
 from kit.core.model import Contract
 
+SETTLEMENT_IST = time(17, 30)  # Delta's daily options settle then
+
 
 class SettingsError(ValueError):
     """A preset or parameter the trader cannot use; the message names it."""
@@ -75,6 +77,9 @@ class TraderSettings:
             raise SettingsError("entry_retries >= 1 and expiry_days >= 0")
         for name in ("window_start", "window_end", "exit_time"):
             clock_time(getattr(self, name), name)
+        if clock_time(self.exit_time) >= SETTLEMENT_IST:
+            raise SettingsError(f"exit_time {self.exit_time}: must be before the 17:30 IST "
+                                "settlement (leave time for the buy-back)")  # fmt: skip
 
     @classmethod
     def load(cls, path: str | Path | None = None, **overrides: Any) -> TraderSettings:

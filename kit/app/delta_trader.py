@@ -42,7 +42,7 @@ from kit.app.delta_strategy import (
     clock_time,
     select_strangle,
 )
-from kit.core.clock import KOLKATA, Clock, from_ns
+from kit.core.clock import KOLKATA, Clock, expiry_time, from_ns, to_ns
 from kit.core.model import Quote, Side
 from kit.core.symbology import to_delta
 from kit.execution.broker import Broker
@@ -244,8 +244,11 @@ class DeltaTrader:
     async def marks(self) -> dict[str, float]:
         """Each leg's mark: the socket's when it has one, else the REST ticker's."""
         out = {}
+        fresh_ns = self.clock.now_ns() - int(3 * max(self.s.poll_s, 1.0) * 1e9)
         for name, c in self.legs.items():
-            mark = self.feed.marks.get(c.contract) if self.feed is not None else None
+            mark = None
+            if self.feed is not None and self.feed.mark_ts.get(c.contract, 0) >= fresh_ns:
+                mark = self.feed.marks.get(c.contract)  # the socket's, while it is fresh
             if mark is None:
                 try:
                     mark = num((await self.client.ticker(c.symbol)).get("mark_price"))
@@ -297,6 +300,11 @@ class DeltaTrader:
         for name, leg in list(self.trade.legs.items()):
             cand = self.legs[name]
             if leg["filled"] <= 0:
+                continue
+            if self.clock.now_ns() >= to_ns(expiry_time(cand.contract)):
+                log.warning("%s has expired: Delta settles it at 17:30 IST, nothing to buy back",
+                            cand.symbol)  # fmt: skip
+                self.trade.closed[name] = {"filled": 0, "avg": 0.0, "settled": True}
                 continue
             fresh = await self.candidates_for(cand)
             res = await ex.trade(fresh, leg["filled"], Side.BUY, self.prefix(name, "x"),

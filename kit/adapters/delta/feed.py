@@ -66,6 +66,7 @@ class DeltaFeed(StreamingFeed):
         self.contracts: dict[str, Contract] = {}  # symbol -> contract sized by its product
         self.greeks: dict[Contract, Greeks] = {}
         self.marks: dict[Contract, float] = {}
+        self.mark_ts: dict[Contract, int] = {}  # when each mark arrived (the feed's clock)
         self.spots: dict[str, float] = {}
         self.errors: list[str] = []  # the socket's error messages (refused channels)
 
@@ -123,6 +124,7 @@ class DeltaFeed(StreamingFeed):
             if kind == "mark_price":
                 c = self.contract(str(doc.get("symbol", "")).removeprefix("MARK:"))
                 self.marks[c] = num(doc.get("price"))
+                self.mark_ts[c] = self.clock.now_ns()
                 return ()
             if kind in ("heartbeat", "subscriptions", "pong"):
                 return ()
@@ -150,6 +152,7 @@ class DeltaFeed(StreamingFeed):
         mark = num(doc.get("mark_price"))
         if mark == mark:
             self.marks[c] = mark
+            self.mark_ts[c] = self.clock.now_ns()
         return out
 
     async def _fetch_history(self, key: SubKey, start_ns: int) -> list[Event]:
