@@ -204,3 +204,23 @@ def test_shock_on_an_unknown_symbol_is_an_error():
 
     with pytest.raises(ValueError, match="unknown underlying"):
         MarketSim(OPEN).shock(Shock("XYZ", 0, 1, log_return=-0.01))
+
+
+def test_the_path_is_the_same_however_the_market_is_advanced():
+    """A desk stepping second by second, a restart replaying to now and an export jumping to
+    15:00 see the same market to the last bit (random numbers come in blocks keyed by step)."""
+    cfg = SimConfig(seed=4, step_s=5.0)
+    a, b = MarketSim(OPEN, cfg), MarketSim(OPEN, cfg)
+    end = to_ns(at(11, 0, day=22))  # across the weekend
+    a.advance_to(end)
+    rng = np.random.default_rng(0)
+    while b.now_ns < end:
+        b.advance_to(min(end, b.now_ns + int(rng.integers(1, 700)) * b.step_ns))
+    assert a.steps == b.steps
+    for sym in ("SPX", "NDX", "BTC", "VIX"):
+        assert [a.spot(sym, i) for i in range(0, a.steps, 997)] == [
+            b.spot(sym, i) for i in range(0, b.steps, 997)
+        ]
+    spx_friday_close = a.spot("SPX", a.step_index(to_ns(at(16, 0))))
+    assert a.spot("SPX", a.step_index(to_ns(at(9, 30, day=22)))) != spx_friday_close  # the gap
+    assert a.spot("SPX", a.step_index(to_ns(at(12, 0, day=20)))) == spx_friday_close  # Saturday

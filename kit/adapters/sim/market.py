@@ -38,6 +38,7 @@ from kit.core.clock import NEW_YORK, NS_PER_S, session_at, to_ns
 from kit.core.model import Contract, Quote, Trade, UnderlyingTick
 from kit.core.pricing import greeks
 
+CHUNK = 512  # steps computed ahead at once
 VIX_NS = 30 * 86400 * NS_PER_S  # the VIX: 30 calendar days of implied variance
 REGIMES = {"calm": 0.6, "normal": 1.0, "stressed": 2.0}  # x the spec's initial vol
 OI_SHIFT = 0.8  # open interest sits OI_SHIFT x (vol - long-run vol) above spot (a fall's trace)
@@ -159,9 +160,7 @@ class MarketSim:
         total = max(0, (ts_ns - self.now_ns) // self.step_ns)
         before, done = self.steps, 0
         while done < total:
-            m = int(min(total - done, self._bs - (self.steps + 1) % self._bs))
-            self._advance(m)
-            done += m
+            done += self._advance(int(total - done))
         if self.steps // 600 != before // 600:
             self._list_chains()  # list new expiries as days roll (every 600 steps: cheap)
         return int(total)
@@ -180,24 +179,28 @@ class MarketSim:
         j = first % self._bs
         return self._draws[1][j : j + m]
 
-    def _advance(self, m: int) -> None:
-        """Append m steps (within one block of random numbers). Steps are computed ahead in
-        chunks of up to 512 and revealed as time reaches them: a feed advancing one step per
-        tick pays for a vectorised chunk once, not for the NumPy call overhead every tick."""
-        first = self.steps + 1
-        if self._ahead is None or len(self._ahead[0]) < m:
-            c = min(self._bs - first % self._bs, max(m, 512))
-            ts = self.now_ns + self.step_ns * np.arange(1, c + 1, dtype=np.int64)
+    def _advance(self, m: int) -> int:
+        """Append up to m steps; returns how many. Steps are computed ahead in chunks that end
+        at fixed step numbers (multiples of CHUNK and of the random-number block) and revealed
+        as time reaches them: a feed advancing one step per tick pays for a vectorised chunk
+        once, not for the NumPy call overhead every tick, and the path is the same to the last
+        bit however a caller chunks its advances."""
+        if self._ahead is None:
+            first = self.steps + 1
+            end = min((first // CHUNK + 1) * CHUNK, (first // self._bs + 1) * self._bs)
+            ts = self.now_ns + self.step_ns * np.arange(1, end - first + 1, dtype=np.int64)
             us_open = self.clock.session_open(ts)
             tau = self._tau_at(ts)
             dvar = np.diff(np.concatenate([self._path.tau[-1:], tau]), axis=0)
             dvar = np.where(self._crypto | us_open[:, None], dvar, 0.0)
             overlays = shock_overlays(self.shocks, self.symbols, ts, self.step_ns, self.dynamics)
             spot, var = evolve(self.dynamics, self._path.spot[-1], self._path.var[-1], dvar,
-                               self._block(first, c), *overlays)  # fmt: skip
+                               self._block(first, end - first), *overlays)  # fmt: skip
             self._ahead = (ts, spot, var, us_open, tau)
-        self._path.extend(*(a[:m] for a in self._ahead))
-        self._ahead = tuple(a[m:] for a in self._ahead) if len(self._ahead[0]) > m else None
+        k = min(m, len(self._ahead[0]))
+        self._path.extend(*(a[:k] for a in self._ahead))
+        self._ahead = tuple(a[k:] for a in self._ahead) if len(self._ahead[0]) > k else None
+        return k
 
     def shock(self, shock: Shock) -> None:
         if shock.symbol not in self.specs:
