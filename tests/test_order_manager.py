@@ -29,6 +29,7 @@ from kit.core.model import (
 from kit.core.pricing import price
 from kit.engine.desk import Desk
 from kit.execution.broker import OrderRejectedError, OrderState, OrderStatus
+from kit.execution.costs import fees_per_contract
 from kit.execution.intents import (
     Intent,
     IntentKind,
@@ -210,7 +211,8 @@ async def test_an_entry_walks_the_ladder_from_mid_toward_natural_and_fills_when_
     fills = await env.broker.fills()
     cash = sum(f.cash_flow for f in fills)
     realized = float(env.desk.book.view(env.clock.now_ns()).realized.sum())
-    assert round(realized, 2) == round(cash, 2) == round((3.90 - 4.10) * 100 - 4 * 0.65, 2)
+    fee = round(fees_per_contract("SPXW", premium=2.0), 2)  # commission + Cboe/OCC/ORF, per fill
+    assert round(realized, 2) == round(cash, 2) == round((3.90 - 4.10) * 100 - 4 * fee, 2)
     assert [d.message for d in env.decisions("done")] == [
         "open S1: done, 1 of 1 units",
         "close S1: done, 1 of 1 units",
