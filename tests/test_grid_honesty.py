@@ -132,7 +132,7 @@ def reference_trade(history: Path, cfg: dict, day: date, days: list[date],
             quoted = row["ask"] > 0 and row["bid"] >= 0
             if r == right and beyond and quoted and abs(s - target) < best_score:
                 best, best_score = s, abs(s - target)
-        return best
+        return best if best_score <= cfg["wings"] / 2 else None
 
     sp = short("P") if cfg["strategy"] != "call_credit_spread" else None
     sc = short("C") if cfg["strategy"] != "put_credit_spread" else None

@@ -32,7 +32,7 @@ import polars as pl
 
 from kit.core.model import Contract, Leg, Position, Right
 from kit.core.payoff import Legs, pnl_at_expiry, stress_loss
-from kit.execution.costs import fees_per_contract, slippage
+from kit.execution.costs import CostModel, fees_per_contract, slippage
 from kit.research.grid.context import DayContext
 from kit.research.grid.data import Series, build_series, listed_expiries, pick_expiry, read_day
 from kit.research.grid.plan import Plan, Structure
@@ -87,14 +87,22 @@ def select_short(s: Structure, ser: Series, e: int, call: bool, ctx: DayContext)
     return _nearest(np.where(ok, score, np.inf))
 
 
+WING_TOLERANCE = 0.5  # a wing further than this fraction of the width from it: no trade
+
+
 def select_wing(ser: Series, e: int, short: int, width: float) -> int | None:
-    """Column of the long wing ``width`` points beyond ``short`` (nearest listed, with an ask)."""
+    """Column of the long wing ``width`` points beyond ``short``: the nearest quoted strike
+    beyond it, if within ``WING_TOLERANCE`` x width of the target (at a chain's edge the
+    nearest can be far narrower than asked: that is another structure, not this one)."""
     call = bool(ser.is_call[short])
     k = ser.strike[short]
     beyond = (ser.strike > k) if call else (ser.strike < k)
     ok = (ser.is_call == call) & beyond & (ser.ask[e] > 0) & (ser.bid[e] >= 0)
     target = k + width if call else k - width
-    return _nearest(np.where(ok, np.abs(ser.strike - target), np.inf))
+    col = _nearest(np.where(ok, np.abs(ser.strike - target), np.inf))
+    if col is None or abs(ser.strike[col] - target) > WING_TOLERANCE * width:
+        return None
+    return col
 
 
 def legs_of(s: Structure, ser: Series, e: int, ctx: DayContext) -> list[tuple[int, int]] | None:
@@ -130,6 +138,17 @@ def legs_of(s: Structure, ser: Series, e: int, ctx: DayContext) -> list[tuple[in
     except ValueError:
         return None
     return out
+
+
+def leg_fees(root: str, model: CostModel, premium: np.ndarray) -> np.ndarray:
+    """:func:`kit.execution.costs.fees_per_contract` element-wise over premiums: the schedule is
+    a step in the premium (the root's low-premium tier below its threshold), so it is asked
+    once per tier and the threshold picks."""
+    low = model.low_premium_fees.get(root)
+    standard = fees_per_contract(root, model, None)
+    if low is None:
+        return np.full(np.shape(premium), standard)
+    return np.where(premium < low[0], fees_per_contract(root, model, 0.0), standard)
 
 
 def first_hit(hit: np.ndarray) -> np.ndarray:
@@ -263,13 +282,13 @@ def evaluate_structure(
         exit_row = np.where(traded, exit_row, row)
         exit_spot, exit_ts = ser.spot[exit_row], ser.ts[exit_row]
     fees = np.zeros(cfg.size)
-    exit_mid = mid[np.clip(exit_row - e, 0, len(mid) - 1)]
+    exit_mid = mid[np.clip(exit_row - e, 0, len(mid) - 1)]  # (K, legs)
+    traded_exit = reason < REASONS.index("expiry")  # settlement and open marks pay no exit fee
     for c in np.unique(c_of):
         sel, model = c_of == c, plan.costs[c]
-        fee_in = sum(fees_per_contract(ser.root, model, float(p)) for p in entry_px[c])
-        fees[sel] = fee_in
-        for i in np.flatnonzero(sel & np.isin(reason, np.arange(6))):
-            fees[i] += sum(fees_per_contract(ser.root, model, float(p)) for p in exit_mid[i])
+        fees[sel] = leg_fees(ser.root, model, entry_px[c]).sum()
+        out = sel & traded_exit
+        fees[out] += leg_fees(ser.root, model, exit_mid[out]).sum(axis=1)
     fees *= contracts
     strike_of = {(leg.right, leg.wing): float(ser.strike[c]) for leg, (c, _) in
                  zip(s.legs, legs, strict=True)}  # fmt: skip

@@ -191,8 +191,15 @@ def _ts(us: np.ndarray) -> pl.Series:
 
 
 def _trade_frame(cols: dict[str, np.ndarray], g: Grid) -> pl.DataFrame:
-    strikes = np.stack([cols[k] for k in ("long_put", "short_put", "short_call", "long_call")], 1)
-    text = ["/".join(f"{x:g}" for x in row if np.isfinite(x)) for row in strikes]
+    legs = ("long_put", "short_put", "short_call", "long_call")
+    whole = lambda k: pl.col(k).cast(pl.Int64).cast(pl.String)  # noqa: E731  "4950", not "4950.0"
+    as_text = [pl.when(pl.col(k) == pl.col(k).round()).then(whole(k))
+               .otherwise(pl.col(k).cast(pl.String)) for k in legs]  # fmt: skip
+    text = (
+        pl.DataFrame({k: cols[k].astype(float) for k in legs})
+        .fill_nan(None)
+        .select(pl.concat_str(as_text, separator="/", ignore_nulls=True))
+    )
     strategy = np.array([r["strategy"] for r in g.rows], dtype=object)
     cid = cols["config_id"].astype(np.int64)
     return pl.DataFrame({
@@ -202,7 +209,7 @@ def _trade_frame(cols: dict[str, np.ndarray], g: Grid) -> pl.DataFrame:
         "entry_ts": _ts(cols["entry_ts"]),
         "exit_ts": _ts(cols["exit_ts"]),
         "exit_reason": [REASONS[int(i)] for i in cols["exit_reason"]],
-        "strikes": text,
+        "strikes": text.to_series() if len(cid) else [],
         **{k: cols[k].astype(float) for k in ("long_put", "short_put", "short_call",
                                               "long_call")},
         "credit": cols["credit"].astype(float),
