@@ -494,3 +494,19 @@ async def test_a_combo_naming_one_contract_twice_is_rejected(env):
     env.quote(SPY, 3.0, 3.1)
     with pytest.raises(OrderRejectedError, match="two legs"):
         await env.broker.place(order("d", [(SPY, 1), (SPY, -1)], BUY, 1, 0.0))
+
+
+async def test_buying_power_used_is_a_reg_t_estimate_not_the_stress_loss(env):
+    from kit.core.model import UnderlyingTick
+
+    env.market.on_underlying(UnderlyingTick("SPX", 5900.0, env.clock.now_ns()))
+    env.quote(PUT, 4.0, 4.2)
+    env.quote(CALL, 5.1, 5.3)
+    await env.broker.place(order("open", STRANGLE, SELL, 2, limit=9.0))
+    await env.wait()
+    assert await env.broker.positions() == {PUT: -2, CALL: -2}
+    # Cboe, worked by hand: each side 15% of 5,900 less 100 out of the money = 785 (above the
+    # 10% minimums) + its premium at the mark; the greater side + the other's premium; x100 x2
+    put, call = 785 + 4.1, 785 + 5.2
+    want = (max(put, call) + (4.1 if call >= put else 5.2)) * 100 * 2
+    assert (await env.broker.account()).buying_power_used == pytest.approx(want)

@@ -236,14 +236,15 @@ class PaperBroker:
 
     async def account(self) -> AccountSummary:
         """Cash from the fills; net liquidation marks positions at the market's mark; buying
-        power used is the worst expiry loss within ±``margin_move_pct`` (the book's risk)."""
+        power used is a Reg-T style margin estimate (:mod:`kit.risk.margin`), distinct from the
+        stress loss the desk's risk limits measure."""
         ledger = self._ledger
         return AccountSummary(
             cash=ledger.cash,
             net_liquidation=ledger.cash + ledger.value(),
             realized_pnl=ledger.realized,
             commissions=ledger.commissions,
-            buying_power_used=ledger.margin(self.config.margin_move_pct),
+            buying_power_used=ledger.margin(),
         )
 
     # --- latency ---

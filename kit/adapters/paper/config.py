@@ -53,7 +53,6 @@ class PaperConfig:
     depth: DepthModel = "impact"
     depth_levels: int = 10  # hidden levels past the touch the impact model may take
     starting_cash: float = 100_000.0
-    margin_move_pct: float = 10.0  # buying power used = worst expiry loss within ±this spot move
     state_key: str = "paper_broker"
 
     def __post_init__(self) -> None:

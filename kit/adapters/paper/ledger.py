@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
 from kit.adapters.paper.matching import positive
-from kit.core.model import Contract, Fill
-from kit.core.payoff import stress_loss
+from kit.core.model import Contract, Fill, Leg
 from kit.portfolio.market import MarketState
+from kit.risk.margin import reg_t_margin
 
 
 class Ledger:
@@ -60,22 +58,21 @@ class Ledger:
                 return float(m.bid[row] + m.ask[row]) / 2
         return self.last.get(c, 0.0)
 
-    def margin(self, move_pct: float) -> float:
-        """A portfolio-margin-style requirement: per underlying, the worst loss from today's
-        marks if every held option expired after a spot move within ±``move_pct``
-        (:func:`kit.core.payoff.stress_loss`, the book's risk measure, so paper margin and the
-        desk's risk agree)."""
+    def margin(self) -> float:
+        """Buying power the holdings tie up: a Reg-T style estimate per underlying and expiry
+        (:func:`kit.risk.margin.reg_t_margin` at today's marks: naked shorts at premium + 15%
+        of the underlying less the out-of-the-money amount, spreads at their width, a strangle
+        at its greater side + the other premium). Not the stress loss: that is the risk limits'
+        measure, and a broker holds margin, not a scenario."""
         held = self.held()
         total = 0.0
-        for und in {c.underlying for c, _ in held}:
-            legs = [(c, q) for c, q in held if c.underlying == und]
+        for und, expiry in {(c.underlying, c.expiry) for c, _ in held}:
+            group = [(c, round(q)) for c, q in held if (c.underlying, c.expiry) == (und, expiry)]
             spot = self.market.spot_of(und)
             if not math.isfinite(spot):
                 continue
-            loss = stress_loss(
-                np.full(len(legs), spot), [c.strike for c, _ in legs],
-                [c.is_call for c, _ in legs], [q * c.multiplier for c, q in legs],
-                [self.mark(c) for c, _ in legs], move_pct,
-            )  # fmt: skip
-            total += float(loss[0])
+            legs = [Leg(c, q) for c, q in group]
+            need = reg_t_margin(legs, [self.mark(c) for c, _ in group], spot)
+            if math.isfinite(need):
+                total += need
         return round(total, 2)
