@@ -61,9 +61,11 @@ class Counter:
         return {"request": [self.request], "response": [self.response]}
 
 
-def theta(emu: ThetaDataEmulator, counter: Counter | None = None, **kw) -> ThetaHistory:
+def theta(
+    emu: ThetaDataEmulator, counter: Counter | None = None, band: Band = BAND, **kw
+) -> ThetaHistory:
     cfg = ThetaDataConfig(rest_port=emu.rest_port, retry_initial_s=0.01)
-    return ThetaHistory("SPX", 300, BAND, config=cfg, event_hooks=counter and counter.hooks,
+    return ThetaHistory("SPX", 300, band, config=cfg, event_hooks=counter and counter.hooks,
                         **kw)  # fmt: skip
 
 
@@ -127,11 +129,12 @@ async def test_history_matches_the_simulator_behind_the_terminal(emu, tmp_path: 
 
 
 async def test_429_and_5xx_are_retried_to_the_same_history(emu, tmp_path: Path) -> None:
-    clean = await build(tmp_path / "clean", theta(emu), D1, D1)
+    small = Band(max_dte=0, strike_pct=0.01)
+    clean = await build(tmp_path / "clean", theta(emu, band=small), D1, D1)
     emu.fail_rest(429, times=3)
     emu.fail_rest(500, times=2)
     emu.fail_rest(503, times=1)
-    faulty = await build(tmp_path / "faulty", theta(emu), D1, D1)
+    faulty = await build(tmp_path / "faulty", theta(emu, band=small), D1, D1)
     assert emu.faults.rest_failures == [] and faulty.built == clean.built == [D1]
     assert read_history(tmp_path / "faulty", "SPX").equals(read_history(tmp_path / "clean", "SPX"))
 
