@@ -361,8 +361,7 @@ class MarketSim:
             sel = und == k  # SPY prices off the SPX surface at strike / ratio
             iv[sel] = self._surface(k, L.strike[idx][sel] / ratio[sel], Tv[sel], spot_und[sel],
                                     path.var[st[sel], k], T[sel])  # fmt: skip
-        with np.errstate(divide="ignore", invalid="ignore"):  # quoted per calendar year
-            iv = np.where(T > 0, iv * np.sqrt(Tv / T), iv)
+        iv = np.where(T > 0, iv * np.sqrt(Tv / np.where(T > 0, T, 1.0)), iv)  # per calendar year
         g = greeks(spot_und * ratio, L.strike[idx], np.maximum(T, 0.0), L.rate[idx],
                    L.div_yield[idx], iv, L.is_call[idx])  # fmt: skip
         mid = np.maximum(g.price, 0.0)  # no -1e-15 prices far out of the money
