@@ -334,3 +334,37 @@ async def test_emulated_live_day_exits_by_each_trigger(tmp_path, settings, shock
             assert report["pnl_usd"] < 0
         else:
             assert report["pnl_usd"] > 0
+
+
+async def test_desk_engine_trades_the_day_through_the_order_manager(tmp_path, monkeypatch):
+    """``--engine desk``: the same day, worked by the desk's order manager on a desk built with
+    --feed delta (live: the Delta broker through the gate); the desk's book holds the strangle
+    while it is open, STOP closes it, and the exchange ends flat."""
+    from kit.app.delta_desk import desk_trader
+
+    async with DeltaEmulator(api_key=KEY, api_secret=SECRET, tick_s=0.05) as emu:
+        for k, v in {"DELTA_BASE_URL": emu.base_url, "DELTA_API_KEY": KEY,
+                     "DELTA_API_SECRET": SECRET, "KIT_LIVE_TRADING": "yes"}.items():  # fmt: skip
+            monkeypatch.setenv(k, v)
+        settings = TraderSettings(window_start="00:00", window_end="23:59", fill_wait_s=0.2,
+                                  entry_retries=2, poll_s=0.2, status_every_s=1.0,
+                                  max_spread_pct=100.0, **HOLD)  # fmt: skip
+        trader, run = await desk_trader(settings, DeltaClient(config(emu)), live=True,
+                                        confirm=KEY, state=JsonStateStore(tmp_path / "s"),
+                                        log_dir=tmp_path)  # fmt: skip
+        try:
+            task = asyncio.create_task(trader.run())
+            async with asyncio.timeout(60):
+                while trader.trade.phase != "open":
+                    await asyncio.sleep(0.05)
+            held = run.desk.book.held(trader.key)
+            assert held is not None and held.quantity == 1  # the desk's book holds it
+            assert sorted(p["size"] for p in emu.exchange.positions()) == [-1, -1]
+            (tmp_path / "STOP").write_text("stop")
+            report = await asyncio.wait_for(task, 60)
+        finally:
+            await run.close()
+        assert report["exit_reason"] == "force_exit" and report["live"]
+        assert emu.exchange.positions() == [] and run.desk.book.held(trader.key) is None
+        coids = {r.client_order_id for r in emu.exchange.orders.values()}
+        assert all(c.startswith("h") or "." in c for c in coids)  # the manager's client ids

@@ -72,11 +72,13 @@ class TradeState:
 class DeltaTrader:
     def __init__(self, settings: TraderSettings, client: DeltaClient, broker: Broker, *,
                  clock: Clock, state: StateStore, log_dir: Path, live: bool = False,
-                 market: MarketState | None = None, feed: Any = None) -> None:  # fmt: skip
+                 market: MarketState | None = None, feed: Any = None,
+                 desk: Any = None) -> None:  # fmt: skip
         self.s, self.client, self.broker, self.clock = settings, client, broker, clock
         self.state_store, self.log_dir, self.live = state, Path(log_dir), live
         self.market, self.feed = market, feed
         self.chains = DeltaChainSource(client)
+        self.desk = desk  # a DeskExecution: the desk's order manager works the legs
         self.stop_file = self.log_dir / "STOP"
         self.day = from_ns(clock.now_ns()).astimezone(KOLKATA).date()
         self.key = f"delta_{self.day:%Y%m%d}_{settings.underlying}"
@@ -204,9 +206,15 @@ class DeltaTrader:
         self.save()
         log.info("entering %s / %s (premium %.4g per coin at the mids)", chosen.call.symbol,
                  chosen.put.symbol, chosen.premium)  # fmt: skip
-        ex = self.executor()
         results: dict[str, LegResult] = {}
-        for name, cand in self.legs.items():
+        if self.desk is not None:  # the desk's order manager works the strangle
+            results = await self.desk.enter(chosen, self.s.quantity)
+            for name, res in results.items():
+                self.trade.legs[name] = {"symbol": res.symbol, "filled": res.filled,
+                                         "avg": res.avg}  # fmt: skip
+            self.save()
+        ex = self.executor()
+        for name, cand in self.legs.items() if self.desk is None else ():
             tick = self.chains.ticks.get(cand.contract, 0.1)
             results[name] = await ex.trade(cand, self.s.quantity, Side.SELL,
                                            self.prefix(name, "e"), tick=tick)  # fmt: skip
@@ -230,7 +238,7 @@ class DeltaTrader:
     async def watch_legs(self) -> None:
         """Subscribe the legs on the socket (its marks beat REST polling) and drain its events
         into the paper venue's market, if any."""
-        if self.feed is None:
+        if self.feed is None or self.desk is not None:  # the desk consumes its own feed
             return
         await self.feed.subscribe([c.contract for c in self.legs.values()])
 
@@ -296,6 +304,9 @@ class DeltaTrader:
     async def close_legs(self, reason: str) -> None:
         self.trade.phase, self.trade.exit_reason = "exiting", reason
         self.save()
+        if self.desk is not None:
+            await self._close_on_desk(reason)
+            return
         ex = self.executor()
         for name, leg in list(self.trade.legs.items()):
             cand = self.legs[name]
@@ -316,6 +327,17 @@ class DeltaTrader:
                              res.filled, leg["filled"])  # fmt: skip
                 raise TraderBlockedError(f"could not buy back {cand.symbol} ({res.filled} of "
                                          f"{leg['filled']}): close it on the exchange")  # fmt: skip
+
+    async def _close_on_desk(self, reason: str) -> None:
+        assert self.desk is not None
+        results = await self.desk.exit(Strangle(self.legs["C"], self.legs["P"]), reason)
+        for name, res in results.items():
+            self.trade.closed[name] = {"filled": res.filled, "avg": res.avg}
+        self.save()
+        held = self.desk.run.desk.book.held(self.desk.pid)
+        if held is not None:
+            log.critical("the desk still holds %s after the exit: the position is OPEN", held.id)
+            raise TraderBlockedError(f"could not close {held.id}: close it on the exchange")
 
     async def candidates_for(self, cand: Candidate) -> Candidate:
         t = await self.client.ticker(cand.symbol)

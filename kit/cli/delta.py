@@ -53,6 +53,9 @@ def add_delta_parser(sub: Any) -> None:
     s.add_argument("--preset", help="TOML file of trader settings (see README)")
     s.add_argument("--feed", choices=["delta", "rest"], default="delta",
                    help="marks from the socket (delta, default) or REST polling only")  # fmt: skip
+    s.add_argument("--engine", choices=["legs", "desk"], default="legs",
+                   help="legs (default): the trader works each leg itself; desk: the desk's "
+                   "order manager works the strangle and its risk rules watch it")  # fmt: skip
     s.add_argument("--once", action="store_true", help="check and select, print, trade nothing")
     s.add_argument("--json", action="store_true", help="print JSON")
     s.add_argument("--log-dir", help="logs, status.json, STOP and saved state (default "
@@ -122,8 +125,20 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
             state: Any = StoreDocs(db)
         else:
             state = JsonStateStore(log_dir / "state")
-        market = MarketState()
         paper = PaperConfig(commission_by_root={"BTC": 0.03, "ETH": 0.01}, starting_cash=10_000.0)
+        if args.engine == "desk" and not args.once:
+            from kit.app.delta_desk import desk_trader
+
+            acquire_lock(log_dir)
+            locked = True
+            trader, run = await desk_trader(settings, client, live=args.live,
+                                            confirm=args.confirm_live, state=state,
+                                            log_dir=log_dir, paper=paper)  # fmt: skip
+            try:
+                return await trader.run()
+            finally:
+                await run.close()
+        market = MarketState()
         broker = make_broker(clock, market, live=args.live, broker="delta",
                              confirm=args.confirm_live, store=state, paper=paper)  # fmt: skip
         if args.live:
