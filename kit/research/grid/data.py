@@ -23,7 +23,8 @@ GRID_COLUMNS = ["ts", "root", "expiry", "strike", "right", "bid", "ask", "delta"
 US_PER_MIN = 60_000_000
 
 
-def read_day(history: str, underlying: str, day: date) -> pl.DataFrame:
+def read_day(history: str, underlying: str, day: date,
+             columns: tuple[str, ...] = tuple(GRID_COLUMNS)) -> pl.DataFrame:  # fmt: skip
     """The grid's columns of one complete session; a file that is not a history session (cut
     short, another schema) is a one-line :class:`HistoryError` naming it.
 
@@ -33,7 +34,7 @@ def read_day(history: str, underlying: str, day: date) -> pl.DataFrame:
     path = day_path(history, underlying, day)
     try:
         st = path.stat()
-        return _read(str(path), st.st_size, st.st_mtime_ns)
+        return _read(str(path), st.st_size, st.st_mtime_ns, columns)
     except (OSError, pl.exceptions.PolarsError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise HistoryError(f"{path}: not a readable history session ({first})") from None
@@ -43,8 +44,11 @@ CACHED_SESSIONS = 8
 
 
 @lru_cache(maxsize=CACHED_SESSIONS)
-def _read(path: str, size: int, mtime_ns: int) -> pl.DataFrame:
-    return pl.read_parquet(path, columns=GRID_COLUMNS)
+def _read(path: str, size: int, mtime_ns: int, columns: tuple[str, ...]) -> pl.DataFrame:
+    return pl.read_parquet(path, columns=list(columns))
+
+
+INDEX_COLUMNS = ("ts", "spot", "vix")  # what :func:`summarise` reads
 
 
 def minute_of_day(ts_us: np.ndarray, day: date) -> np.ndarray:

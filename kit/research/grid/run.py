@@ -27,7 +27,7 @@ import numpy as np
 import polars as pl
 
 from kit.research.grid.context import DayContext, contexts
-from kit.research.grid.data import DaySummary, read_day, summarise
+from kit.research.grid.data import INDEX_COLUMNS, DaySummary, read_day, summarise
 from kit.research.grid.engine import REASONS, TRADE_COLUMNS, evaluate_day
 from kit.research.grid.plan import Plan, compile_grid
 from kit.research.grid.spec import AXES, Grid, GridError, load_grid
@@ -53,7 +53,7 @@ class GridResult:
 
 
 def summary_task(history: str, underlying: str, days: Sequence[date]) -> list[DaySummary]:
-    return [summarise(read_day(history, underlying, d), d) for d in days]
+    return [summarise(read_day(history, underlying, d, INDEX_COLUMNS), d) for d in days]
 
 
 def trades_task(plan: Plan, history: str, ctxs: Sequence[DayContext]) -> dict[str, np.ndarray]:
