@@ -198,3 +198,14 @@ def test_cli_errors_are_one_line(history, tmp_path, capsys):
         rc = main(["backtest", "grid", "--out", str(tmp_path / "o"), "--progress", "off", *extra])
         err = capsys.readouterr().err.strip()
         assert rc == 2 and message in err and "\n" not in err, (extra, err)
+
+
+def test_a_later_from_date_keeps_the_earlier_sessions_as_context(history, local):
+    """--from limits the sessions traded, not the past the filters and P-bands read: the
+    trades from that day on are the full run's."""
+    start = local.days[4]
+    later = run_grid(history, parse_grid(SMALL), workers=1, date_from=start)
+    assert later.days == local.days[4:]
+    key = ["config_id", "date"]
+    full = local.trades.filter(pl.col("date") >= start).sort(key)
+    assert full.height > 0 and later.trades.sort(key).equals(full)

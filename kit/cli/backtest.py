@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 from kit.cli import args as args_
@@ -44,7 +45,8 @@ def cmd_backtest_grid(args: argparse.Namespace) -> int:
 
     if args.workers is not None and args.workers < 1:
         raise ValueError(f"--workers must be at least 1, got {args.workers}")
-    bar = ProgressBar(args.progress)
+    # rich draws on stdout: keep a piped --json line clean
+    bar = ProgressBar("off" if args.json and not sys.stdout.isatty() else args.progress)
     try:  # GridError and HistoryError are ValueErrors: kit prints them as one line
         result = run_grid(args.history, args.grid, workers=args.workers, dask=args.dask,
                           date_from=args.date_from, date_to=args.date_to,

@@ -33,6 +33,7 @@ from kit.research.grid.plan import Plan, compile_grid
 from kit.research.grid.spec import AXES, Grid, GridError, load_grid
 from kit.research.grid.stats import statistics
 from kit.research.history.schema import complete_days
+from kit.signals.regimes import IV_WINDOW_DAYS
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total) sessions
 HOLD_SLACK_SESSIONS = 5  # sessions read past the DTE for expiries after a holiday/weekend
@@ -163,15 +164,21 @@ def run_grid(
     days = complete_days(hist, underlying, date_from, date_to)
     if not days:
         raise GridError(f"no {underlying} sessions in {hist} (underlying={underlying}/date=...)")
+    st = g.settings
+    # the context also reads the sessions before --from: regimes, IV rank, trend and bands
+    # look back that far whatever range is traded
+    earlier = complete_days(hist, underlying, None, days[0])[:-1]
+    keep = max(IV_WINDOW_DAYS, st.band_lookback + plan.max_dte() + HOLD_SLACK_SESSIONS,
+               st.trend_days)  # fmt: skip
+    context_days = earlier[max(0, len(earlier) - keep) :] + days
     n = workers if workers is not None else (os.cpu_count() or 1)
     with _Runner(max(1, n), dask) as runner:
-        summaries = [s for part in _mapped(runner, summary_task, days, "context", progress,
-                                           hist, underlying) for s in part]  # fmt: skip
+        summaries = [s for part in _mapped(runner, summary_task, context_days, "context",
+                                           progress, hist, underlying) for s in part]  # fmt: skip
         ahead = plan.max_dte() + HOLD_SLACK_SESSIONS if plan.max_dte() else 0
-        st = g.settings
         ctxs = contexts(summaries, plan.band_keys(), lookback=st.band_lookback,
                         min_samples=st.band_min_samples, ahead=ahead, trend_days=st.trend_days,
-                        trend_band_pct=st.trend_band_pct)  # fmt: skip
+                        trend_band_pct=st.trend_band_pct)[-len(days) :]  # fmt: skip
         parts = _mapped(runner, trades_task, ctxs, "sessions", progress, plan, hist)
     cols = {k: np.concatenate([p[k] for p in parts]) for k in (*TRADE_COLUMNS, "date")}
     trades = _trade_frame(cols, g)
