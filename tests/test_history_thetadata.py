@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import AsyncIterator
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +22,9 @@ from kit.core.clock import NEW_YORK, SimClock, expiry_time, to_ns, us_session
 from kit.core.model import Contract
 from kit.research.history.band import Band, BandError, sessions
 from kit.research.history.build import run_build
+from kit.research.history.enrich import quoted
 from kit.research.history.schema import complete_days, iter_days, read_history
-from kit.research.history.thetadata import ThetaHistory
+from kit.research.history.thetadata import ThetaHistory, contract_rows
 from tests.reference_pricing import bsm
 
 BAND = Band(max_dte=2, strike_pct=0.02)
@@ -174,3 +175,17 @@ def test_bad_thetadata_options_are_one_line_errors(tmp_path: Path, capsys) -> No
             "2024-03-11", "--interval", "2m", "--out", str(tmp_path / "h")]  # fmt: skip
     assert main(argv) == 2
     assert "no 120 s interval" in capsys.readouterr().err
+
+
+def test_a_quote_without_an_offer_is_no_quote() -> None:
+    """The Terminal answers 0 x 0 for an interval before a contract's first quote of the day:
+    stored as no quote, so a backtest can never buy a wing for nothing."""
+    rows = [
+        {"symbol": "SPXW", "expiration": "2024-03-11", "strike": "5000.000", "right": "CALL",
+         "timestamp": "2024-03-11T09:30:00", "bid": b, "ask": a}
+        for b, a in (("0.00", "0.00"), ("0.00", "0.05"), ("1.00", "1.10"))
+    ]  # fmt: skip
+    got = quoted(contract_rows(rows, ["bid", "ask"]))
+    assert got.select("bid", "ask").rows() == [(None, None), (0.0, 0.05), (1.0, 1.1)]
+    assert got["right"].to_list() == ["C"] * 3 and got["strike"].to_list() == [5000.0] * 3
+    assert got["ts"][0] == datetime(2024, 3, 11, 13, 30, tzinfo=UTC)  # New York -> UTC

@@ -62,6 +62,15 @@ def with_greeks(frame: pl.DataFrame, rate: float, div_yield: float) -> pl.DataFr
     )
 
 
+def quoted(frame: pl.DataFrame) -> pl.DataFrame:
+    """A quote without an offer (ask 0: the Terminal's answer before a contract's first quote
+    of the day) is no quote: bid and ask become null, so a backtest never buys at 0. A zero bid
+    under a real offer stays (far out-of-the-money options are bid 0)."""
+    return frame.with_columns(ask=pl.when(pl.col("ask") > 0).then(pl.col("ask"))).with_columns(
+        bid=pl.when(pl.col("ask").is_not_null()).then(pl.col("bid"))
+    )
+
+
 def in_band(frame: pl.DataFrame, band: Band, day: date, spot_open: float) -> pl.DataFrame:
     """Rows of the contracts :class:`Band` keeps for the session (the same rule as the sim)."""
     contracts = frame.select("root", "expiry", "strike").unique()

@@ -24,7 +24,7 @@ import polars as pl
 from kit.core.clock import Session
 from kit.core.symbology import SymbolError, from_occ
 from kit.research.history.band import Band, roots_of, snapshot_times
-from kit.research.history.enrich import in_band, with_greeks
+from kit.research.history.enrich import in_band, quoted, with_greeks
 from kit.store import Store, open_store
 
 log = logging.getLogger(__name__)
@@ -136,8 +136,8 @@ class StoreHistory:
         lookup = pl.DataFrame(parsed, orient="row", schema={
             "contract": pl.String, "root": pl.String, "expiry": pl.Date, "strike": pl.Float64,
             "right": pl.String})  # fmt: skip
-        return q.join(lookup, on="contract").select("ts", "root", "expiry", "strike", "right",
-                                                    "bid", "ask")  # fmt: skip
+        return quoted(q.join(lookup, on="contract").select("ts", "root", "expiry", "strike",
+                                                           "right", "bid", "ask"))  # fmt: skip
 
 
 def _last_price(ticks: pl.DataFrame, grid: pl.DataFrame, symbol: str, name: str) -> pl.DataFrame:

@@ -33,7 +33,7 @@ from kit.adapters.thetadata.config import ThetaDataConfig, ThetaDataError
 from kit.adapters.thetadata.rest import ThetaDataREST
 from kit.core.clock import NEW_YORK, Session
 from kit.research.history.band import Band, BandError, roots_of, snapshot_times
-from kit.research.history.enrich import in_band, with_greeks
+from kit.research.history.enrich import in_band, quoted, with_greeks
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -185,7 +185,7 @@ class ThetaHistory:
         )  # fmt: skip
         n = len(wanted)
         quotes, bars, ois = answers[:n], answers[n : 2 * n], answers[2 * n :]
-        frame = _contracts([row for rows in quotes for row in rows], ["bid", "ask"])
+        frame = quoted(contract_rows([row for rows in quotes for row in rows], ["bid", "ask"]))
         if frame.height == 0:
             return pl.DataFrame()
         frame = in_band(frame.join(grid, on="ts", how="semi"), self.band, day, spot_open)
@@ -243,7 +243,7 @@ def _prices(rows: list[dict[str, Any]], grid: pl.DataFrame, name: str) -> pl.Dat
     return out.rename({"price": name}).select("ts", name)
 
 
-def _contracts(rows: list[dict[str, Any]], values: list[str]) -> pl.DataFrame:
+def contract_rows(rows: list[dict[str, Any]], values: list[str]) -> pl.DataFrame:
     """Vendor rows -> (ts, root, expiry, strike, right, *values), bad rows dropped."""
     if not rows:
         return pl.DataFrame()
@@ -265,7 +265,7 @@ def _open_interest(per_root: list[list[dict[str, Any]]]) -> pl.DataFrame:
     if not rows:
         return pl.DataFrame(schema={"root": pl.String, "expiry": pl.Date, "strike": pl.Float64,
                                     "right": pl.String, "oi": pl.Int64})  # fmt: skip
-    f = _contracts(rows, ["open_interest"]).sort("ts")
+    f = contract_rows(rows, ["open_interest"]).sort("ts")
     return f.group_by(keys).agg(oi=pl.col("open_interest").last().cast(pl.Int64))
 
 
@@ -274,7 +274,8 @@ def _with_volume(frame: pl.DataFrame, rows: list[dict[str, Any]], interval_s: in
     keys = ["root", "expiry", "strike", "right"]
     if not rows:
         return frame.with_columns(volume=pl.lit(0, dtype=pl.Int64))
-    bars = _contracts(rows, ["volume"]).with_columns(pl.col("ts") + timedelta(seconds=interval_s))
+    bars = contract_rows(rows, ["volume"])
+    bars = bars.with_columns(pl.col("ts") + timedelta(seconds=interval_s))  # the bar's end
     cum = bars.sort("ts").with_columns(pl.col("volume").cum_sum().over(keys).alias("cum"))
     out = frame.sort("ts").join_asof(cum.select(*keys, "ts", "cum"), on="ts", by=keys,
                                      strategy="backward", check_sortedness=False)  # fmt: skip
