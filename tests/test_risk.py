@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import numpy as np
 import pytest
@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from kit.core.clock import NS_PER_S, to_ns
-from kit.core.model import ActionKind, Severity, UnderlyingTick
+from kit.core.model import ActionKind, Contract, Right, Severity, UnderlyingTick
 from kit.portfolio.book import PositionView
 from kit.portfolio.market import MarketConfig, MarketState
 from kit.risk import checks as risk
@@ -20,6 +20,21 @@ from kit.risk.rules import load_rules
 RULES = load_rules()
 NOW = to_ns(datetime(2024, 3, 12, 15, 0, tzinfo=UTC))  # 11:00 New York, market open
 NIGHT = to_ns(datetime(2024, 3, 13, 3, 0, tzinfo=UTC))
+# The delta and gamma rules scale by the 1-sigma move to the nearest expiry: 91.25 days out at
+# 16% IV it is exactly 8% (0.16 x sqrt(1/4)), so "gamma per 1%" x 8 is exact in floating point.
+EXPIRY_NS = NOW + int(91.25 * 86400) * NS_PER_S
+SIGMA_MOVE_PCT = 8.0
+
+
+def priced_market(iv: float = 0.16) -> MarketState:
+    """SPX at 5000 with a put and a call of the views' expiry quoted now at ``iv``: what the
+    delta and gamma rules read the at-the-money IV from."""
+    m = MarketState()
+    m.on_underlying(UnderlyingTick("SPX", 5000.0, NOW))
+    rows = m.track_all([Contract("SPXW", date(2024, 6, 11), k, r)
+                        for k, r in ((4900.0, Right.PUT), (5100.0, Right.CALL))])  # fmt: skip
+    m.expiry_ns[rows], m.iv[rows], m.mark_ts[rows] = EXPIRY_NS, iv, NOW
+    return m
 
 
 def make_view(n: int = 1, **arrays) -> PositionView:
@@ -34,7 +49,7 @@ def make_view(n: int = 1, **arrays) -> PositionView:
         "beta_delta_spy": full(0.0), "theta_per_day": full(0.0), "vega_per_point": full(0.0),
         "vanna_shares": full(0.0), "charm_shares": full(0.0), "short_dist_pct": full(5.0),
         "tested": full(0, np.int64), "stale": full(False, bool), "max_spread_pct": full(1.0),
-        "nearest_expiry_ns": full(NOW + 10 * 86400 * NS_PER_S), "risk": full(0.0),
+        "nearest_expiry_ns": full(float(EXPIRY_NS)), "risk": full(0.0),
         "underlying": ["SPX"] * n,
     }  # fmt: skip
     for name, value in arrays.items():
@@ -44,7 +59,7 @@ def make_view(n: int = 1, **arrays) -> PositionView:
 
 def ctx(view: PositionView, market: MarketState | None = None, **kw) -> risk.Context:
     args = {"now_ns": NOW, "last_data_ns": NOW, "rules": RULES} | kw
-    return risk.Context(view, market or MarketState(), **args)
+    return risk.Context(view, market or priced_market(), **args)
 
 
 def fired(findings, rule: str) -> set[tuple[str | None, str]]:
@@ -56,8 +71,9 @@ def test_a_quiet_book_raises_nothing():
 
 
 LEVEL_RULES = {  # rule -> (view field, metric -> field value, fires when metric >= level)
-    "delta": ("delta_unit", lambda x: x),
-    "gamma": ("gamma_unit", lambda x: -x),  # short gamma is negative; the rule reads |gamma|
+    "delta": ("delta_unit", lambda x: x),  # no gamma: the delta after a 1-sigma move is delta's
+    # short gamma is negative; the rule reads |gamma per 1%| x the 1-sigma move in %
+    "gamma": ("gamma_unit", lambda x: -x / SIGMA_MOVE_PCT),
     "profit_target": ("pnl_pct", lambda x: x),
     "stop_loss": ("pnl_pct", lambda x: -x),
     "strike_breach": ("short_dist_pct", lambda x: x),
@@ -100,13 +116,34 @@ def test_profit_and_loss_levels_over_generated_books(rows):
 
 
 def test_gamma_reduce_level_needs_a_profit():
-    view = make_view(2, gamma_unit=np.array([-0.2, -0.2]), total_pnl=np.array([10.0, -10.0]))
+    gamma = -0.65 / SIGMA_MOVE_PCT  # a 1-sigma move swings delta 0.65: past both levels
+    view = make_view(2, gamma_unit=np.array([gamma, gamma]), total_pnl=np.array([10.0, -10.0]))
     got = fired(risk.gamma(ctx(view)), "gamma")
-    assert got == {("P0", "0.1"), ("P0", "0.15"), ("P1", "0.1")}
+    assert got == {("P0", "0.5"), ("P0", "0.6"), ("P1", "0.5")}
+
+
+@given(st.lists(st.tuples(st.floats(-1.5, 1.5), st.floats(-0.2, 0.2), st.floats(0.05, 0.8)),
+                min_size=1, max_size=20))  # fmt: skip
+def test_delta_and_gamma_read_the_move_left_at_the_atm_iv(rows):
+    """delta_1s = |delta| + |gamma per 1%| x move%, gamma_1s = |gamma per 1%| x move%, with move%
+    = 100 x IV x sqrt(T): the same position fires at a higher IV and not at a lower one."""
+    deltas, gammas, ivs = (np.array(c) for c in zip(*rows, strict=True))
+    view = make_view(len(rows), delta_unit=deltas, gamma_unit=gammas)
+    for iv in np.unique(ivs)[:3]:
+        c = ctx(view, priced_market(float(iv)))
+        move = 100 * iv * 0.5  # sqrt(91.25 / 365) = 0.5
+        assert c.sigma.move_pct == pytest.approx(np.full(len(rows), move), rel=1e-12)
+        want_g = np.abs(gammas) * move
+        assert c.sigma.gamma_1s == pytest.approx(want_g, rel=1e-12)
+        assert c.sigma.delta_1s == pytest.approx(np.abs(deltas) + want_g, rel=1e-12)
+        got = fired(risk.evaluate(c), "delta")
+        d1s = np.abs(deltas) + want_g
+        assert got == {(f"P{i}", f"{lv.at:g}") for i in range(len(rows))
+                       for lv in RULES.delta.levels if d1s[i] >= lv.at}  # fmt: skip
 
 
 def test_delta_action_rolls_the_untested_side():
-    view = make_view(2, delta_unit=np.array([0.11, -0.11]))
+    view = make_view(2, delta_unit=np.array([0.8, -0.8]))
     actions = {f.alert.position_id: f.action.kind for f in risk.delta(ctx(view)) if f.action}
     assert actions == {"P0": ActionKind.ROLL_CALL, "P1": ActionKind.ROLL_PUT}  # spot fell / rose
 
@@ -198,9 +235,9 @@ def test_limits():
 
 
 def test_every_finding_carries_its_inputs_and_disabled_rules_stay_silent():
-    view = make_view(1, delta_unit=np.array([0.2]), pnl_pct=np.array([80.0]))
+    view = make_view(1, delta_unit=np.array([0.8]), pnl_pct=np.array([80.0]))
     findings = risk.evaluate(ctx(view))
-    assert findings and all(f.alert.inputs for f in findings)
+    assert fired(findings, "delta") and all(f.alert.inputs for f in findings)
     assert all(f.action.inputs == f.alert.inputs for f in findings if f.action)
     off = load_rules(overrides={"delta": {"enabled": False}})
     assert not fired(risk.evaluate(ctx(view, rules=off)), "delta")

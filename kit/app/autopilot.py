@@ -21,6 +21,7 @@ from typing import Any
 from kit.adapters.paper.broker import PaperBroker, PaperConfig
 from kit.adapters.sim.feed import ScriptStep
 from kit.app.build import DEFAULT_DAY, DEFAULT_SEED, FeedSpec, Run, RunSpec, build
+from kit.app.scenarios import sim_setup
 from kit.core.clock import NEW_YORK, SimClock, from_ns, us_session
 from kit.core.model import Decision
 from kit.engine.alerts import AlertSink, record_to_json
@@ -89,10 +90,11 @@ async def run_auto(
     summary is emitted). ``start`` (New York time) begins a fresh simulated session later than
     the open, in the same simulated market (the path from the open is replayed)."""
     cfg = config or AutoConfig()
+    steps, market = sim_setup(script)  # a scenario's shocks and market (quiet: a calm one)
     spec = RunSpec(
         mode="backtest" if speed is None else "paper",
         feed=FeedSpec.parse(feed) if isinstance(feed, str) else feed, db=db, rules=rules,
-        day=day, start=start, seed=seed, speed=speed, script=script, auto_manage=True,
+        day=day, start=start, seed=seed, speed=speed, script=steps, sim=market, auto_manage=True,
         sinks=tuple(sinks), state=store, resume_key="autopilot", manager=manager, paper=paper,
         listener=(lambda event: emit(record_to_json(event))) if emit is not None else None,
     )  # fmt: skip

@@ -100,6 +100,7 @@ class RunSpec:
     resume_key: str = "run"  # the state document a resumable run saves its progress in
     manager: ManagerConfig | None = None
     paper: Any = None  # PaperConfig
+    sim: Any = None  # simulator: a SimConfig (its seed is replaced by ``seed``); None: defaults
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -185,7 +186,8 @@ class Run:
         self.clock = SimClock(from_ns(self.resume["ts_ns"]) if self.resume else begin,
                               speed=s.speed)  # fmt: skip
         steps = SCRIPTS[s.script] if isinstance(s.script, str) else tuple(s.script)
-        self.feed = SimFeed(self.clock, config=SimConfig(seed=s.seed), script=steps,
+        config = replace(s.sim, seed=s.seed) if s.sim is not None else SimConfig(seed=s.seed)
+        self.feed = SimFeed(self.clock, config=config, script=steps,
                             start=opened if s.path_from_open else None)  # fmt: skip
         self.chains = SimChainSource(self.feed.market, self.clock)
 

@@ -2,18 +2,25 @@
 
 ``kit run --feed sim --script NAME`` calls :func:`run`. Each scenario is built so that its rule
 really fires on the default seed: a fast drop (``rapid_move``), a vol spike (``gamma``/``delta``),
-a feed pause (``feed_stale``) and a quiet 0DTE last hour (``time_stop``); ``day`` chains them all.
+a feed pause (``feed_stale``) and a quiet 0DTE last hour (``time_stop``); ``day`` chains them all
+(its 4-day 5-delta strangle is not pushed towards a strike by the spike's 0.6% drop, which is a
+quarter of a 4-day sigma, so the delta rule stays quiet; the spike's vega loss trips the stop).
+``quiet`` is the control: a calm market (:func:`quiet_market`) in which nothing should need
+adjusting, the test that the delta and gamma rules do not fire on noise.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, time, timedelta
+from typing import Any
 
 import numpy as np
 
+from kit.adapters.sim.feed import SCRIPTS, ScriptStep
+from kit.adapters.sim.market import DEFAULT_UNDERLYINGS, SimConfig
 from kit.app.build import DEFAULT_DAY, Run, RunSpec, build
 from kit.core.clock import us_session
 from kit.core.model import Fill, Side
@@ -40,6 +47,21 @@ class Scenario:
     duration_s: float
     expects: tuple[tuple[str, float, float], ...]  # (rule, from_s, to_s) built to fire, in order
     demos: tuple[Demo, ...] = (Demo(),)
+    market: Callable[[], SimConfig] | None = None  # the simulator's settings; None: defaults
+
+
+def quiet_market() -> SimConfig:
+    """A calm day: the simulator's calm regime (SPX starts at 0.6x its usual vol), no jumps and
+    a third of the usual vol of vol, so nothing but diffusion moves SPX, and options priced at
+    2.5x the variance it realises (implied vol ~1.6x realised, the usual premium being 1.2x):
+    the day a premium seller hopes for, on which the market moves less than it priced.
+
+    A function, so that a change to the simulator's settings shows up when the quiet script runs,
+    not when this module is imported."""
+    spx = next(u for u in DEFAULT_UNDERLYINGS if u.symbol == "SPX")
+    calm = replace(spx, jumps_per_year=0.0, vol_of_var=spx.vol_of_var / 3)
+    underlyings = tuple(calm if u is spx else u for u in DEFAULT_UNDERLYINGS)
+    return SimConfig(underlyings=underlyings, vol_regime="calm", variance_premium=2.5)
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -55,11 +77,24 @@ SCENARIOS: dict[str, Scenario] = {
         "09:45 to the close: a 4-day 5-delta strangle through a drop and recovery, a vol "
         "spike and an outage; a 0DTE strangle sold at 14:30 for the last hour",
         time(9, 45), 22500,
-        (("rapid_move", 1800, 2100), ("delta", 8100, 13500), ("feed_stale", 13525, 13545),
+        (("rapid_move", 1800, 2100), ("stop_loss", 8100, 13500), ("feed_stale", 13525, 13545),
          ("time_stop", 20700, 22500)),
         (Demo("demo-4dte", dte=4, delta=0.05), Demo("demo-0dte", dte=0, at_s=17100)),
     ),
+    "quiet": Scenario("14:00 to the close of a calm day (low vol, no jumps, no shocks): a 0DTE "
+                      "strangle that needs no adjustment", time(14), 7200, (),
+                      market=quiet_market),
 }  # fmt: skip
+
+
+def sim_setup(script: Sequence[ScriptStep] | str) -> tuple[tuple[ScriptStep, ...], Any]:
+    """The simulator events and settings (None: defaults) of a scenario name or of steps."""
+    if not isinstance(script, str):
+        return tuple(script), None
+    scenario = SCENARIOS.get(script)
+    if scenario is None:
+        raise ValueError(f"unknown scenario {script!r} (have {', '.join(SCENARIOS)})")
+    return SCRIPTS.get(script, ()), scenario.market() if scenario.market else None
 
 
 @dataclass(frozen=True)
@@ -107,9 +142,10 @@ async def run(
     if name not in SCENARIOS:
         raise ValueError(f"unknown scenario {name!r} (have {', '.join(SCENARIOS)})")
     scenario = SCENARIOS[name]
+    steps, market = sim_setup(name)
     spec = RunSpec(mode="alert_only", day=day, start=scenario.start, seed=seed, speed=speed,
-                   script=name, rules=rules, auto_manage=auto_manage, sinks=tuple(sinks),
-                   listener=listener, db=db, resume_key="scenario",
+                   script=steps, sim=market, rules=rules, auto_manage=auto_manage,
+                   sinks=tuple(sinks), listener=listener, db=db, resume_key="scenario",
                    path_from_open=False)  # fmt: skip
     built = await build(spec)
     clock = built.clock

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import partial
+from functools import cached_property, partial
 from typing import Any
 
 import numpy as np
@@ -24,6 +24,7 @@ from kit.portfolio.book import PositionView
 from kit.portfolio.market import MarketState
 from kit.risk.limits import check_limits
 from kit.risk.rules import ROLL_UNTESTED, Level, LevelRule, Rules
+from kit.risk.tenor import SigmaGreeks, sigma_greeks
 from kit.signals import is_correlation_break
 
 
@@ -90,6 +91,11 @@ class Context:
     last_data_ns: int
     feed_down_since: Mapping[str, int] = field(default_factory=dict)
 
+    @cached_property
+    def sigma(self) -> SigmaGreeks:
+        """Delta and gamma scaled by each position's 1-sigma move (:mod:`kit.risk.tenor`)."""
+        return sigma_greeks(self.view, self.market, self.now_ns)
+
 
 def _f(x: Any) -> float:
     return round(float(x), 6)
@@ -127,8 +133,10 @@ def _level_rule(
     metric: np.ndarray,
     reached: Callable[[np.ndarray, float], np.ndarray],
     describe: Callable[[int, Level], str],
+    extra: Mapping[str, np.ndarray] | None = None,
 ) -> list[Finding]:
-    """One finding per position and level reached; the level's threshold is the alert's key."""
+    """One finding per position and level reached; the level's threshold is the alert's key.
+    ``extra`` arrays join each finding's inputs (the metric's own ingredients)."""
     v, out = ctx.view, []
     live = v.is_open & np.isfinite(metric)
     for level in cfg.levels:
@@ -139,9 +147,10 @@ def _level_rule(
         for i in np.flatnonzero(mask):
             action = _resolve(level.action, v, i)
             msg = partial(_described, describe, i, level, action)
+            more = {k: a[i] for k, a in (extra or {}).items()}
             out.append(Finding(ctx.now_ns, rule, level.severity, msg,
-                                partial(_inputs, v, i, threshold=level.at), position_id=v.ids[i],
-                                key=key, action=action))  # fmt: skip
+                                partial(_inputs, v, i, threshold=level.at, **more),
+                                position_id=v.ids[i], key=key, action=action))  # fmt: skip
     return out
 
 
@@ -157,11 +166,19 @@ def _le(x: np.ndarray, at: float) -> np.ndarray:
     return x <= at
 
 
+def _sigma_inputs(s: SigmaGreeks) -> dict[str, np.ndarray]:
+    return {"delta_1s": s.delta_1s, "gamma_1s": s.gamma_1s, "move_pct": s.move_pct,
+            "atm_iv": s.atm_iv}  # fmt: skip
+
+
 def delta(ctx: Context) -> list[Finding]:
-    v = ctx.view
-    return _level_rule(ctx, "delta", ctx.rules.delta, np.abs(v.delta_unit), _ge,
-                       lambda i, lv: f"net delta {v.delta_unit[i]:+.3f} per unit reached "
-                                     f"±{lv.at:g}")  # fmt: skip
+    """|Net delta per unit| after the worse ±1σ move over the time left (kit.risk.tenor)."""
+    v, s = ctx.view, ctx.sigma
+    return _level_rule(ctx, "delta", ctx.rules.delta, s.delta_1s, _ge,
+                       lambda i, lv: f"net delta {v.delta_unit[i]:+.3f} per unit, "
+                                     f"{s.delta_1s[i]:.2f} after a 1σ move "
+                                     f"(±{s.move_pct[i]:.2f}%), reached {lv.at:g}",
+                       _sigma_inputs(s))  # fmt: skip
 
 
 def profit_target(ctx: Context) -> list[Finding]:
@@ -187,10 +204,12 @@ def strike_breach(ctx: Context) -> list[Finding]:
 
 
 def gamma(ctx: Context) -> list[Finding]:
-    v = ctx.view
-    return _level_rule(ctx, "gamma", ctx.rules.gamma, np.abs(v.gamma_unit), _ge,
-                       lambda i, lv: f"gamma {v.gamma_unit[i]:+.3f} per unit per 1% reached "
-                                     f"±{lv.at:g}")  # fmt: skip
+    """|Net delta change per unit| for a 1σ move over the time left (kit.risk.tenor)."""
+    s = ctx.sigma
+    return _level_rule(ctx, "gamma", ctx.rules.gamma, s.gamma_1s, _ge,
+                       lambda i, lv: f"a 1σ move (±{s.move_pct[i]:.2f}%) swings net delta "
+                                     f"{s.gamma_1s[i]:.2f} per unit, reached {lv.at:g}",
+                       _sigma_inputs(s))  # fmt: skip
 
 
 def trailing_stop(ctx: Context) -> list[Finding]:

@@ -1,0 +1,97 @@
+"""Greeks in units of the move the market expects over a position's remaining life.
+
+Why: "net delta 0.10" or "gamma 0.10 per 1% move" mean very different things at 0 and at 45
+days to expiry. A 1% SPX move is about 2.5 standard deviations of what is left of a 0DTE day but
+a fifth of one over 45 days, so a gamma threshold in "per 1%" fires from the first second on
+every short 0DTE strangle and never on a 45-day one. Scaled by the 1-sigma move over the time to
+the position's nearest expiry (at-the-money IV x sqrt(T)), a threshold means the same at every
+tenor: for the same strikes in delta terms the metrics below take the same values.
+
+- ``move_pct``: the 1-sigma move over the time left, % of spot
+  (:func:`kit.core.payoff.expected_move` at the expiry's at-the-money IV);
+- ``gamma_1s``: how much the net delta per unit changes for that move: ``|gamma per 1%| x
+  move_pct`` (the book reports gamma per unit as the delta change for a 1% move);
+- ``delta_1s``: the net delta per unit after the worse of a +/-1-sigma move, to first order:
+  ``|delta per unit| + gamma_1s``.
+
+The at-the-money IV is read from the market's own implied vols of that expiry (interpolated at
+spot between the nearest strikes below and above it, out-of-the-money side preferred), using the
+contracts quoted within :data:`FRESH_S`: the whole chain when it is subscribed (the autopilot),
+else the position's own legs, whose IVs bracket the money like a strangle's wings do.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from kit.core.clock import NS_PER_S
+from kit.core.payoff import expected_move
+from kit.portfolio.book import PositionView
+from kit.portfolio.market import MarketState
+
+F64 = NDArray[np.float64]
+NS_PER_DAY = 86_400 * NS_PER_S
+FRESH_S = 300.0  # a contract quoted this recently carries a current IV; older ones are a fallback
+
+
+@dataclass(frozen=True)
+class SigmaGreeks:
+    """Per position (NaN where unknown: no IV at the expiry, no spot, or closed)."""
+
+    atm_iv: F64  # decimal
+    move_pct: F64  # 1-sigma move over the time to the nearest expiry, % of spot
+    gamma_1s: F64  # |net delta change per unit| for that move
+    delta_1s: F64  # |net delta per unit| after the worse +/-1-sigma move (first order)
+
+
+def atm_iv(market: MarketState, und: int, expiry_ns: float, spot: float, now_ns: int) -> float:
+    """At-the-money IV of one expiry of underlying row ``und``, or NaN when none is priced."""
+    m, n = market, market.size
+    rows = np.flatnonzero(
+        (m.und[:n] == und) & (m.expiry_ns[:n] == expiry_ns) & (m.iv[:n] > 0)
+    )  # fmt: skip  (NaN compares False)
+    if not rows.size or not spot > 0:
+        return math.nan
+    recent = rows[m.mark_ts[rows] >= now_ns - FRESH_S * NS_PER_S]
+    rows = recent if recent.size else rows
+    strike, is_call = m.strike[rows], m.is_call[rows]
+    ends: list[tuple[float, float]] = []
+    for side, otm in ((strike <= spot, ~is_call), (strike >= spot, is_call)):
+        pick = side & otm if np.any(side & otm) else side  # puts below spot, calls above
+        if np.any(pick):
+            k = np.flatnonzero(pick)
+            j = k[np.argmin(np.abs(strike[k] - spot))]
+            ends.append((float(strike[j]), float(m.iv[rows[j]])))
+    if len(ends) == 1 or ends[0][0] == ends[1][0]:
+        return ends[0][1]
+    (k0, v0), (k1, v1) = ends
+    return v0 + (v1 - v0) * (spot - k0) / (k1 - k0)
+
+
+def sigma_greeks(view: PositionView, market: MarketState, now_ns: int) -> SigmaGreeks:
+    """:class:`SigmaGreeks` of every position of ``view``: one IV look-up and one expected move
+    per (underlying, expiry), broadcast to its positions (a book of 500 strangles on one expiry
+    costs one look-up, not 500)."""
+    n = len(view)
+    iv, move = np.full(n, np.nan), np.full(n, np.nan)
+    und = np.array([market.underlyings.get(u, -1) for u in view.underlying], dtype=np.int64)
+    live = view.is_open & (und >= 0) & np.isfinite(view.nearest_expiry_ns) & (view.spot > 0)
+    idx = np.flatnonzero(live)
+    if idx.size:
+        pairs, group = np.unique(np.stack([und[idx], view.nearest_expiry_ns[idx]]), axis=1,
+                                 return_inverse=True)  # fmt: skip
+        group = group.ravel()
+        for g in range(pairs.shape[1]):
+            members = idx[group == g]
+            expiry = float(pairs[1, g])
+            sigma = atm_iv(market, int(pairs[0, g]), expiry, float(view.spot[members[0]]), now_ns)
+            iv[members] = sigma
+            if np.isfinite(sigma):
+                days = max(expiry - now_ns, 0) / NS_PER_DAY
+                move[members] = expected_move(100.0, sigma, days)
+    gamma_1s = np.abs(view.gamma_unit) * move
+    return SigmaGreeks(iv, move, gamma_1s, np.abs(view.delta_unit) + gamma_1s)
