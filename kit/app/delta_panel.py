@@ -106,7 +106,8 @@ def to_toml(settings: Mapping[str, Any]) -> str:
 
 
 def start(log_dir: Path, settings: Mapping[str, Any], *, live: bool = False,
-          confirm: str | None = None, env: Mapping[str, str] | None = None) -> int:  # fmt: skip
+          confirm: str | None = None, env: Mapping[str, str] | None = None,
+          engine: str = "legs") -> int:  # fmt: skip
     """Validate ``settings``, write the preset and launch the trader; returns its pid."""
     log_dir = Path(log_dir)
     TraderSettings.load(None, **dict(settings))  # one-line SettingsError on a bad value
@@ -119,9 +120,11 @@ def start(log_dir: Path, settings: Mapping[str, Any], *, live: bool = False,
     (log_dir / "STOP").unlink(missing_ok=True)
     preset = log_dir / "panel_preset.toml"
     preset.write_text(to_toml(settings))
+    if engine not in ("legs", "desk"):
+        raise PanelError(f"engine {engine!r}: legs or desk")
     mode = ["--live", "--confirm-live", confirm or ""] if live else ["--dry-run"]
     cmd = [sys.executable, "-m", "kit", "delta", "run", "--preset", str(preset), "--log-dir",
-           str(log_dir), *mode]  # fmt: skip
+           str(log_dir), "--engine", engine, *mode]  # fmt: skip
     child_env = None if env is None else dict(env)
     out = open(log_dir / "trader.out", "ab")  # noqa: SIM115 - the child keeps it
     proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
