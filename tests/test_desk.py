@@ -257,6 +257,8 @@ def test_day_pnl_keeps_what_closed_today_and_open_pnl_leaves_out_what_was_realis
     row = snap.positions[0]
     assert row["realized_pnl"] == pytest.approx(-100.0) and row["open_pnl"] == pytest.approx(-100.0)
     assert snap.totals["open_pnl"] == pytest.approx(-100.0)  # the held lot's marks only
+    assert row["original_credit"] == pytest.approx(800.0)  # 2 lots x (2.00 + 2.00) x 100
+    assert row["net_credit"] == pytest.approx(300.0)  # less the 5.00 paid back for one lot
     assert snap.totals["day_pnl"] == pytest.approx(-200.0)
     for fid, c, price in (("e", PUT, 3.0), ("f", CALL, 2.0)):  # now close the rest
         desk.book.apply_fill(Fill(fid, "c1", c, Side.BUY, 1.0, price, now), "S1")

@@ -52,6 +52,9 @@ def build_snapshot(desk: Desk) -> Snapshot:
             "pnl": float(v.total_pnl[i]), "pnl_pct": float(v.pnl_pct[i]),
             "open_pnl": float(v.open_pnl[i]), "realized_pnl": float(v.realized[i]),
             "day_pnl": float(v.day_pnl[i]), "credit": float(v.credit[i]),
+            "net_credit": float(v.net_credit[i]) if v.net_credit is not None else None,
+            "original_credit": (float(v.original_credit[i])
+                                if v.original_credit is not None else None),
             "delta_unit": float(v.delta_unit[i]), "gamma_unit": float(v.gamma_unit[i]),
             "delta_shares": float(v.delta_shares[i]),
             "beta_delta_spy": float(v.beta_delta_spy[i]),

@@ -164,13 +164,17 @@ class Summary:
         if p is None:
             set_html(self.widget, stat("Position", "none open", "kit-dim"))
             return
-        strikes = " / ".join(f"{'+' if leg['qty'] > 0 else '−'}{leg['label']}" for leg in p["legs"])
+        strikes = " / ".join(
+            f"{'+' if leg['qty'] > 0 else '−'}{leg['label']}" for leg in p["legs"] if leg["qty"]
+        )  # rolled-out legs are flat
         set_html(self.widget, "".join([
             stat("Position", html.escape(p["id"]), key="position"),
             stat("Entered", ny_time(p["opened_ns"])),
             stat("Strikes", html.escape(strikes) or "—", key="strikes"),
             stat("Lots", f'<span class="kit-quantity">{p["quantity"]:g}</span>', key="quantity"),
             stat("Credit", money(p["credit"]), key="credit"),
+            stat("Net credit", money(p.get("net_credit")), key="net-credit"),
+            stat("Original", money(p.get("original_credit")), key="original-credit"),
             stat("Time left", duration(p["time_left_s"]), key="time-left"),
             stat("Status", html.escape(p["status"]) + (" · alert-only" if p["alert_only"] else ""),
                  key="status"),
