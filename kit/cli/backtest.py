@@ -58,9 +58,11 @@ def cmd_backtest_grid(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(out))
     else:
+        s = out["best_composite_score"]
+        score = "no composite score yet: too few trades" if s is None else f"composite {s:.1f}"
         print(
             f"{out['configs']:,} configs x {out['days']} sessions ({out['first_day']} to "
             f"{out['last_day']}): {out['trades']:,} trades in {out['seconds']:.1f} s; best "
-            f"config {out['best_config']} (composite {out['best_composite_score']}) -> {db}"
+            f"config {out['best_config']} ({score}) -> {db}"
         )
     return 0
