@@ -134,6 +134,10 @@ async def test_the_monitor_ticket_previews_then_sends_once_and_the_kill_switch_c
                        for pos in (client.snapshot or {}).get("positions", []))  # fmt: skip
 
         await until(opened)
+        await until(lambda: not (client.snapshot or {}).get("working"))
+        half = await client.command("close_half", position=out["position"])
+        assert half["summary"] == (f"closing 1 of 2 units of {out['position']} "
+                                   "(limit ladder from mid)")  # fmt: skip
         m.kill.click()
         assert "KILL SWITCH" in m.confirm_text.value and "cancel every working order" in (
             m.confirm_text.value

@@ -39,6 +39,7 @@ from kit.portfolio.strategies import (
     StrategyError,
     protected,
     strangle,
+    units_to_close,
     wings,
 )
 from kit.risk.limits import loosened
@@ -119,6 +120,23 @@ def _typed(where: str, p: Param, value: Any) -> Any:
     if p.kind is str and not value.strip():
         raise CommandError(f"{where}: must not be empty")
     return value
+
+
+def _said(kind: ActionKind, pid: str, quantity: int, intent: Intent) -> str:
+    """What a position command set in motion, in a trader's words (not the intent's id)."""
+    if kind in CLOSE_FRACTIONS:
+        units = units_to_close(quantity, CLOSE_FRACTIONS[kind])
+        return f"closing {units} of {quantity} units of {pid} (limit ladder from mid)"
+    if kind is ActionKind.ADD_PROTECTION:
+        return f"buying wings for {pid}: {_strikes(intent)}"
+    side = "put" if kind is ActionKind.ROLL_PUT else "call"
+    return f"rolling the {side} of {pid}: {_strikes(intent)}"
+
+
+def _strikes(intent: Intent) -> str:
+    legs = [f"{'buy' if g.ratio > 0 else 'sell'} {g.contract.strike:g}{g.contract.right.value}"
+            for g in intent.legs]  # fmt: skip
+    return ", ".join(legs) or "as planned"
 
 
 class Commands:
@@ -248,8 +266,9 @@ class Commands:
                 side = Right.PUT if kind is ActionKind.ROLL_PUT else Right.CALL
                 intent = roll_intent(desk.market, held, strategy, side, why, now, iid, source)
             rec = self.orders.submit(intent)
-            out.append({"intent": rec.intent.id, "position": pid, "status": rec.status})
-        return {"intents": out}
+            out.append({"intent": rec.intent.id, "position": pid, "status": rec.status,
+                        "summary": _said(kind, pid, held.quantity, intent)})  # fmt: skip
+        return {"intents": out, "summary": "; ".join(i["summary"] for i in out)}
 
     # --- switches ---
 
