@@ -38,3 +38,15 @@ def test_a_longer_position_keeps_theta_per_day() -> None:
     g.update(SNAP, position(3 * 86_400))
     assert g.theta.spec.title == "Θ $/day" and g.theta.value == 3704.0
     assert decay_left(position(3600) | {"legs": [{"mark": None}]}, 5000.0) is None
+
+
+def test_a_symbol_the_feed_does_not_have_says_so() -> None:
+    from kit.ui.panels import Metrics
+
+    m = Metrics()
+    snap = {"spots": {"SPX": {"last": 5000.0, "change": 1.0, "change_pct": 0.02},
+                      "VIX": {"last": 14.0, "change": 0.0, "change_pct": 0.0}}}  # fmt: skip
+    m.update(snap, None, "NDX")
+    assert "no NDX on this service (it streams SPX, VIX)" in m.text.value
+    m.update(snap, None, "SPX")
+    assert "symbol-missing" not in m.text.value and "5,000.00" in m.text.value

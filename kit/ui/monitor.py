@@ -225,7 +225,8 @@ class Monitor:
                 self.graph.update_portfolio([q for q in s["positions"] if q["open"]],
                                             s["spots"], self.symbol)  # fmt: skip
             else:
-                self.graph.update(p, (s["spots"].get(self.symbol) or {}).get("last"))
+                und = p["underlying"] if p else self.symbol  # the position's own spot
+                self.graph.update(p, (s["spots"].get(und) or {}).get("last"))
             set_html(self.lag, str(s.get("wall_ns", "")))
         self.frames += 1
 

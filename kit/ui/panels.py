@@ -199,6 +199,10 @@ class Metrics:
         parts = [stat(symbol, f"{spot['last']:,.2f}" if spot else "—", key="spot"),
                  stat("Change", f"{change:+,.2f} ({spot['change_pct']:+.2f}%)" if spot else "—",
                       signed_class(change), "change")]  # fmt: skip
+        if not spot and s["spots"]:  # ?symbol=NDX on a service whose feed has no NDX
+            have = html.escape(", ".join(sorted(s["spots"])))
+            why = f"no {html.escape(symbol)} on this service (it streams {have})"
+            parts.append(stat("Feed", why, "kit-neg", "symbol-missing"))
         if p is not None:
             pct = f"{p['pnl_pct'] or 0:+.1f}%"
             parts += [stat("P&L", money(p["pnl"], sign=True), signed_class(p["pnl"]), "pnl"),
