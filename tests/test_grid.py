@@ -163,8 +163,10 @@ def test_cli_writes_duckdb_parquet_and_csv(history, tmp_path, capsys):
     assert (line["configs"], line["days"]) == (8, 8)
     con = duckdb.connect(line["results"], read_only=True)
     n_trades = con.execute("SELECT count(*) FROM trades").fetchone()[0]
-    best = con.execute("SELECT config_id, composite_score FROM results "
-                       "ORDER BY composite_score DESC NULLS LAST LIMIT 1").fetchone()  # fmt: skip
+    best = con.execute(
+        "SELECT config_id FROM results WHERE NOT isnan(composite_score) "
+        "ORDER BY composite_score DESC, config_id LIMIT 1"
+    ).fetchone()
     regimes = con.execute("SELECT DISTINCT dimension FROM by_regime").fetchall()
     con.close()
     assert n_trades == line["trades"] > 0

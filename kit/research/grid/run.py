@@ -309,9 +309,10 @@ def write_results(result: GridResult, out: str | Path, *, csv: bool = False) -> 
 
 def summary(result: GridResult, db: Path | None = None) -> dict[str, Any]:
     """The CLI's JSON line: ... ``configs``, ``days``, ``trades``, ``seconds``, results path."""
-    best = result.results.sort("composite_score", descending=True, nulls_last=True).row(
-        0, named=True
-    )
+    scored = result.results.with_columns(pl.col("composite_score").fill_nan(None))  # NaN sorts high
+    best = scored.sort(
+        ["composite_score", "config_id"], descending=[True, False], nulls_last=True
+    ).row(0, named=True)  # ties: the lowest config_id
     return {
         "first_day": f"{result.days[0]}",
         "last_day": f"{result.days[-1]}",
