@@ -609,3 +609,19 @@ def test_webhook_from_env():
     assert sink is not None and sink.name == "webhook:hooks.example.com"
     assert (sink.min_severity, sink.audit) == (W, False)
     assert "secret" not in repr(sink)
+
+
+def test_recent_keeps_what_was_cleared_and_acknowledged():
+    from datetime import UTC, datetime
+
+    from kit.core.clock import SimClock
+    from kit.core.model import Alert, Severity
+    from kit.engine.alerts import AlertManager
+
+    m = AlertManager(SimClock(datetime(2024, 3, 12, 15, tzinfo=UTC)))
+    for i in range(40):
+        m.notify(Alert(i + 1, Severity.INFO, "entry", f"event {i}", f"p{i}", {}))
+    m.acknowledge(40)
+    recent = m.recent(30)
+    assert [r.seq for r in recent] == list(range(11, 41))  # oldest first, the last 30
+    assert recent[-1].acked_ts_ns is not None and m.unacknowledged() == []

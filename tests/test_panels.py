@@ -50,3 +50,22 @@ def test_a_symbol_the_feed_does_not_have_says_so() -> None:
     assert "no NDX on this service (it streams SPX, VIX)" in m.text.value
     m.update(snap, None, "SPX")
     assert "symbol-missing" not in m.text.value and "5,000.00" in m.text.value
+
+
+def test_the_alert_log_keeps_cleared_alerts_and_marks_closed_positions() -> None:
+    from kit.ui.panels import AlertsFeed
+
+    feed = AlertsFeed(lambda seq: None)
+    log = [
+        {"seq": 7, "ts_ns": 1_710_252_000_000_000_000, "severity": "WARNING",
+         "rule": "profit_target", "message": "P&L 52% of the net credit: close",
+         "position_id": "demo-1", "acked": True},
+        {"seq": 8, "ts_ns": 1_710_252_060_000_000_000, "severity": "INFO", "rule": "entry",
+         "message": "entry passed", "position_id": "demo-2", "acked": False},
+    ]  # fmt: skip
+    feed.update([])  # nothing active any more
+    feed.update_log(log, {"demo-2"})
+    text = feed.log.value
+    assert text.index("entry passed") < text.index("P&amp;L 52%")  # newest first
+    assert "demo-1 (closed)" in text and "demo-2 (closed)" not in text
+    assert "close ✓" in text  # acknowledged

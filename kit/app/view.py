@@ -22,7 +22,7 @@ import numpy as np
 from kit.core.clock import NS_PER_S, from_ns
 from kit.core.model import Fill
 from kit.engine.desk import Desk
-from kit.engine.records import record_to_json
+from kit.engine.records import AlertRecord, record_to_json
 from kit.execution.broker import AccountSummary
 from kit.execution.manager import OrderManager
 from kit.remote.protocol import TUNABLE
@@ -144,6 +144,7 @@ class ViewBuilder:
             "totals": {k: _num(v) for k, v in snap.totals.items()},
             "positions": positions,
             "alerts": [record_to_json(a) for a in snap.alerts][-50:],
+            "alert_log": [_logged(a) for a in snap.log],
             "fills": list(self.fills),
             "working": [
                 {"intent": r.intent.id, "kind": r.intent.kind.value,
@@ -156,6 +157,15 @@ class ViewBuilder:
                       "gamma_warn": _action_level(desk.rules.gamma.levels, first=True),
                       "profit_target_pct": target},
         }  # fmt: skip
+
+
+def _logged(record: AlertRecord) -> dict[str, Any]:
+    """An alert in the page's log: what it said and when, without its inputs (the snapshot
+    goes out ten times a second; the store and the event stream keep the inputs)."""
+    a = record.alert
+    return {"seq": record.seq, "ts_ns": a.ts_ns, "severity": a.severity.value, "rule": a.rule,
+            "message": a.message, "position_id": a.position_id,
+            "acked": record.acked_ts_ns is not None}  # fmt: skip
 
 
 def _settings(desk: Desk) -> dict[str, dict[str, float]]:

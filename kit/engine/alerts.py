@@ -21,6 +21,7 @@ sinks themselves (console, JSON lines, email, webhook) are :mod:`kit.sinks`.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections import deque
 from collections.abc import Collection, Iterable, Mapping, Sequence
@@ -233,6 +234,11 @@ class AlertManager:
             record = msgspec.structs.replace(record, acked_ts_ns=self.clock.now_ns(), acked_by=by)
             self._history[seq - first] = record
         return record
+
+    def recent(self, n: int = 30) -> list[AlertRecord]:
+        """The last ``n`` emitted records, acknowledged or cleared or not (oldest first): the
+        log a trader reads to see why a position that is gone was closed."""
+        return list(itertools.islice(reversed(self._history), n))[::-1]
 
     def unacknowledged(self) -> list[AlertRecord]:
         """The latest emission of each active key, unless it was acknowledged (oldest first)."""

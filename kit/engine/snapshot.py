@@ -38,6 +38,7 @@ class Snapshot:
     frozen: bool
     blocked_by: dict[str, str]
     alerts: list[AlertRecord] = field(default_factory=list)
+    log: list[AlertRecord] = field(default_factory=list)  # recent, incl. cleared / acknowledged
     engine: dict[str, Any] = field(default_factory=lambda: {"state": "OK", "faults": []})
 
 
@@ -78,5 +79,6 @@ def build_snapshot(desk: Desk) -> Snapshot:
         frozen=desk.frozen,
         blocked_by=dict(desk.blocked_by),
         alerts=desk.alerts.unacknowledged(),
+        log=desk.alerts.recent(30),
         engine=desk.health.state(),
     )

@@ -218,6 +218,8 @@ class Monitor:
             self.greeks.update(s, p)
             self.table.update(s)
             self.alerts.update(s["alerts"])
+            self.alerts.update_log(s.get("alert_log", []),
+                                   {q["id"] for q in s["positions"] if q["open"]})  # fmt: skip
             self.auto.description = "Auto-Manage: " + ("ON" if s["auto_manage"] else "OFF")
             self.kill.description = "Reset kill switch" if s["killed"] else "KILL SWITCH"
             self.working.update(s.get("working", []))

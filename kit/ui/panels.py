@@ -326,8 +326,12 @@ class AlertsFeed:
         self.acknowledge, self.limit = acknowledge, limit
         self.rows = w.VBox().add_class("kit-alerts")
         self.sound = html_widget("kit-alert-sound")
+        self.log = html_widget("kit-alert-log")
+        self.log_box = w.Accordion(children=[self.log], titles=("Alert log",))
+        self.log_box.selected_index = None
         self.widget = w.VBox([html_widget("kit-alerts-title", "<b>Risk alerts</b>"), self.rows,
-                              self.sound]).add_class("kit-card")  # fmt: skip
+                              self.log_box, self.sound]).add_class("kit-card")  # fmt: skip
+        self._logged = -1
         self._shown: tuple[int, ...] = ()
         self._beeped = 0
         self._wav = beep_wav()
@@ -347,6 +351,24 @@ class AlertsFeed:
             self.sound.value = (
                 f'<audio autoplay data-seq="{self._beeped}" src="{self._wav}"></audio>'
             )
+
+    def update_log(self, log: list[dict[str, Any]], open_ids: set[str]) -> None:
+        """Every recent alert, newest first, including cleared and acknowledged ones and those
+        of positions that are gone (marked closed): why a position closed stays readable."""
+        newest = max((a["seq"] for a in log), default=0)
+        if newest == self._logged:
+            return
+        self._logged = newest
+        rows = "".join(
+            f"<tr class='kit-log-{a['severity'].lower()}'><td>{ny_time(a['ts_ns'])}</td>"
+            f"<td style='color:{SEVERITY_COLOURS.get(a['severity'], OK)}'>{a['severity']}</td>"
+            f"<td>{html.escape(a['rule'])}</td><td>{html.escape(a['position_id'] or '')}"
+            f"{' (closed)' if a['position_id'] and a['position_id'] not in open_ids else ''}</td>"
+            f"<td>{html.escape(a['message'])}{' ✓' if a['acked'] else ''}</td></tr>"
+            for a in sorted(log, key=lambda a: a["seq"], reverse=True)
+        )
+        head = "".join(f"<th>{h}</th>" for h in ("time", "severity", "rule", "position", "message"))
+        set_html(self.log, f"<table class='kit-table'><tr>{head}</tr>{rows}</table>")
 
     def _row(self, a: dict[str, Any]) -> w.Widget:
         colour = SEVERITY_COLOURS.get(a["severity"], OK)
