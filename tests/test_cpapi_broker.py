@@ -4,79 +4,29 @@ which matches the orders on a real PaperBroker over a real MarketState fed with 
 import asyncio
 import logging
 import socket
-from datetime import date, datetime
+from datetime import datetime
 
 import httpx
 import pytest
+from venues import ACCOUNT, AM_PUT, CALL, EXP, ORDERS, PUT, cpapi_desk, until
+from venues import CpApiDesk as Desk
 
 from kit.adapters.cpapi.broker import CpApiBroker, CpApiConfig
-from kit.adapters.cpapi.emulator import COMBO_CONID, CpApiEmulator
+from kit.adapters.cpapi.emulator import COMBO_CONID
 from kit.adapters.cpapi.parsing import map_status
-from kit.adapters.paper.broker import PaperBroker, PaperConfig
 from kit.core.clock import NEW_YORK, SimClock
 from kit.core.config import ConfigError
-from kit.core.model import Contract, Fill, Leg, Order, OrderType, Quote, Side
-from kit.execution.broker import BrokerError, OrderRejectedError, OrderState, OrderStatus
+from kit.core.model import Contract, Fill, Leg, Order, OrderType, Side
+from kit.execution.broker import BrokerError, OrderRejectedError, OrderStatus
 from kit.execution.costs import fees_per_contract
-from kit.portfolio.market import MarketState
 
-ACCOUNT = "DU1234567"
-EXP = date(2024, 1, 19)
-PUT = Contract("SPXW", EXP, 4700.0, "P")
-CALL = Contract("SPXW", EXP, 4900.0, "C")
-AM_PUT = Contract("SPX", EXP, 4700.0, "P")  # same month, strike and right: other trading class
 SPXW_FEE = fees_per_contract("SPXW", premium=5.0)  # $/contract at a premium of $1 or more
-ORDERS = f"POST /iserver/account/{ACCOUNT}/orders"
-
-
-class Desk:
-    """The venue (market + paper engine + emulated gateway) and one adapter with its events."""
-
-    def __init__(self, clock: SimClock, market: MarketState, paper: PaperBroker,
-                 emu: CpApiEmulator) -> None:  # fmt: skip
-        self.clock, self.market, self.paper, self.emu = clock, market, paper, emu
-        self.config = CpApiConfig(emu.url, ACCOUNT, poll_s=0.01)
-        self.events: list[OrderState | Fill] = []
-        self.broker = CpApiBroker(self.config, clock)
-        self.broker.subscribe(self.events.append)
-        self._seq = 0
-
-    def quote(self, c: Contract, bid: float, ask: float, size: float = 10) -> None:
-        self._seq += 1  # a new quote_ts: paper fills take fresh quoted size
-        self.market.on_quote(Quote(c, bid, ask, size, size, self.clock.now_ns() + self._seq))
-        self.paper.on_market()
-
-    def fills(self, client_id: str) -> list[Fill]:
-        return [e for e in self.events if isinstance(e, Fill) and e.client_id == client_id]
-
-    def states(self, client_id: str) -> list[OrderState]:
-        return [e for e in self.events if isinstance(e, OrderState) and e.client_id == client_id]
-
-    def status(self, client_id: str) -> OrderStatus | None:
-        states = self.states(client_id)
-        return states[-1].status if states else None
 
 
 @pytest.fixture
 async def desk():
-    clock = SimClock(datetime(2024, 1, 19, 10, 0, tzinfo=NEW_YORK), speed=1.0)
-    market = MarketState()
-    paper = PaperBroker(clock, market, PaperConfig(latency_ms=1.0))
-    async with CpApiEmulator(paper, account=ACCOUNT) as emu:
-        d = Desk(clock, market, paper, emu)
-        d.quote(PUT, 10.0, 10.5)
-        d.quote(CALL, 5.0, 5.4)
-        d.quote(AM_PUT, 9.0, 9.6)
-        await d.broker.connect()
+    async with cpapi_desk() as d:
         yield d
-        await d.broker.close()
-        await paper.close()
-
-
-async def until(predicate, timeout: float = 2.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.005)
 
 
 def order(cid: str, legs: list[Leg], side: Side, qty: int, limit: float | None) -> Order:

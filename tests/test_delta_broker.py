@@ -3,13 +3,12 @@ idempotent restarts, seq_no gaps reconciled over REST, clear refusals, and the l
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
+from venues import DELTA_KEY as KEY
+from venues import DELTA_SECRET as SECRET
+from venues import delta_config, delta_emulator, eth_call, until
 
 from kit.adapters.delta.broker import DeltaBroker
-from kit.adapters.delta.config import DeltaConfig
-from kit.adapters.delta.emulator import DeltaEmulator
 from kit.adapters.delta.orders import client_order_id
 from kit.adapters.delta.parsing import DeltaAuthError
 from kit.core.config import ConfigError
@@ -19,31 +18,10 @@ from kit.execution.broker import OrderRejectedError, OrderStatus
 from kit.execution.live import make_broker
 from kit.portfolio.market import MarketState
 
-KEY, SECRET = "bk", "bs"
-
-
-def cfg(emu: DeltaEmulator, secret: str = SECRET) -> DeltaConfig:
-    return DeltaConfig.from_env({"DELTA_BASE_URL": emu.base_url, "DELTA_API_KEY": KEY,
-                                 "DELTA_API_SECRET": secret})  # fmt: skip
-
-
-async def until(cond, timeout: float = 10.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not cond():
-            await asyncio.sleep(0.02)
-
-
-def eth_call(emu: DeltaEmulator):
-    ex = emu.exchange
-    tickers = ex.tickers([p for p in ex.alive() if ex.products[p].root == "ETH"
-                          and ex.products[p].is_call])  # fmt: skip
-    t = min(tickers, key=lambda t: abs(float(t["greeks"]["delta"]) - 0.3))
-    return ex.products[t["product_id"]], t
-
 
 async def test_orders_fills_reduce_only_close_and_restart():
-    async with DeltaEmulator(api_key=KEY, api_secret=SECRET, tick_s=0.05) as emu:
-        broker = DeltaBroker(cfg(emu))
+    async with delta_emulator() as emu:
+        broker = DeltaBroker(delta_config(emu))
         events: list = []
         broker.subscribe(events.append)
         await broker.connect()
@@ -56,7 +34,7 @@ async def test_orders_fills_reduce_only_close_and_restart():
         assert state.status is OrderStatus.WORKING and state.broker_id
         assert emu.exchange.by_client == {client_order_id(cid): int(state.broker_id)}
         # a restarted broker finds the order by its client id and sends nothing
-        again = DeltaBroker(cfg(emu), stream=False)
+        again = DeltaBroker(delta_config(emu), stream=False)
         await again.connect()
         assert (await again.place(order)).broker_id == state.broker_id
         assert len(emu.exchange.orders) == 1
@@ -81,8 +59,8 @@ async def test_orders_fills_reduce_only_close_and_restart():
 
 
 async def test_seq_gap_reconciles_and_refusals_are_clear():
-    async with DeltaEmulator(api_key=KEY, api_secret=SECRET, tick_s=0.05) as emu:
-        broker = DeltaBroker(cfg(emu))
+    async with delta_emulator() as emu:
+        broker = DeltaBroker(delta_config(emu))
         await broker.connect()
         await broker.wait_stream()
         c, t = eth_call(emu)
@@ -102,7 +80,7 @@ async def test_seq_gap_reconciles_and_refusals_are_clear():
         state = await broker.cancel("gap-1")
         assert state.status is OrderStatus.CANCELLED
         await broker.close()
-        bad = DeltaBroker(cfg(emu, secret="nope"))
+        bad = DeltaBroker(delta_config(emu, secret="nope"))
         with pytest.raises(DeltaAuthError, match="Signature Mismatch: the API secret"):
             await bad.connect()
         await bad.close()
@@ -133,7 +111,7 @@ async def test_the_desks_order_manager_trades_a_btc_strangle_on_delta(monkeypatc
     from kit.execution.intents import close_intent, open_intent
     from kit.execution.ladder import ManagerConfig
 
-    async with DeltaEmulator(api_key=KEY, api_secret=SECRET, tick_s=0.05) as emu:
+    async with delta_emulator() as emu:
         for k, v in {"DELTA_BASE_URL": emu.base_url, "DELTA_API_KEY": KEY,
                      "DELTA_API_SECRET": SECRET, "KIT_LIVE_TRADING": "yes"}.items():  # fmt: skip
             monkeypatch.setenv(k, v)

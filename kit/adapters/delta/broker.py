@@ -179,6 +179,9 @@ class DeltaBroker:
         price = limit_price * leg.ratio
         if not price > 0:
             raise OrderRejectedError(f"replace {client_id}: limit {limit_price} is not a price")
+        if quantity is not None and quantity < max(1, state.filled_qty):
+            raise OrderRejectedError(f"replace {client_id}: quantity {quantity} is below 1 or "
+                                     f"the {state.filled_qty} filled")  # fmt: skip
         pid = self._product(leg.contract)
         body: dict[str, Any] = {"id": int(state.broker_id), "product_id": pid,
                                 "limit_price": f"{price:.10g}"}  # fmt: skip

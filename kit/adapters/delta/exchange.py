@@ -376,7 +376,7 @@ class DeltaExchange:
                     self.rules.margin_pct / 100)  # fmt: skip
             else:
                 order_margin += st.remaining * c.multiplier * (st.order.limit_price or 0.0)
-        cash = self.ledger.cash - self.ledger.commissions
+        cash = self.ledger.cash  # net of commissions already (Fill.cash_flow includes them)
         return {"balance": cash, "position_margin": pos_margin, "order_margin": order_margin,
                 "available": cash - pos_margin - order_margin}  # fmt: skip
 
