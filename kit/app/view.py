@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Callable
+from dataclasses import fields
 from typing import Any
 
 import numpy as np
@@ -25,9 +26,9 @@ from kit.engine.desk import Desk
 from kit.engine.records import AlertRecord, record_to_json
 from kit.execution.broker import AccountSummary
 from kit.execution.manager import OrderManager
-from kit.remote.protocol import TUNABLE
+from kit.risk.rules import Rules
 
-__all__ = ["RECENT_FILLS", "TUNABLE", "ViewBuilder"]  # TUNABLE: shared with the dashboards
+__all__ = ["RECENT_FILLS", "ViewBuilder", "rule_settings"]
 RECENT_FILLS = 20  # fills a viewer lists; the journal holds them all
 
 
@@ -168,10 +169,27 @@ def _logged(record: AlertRecord) -> dict[str, Any]:
             "acked": record.acked_ts_ns is not None}  # fmt: skip
 
 
-def _settings(desk: Desk) -> dict[str, dict[str, float]]:
-    out: dict[str, dict[str, float]] = {}
-    for rule, key in TUNABLE:
-        out.setdefault(rule, {})[key] = getattr(getattr(desk.rules, rule), key)
+def _settings(desk: Desk) -> dict[str, dict[str, Any]]:
+    return rule_settings(desk.rules)
+
+
+def rule_settings(rules: Rules) -> dict[str, dict[str, Any]]:
+    """Every rule's numbers, switches and levels, as the Settings panel shows them and the
+    `settings` command takes them back (lists and words such as actions are not editable
+    there: they need the rules file)."""
+    out: dict[str, dict[str, Any]] = {}
+    for f in fields(rules):
+        rule = getattr(rules, f.name)
+        table: dict[str, Any] = {}
+        for g in fields(rule):
+            value = getattr(rule, g.name)
+            if g.name == "levels":
+                table["levels"] = [{"at": lv.at, "severity": lv.severity.value,
+                                    "action": lv.action, "profitable_only": lv.profitable_only}
+                                   for lv in value]  # fmt: skip
+            elif isinstance(value, bool | int | float):
+                table[g.name] = value
+        out[f.name] = table
     return out
 
 

@@ -2,9 +2,9 @@
 
 The dashboard (:mod:`kit.ui`, :mod:`kit.remote.client`) must stay thin: it never loads the
 engine. So the few facts both ends share live here, with nothing heavier than the standard
-library: the protocol version, the close code of a refused token, where the token is kept and
-which rule settings a dashboard may change. The frames themselves are described in
-:mod:`kit.remote.gateway`; the snapshot document in :mod:`kit.app.view`.
+library: the protocol version, the close code of a refused token and where the token is kept
+(the rule settings a dashboard may change arrive in every snapshot). The frames themselves are
+described in :mod:`kit.remote.gateway`; the snapshot document in :mod:`kit.app.view`.
 """
 
 from __future__ import annotations
@@ -17,10 +17,6 @@ from kit.core.config import env
 
 PROTOCOL = 1
 UNAUTHORIZED = 4401  # WebSocket close code: wrong or missing token
-TUNABLE = (  # scalar rule settings a dashboard may show and change (the `settings` command)
-    ("time_stop", "minutes_to_close"), ("trailing_stop", "arm_pct"),
-    ("trailing_stop", "trail_pct"), ("limits", "daily_loss_limit"), ("limits", "max_total_risk"),
-)  # fmt: skip
 
 
 def token_path() -> Path:

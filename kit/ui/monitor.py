@@ -28,7 +28,6 @@ import ipywidgets as w
 
 from kit.core.config import env
 from kit.remote.client import CommandRefusedError, DeskClient, connect
-from kit.remote.protocol import TUNABLE
 from kit.ui.panels import (
     CSS,
     STALE_AFTER_S,
@@ -43,6 +42,7 @@ from kit.ui.panels import (
     set_html,
 )
 from kit.ui.riskgraph import RiskGraph
+from kit.ui.settings import SettingsPanel
 from kit.ui.ticket import Ticket, WorkingOrders, confirm_text, why
 
 log = logging.getLogger(__name__)
@@ -57,11 +57,6 @@ ACTIONS = (
     ("roll_call", "Roll Call", "kit-btn-roll-call"),
     ("add_protection", "Add Protection", "kit-btn-protect"),
 )
-LABELS = {  # the settings (kit.remote.protocol.TUNABLE) as a trader reads them
-    "minutes_to_close": "Time stop: minutes before close", "arm_pct": "Trailing stop arms at P&L %",
-    "trail_pct": "Trailing stop trails by %", "daily_loss_limit": "Daily loss limit $",
-    "max_total_risk": "Max total risk $",
-}  # fmt: skip
 
 
 def query_symbol(default: str = "SPX") -> str:
@@ -109,7 +104,8 @@ class Monitor:
         self.graph.portfolio.observe(lambda _: self._redraw_now(), "value")
         self.settings_btn = w.Button(description="Settings").add_class("kit-btn-settings")
         self.settings_btn.on_click(lambda _: self._toggle_settings())
-        self.settings = self._settings_panel()
+        self.settings_panel = SettingsPanel(self.send)
+        self.settings = self.settings_panel.widget
         self.heartbeat = w.Play(interval=1000, max=10**9, show_repeat=False, playing=True)
         self.heartbeat.layout.display = "none"
         self.heartbeat.observe(lambda _: self._seen(), "value")
@@ -291,33 +287,11 @@ class Monitor:
     def _ack(self, seq: int) -> None:
         self.send("ack", seq=seq)
 
-    def _settings_panel(self) -> w.VBox:
-        self.setting_inputs = {}
-        for rule, key in TUNABLE:
-            field = w.FloatText(description=LABELS[key], style={"description_width": "260px"},
-                                layout=w.Layout(width="380px"))  # fmt: skip
-            self.setting_inputs[rule, key] = field.add_class(f"kit-setting-{key}".replace("_", "-"))
-        apply = w.Button(description="Apply settings", button_style="warning")
-        apply.add_class("kit-settings-apply")
-        apply.on_click(lambda _: self._apply_settings())
-        box = w.VBox([*self.setting_inputs.values(), apply]).add_class("kit-settings")
-        box.layout.display = "none"
-        return box
-
     def _toggle_settings(self) -> None:
         shown = self.settings.layout.display != "none"
         if not shown and self._drawn:
-            for (rule, key), field in self.setting_inputs.items():
-                value = self._drawn.get("settings", {}).get(rule, {}).get(key)
-                if value is not None:
-                    field.value = value
+            self.settings_panel.show(self._drawn.get("settings", {}))
         self.settings.layout.display = "none" if shown else "flex"
-
-    def _apply_settings(self) -> None:
-        rules: dict[str, dict[str, float]] = {}
-        for (rule, key), field in self.setting_inputs.items():
-            rules.setdefault(rule, {})[key] = float(field.value)
-        self.send("settings", rules=rules)
 
 
 def _summary(result: dict[str, Any]) -> str:
