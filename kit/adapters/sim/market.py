@@ -366,9 +366,11 @@ class MarketSim:
                    L.div_yield[idx], iv, L.is_call[idx])  # fmt: skip
         mid = np.maximum(g.price, 0.0)  # no -1e-15 prices far out of the money
         to_close_s = (L.expiry_ns[idx] - path.ts[st]) / NS_PER_S
-        bid, ask = spread(mid, g.delta, tick, to_close_s,
-                          np.abs(np.log(spot_und / path.spot[np.maximum(
-                              st - int(300 / self.config.step_s), 0), und])))  # fmt: skip
+        intrinsic = np.maximum(np.where(L.is_call[idx], 1, -1) * (spot_und * ratio - L.strike[idx]),
+                               0.0)  # fmt: skip
+        before = path.spot[np.maximum(st - int(300 / self.config.step_s), 0), und]
+        bid, ask = spread(mid, g.delta, tick, to_close_s, np.abs(np.log(spot_und / before)),
+                          intrinsic)  # fmt: skip
         bid_size = np.where(bid > 0, 1 + np.floor(mix(idx, st, 1) * 50), 0).astype(float)
         ask_size = 1 + np.floor(mix(idx, st, 2) * 50)
         return bid, ask, bid_size, ask_size, mid, iv, T > 0
