@@ -35,6 +35,8 @@ from kit.core.clock import NEW_YORK
 from kit.core.model import Fill, Severity
 from kit.engine.alerts import AlertSink, record_to_json
 from kit.engine.health import signature
+from kit.ops.metrics import DeskMetrics
+from kit.ops.server import OpsServer, attach
 from kit.positions.manual import ManualBook, manual_path
 from kit.remote.gateway import Gateway, GatewayConfig, service_token
 
@@ -68,6 +70,7 @@ class ServiceConfig:
     rules: str | None = None  # TOML overriding the default rules
     token_file: Path | None = None
     manual: Path | None = None  # the `kit positions` journal (None: KIT_MANUAL_POSITIONS/default)
+    metrics_port: int | None = None  # /metrics, /healthz, /readyz on 127.0.0.1 (None: off)
 
     def spec(self, sinks: tuple[AlertSink, ...] = ()) -> RunSpec:
         return RunSpec(mode="live" if self.broker != "paper" else "paper",
@@ -87,6 +90,45 @@ def publish(gateway: Gateway, durable: Any, event: Any) -> None:
         durable(lambda: gateway.publish_event(doc))
 
 
+def sync_manual(desk: Any, manual: ManualBook, seen: tuple[int, int, int] | None,
+                spawn: Any) -> tuple[tuple[int, int, int] | None, int]:  # fmt: skip
+    """Bring the `kit positions` journal into ``desk``'s book when the file changed since
+    ``seen`` (its mtime, inode, size): new positions open as alert-only, new trades apply as
+    fills (their ids are stable, so nothing applies twice); ``spawn`` runs the subscription of
+    new legs. Returns (the file's new ``seen``, positions touched). A journal that cannot be
+    read is reported once per change as a WARNING, never fatal. Shared by ``kit serve`` and
+    ``kit watch``."""
+    path = manual.path
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return seen, 0
+    now_seen = (st.st_mtime_ns, st.st_ino, st.st_size)
+    if now_seen == seen:
+        return seen, 0
+    try:
+        records = manual.desk_records()
+    except ValueError as exc:
+        desk.notify(Severity.WARNING, "manual", f"manual positions not loaded: {exc}")
+        return now_seen, 0
+    book, touched = desk.book, 0
+    for position, fills in records:
+        if position.id not in book.rows:
+            desk.alert_only.add(position.id)
+            desk.open_position(position, fills)
+            spawn(desk.subscribe([leg.contract for leg in position.legs]))
+            touched += 1
+            continue
+        resized = book.positions[position.id].quantity != position.quantity
+        if resized:
+            book.amend(position)
+        applied = [book.apply_fill(fill, position.id) for fill in fills]  # known ids: no-op
+        touched += resized or any(applied)
+    if touched:
+        desk.evaluate()
+    return now_seen, touched
+
+
 class DeskService:
     """Builds and runs the engine; ``await start()``, then ``await close()``."""
 
@@ -100,6 +142,9 @@ class DeskService:
         self.manual = ManualBook(self.config.manual or manual_path())
         self._manual_seen: tuple[int, int, int] | None = None
         self.run: Run | None = None
+        self.metrics: DeskMetrics | None = None  # with metrics_port (kit.ops)
+        self.ops: OpsServer | None = None
+        self.broker_seen_ns = 0  # wall time the broker last answered (readiness)
 
     async def _wire(self) -> None:
         """The desk from the builder, then what a served desk adds: commands, view, gateway."""
@@ -115,6 +160,9 @@ class DeskService:
         self.view = ViewBuilder(self.desk, self.engine, self.orders, durable)
         self.gateway = Gateway(self.token, self._command, self._hello, cfg.gateway)
         self.desk.listeners.append(partial(publish, self.gateway, durable))
+        if cfg.metrics_port is not None:
+            self.metrics = attach(self)
+            self.ops = OpsServer(self, self.metrics, cfg.metrics_port)
 
     async def _chain(self, root: str, dte: int) -> list:
         assert self.run is not None
@@ -128,53 +176,31 @@ class DeskService:
         """Run a command; a failure that is not the sender's mistake is an engine fault (logged
         once, CRITICAL alert, DEGRADED) and the reply says so in one line."""
         stage = f"command {message.get('cmd') if isinstance(message, dict) else '?'}"
-        health = self.desk.health
+        health, started, outcome = self.desk.health, wall.perf_counter(), "ok"
         try:
             result = await self.commands.run(message, who)
         except (CommandError, ValueError):
+            outcome = "refused"
             raise
         except Exception as exc:
+            outcome = "error"
             health.failed(stage, exc)
             raise CommandError(f"{stage[8:]}: internal error ({signature(exc)}); the engine "
                                "is DEGRADED, see its alerts") from None  # fmt: skip
+        finally:
+            if self.metrics is not None:
+                name = stage[8:] if stage[8:] in SCHEMA else "unknown"  # bounded labels
+                self.metrics.command(name, wall.perf_counter() - started, outcome)
         health.ok(stage)
         return result
 
     def sync_manual(self) -> int:
-        """Bring the `kit positions` journal into the book (on start and every heartbeat, when
-        the file changed): new positions open as alert-only, new trades apply as fills (their
-        ids are stable, so nothing applies twice). Returns the positions touched. A journal
-        that cannot be read is reported once per change as a WARNING, never fatal."""
-        path = self.manual.path
-        try:
-            st = path.stat()
-        except FileNotFoundError:
-            return 0
-        seen = (st.st_mtime_ns, st.st_ino, st.st_size)
-        if seen == self._manual_seen:
-            return 0
-        self._manual_seen = seen
-        try:
-            records = self.manual.desk_records()
-        except ValueError as exc:
-            self.desk.notify(Severity.WARNING, "manual", f"manual positions not loaded: {exc}")
-            return 0
-        book, touched = self.desk.book, 0
-        for position, fills in records:
-            if position.id not in book.rows:
-                self.desk.alert_only.add(position.id)
-                self.desk.open_position(position, fills)
-                self._tasks.append(asyncio.create_task(self.desk.subscribe(
-                    [leg.contract for leg in position.legs])))  # fmt: skip
-                touched += 1
-                continue
-            resized = book.positions[position.id].quantity != position.quantity
-            if resized:
-                book.amend(position)
-            applied = [book.apply_fill(fill, position.id) for fill in fills]  # known ids: no-op
-            touched += resized or any(applied)
-        if touched:
-            self.desk.evaluate()
+        """Bring the `kit positions` journal into the book (:func:`sync_manual`)."""
+
+        def spawn(job: Any) -> None:
+            self._tasks.append(asyncio.create_task(job))
+
+        self._manual_seen, touched = sync_manual(self.desk, self.manual, self._manual_seen, spawn)
         return touched
 
     async def start(self) -> None:
@@ -187,6 +213,8 @@ class DeskService:
         await self._chain("SPXW", 0)
         self.sync_manual()
         await self.gateway.start()
+        if self.ops is not None:
+            await self.ops.start()
         self._tasks.append(asyncio.create_task(self._publish_loop(), name="service:snapshots"))
         if self.config.demo and not any(self.desk.book.held(p) for p in self.desk.book.ids):
             self._tasks.append(asyncio.create_task(self._open_demo(), name="service:demo"))
@@ -214,9 +242,12 @@ class DeskService:
             started = wall.perf_counter()
             try:
                 account = await self.broker.account()
+                self.broker_seen_ns = wall.time_ns()
                 doc = self.view.build(account, len(self.gateway.viewers))
                 doc["wall_ns"] = wall.time_ns()  # the viewer measures its lag against this
                 self.gateway.publish_snapshot(doc)
+                if self.metrics is not None:
+                    self.metrics.snapshots.inc()
             except Exception as exc:  # counted, alerted once, DEGRADED; the loop goes on
                 self.desk.health.failed("snapshot", exc)
             else:
@@ -231,6 +262,8 @@ class DeskService:
                 await task
         if self.run is None:
             return
+        if self.ops is not None:
+            await self.ops.close()
         await self.gateway.close()
         await self.run.close()
 
