@@ -191,6 +191,7 @@ class StreamingFeed(FeedBase):
         self._gap = False  # data stopped flowing at some point: backfill on the way back
         self._backfilling = False
         self._backfill_task: asyncio.Task[None] | None = None
+        self._gap_mark: int | None = None  # held events before a silence noted mid-backfill
         self._repairs: dict[SubKey, asyncio.Task[None]] = {}  # keys whose gap fetch failed
         self._malformed_logged = 0
         self._window_logged = 0
@@ -302,7 +303,7 @@ class StreamingFeed(FeedBase):
     def vendor_down(self, detail: str) -> None:
         """The vendor says its upstream is down although our socket is fine (e.g. ThetaData
         DISCONNECTED status): report it and remember where the gap started."""
-        self._gap = True
+        self._note_gap()
         self._sink.hold()  # whatever trickles in before the gap is filled waits behind it
         self._set_state(FeedState.DISCONNECTED, detail)
 
@@ -366,6 +367,8 @@ class StreamingFeed(FeedBase):
             await self.clock.sleep(self.config.backoff.delay(attempt, self._rng))
 
     def _note_gap(self) -> None:
+        if self._backfilling and self._gap_mark is None:
+            self._gap_mark = self._sink.held  # held before it: covered by the running fetch
         self._gap = True
 
     async def _watchdog(self, conn: Any) -> None:
@@ -384,23 +387,28 @@ class StreamingFeed(FeedBase):
 
         Each key's gap starts at the last event delivered for it, in the vendor's own time base
         (so the adapter's clock never has to match the vendor's), and runs to the vendor's
-        present. A key that never delivered anything has no gap to fill. A gap noted while the
-        fetches run (a silence ended meanwhile) makes them run again before anything is
-        released. A key whose fetch fails is suspended and handed to :meth:`_repair`: its
+        present. A key that never delivered anything has no gap to fill. A silence that ends
+        while the fetches run opens a new gap: the events held before it are released with
+        this round and the next round fetches from there (always progress, however often the
+        loop stalls). A key whose fetch fails is suspended and handed to :meth:`_repair`: its
         events wait, the others go on.
         """
         self._sink.hold()
-        events: list[Event] = []
-        failed: dict[SubKey, Exception] = {}
         try:
-            while self._gap:
-                self._gap = False
-                if self.config.backfill:
+            while True:
+                had_gap, self._gap, self._gap_mark = self._gap, False, None
+                events: list[Event] = []
+                if had_gap and self.config.backfill:
                     events, failed = await self._fetch_gaps()
-            self.stats.backfilled += len(events)
-            for key, exc in failed.items():
-                self._suspend(key, exc)
-            self._sink.release(events)
+                    self.stats.backfilled += len(events)
+                    for key, exc in failed.items():
+                        self._suspend(key, exc)
+                if not self._gap:
+                    self._sink.release(events)
+                    break
+                self._sink.release(events, upto=self._gap_mark)
+                if self.state is FeedState.DISCONNECTED:
+                    return  # the vendor went down meanwhile: vendor_up fetches the rest
         finally:
             self._backfilling = False
         self._set_state(FeedState.LIVE)

@@ -110,13 +110,24 @@ class EventSink:
         if self._holding is None:
             self._holding = []
 
-    def release(self, backfilled: Sequence[Event]) -> None:
-        """Deliver backfilled events, then the held live ones, all through the watermark."""
-        held, self._holding = self._holding or [], None
+    def release(self, backfilled: Sequence[Event], upto: int | None = None) -> None:
+        """Deliver backfilled events, then the held live ones, all through the watermark. With
+        ``upto``, only the first ``upto`` held events go; the rest stay held (a new gap began
+        there and is fetched next)."""
+        held = self._holding or []
+        if upto is None:
+            self._holding = None
+        else:
+            held, self._holding = held[:upto], held[upto:]
         for ev in sorted(backfilled, key=lambda e: e.ts_ns):
             self._deliver(ev)
         for ev in held:
             self._deliver(ev)
+
+    @property
+    def held(self) -> int:
+        """Live events held back right now (behind a backfill)."""
+        return len(self._holding or ())
 
     def suspend(self, key: Any) -> None:
         """Hold ``key``'s events back until :meth:`resume` (its gap could not be fetched)."""
