@@ -97,7 +97,7 @@ class DeskClient:
                 async with ws_connect(self.url, compression=None, open_timeout=5,
                                       logger=self._ws_log) as ws:  # fmt: skip
                     await ws.send(_encode({"type": "auth", "token": self._token,
-                                           "client": self.name}))  # fmt: skip
+                                           "client": self.name}), text=True)  # fmt: skip
                     self._ws, attempt = ws, 0
                     await self._read(ws)
             except ConnectionClosed as exc:
@@ -148,7 +148,7 @@ class DeskClient:
         rid = f"{self._prefix}-{next(self._ids)}"
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._replies[rid] = fut
-        await ws.send(_encode({"type": "command", "id": rid, "cmd": cmd, **params}))
+        await ws.send(_encode({"type": "command", "id": rid, "cmd": cmd, **params}), text=True)
         reply = await asyncio.wait_for(fut, timeout_s)
         if not reply.get("ok"):
             raise CommandRefusedError(reply.get("error") or "refused")

@@ -221,7 +221,8 @@ class Gateway:
         if name is None:
             return
         viewer = _Viewer(ws, name, self.config.event_queue)
-        await ws.send(_encode({"type": "hello", "protocol": PROTOCOL, **self._hello()}))
+        hello = _encode({"type": "hello", "protocol": PROTOCOL, **self._hello()})
+        await ws.send(hello, text=True)
         self.viewers.add(viewer)
         viewer.wake.set()  # the newest snapshot right away
         sender = asyncio.create_task(self._send_loop(viewer), name=f"gateway:{name}")
@@ -249,8 +250,9 @@ class Gateway:
             ok, msg = False, None
         if not ok:
             with contextlib.suppress(ConnectionClosed):
-                await ws.send(_encode({"type": "error", "error": "unauthorized: send "
-                                       '{"type": "auth", "token": ...} first'}))  # fmt: skip
+                refusal = _encode({"type": "error", "error": "unauthorized: send "
+                                   '{"type": "auth", "token": ...} first'})  # fmt: skip
+                await ws.send(refusal, text=True)
                 await ws.close(UNAUTHORIZED, "unauthorized")
             log.warning("gateway: refused a client without the right token")
             return None
@@ -265,20 +267,21 @@ class Gateway:
             await v.wake.wait()
             v.wake.clear()
             while v.events:
-                await v.ws.send(v.events.popleft())
+                await v.ws.send(v.events.popleft(), text=True)
             if self._snapshot is not None and v.snapshot_seq != self._snapshot_seq:
                 v.snapshot_seq = self._snapshot_seq
-                await v.ws.send(self._snapshot)
+                await v.ws.send(self._snapshot, text=True)
 
     async def _on_message(self, v: _Viewer, raw: str | bytes) -> None:
         try:
             msg = _decode(raw)
         except msgspec.DecodeError as exc:
-            await v.ws.send(_encode({"type": "error", "error": f"malformed JSON: {exc}"}))
+            error = _encode({"type": "error", "error": f"malformed JSON: {exc}"})
+            await v.ws.send(error, text=True)
             return
         if not isinstance(msg, dict) or msg.get("type") != "command":
             await v.ws.send(_encode({"type": "error", "error": 'expected {"type": "command", '
-                                     '"cmd": ...}'}))  # fmt: skip
+                                     '"cmd": ...}'}), text=True)  # fmt: skip
             return
         reply: dict[str, Any] = {"type": "reply", "id": msg.get("id"), "cmd": msg.get("cmd")}
         try:
@@ -288,4 +291,4 @@ class Gateway:
         except Exception as exc:
             log.exception("gateway: command %r failed", msg.get("cmd"))
             reply |= {"ok": False, "error": f"internal error: {type(exc).__name__}"}
-        await v.ws.send(_encode(reply))
+        await v.ws.send(_encode(reply), text=True)
