@@ -203,7 +203,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         gateway=GatewayConfig(port=args.port), day=args.date, start=args.start,
         speed=args.speed, seed=args.seed, demo=not args.no_demo, auto_manage=args.auto_manage,
         db=args.db, rules=args.rules, feed=str(args.feed), broker=args.broker,
-        confirm_live=args.confirm_live,
+        confirm_live=args.confirm_live, metrics_port=args.metrics_port,
     )  # fmt: skip
     gc.freeze()  # as in `kit run`: start-up objects stay out of the collector's full scans
     try:
@@ -332,6 +332,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--db", help="record to this DuckDB file or postgresql:// URL and resume "
                    "from it after a restart (default: in memory)")  # fmt: skip
     s.add_argument("--rules", help="TOML file overriding the default risk rules (or KIT_RULES)")
+    s.add_argument("--metrics-port", type=args_.port, help="serve /metrics, /healthz and "
+                   "/readyz on http://127.0.0.1:PORT (default: off; see kit status)")  # fmt: skip
     s.set_defaults(func=cmd_serve)
 
     s = sub.add_parser("monitor", help="the desk service and the Voila monitor, until Ctrl-C")
@@ -371,6 +373,9 @@ def build_parser() -> argparse.ArgumentParser:
     from kit.cli.backtest import add_backtest_parser
 
     add_backtest_parser(sub)
+    from kit.cli.watch import add_watch_parser
+
+    add_watch_parser(sub)
     from kit.cli.tape import add_tape_parser
 
     add_tape_parser(sub)
@@ -380,6 +385,9 @@ def build_parser() -> argparse.ArgumentParser:
     from kit.cli.delta import add_delta_parser
 
     add_delta_parser(sub)
+    from kit.cli.status import add_status_parser
+
+    add_status_parser(sub)
     return p
 
 

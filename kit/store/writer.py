@@ -93,6 +93,8 @@ class StoreWriter:
         self._writing = False
         self._warned = False
         self._reject_logged: dict[str, float] = {}
+        # seconds each batch took to write (the metrics' histogram); None: not measured
+        self.on_write: Callable[[float], None] | None = None
 
     # --- the hot path ---
 
@@ -221,7 +223,10 @@ class StoreWriter:
             try:
                 frames = await asyncio.to_thread(self._build, batch)
                 self._pending[0] = frames  # converted once, kept as frames while retrying
+                started = time.perf_counter()
                 written = await asyncio.to_thread(self._write, frames)
+                if self.on_write is not None:
+                    self.on_write(time.perf_counter() - started)
             except StoreUnavailableError as exc:
                 self._down(exc)
                 raise

@@ -1,0 +1,176 @@
+"""Metrics and health of a real desk service: scraped over HTTP on 127.0.0.1 and parsed with
+prometheus_client's own parser; counters move with real ticks, alerts, orders and store writes,
+/readyz flips when the feed stops, label sets stay bounded."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from service_helpers import TOKEN
+
+import kit
+from kit.app.service import DeskService, ServiceConfig
+from kit.cli.main import main
+from kit.ops.metrics import LABEL_CAP, _Bounded
+from kit.remote.client import CommandRefusedError
+from kit.remote.gateway import GatewayConfig
+
+INTERFACE = ("kit_feed_messages_total", "kit_tick_to_alert_seconds", "kit_orders_total",
+             "kit_store_rows_written_total", "kit_gateway_clients")  # fmt: skip
+
+
+@pytest.fixture
+async def service(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> AsyncIterator[DeskService]:
+    monkeypatch.setenv("KIT_TOKEN", TOKEN)
+    monkeypatch.setenv("KIT_MANUAL_POSITIONS", str(tmp_path / "manual.json"))
+    rules = tmp_path / "rules.toml"  # entries pass on any simulated second
+    rules.write_text("[entry]\nmax_spread_pct = 50.0\nmin_iv_rank = 0.0\n")
+    cfg = ServiceConfig(gateway=GatewayConfig(port=0), speed=20.0, rules=str(rules),
+                        db=str(tmp_path / "desk.duckdb"), metrics_port=0)  # fmt: skip
+    svc = DeskService(cfg)
+    await svc.start()
+    yield svc
+    await svc.close()
+
+
+async def scrape(svc: DeskService) -> dict[str, dict[tuple, float]]:
+    """Every sample by name, keyed by its sorted label pairs."""
+    assert svc.ops is not None
+    async with httpx.AsyncClient() as http:
+        r = await http.get(f"http://127.0.0.1:{svc.ops.port}/metrics")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+    out: dict[str, dict[tuple, float]] = {}
+    for family in text_string_to_metric_families(r.text):
+        for s in family.samples:
+            out.setdefault(s.name, {})[tuple(sorted(s.labels.items()))] = s.value
+    return out
+
+
+def total(samples: dict[str, dict[tuple, float]], name: str) -> float:
+    return sum(samples.get(name, {}).values())
+
+
+async def poll(probe: Callable[[], Awaitable[Any]], timeout_s: float = 30.0) -> Any:
+    """Await ``probe`` until it returns something truthy (a liveness bound, not a timing)."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not (value := await probe()):
+        assert asyncio.get_running_loop().time() < deadline, "condition never held"
+        await asyncio.sleep(0.1)
+    return value
+
+
+async def eventually(svc: DeskService, holds: Callable[[dict], Any]) -> dict:
+    """The first scrape on which ``holds`` is true."""
+
+    async def probe() -> dict | None:
+        s = await scrape(svc)
+        return s if holds(s) else None
+
+    return await poll(probe)
+
+
+async def get(svc: DeskService, path: str) -> httpx.Response:
+    assert svc.ops is not None
+    async with httpx.AsyncClient() as http:
+        return await http.get(f"http://127.0.0.1:{svc.ops.port}{path}")
+
+
+async def test_metrics_move_with_ticks_alerts_orders_and_store(service: DeskService) -> None:
+    first = await scrape(service)
+    for name in INTERFACE:
+        assert name in first or name + "_bucket" in first, name
+    client = await kit.connect(f"ws://127.0.0.1:{service.gateway.port}", TOKEN, name="ops")
+    try:
+        # the demo strangle is entered through the order manager: orders, fills, alerts
+        s = await eventually(service, lambda s: total(s, "kit_orders_total")
+                             and total(s, "kit_alerts_total")
+                             and total(s, "kit_store_rows_written_total"))  # fmt: skip
+        assert total(s, "kit_orders_total") > 0
+        assert total(s, "kit_alerts_total") > 0
+        assert s["kit_feed_messages_total"][(("feed", "sim"),)] > first.get(
+            "kit_feed_messages_total", {}).get((("feed", "sim"),), 0)  # fmt: skip
+        assert s["kit_tick_to_evaluation_seconds_count"][()] > 0
+        assert (
+            s["kit_evaluation_seconds_count"][()] >= s["kit_tick_to_evaluation_seconds_count"][()]
+        )
+        assert s["kit_store_rows_written_total"][()] > 0
+        assert s["kit_store_write_seconds_count"][()] > 0
+        assert s["kit_gateway_clients"][()] == 1
+        assert s["kit_gateway_snapshots_total"][()] > 0
+        assert s["kit_feed_state"][(("feed", "sim"), ("state", "LIVE"))] == 1
+        assert s["process_resident_memory_bytes"][()] > 0
+        assert s["kit_event_loop_lag_seconds_count"][()] >= 0
+        # the order manager's fills show as filled orders; every status is a code name
+        statuses = {dict(k)["status"] for k in s["kit_orders_total"]}
+        assert statuses <= {"pending", "working", "partial", "filled", "cancelled", "rejected"}
+        # bounded label sets: no contract or position id anywhere, few series per metric
+        ids = set(service.desk.book.ids)
+        for name, series in s.items():
+            values = {v for labels in series for _, v in labels}
+            assert not any("SPX" in v and v != "SPX" for v in values), (name, values)
+            assert not values & ids, name
+            assert len(series) <= 64, name
+        # a command is timed and counted by name and outcome
+        await client.command("auto_manage", on=False)
+        with pytest.raises(CommandRefusedError):
+            await client.command("no_such_command")
+        s = await scrape(service)
+        cmds = s["kit_gateway_commands_total"]
+        assert cmds[(("cmd", "auto_manage"), ("outcome", "ok"))] == 1
+        assert cmds[(("cmd", "unknown"), ("outcome", "refused"))] == 1
+    finally:
+        await client.close()
+
+
+async def test_health_and_readiness_flip_when_the_feed_stops(
+    service: DeskService, capsys: pytest.CaptureFixture[str]
+) -> None:
+    live = await get(service, "/healthz")
+    assert live.status_code == 200
+    doc = live.json()
+    assert doc["status"] == "live" and doc["engine"] == service.engine["id"]
+
+    async def ready() -> httpx.Response | None:
+        r = await get(service, "/readyz")
+        return r if r.status_code == 200 else None
+
+    r = await poll(ready)
+    checks = r.json()["checks"]
+    assert checks["feeds"]["states"] == {"sim": "LIVE"} and checks["store"]["ok"]
+    assert checks["broker"]["ok"] and checks["engine"]["ok"]
+
+    port = service.ops.port  # type: ignore[union-attr]
+    assert await asyncio.to_thread(main, ["status", "--metrics-port", str(port)]) == 0
+    assert "ready" in capsys.readouterr().out
+
+    await service.feed.close()  # the feed stops: CLOSED, and its data ages
+    r = await get(service, "/readyz")
+    assert r.status_code == 503
+    body = r.json()
+    assert not body["ready"] and body["checks"]["feeds"]["states"] == {"sim": "CLOSED"}
+    assert await asyncio.to_thread(main, ["status", "--metrics-port", str(port), "--json"]) == 1
+    assert json.loads(capsys.readouterr().out)["ready"] is False
+    s = await scrape(service)
+    assert s["kit_feed_state"][(("feed", "sim"), ("state", "CLOSED"))] == 1
+
+
+def test_status_without_a_service_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    from kit.app.launch import free_port
+
+    assert main(["status", "--metrics-port", str(free_port())]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "nothing answers" in err
+
+
+def test_label_values_are_bounded() -> None:
+    bound = _Bounded()
+    names = {bound(f"rule{i}") for i in range(LABEL_CAP * 3)}
+    assert len(names) == LABEL_CAP + 1 and "other" in names
+    assert bound("rule0") == "rule0"  # a value seen before the cap keeps its name
