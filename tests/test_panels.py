@@ -69,3 +69,13 @@ def test_the_alert_log_keeps_cleared_alerts_and_marks_closed_positions() -> None
     assert text.index("entry passed") < text.index("P&amp;L 52%")  # newest first
     assert "demo-1 (closed)" in text and "demo-2 (closed)" not in text
     assert "close ✓" in text  # acknowledged
+
+
+def test_delta_and_gamma_gauges_read_the_rules_sigma_units() -> None:
+    g = Greeks()
+    g.update({**SNAP, "rules": {"delta_band": 0.75, "gamma_warn": 0.5}},
+             position(3 * 86_400) | {"delta_1s": 0.8, "gamma_1s": 0.3})  # fmt: skip
+    assert g.delta.value == 0.8 and g.gamma.value == 0.3
+    assert g.delta.spec.title == "Δ after 1σ" and g.delta.spec.warn == 0.75
+    g.update(SNAP, position(3 * 86_400) | {"delta_1s": float("nan"), "gamma_1s": None})
+    assert g.delta.value is None and g.gamma.value is None  # no IV yet: no needle, not NaN

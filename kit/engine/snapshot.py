@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from kit.engine.alerts import AlertRecord
+from kit.risk.tenor import sigma_greeks
 
 if TYPE_CHECKING:
     from kit.engine.desk import Desk
@@ -44,6 +45,7 @@ class Snapshot:
 
 def build_snapshot(desk: Desk) -> Snapshot:
     v, m = desk.view, desk.market
+    sigma = sigma_greeks(v, m, v.ts_ns)  # the rules' units: Greeks per 1-sigma move left
     rows = []
     for i, pid in enumerate(v.ids):
         rows.append({
@@ -57,6 +59,8 @@ def build_snapshot(desk: Desk) -> Snapshot:
             "original_credit": (float(v.original_credit[i])
                                 if v.original_credit is not None else None),
             "delta_unit": float(v.delta_unit[i]), "gamma_unit": float(v.gamma_unit[i]),
+            "delta_1s": float(sigma.delta_1s[i]), "gamma_1s": float(sigma.gamma_1s[i]),
+            "move_pct": float(sigma.move_pct[i]),
             "delta_shares": float(v.delta_shares[i]),
             "beta_delta_spy": float(v.beta_delta_spy[i]),
             "theta_per_day": float(v.theta_per_day[i]),

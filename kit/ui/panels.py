@@ -225,6 +225,10 @@ class Metrics:
         set_html(self.legs, f"<table class='kit-table'><tr>{head}</tr>{rows}</table>")
 
 
+def _finite(x: float | None) -> float | None:
+    return x if x is not None and math.isfinite(x) else None
+
+
 def decay_left(p: dict[str, Any] | None, spot: float | None) -> float | None:
     """Dollars the position earns from time alone if spot stays where it is until expiry:
     ``Σ qty x multiplier x (intrinsic - mark)`` over its legs (positive for a short premium
@@ -245,8 +249,10 @@ class Greeks:
     """Live gauges: delta per unit (±band), gamma (warning level), theta/day, vega, β-delta."""
 
     def __init__(self) -> None:
-        self.delta = Gauge(GaugeSpec("Δ per unit", 0.25, 0.10, 0.15, css="kit-gauge-delta"))
-        self.gamma = Gauge(GaugeSpec("Γ per unit (1%)", 0.25, 0.10, 0.15, css="kit-gauge-gamma"))
+        # in the rules' units: per unit, after (delta) or for (gamma) a 1-sigma move over the
+        # time left, so the bands mean the same at 0 and 45 DTE (kit/risk/tenor.py)
+        self.delta = Gauge(GaugeSpec("Δ after 1σ", 1.25, 0.60, 1.00, css="kit-gauge-delta"))
+        self.gamma = Gauge(GaugeSpec("Γ per 1σ", 1.0, 0.50, 0.60, css="kit-gauge-gamma"))
         self.theta = Gauge(GaugeSpec("Θ $/day", 1000, fmt="{:+,.0f}", css="kit-gauge-theta"))
         self.vega = Gauge(GaugeSpec("Vega $/pt", 1000, fmt="{:+,.0f}", css="kit-gauge-vega"))
         self.beta = Gauge(GaugeSpec("β-Δ SPY sh", 500, fmt="{:+,.0f}", css="kit-gauge-beta"))
@@ -257,8 +263,8 @@ class Greeks:
     def update(self, s: dict[str, Any], p: dict[str, Any] | None) -> None:
         rules = s.get("rules", {})
         src = p or {}
-        self.delta.set(src.get("delta_unit"), warn=rules.get("delta_band"))
-        self.gamma.set(src.get("gamma_unit"), warn=rules.get("gamma_warn"))
+        self.delta.set(_finite(src.get("delta_1s")), warn=rules.get("delta_band"))
+        self.gamma.set(_finite(src.get("gamma_1s")), warn=rules.get("gamma_warn"))
         spot = ((s.get("spots") or {}).get(src.get("underlying", "")) or {}).get("last")
         left = decay_left(p, spot)
         # under a day to expiry a rate per day overstates what is left to earn: show the
