@@ -477,3 +477,23 @@ def test_wings_that_never_filled_leave_the_strangle_it_was(book):
     assert book.held("S").strategy is StrategyType.CUSTOM  # one wing filled: no named shape
     book.apply_fill(fill(WING_CALL, Side.BUY, 2, 1.0), "S")
     assert book.held("S").strategy is StrategyType.IRON_CONDOR
+
+
+def test_a_held_mark_never_blinds_the_stop(book, market):
+    """A put's quote goes wide (the market keeps its last good mark): P&L % still reads the
+    held mark, but the stop reads what closing the leg would cost now, the ask."""
+    from kit.core.model import Quote
+    from kit.risk.checks import Context, stop_loss
+    from kit.risk.rules import load_rules
+
+    sold_strangle(book, "S", 1)  # put 10.00, call 12.00: credit $2,200
+    mark(market, PUT, 10.0)
+    mark(market, CALL, 12.0)
+    market.on_quote(Quote(PUT, 5.0, 60.0, 10.0, 10.0, NOW + 1))  # wide: the mark is held
+    v = book.view(NOW + 1)
+    assert v.pnl_pct[0] == pytest.approx(0.0, abs=1e-9)
+    assert v.stop_pct[0] == pytest.approx((10.0 - 60.0) * 100 / 2200 * 100)  # -227%
+    found = stop_loss(Context(v, market, load_rules(), NOW + 1, NOW + 1))
+    assert [f.rule for f in found] == ["stop_loss"] and "227%" in found[0].alert.message
+    mark(market, PUT, 10.0, NOW + 2)  # a tight quote again: the stop reads the mark
+    assert book.view(NOW + 2).stop_pct[0] == pytest.approx(0.0, abs=1e-9)

@@ -105,10 +105,12 @@ class PositionView:
     original_credit: F64 | None = None
     held_pnl: F64 | None = None
     units: F64 | None = None
+    stop_pct: F64 | None = None  # pnl_pct with held marks at the worse side (the stop reads it)
 
     def __post_init__(self) -> None:
         for name, default in (("net_credit", self.credit), ("original_credit", self.credit),
-                              ("held_pnl", self.total_pnl), ("units", self.quantity)):  # fmt: skip
+                              ("held_pnl", self.total_pnl), ("units", self.quantity),
+                              ("stop_pct", self.pnl_pct)):  # fmt: skip
             if getattr(self, name) is None:
                 object.__setattr__(self, name, default)
 
@@ -348,12 +350,20 @@ class Book:
         held_fees = per_pos(self.leg_fee.copy())
         credit = basis - held_fees + carried
         held_pnl = open_pnl - held_fees + carried
+        # a held mark (wide or no quote) must not blind a stop: such legs are valued at the
+        # worse of the held mark and the price to close them now (shorts' ask, longs' bid)
+        close_px = np.where(qty < 0, m.ask[lr], m.bid[lr])
+        held = (m.wide[lr] | ~np.isfinite(m.mark[lr])) & (close_px >= 0) & (qty != 0)
+        worse = np.where(qty < 0, np.fmax(mark, close_px), np.fmin(mark, close_px))
+        stop_pnl = held_pnl + per_pos(np.where(held, qty * (worse - mark) * mult, 0.0))
         with np.errstate(divide="ignore", invalid="ignore"):
             pnl_pct = np.where(
                 self.pos_open,
                 np.where(credit != 0, held_pnl / np.abs(credit) * 100, np.nan),
                 np.where(self.pos_original != 0, total / np.abs(self.pos_original) * 100, np.nan),
             )
+            stop_pct = np.where(self.pos_open & (credit != 0), stop_pnl / np.abs(credit) * 100,
+                                pnl_pct)  # fmt: skip
         live = self.pos_open & np.isfinite(pnl_pct)
         self.pos_peak_pct = np.where(live, np.fmax(self.pos_peak_pct, pnl_pct), self.pos_peak_pct)
         und_row = np.array([m.underlyings.get(u, -1) for u in self.pos_und], dtype=np.int64)
@@ -413,6 +423,7 @@ class Book:
             original_credit=self.pos_original.copy(),
             held_pnl=held_pnl,
             units=units,
+            stop_pct=stop_pct,
         )
 
     def _view_units(self, per_pos: Callable[[F64], F64]) -> F64:

@@ -190,8 +190,9 @@ def profit_target(ctx: Context) -> list[Finding]:
 
 def stop_loss(ctx: Context) -> list[Finding]:
     v = ctx.view
-    return _level_rule(ctx, "stop_loss", ctx.rules.stop_loss, -v.pnl_pct, _ge,
-                       lambda i, lv: f"loss {-v.pnl_pct[i]:.0f}% of the net credit "
+    loss = -v.stop_pct  # held marks at the worse side: a wide market never blinds the stop
+    return _level_rule(ctx, "stop_loss", ctx.rules.stop_loss, loss, _ge,
+                       lambda i, lv: f"loss {loss[i]:.0f}% of the net credit "
                                      f"{v.credit[i]:,.2f} reached {lv.at:g}%")  # fmt: skip
 
 
