@@ -373,6 +373,9 @@ def build_parser() -> argparse.ArgumentParser:
     from kit.cli.backtest import add_backtest_parser
 
     add_backtest_parser(sub)
+    from kit.cli.watch import add_watch_parser
+
+    add_watch_parser(sub)
     from kit.cli.tape import add_tape_parser
 
     add_tape_parser(sub)

@@ -1,0 +1,347 @@
+"""``kit watch``: the desk in mode ``alert_only``: market context, a grid-driven opportunity
+scan and the manual positions' exits, alerted and never traded.
+
+Why a mode of the one builder (:mod:`kit.app.build`) rather than a separate program: the
+context, the exits and the alerts are the desk's own (its market state, risk rules, alert
+manager and sinks, store), so an alert here reads exactly as it would on ``kit serve``. Mode
+``alert_only`` builds no broker and no order manager, and the desk's auto-manage is off, so
+nothing here can send an order (``tests/test_watch.py`` proves it).
+
+Three loops on the desk's clock (simulated time on the simulator, so a whole day runs in
+seconds when stepped): the market context (``context_interval_s``, default 60 s), the
+opportunity scan (``scan_interval_s``, 300 s) and the position tracker
+(``positions_interval_s``, 60 s). After each pass the state (context, opportunities, reasons,
+positions, last alerts) is written atomically to ``state_file`` for the dashboard.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import date, time
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import numpy as np
+
+from kit.adapters.chains import ChainSource
+from kit.app.build import FeedSpec, Run, RunSpec, build
+from kit.app.service import sync_manual
+from kit.app.watch_config import WatchConfig
+from kit.app.watch_scan import GridResults, load_results, scan, today_ny, window
+from kit.core.clock import NEW_YORK, Clock, from_ns
+from kit.core.model import Alert, Quote, Severity
+from kit.engine.alerts import AlertSink
+from kit.engine.records import record_to_json
+from kit.engine.snapshot import build_snapshot
+from kit.positions.manual import ManualBook, manual_path
+from kit.research.grid.context import DayContext
+from kit.signals.regimes import RegimeTracker, gamma_regime, vix_regimes
+from kit.sinks.jsonl import JsonlSink
+
+log = logging.getLogger(__name__)
+
+ROOTS = {"SPX": ("SPXW", "SPX"), "NDX": ("NDXP", "NDX")}
+TRENDS = ("up", "down", "sideways", "auto")
+CHAIN_DAYS = 7  # calendar days of expiries read for GEX and the scan (more when the grid asks)
+
+
+class RotatingJsonlSink(JsonlSink):
+    """The alert log: JSON lines, rotated at ``max_bytes`` (``alerts.jsonl.1`` .. ``.N``)."""
+
+    def __init__(self, path: str | Path, max_bytes: int, keep: int = 3) -> None:
+        super().__init__(path)
+        self.max_bytes, self.keep = max_bytes, keep
+
+    def _append(self, data: bytes) -> None:
+        assert self._path is not None
+        p = self._path
+        if p.exists() and p.stat().st_size + len(data) > self.max_bytes:
+            for i in range(self.keep - 1, 0, -1):
+                old = p.with_name(f"{p.name}.{i}")
+                if old.exists():
+                    old.replace(p.with_name(f"{p.name}.{i + 1}"))
+            p.replace(p.with_name(f"{p.name}.1"))
+        super()._append(data)
+
+
+@dataclass(frozen=True)
+class WatchSpec:
+    """What ``kit watch`` watches, on which feed; the simulator's day/start/seed as ``kit run``."""
+
+    underlying: str = "SPX"
+    trend: str = "auto"
+    grid: str | None = None
+    config: WatchConfig = field(default_factory=WatchConfig)
+    feed: str = "sim"
+    rules: str | None = None
+    db: str | None = None
+    day: date | None = None
+    start: time | None = None
+    seed: int | None = None
+    speed: float | None = 1.0
+    script: str = ""
+    manual: Path | None = None
+    sinks: tuple[AlertSink, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.underlying not in ROOTS:
+            raise ValueError(f"--underlying {self.underlying!r}: use one of {', '.join(ROOTS)}")
+        if self.trend not in TRENDS:
+            raise ValueError(f"--trend {self.trend!r}: use one of {', '.join(TRENDS)}")
+
+    def run_spec(self) -> RunSpec:
+        sim = {k: v for k, v in (("day", self.day), ("start", self.start), ("seed", self.seed))
+               if v is not None}  # fmt: skip
+        log_sink = RotatingJsonlSink(self.config.alert_log, self.config.alert_log_bytes)
+        return RunSpec(mode="alert_only", feed=FeedSpec.parse(self.feed), rules=self.rules,
+                       db=self.db, speed=self.speed, script=self.script or (),
+                       sinks=(*self.sinks, log_sink), resume_key="watch", **sim)  # fmt: skip
+
+
+def _num(x: Any) -> float | None:
+    return None if x is None or not math.isfinite(float(x)) else round(float(x), 4)
+
+
+class Watch:
+    """One alert-only desk and its three passes. ``await start()``, then :meth:`once` or
+    :meth:`run_loops`, then ``await close()``."""
+
+    def __init__(self, spec: WatchSpec) -> None:
+        self.spec, self.cfg = spec, spec.config
+        self.grid: GridResults | None = load_results(spec.grid) if spec.grid else None
+        self.manual = ManualBook(spec.manual or manual_path())
+        self._manual_seen: tuple[int, int, int] | None = None
+        self.regimes = RegimeTracker()
+        self.context: dict[str, Any] = {}
+        self.opportunities: list[dict[str, Any]] = []
+        self.reasons: list[str] = []
+        self._frame: Any = None
+        self._session_open: tuple[date, float] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self.run: Run | None = None
+
+    async def start(self) -> Watch:
+        self.run = run = await build(self.spec.run_spec())
+        if run.broker is not None or run.orders is not None:  # the builder's promise, checked
+            raise RuntimeError("alert_only desk was built with a broker")
+        self.clock: Clock = run.clock
+        self.desk = run.desk
+        self.chains: ChainSource = run.chains
+        await run.start()
+        await self.desk.subscribe([self.spec.underlying])
+        return self
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self.run is not None:
+            await self.run.close()
+
+    # --- market context ---
+
+    async def _chain(self) -> tuple[list[Quote], dict[Any, float]]:
+        """Quotes and open interest of the underlying's expiries within the horizon."""
+        today = today_ny(self.clock.now())
+        horizon = CHAIN_DAYS
+        if self.grid is not None and self.grid.results.height:
+            horizon = max(horizon, int(max(float(d) for d in self.grid.results["dte"])) + 3)
+        quotes: list[Quote] = []
+        oi: dict[Any, float] = {}
+        for root in ROOTS[self.spec.underlying]:
+            for expiry in await self.chains.expirations(root):
+                if not 0 <= (expiry - today).days <= horizon:
+                    continue
+                contracts = await self.chains.contracts(root, expiry)
+                if not contracts:
+                    continue
+                snap = await self.chains.snapshot(contracts)
+                self.desk.process(snap.events)
+                quotes.extend(e for e in snap.events if type(e) is Quote)
+                oi.update(snap.open_interest)
+        return quotes, oi
+
+    async def update_context(self) -> dict[str, Any]:
+        """Price and change, VIX level and regime, IV rank, gamma regime, volume ratio, market
+        open; alerts a regime change (VIX or gamma) as ``Regime change: LOW → MEDIUM``."""
+        from kit.signals.chains import chain_from_quotes
+        from kit.signals.gex import gex_levels
+
+        now = self.clock.now()
+        u = self.spec.underlying
+        quotes, oi = await self._chain()
+        m = self.desk.market
+        spot, vix = float(m.spot_of(u)), float(m.spot_of("VIX"))
+        market_open, entry_open, why = window(now, self.cfg)
+        day = today_ny(now)
+        if self._session_open is None or self._session_open[0] != day:
+            self._session_open = (day, spot) if math.isfinite(spot) else None
+        first = self._session_open[1] if self._session_open else math.nan
+        history = await self.chains.iv_history("SPX")  # daily VIX closes (the SPX's vol index)
+        past = np.asarray(history if history is not None else [], dtype=float)
+        regime = vix_regimes(np.append(past, vix))[-1] if math.isfinite(vix) else None
+        iv_rank = self.desk.iv_rank("SPX")
+        chain, levels, gamma = None, None, "UNKNOWN"
+        if quotes and math.isfinite(spot) and spot > 0:
+            chain = chain_from_quotes(quotes, spot, now, open_interest=oi, underlying=u,
+                                      source=f"watch:{u}")  # fmt: skip
+            levels = gex_levels(chain)
+            gamma = str(gamma_regime(spot, levels.zero_gamma, total_gex=levels.total_gex,
+                                     vix=vix))  # fmt: skip
+        self.context = {
+            "ts": now.isoformat(), "underlying": u, "price": _num(spot),
+            "change": _num(spot - first), "change_pct": _num((spot / first - 1) * 100),
+            "vix": _num(vix), "regime": regime, "iv_rank": _num(iv_rank),
+            "gamma_regime": gamma,
+            "zero_gamma": _num(levels.zero_gamma) if levels and levels.zero_gamma else None,
+            "volume_ratio": self._volume_ratio(quotes),
+            "market_open": market_open, "entry_window": entry_open, "why_not": why,
+            "trend": None if self.spec.trend == "auto" else self.spec.trend,
+        }  # fmt: skip
+        self._frame = None
+        if chain is not None:
+            from kit.app.watch_scan import live_frame
+
+            self._frame = live_frame(chain, vix)
+        ts = self.clock.now_ns()
+        for kind, value in (("vix", regime), ("gamma", gamma if gamma != "UNKNOWN" else None)):
+            change = self.regimes.update(ts, kind, value, {"vix": vix, "spot": spot})
+            if change is not None:
+                text = (f"Regime change: {str(change.previous).upper()} → "
+                        f"{str(change.current).upper()} ({kind.upper()}"
+                        f"{f' {vix:.1f}' if kind == 'vix' else ''})")  # fmt: skip
+                self._publish(msgspec.structs.replace(change.alert(), message=text))
+        return self.context
+
+    def _volume_ratio(self, quotes: list[Quote]) -> float | None:
+        """Put/call volume ratio of today's option trades on the read expiries, where the feed
+        reports volume (the simulator); None elsewhere."""
+        market = getattr(self.run.feed, "market", None) if self.run else None
+        if market is None or not hasattr(market, "volume") or not quotes:
+            return None
+        nearest = min(q.contract.expiry for q in quotes)
+        contracts = [q.contract for q in quotes if q.contract.expiry == nearest]
+        vol = market.volume(contracts)
+        calls = np.array([c.is_call for c in contracts])
+        c, p = float(vol[calls].sum()), float(vol[~calls].sum())
+        return round(p / c, 4) if c > 0 else None
+
+    def _publish(self, alert: Alert) -> None:
+        record = self.desk.alerts.notify(alert)
+        self.desk.hooks.publish(record)
+
+    # --- the opportunity scan ---
+
+    async def scan_once(self) -> list[dict[str, Any]]:
+        """Top-N opportunities on the live chain; each new one in its entry window is an INFO
+        ``opportunity`` alert, de-duplicated by the desk's alert manager (config and strikes)."""
+        if not self.context:
+            await self.update_context()
+        now = self.clock.now()
+        if self.grid is None:
+            self.opportunities, self.reasons = [], ["no grid results (--grid DIR)"]
+            return []
+        if self._frame is None or not self.context.get("market_open"):
+            self.opportunities, self.reasons = [], ["outside trading hours"]
+            return []
+        c = self.context
+        ctx = DayContext(day=today_ny(now), weekday=now.astimezone(NEW_YORK).strftime("%a").lower(),
+                         vix_regime=c["regime"], iv_rank=c["iv_rank"] or math.nan,
+                         trend=c["trend"])  # fmt: skip
+        self.opportunities, self.reasons = scan(self.grid, self._frame, ctx, now, self.cfg)
+        ts = self.clock.now_ns()
+        offers = []
+        for o in self.opportunities:
+            if not o["in_entry_window"]:
+                continue
+            strikes = "/".join(f"{leg['strike']:g}" for leg in o["legs"])
+            msg = (f"OPPORTUNITY {self.spec.underlying} {o['strategy']} {o['expiry']} {strikes}: "
+                   f"credit {o['credit']:.2f} mid / {o['credit_natural']:.2f} natural, max risk "
+                   f"${o['max_risk']:,.0f}; backtest win {o['win_rate']}% ROI {o['roi']}% "
+                   f"score {o['score']} (config {o['config_id']}, {o['stats_for']})")  # fmt: skip
+            offers.append(Alert(ts, Severity.INFO, "opportunity", msg, "watch:scan", o,
+                                key=f"{o['config_id']}:{o['expiry']}:{strikes}"))  # fmt: skip
+        for record in self.desk.alerts.offer(offers, scope={"watch:scan"}):
+            self.desk.hooks.publish(record)
+        return self.opportunities
+
+    # --- positions ---
+
+    def track(self) -> list[dict[str, Any]]:
+        """Load new or changed manual positions into the book (alert-only), re-evaluate: the
+        desk's rules raise their exits (profit target, stop, time stop, limits)."""
+
+        def spawn(job: Awaitable[None]) -> None:
+            self._tasks.append(asyncio.ensure_future(job))  # type: ignore[arg-type]
+
+        self._manual_seen, _ = sync_manual(self.desk, self.manual, self._manual_seen, spawn)
+        self.desk.evaluate()
+        return build_snapshot(self.desk).positions
+
+    # --- state and loops ---
+
+    def state(self) -> dict[str, Any]:
+        """What the dashboard shows, JSON-ready."""
+        snap = build_snapshot(self.desk)
+        open_rows = [p for p in snap.positions if p["open"]]
+        return {
+            "context": self.context, "opportunities": self.opportunities,
+            "reasons": self.reasons, "positions": snap.positions,
+            "portfolio": {"open": len(open_rows),
+                          "closed": len(snap.positions) - len(open_rows),
+                          "capital_at_risk": sum(p["risk"] for p in open_rows),
+                          "unrealized_pnl": sum(p["open_pnl"] for p in open_rows),
+                          "realized_pnl": sum(p["realized_pnl"] for p in snap.positions)},
+            "alerts": [record_to_json(r) for r in snap.log],
+        }  # fmt: skip
+
+    def write_state(self) -> None:
+        path = Path(self.cfg.state_file)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        tmp.write_text(json.dumps(self.state(), default=str))
+        tmp.replace(path)
+
+    async def once(self) -> dict[str, Any]:
+        """One market-context pass, one position pass and one scan (``--once``)."""
+        await self.update_context()
+        self.track()
+        await self.scan_once()
+        self.write_state()
+        return {"context": self.context, "opportunities": self.opportunities,
+                "reasons": self.reasons}  # fmt: skip
+
+    async def _every(self, seconds: float, name: str, body: Callable[[], Any]) -> None:
+        while True:
+            try:
+                result = body()
+                if asyncio.iscoroutine(result):
+                    await result
+                self.write_state()
+                self.desk.health.ok(f"watch:{name}")
+            except Exception as exc:  # one bad pass is reported; the watch goes on
+                self.desk.health.failed(f"watch:{name}", exc)
+            await self.clock.sleep(seconds)
+
+    def start_loops(self) -> None:
+        """The three loops, as tasks on the desk's clock."""
+        c = self.cfg
+        for seconds, name, body in ((c.context_interval_s, "context", self.update_context),
+                                    (c.positions_interval_s, "positions", self.track),
+                                    (c.scan_interval_s, "scan", self.scan_once)):  # fmt: skip
+            self._tasks.append(asyncio.create_task(self._every(seconds, name, body)))
+
+
+def when(ts_ns: int) -> str:
+    """New York ``HH:MM`` of a clock reading (the console's lines)."""
+    return f"{from_ns(ts_ns).astimezone(NEW_YORK):%H:%M}"
