@@ -28,11 +28,13 @@ async def test_orders_fills_reduce_only_close_and_restart():
         await broker.wait_stream()
         c, t = eth_call(emu)
         bid, ask = float(t["quotes"]["best_bid"]), float(t["quotes"]["best_ask"])
-        cid = "pos-eth-1/entry/call/attempt-1"  # 30+ chars with '/': sent as a stable hash
+        cid = "pos-eth-1/entry/call/attempt-1"  # 30+ chars with '/': a safe head + a hash
         order = Order(cid, (Leg(c, 1),), Side.SELL, 2, OrderType.LIMIT, 0, ask * 3)
         state = await broker.place(order)
         assert state.status is OrderStatus.WORKING and state.broker_id
         assert emu.exchange.by_client == {client_order_id(cid): int(state.broker_id)}
+        coid = client_order_id(cid)  # Delta's 32 characters: a readable head and a hash
+        assert coid.startswith("pos-eth-1-entry-cal-") and len(coid) == 32
         # a restarted broker finds the order by its client id and sends nothing
         again = DeltaBroker(delta_config(emu), stream=False)
         await again.connect()

@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time as wall
+from collections.abc import Awaitable, Callable
 from datetime import date, datetime, time, timedelta
 
 import pytest
@@ -260,42 +261,95 @@ async def test_dry_run_day_trades_on_paper_and_stop_forces_the_exit(tmp_path):
         assert len(report["fills"]) >= 4
 
 
-async def test_restart_mid_entry_neither_duplicates_nor_loses_an_order(tmp_path):
-    clock = SimClock(start_ist(16, 50))
+# the desk engine keeps the exchange's own time (its clock is the feed's): a wall-clock day with
+# the window open, tomorrow's expiry, short waits; a STOP ends it
+DESK_DAY = {"window_start": "00:00", "window_end": "23:59", "expiry_days": 1, "poll_s": 0.2,
+            "status_every_s": 1.0, "fill_wait_s": 0.2}  # fmt: skip
+
+
+async def trader_on(engine: str, emu: DeltaEmulator, tmp_path, monkeypatch, state=None,
+                    **kw) -> tuple[DeltaTrader, Callable[[], Awaitable[None]]]:  # fmt: skip
+    """A live trader on ``emu`` with the ``engine`` given, and what closes its broker (legs) or
+    its desk (desk: built like ``kit delta run --engine desk --live``)."""
+    if engine == "legs":
+        trader, broker = await live_trader(emu, tmp_path, state, **kw)
+        return trader, broker.close
+    from kit.app.delta_desk import desk_trader
+
+    for k, v in {"DELTA_BASE_URL": emu.base_url, "DELTA_API_KEY": KEY,
+                 "DELTA_API_SECRET": SECRET, "KIT_LIVE_TRADING": "yes"}.items():  # fmt: skip
+        monkeypatch.setenv(k, v)
+    trader, run = await desk_trader(TraderSettings(**(SPEEDY | DESK_DAY | kw)),
+                                    DeltaClient(config(emu)), live=True, confirm=KEY,
+                                    state=state or JsonStateStore(tmp_path / "state"),
+                                    log_dir=tmp_path)  # fmt: skip
+    return trader, run.close
+
+
+def traded(emu: DeltaEmulator) -> dict[tuple[str, str], int]:
+    """Contracts the exchange executed, by (symbol, side)."""
+    out: dict[tuple[str, str], int] = {}
+    for f in emu.exchange.fills:
+        key = (f["product_symbol"], f["side"])
+        out[key] = out.get(key, 0) + int(f["size"])
+    return out
+
+
+@pytest.mark.parametrize("engine", ["legs", "desk"])
+async def test_restart_mid_entry_neither_duplicates_nor_loses_an_order(tmp_path, monkeypatch,
+                                                                       engine):  # fmt: skip
+    desk = engine == "desk"
+    clock = None if desk else SimClock(start_ist(16, 50))
     async with DeltaEmulator(api_key=KEY, api_secret=SECRET, clock=clock, tick_s=0.02) as emu:
-        trader, broker = await live_trader(emu, tmp_path, fill_wait_s=60.0, **HOLD)
-        driver = run_market(clock, 240.0)
+        trader, close = await trader_on(engine, emu, tmp_path, monkeypatch, fill_wait_s=60.0,
+                                        **HOLD)  # fmt: skip
+        driver = None if desk else run_market(emu.clock, 240.0)
         task = asyncio.create_task(trader.run())
         async with asyncio.timeout(30):
             while not emu.exchange.orders:
                 await asyncio.sleep(0.01)
-        task.cancel()  # the process dies with the call's first order resting
+        task.cancel()  # the process dies with the first leg's first order resting
         await asyncio.gather(task, return_exceptions=True)
-        await broker.close()
-        assert trader.trade.phase == "entering"
-        trader2, broker2 = await live_trader(emu, tmp_path, **HOLD)
-        report = await asyncio.wait_for(trader2.run(), 60)
-        driver.cancel()
-        await broker2.close()
+        await close()
+        assert trader.trade.phase == "entering" and len(emu.exchange.open_orders()) == 1
+        trader2, close2 = await trader_on(engine, emu, tmp_path, monkeypatch, **HOLD)
+        try:
+            task = asyncio.create_task(trader2.run())
+            if desk:  # the desk's day has no scheduled exit in reach: the panel's Stop ends it
+                async with asyncio.timeout(60):
+                    while trader2.trade.phase != "open":
+                        await asyncio.sleep(0.05)
+                (tmp_path / "STOP").write_text("stop")
+            report = await asyncio.wait_for(task, 60)
+        finally:
+            if driver is not None:
+                driver.cancel()
+            await close2()
         coids = [r.client_order_id for r in emu.exchange.orders.values()]
         assert len(coids) == len(set(coids))  # no client id sent twice
-        entry = [r for r in emu.exchange.orders.values() if "Ce" in r.client_order_id]
-        sold = sum(emu.exchange.order_json(r.id)["size"] - emu.exchange.order_json(r.id)[
-            "unfilled_size"] for r in entry)  # fmt: skip
-        assert sold == 1  # exactly the quantity: the resting order was adopted, not resent
-        assert report["exit_reason"] == "scheduled_exit" and emu.exchange.positions() == []
+        s = report["strangle"]
+        # exactly the quantity, each leg: the resting order was adopted, not resent
+        assert traded(emu) == {(s["call"], "sell"): 1, (s["put"], "sell"): 1,
+                               (s["call"], "buy"): 1, (s["put"], "buy"): 1}  # fmt: skip
+        want = "force_exit" if desk else "scheduled_exit"
+        assert report["exit_reason"] == want and emu.exchange.positions() == []
 
 
-async def test_an_exchange_position_blocks_entry_and_bad_keys_are_clear(tmp_path):
+@pytest.mark.parametrize("engine", ["legs", "desk"])
+async def test_an_exchange_position_blocks_entry_and_bad_keys_are_clear(tmp_path, monkeypatch,
+                                                                        engine):  # fmt: skip
     async with DeltaEmulator(api_key=KEY, api_secret=SECRET, tick_s=0.05) as emu:
         ex = emu.exchange
         pid = next(p for p in ex.alive() if ex.products[p].root == "BTC")
         await ex.place({"product_id": pid, "size": 1, "side": "buy", "order_type": "market_order"})
-        trader, broker = await live_trader(emu, tmp_path)
-        with pytest.raises(TraderBlockedError, match=r"already holds positions in .*close them"):
-            await trader.run()
-        await broker.close()
-        bad = DeltaTrader(TraderSettings(), DeltaClient(config(emu, "wrong")), broker,
+        trader, close = await trader_on(engine, emu, tmp_path, monkeypatch)
+        try:
+            with pytest.raises(TraderBlockedError, match=r"already holds positions in .*close "):
+                await trader.run()
+        finally:
+            await close()
+        assert len(ex.orders) == 1  # only the position's own order: the trader sent nothing
+        bad = DeltaTrader(TraderSettings(), DeltaClient(config(emu, "wrong")), trader.broker,
                           clock=emu.clock, state=JsonStateStore(tmp_path / "b"),
                           log_dir=tmp_path, live=True)  # fmt: skip
         with pytest.raises(TraderBlockedError, match="Signature Mismatch: the API secret"):
@@ -367,4 +421,4 @@ async def test_desk_engine_trades_the_day_through_the_order_manager(tmp_path, mo
         assert report["exit_reason"] == "force_exit" and report["live"]
         assert emu.exchange.positions() == [] and run.desk.book.held(trader.key) is None
         coids = {r.client_order_id for r in emu.exchange.orders.values()}
-        assert all(c.startswith("h") or "." in c for c in coids)  # the manager's client ids
+        assert all(c.startswith(f"{trader.key}-") for c in coids)  # the manager's, readable

@@ -16,7 +16,8 @@ from typing import Any
 
 from kit.app.delta_legs import LegResult
 from kit.app.delta_strategy import Strangle
-from kit.core.model import Leg, Position, Side, StrategyType
+from kit.core.model import Contract, Leg, Position, Side, StrategyType
+from kit.core.symbology import from_delta
 from kit.execution.intents import close_intent, open_intent
 
 STRATEGY = "delta-daily-strangle"
@@ -53,6 +54,10 @@ class DeskExecution:
         """The legs on the desk's feed, with a snapshot so the ladder has quotes at once."""
         legs = [chosen.call.contract, chosen.put.contract]
         await self.run.desk.subscribe(legs)
+        await self.quote(legs)
+
+    async def quote(self, legs: list[Contract]) -> None:
+        """A REST snapshot of ``legs`` into the desk's market."""
         snap = await self.run.chains.snapshot(legs)
         self.run.desk.process(snap.events)
 
@@ -96,10 +101,16 @@ async def desk_trader(settings: Any, client: Any, *, live: bool, confirm: str | 
                    env_sinks=False, manager=manager, paper=paper)  # fmt: skip
     run = await build(spec)
     try:
-        await run.start()
         trader = DeltaTrader(settings, client, run.broker, clock=run.clock, state=state,
                              log_dir=log_dir, live=live, feed=run.feed)  # fmt: skip
         trader.desk = DeskExecution(run, trader.key)
+        saved = trader.trade.strangle
+        if trader.trade.phase not in ("idle", "done") and saved:
+            # a restart mid-trade: the order manager resumes the unfinished intent as it
+            # starts, so the saved legs must be quoted in the desk's market before it does
+            legs = [from_delta(saved["call"]), from_delta(saved["put"])]
+            await trader.desk.quote(legs)
+        await run.start()
     except BaseException:
         await run.close()
         raise

@@ -107,7 +107,7 @@ def to_toml(settings: Mapping[str, Any]) -> str:
 
 def start(log_dir: Path, settings: Mapping[str, Any], *, live: bool = False,
           confirm: str | None = None, env: Mapping[str, str] | None = None,
-          engine: str = "legs") -> int:  # fmt: skip
+          engine: str = "desk") -> int:  # fmt: skip
     """Validate ``settings``, write the preset and launch the trader; returns its pid."""
     log_dir = Path(log_dir)
     TraderSettings.load(None, **dict(settings))  # one-line SettingsError on a bad value

@@ -32,6 +32,7 @@ import msgspec
 
 from kit.adapters.delta.chains import DeltaChainSource
 from kit.adapters.delta.client import DeltaClient
+from kit.adapters.delta.orders import coid_prefix
 from kit.adapters.delta.parsing import DeltaError, num
 from kit.app.delta_legs import LegExecutor, LegResult
 from kit.app.delta_strategy import (
@@ -124,9 +125,12 @@ class DeltaTrader:
             orders = await self.client.open_orders()
         except DeltaError as exc:
             raise TraderBlockedError(f"account check failed: {exc}") from None
-        mine = f"dx{self.day:%y%m%d}{self.s.underlying}"
+        mine = (f"dx{self.day:%y%m%d}{self.s.underlying}",)  # the legs engine's client ids
         s = self.trade.strangle  # a restart mid-trade: this trader's own legs are expected
-        ours = {s.get("call"), s.get("put")} if self.trade.phase not in ("idle", "done") else set()
+        ours: set[Any] = set()
+        if self.trade.phase not in ("idle", "done"):
+            ours = {s.get("call"), s.get("put")}
+            mine += (coid_prefix(f"{self.key}."),)  # the desk's order manager's, mid-trade
         foreign_pos = [p["product_symbol"] for p in positions if p["product_symbol"] not in ours]
         foreign_ord = [o["product_symbol"] for o in orders
                        if not str(o.get("client_order_id") or "").startswith(mine)]  # fmt: skip

@@ -52,10 +52,12 @@ def add_delta_parser(sub: Any) -> None:
     s.add_argument("--confirm-live", metavar="API_KEY", help="the DELTA_API_KEY, confirming --live")
     s.add_argument("--preset", help="TOML file of trader settings (see README)")
     s.add_argument("--feed", choices=["delta", "rest"], default="delta",
-                   help="marks from the socket (delta, default) or REST polling only")  # fmt: skip
-    s.add_argument("--engine", choices=["legs", "desk"], default="legs",
-                   help="legs (default): the trader works each leg itself; desk: the desk's "
-                   "order manager works the strangle and its risk rules watch it")  # fmt: skip
+                   help="legs engine: marks from the socket (delta, default) or REST polling "
+                   "only (the desk engine always reads the socket)")  # fmt: skip
+    s.add_argument("--engine", choices=["desk", "legs"], default="desk",
+                   help="desk (default): the desk's order manager works the strangle and its "
+                   "risk rules watch it, as for the index strangles; legs: the trader works "
+                   "each leg itself")  # fmt: skip
     s.add_argument("--once", action="store_true", help="check and select, print, trade nothing")
     s.add_argument("--json", action="store_true", help="print JSON")
     s.add_argument("--log-dir", help="logs, status.json, STOP and saved state (default "

@@ -4,9 +4,10 @@ The desk's :class:`~kit.core.model.Order` follows the BAG convention (``side.sig
 leg, net limit per unit); Delta takes single-product orders (``size``, ``side``, a positive
 ``limit_price`` per coin), so a one-leg order of ratio +-1 maps exactly: the leg trades
 ``side.sign x ratio`` and its price is ``limit x ratio``. ``client_order_id`` is the desk's
-``client_id`` when it fits Delta's 32 characters of letters, digits, ``-`` and ``_``; otherwise a
-stable hash of it, so a restart derives the same id and finds the order instead of sending it
-twice.
+``client_id`` when it fits Delta's 32 characters of letters, digits, ``-`` and ``_``; otherwise its
+first characters made safe (:func:`coid_prefix`, so whose order it is stays readable on the
+exchange) and a stable hash of the whole id, so a restart derives the same id and finds the order
+instead of sending it twice.
 """
 
 from __future__ import annotations
@@ -20,14 +21,26 @@ from kit.core.model import Contract, Fill, Order, OrderType, Side
 from kit.execution.broker import OrderRejectedError, OrderState, OrderStatus
 
 _SAFE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 MAX_CLIENT_ID = 32
+DIGEST = 12  # hex digits of the hash: 48 bits, no collision among one account's orders
+HEAD = MAX_CLIENT_ID - DIGEST - 1
+
+
+def coid_prefix(client_id: str) -> str:
+    """The readable head of a hashed ``client_order_id``: what the exchange's copy of every
+    desk client id that starts with ``client_id`` starts with (how a trader recognises its own
+    orders among the account's open orders after a restart)."""
+    return _UNSAFE.sub("-", client_id)[:HEAD]
 
 
 def client_order_id(client_id: str) -> str:
-    """Delta's ``client_order_id`` for a desk client id: itself if it fits, else a stable hash."""
+    """Delta's ``client_order_id`` for a desk client id: itself if it fits, else its
+    :func:`coid_prefix`, ``-`` and a stable hash of the whole id."""
     if _SAFE.match(client_id):
         return client_id
-    return "h" + hashlib.sha256(client_id.encode()).hexdigest()[: MAX_CLIENT_ID - 1]
+    digest = hashlib.sha256(client_id.encode()).hexdigest()[:DIGEST]
+    return f"{coid_prefix(client_id)}-{digest}"
 
 
 def leg_of(order: Order) -> tuple[Contract, Side, int, float | None]:
