@@ -246,3 +246,9 @@ def test_the_sink_holds_a_suspended_key_and_releases_up_to_a_new_gap():
     assert not sink.resume((Quote, c1), [q(c1, 11)])  # fetched before the drop: fetch again
     assert sink.resume((Quote, c1), [q(c1, 11), q(c1, 12), q(c1, 13)])
     assert drain(sink) == [(4900.0, 11), (4900.0, 12), (4900.0, 13)]
+
+    sink.suspend((Quote, c1))  # unsubscribed while its gap was pending: its events are dropped
+    sink.emit(q(c1, 20))
+    sink.forget((Quote, c1))
+    sink.emit(q(c1, 21))
+    assert drain(sink) == [(4900.0, 21)] and not sink.suspended((Quote, c1))

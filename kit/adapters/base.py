@@ -244,6 +244,9 @@ class StreamingFeed(FeedBase):
         gone = [k for k in keys if k in self._subs]
         for k in gone:
             del self._subs[k]
+            if (repair := self._repairs.pop(k, None)) is not None:
+                repair.cancel()  # an unsubscribed key's gap is nobody's business any more
+                self._sink.forget(self._mark(k))
         if gone and self._conn is not None:
             await self._send_subscribe(self._conn, gone, False)
 

@@ -133,6 +133,11 @@ class EventSink:
         """Hold ``key``'s events back until :meth:`resume` (its gap could not be fetched)."""
         self._suspended.setdefault(key, [])
 
+    def forget(self, key: Any) -> None:
+        """Drop a suspended key's held events (it was unsubscribed: nobody wants its gap)."""
+        self._suspended.pop(key, None)
+        self._overflowed.discard(key)
+
     def suspended(self, key: Any) -> bool:
         return key in self._suspended
 
