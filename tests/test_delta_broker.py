@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import pytest
 from venues import DELTA_KEY as KEY
-from venues import DELTA_SECRET as SECRET
-from venues import delta_config, delta_emulator, eth_call, until
+from venues import delta_config, delta_emulator, delta_live_env, eth_call, until
 
 from kit.adapters.delta.broker import DeltaBroker
 from kit.adapters.delta.orders import client_order_id
@@ -114,8 +113,7 @@ async def test_the_desks_order_manager_trades_a_btc_strangle_on_delta(monkeypatc
     from kit.execution.ladder import ManagerConfig
 
     async with delta_emulator() as emu:
-        for k, v in {"DELTA_BASE_URL": emu.base_url, "DELTA_API_KEY": KEY,
-                     "DELTA_API_SECRET": SECRET, "KIT_LIVE_TRADING": "yes"}.items():  # fmt: skip
+        for k, v in delta_live_env(emu).items():
             monkeypatch.setenv(k, v)
         manager = ManagerConfig(tick=0.5, wait_s=0.1, retries=2, market_fallback_open=True,
                                 cancel_timeout_s=5.0, market_wait_s=5.0)  # fmt: skip

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import time as wall
@@ -17,6 +16,11 @@ from datetime import date, datetime, time, timedelta
 
 import pytest
 from delta_rest_client import DeltaRestClient
+from service_helpers import free_port
+from venues import DELTA_KEY as KEY
+from venues import DELTA_SECRET as SECRET
+from venues import delta_config as config
+from venues import delta_live_env
 
 from kit.adapters.delta.broker import DeltaBroker
 from kit.adapters.delta.client import DeltaClient
@@ -43,8 +47,6 @@ from kit.core.model import Contract
 from kit.execution.state import JsonStateStore
 from kit.portfolio.market import MarketState
 from kit.store import open_store
-
-KEY, SECRET = "tk", "ts"
 
 # --- pure decisions ---
 
@@ -116,12 +118,6 @@ def test_presets_are_validated(tmp_path):
 # --- the CLI against a real emulator process ---
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_cli_once_prints_the_strangle_the_official_client_confirms(tmp_path):
     port = free_port()
     emu = subprocess.Popen([sys.executable, "-m", "kit", "emulate", "delta", "--port", str(port),
@@ -190,11 +186,6 @@ SPEEDY = {
 # only the scheduled (or forced) exit can end these days: the tests are about the machinery
 HOLD = {"max_loss_pct": 1000.0, "max_profit_pct": 100.0, "trail_start_pct": 100.0,
         "trail_tight_pct": 100.0}  # fmt: skip
-
-
-def config(emu: DeltaEmulator, secret: str = SECRET) -> DeltaConfig:
-    return DeltaConfig.from_env({"DELTA_BASE_URL": emu.base_url, "DELTA_API_KEY": KEY,
-                                 "DELTA_API_SECRET": secret})  # fmt: skip
 
 
 async def live_trader(emu, tmp_path, state=None, **kw) -> tuple[DeltaTrader, DeltaBroker]:
@@ -276,8 +267,7 @@ async def trader_on(engine: str, emu: DeltaEmulator, tmp_path, monkeypatch, stat
         return trader, broker.close
     from kit.app.delta_desk import desk_trader
 
-    for k, v in {"DELTA_BASE_URL": emu.base_url, "DELTA_API_KEY": KEY,
-                 "DELTA_API_SECRET": SECRET, "KIT_LIVE_TRADING": "yes"}.items():  # fmt: skip
+    for k, v in delta_live_env(emu).items():
         monkeypatch.setenv(k, v)
     trader, run = await desk_trader(TraderSettings(**(SPEEDY | DESK_DAY | kw)),
                                     DeltaClient(config(emu)), live=True, confirm=KEY,
@@ -397,8 +387,7 @@ async def test_desk_engine_trades_the_day_through_the_order_manager(tmp_path, mo
     from kit.app.delta_desk import desk_trader
 
     async with DeltaEmulator(api_key=KEY, api_secret=SECRET, tick_s=0.05) as emu:
-        for k, v in {"DELTA_BASE_URL": emu.base_url, "DELTA_API_KEY": KEY,
-                     "DELTA_API_SECRET": SECRET, "KIT_LIVE_TRADING": "yes"}.items():  # fmt: skip
+        for k, v in delta_live_env(emu).items():
             monkeypatch.setenv(k, v)
         settings = TraderSettings(window_start="00:00", window_end="23:59", fill_wait_s=0.2,
                                   entry_retries=2, poll_s=0.2, status_every_s=1.0,

@@ -87,13 +87,19 @@ async def cpapi_desk() -> AsyncIterator[CpApiDesk]:
 
 # --- Delta Exchange: the emulator and its keys ---
 
-DELTA_KEY, DELTA_SECRET = "bk", "bs"
+DELTA_KEY, DELTA_SECRET = "venue-key", "venue-secret-7f3a9c"  # distinct: logs are searched for it
 
 
 def delta_config(emu: DeltaEmulator, secret: str = DELTA_SECRET) -> DeltaConfig:
     """The broker's settings for ``emu`` (a wrong ``secret`` to test refusals)."""
     return DeltaConfig.from_env({"DELTA_BASE_URL": emu.base_url, "DELTA_API_KEY": DELTA_KEY,
                                  "DELTA_API_SECRET": secret})  # fmt: skip
+
+
+def delta_live_env(emu: DeltaEmulator) -> dict[str, str]:
+    """The environment of a live Delta desk on ``emu``: its URL, the keys, the gate opened."""
+    return {"DELTA_BASE_URL": emu.base_url, "DELTA_API_KEY": DELTA_KEY,
+            "DELTA_API_SECRET": DELTA_SECRET, "KIT_LIVE_TRADING": "yes"}  # fmt: skip
 
 
 def delta_emulator(tick_s: float = 0.05) -> DeltaEmulator:
