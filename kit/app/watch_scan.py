@@ -213,6 +213,8 @@ def scan(grid: GridResults, frame: pl.DataFrame, ctx: DayContext, now: datetime,
     """Top-N opportunities (ranked by score) and the reasons when there are none or fewer."""
     _, entry_open, why = window(now, cfg)
     reasons = [why] if why else []
+    if why == "outside trading hours":  # no live quotes worth pricing a trade on
+        return [], reasons
     pool = candidates(grid, ctx.vix_regime, ctx.trend, cfg)
     if not pool.height:
         reasons.append(f"no config for this regime (VIX {ctx.vix_regime}, trend "

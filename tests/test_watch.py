@@ -1,0 +1,274 @@
+"""``kit watch``: the alert-only desk. Grid results are made by running the real grid on a small
+simulated history; the scanner's trades are checked against the chain (strike rules, credit at
+mid and natural, spreads' max risk = width - credit) and against the results tables read back
+with DuckDB; a scripted simulated morning produces regime-change, opportunity and exit alerts
+while no order can leave."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import date, datetime
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from kit.app.watch import RotatingJsonlSink, Watch, WatchSpec
+from kit.app.watch_config import WatchConfig
+from kit.app.watch_scan import candidates, load_results
+from kit.cli.main import main
+from kit.core.clock import NEW_YORK
+from kit.core.model import Alert, Severity
+from kit.engine.records import AlertRecord
+from kit.research.grid import parse_grid, run_grid, write_results
+from kit.research.history.band import Band, sessions
+from kit.research.history.build import run_build
+from kit.research.history.sim import SimHistory
+from kit.signals.regimes import VIX_REGIMES
+
+GRID = {
+    "settings": {"capital": 25_000, "band_min_samples": 2, "trend_days": 2},
+    "grid": {
+        "strategy": ["iron_condor", "put_credit_spread", "short_strangle"],
+        "entry_time": ["10:00"],
+        "strikes": ["delta:0.12", "otm_pct:1", "premium:2", "P90"],
+        "wings": [10, 20],
+        "vix_regime": ["any", "very_low,low"],
+        "trend": ["any", "sideways"],
+    },
+}
+LENIENT = """[watch]
+min_score = -100.0
+min_win_rate = 0.0
+min_roi = -1000.0
+min_sharpe = -100.0
+min_trades = 1
+top_n = 40
+alert_log = "{tmp}/alerts.jsonl"
+state_file = "{tmp}/state.json"
+"""
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory) -> Path:
+    """A real grid run: 8 simulated SPX 0DTE sessions, 96 configs, written as the CLI does."""
+    hist = tmp_path_factory.mktemp("history")
+    src = SimHistory("SPX", 3, 60, Band(max_dte=0, strike_pct=0.02))
+    run_build(hist, "SPX", sessions(date(2025, 6, 2), date(2025, 6, 11)), src.make_day,
+              src.signature, progress="off")  # fmt: skip
+    out = tmp_path_factory.mktemp("results")
+    write_results(run_grid(hist, parse_grid(GRID), workers=1), out)
+    return out
+
+
+def config_file(tmp_path: Path, extra: str = "") -> str:
+    """LENIENT thresholds, with ``extra``'s keys replacing theirs."""
+    keys = {line.split("=")[0].strip() for line in extra.splitlines() if "=" in line}
+    base = [ln for ln in LENIENT.format(tmp=tmp_path).splitlines()
+            if ln.split("=")[0].strip() not in keys]  # fmt: skip
+    p = tmp_path / "watch.toml"
+    p.write_text("\n".join(base) + "\n" + extra)
+    return str(p)
+
+
+def once(capsys, tmp_path: Path, results: Path, *args: str, extra: str = "") -> dict:
+    code = main(["watch", "--once", "--json", "--grid", str(results), "--file",
+                 str(tmp_path / "manual.json"), "--config", config_file(tmp_path, extra),
+                 *args])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0
+    return json.loads(out)
+
+
+def _mid(leg: dict) -> float:
+    return 0.5 * (leg["bid"] + leg["ask"])
+
+
+def test_once_json_trades_follow_the_config_rules(capsys, tmp_path, results):
+    doc = once(capsys, tmp_path, results, "--at", "2024-03-12T10:30", "--seed", "3")
+    ctx = doc["context"]
+    assert ctx["market_open"] is True and ctx["regime"] in VIX_REGIMES
+    assert 4000 < ctx["price"] < 6000 and 5 < ctx["vix"] < 80 and 0 <= ctx["iv_rank"] <= 100
+    assert ctx["gamma_regime"] in ("LOW_VOL", "HIGH_VOL", "CRASH")
+    opps = doc["opportunities"]
+    assert len(opps) >= 5
+    con = duckdb.connect(str(results / "grid.duckdb"), read_only=True)
+    rules_seen = set()
+    for o in opps:
+        assert {"config_id", "strategy", "expiry", "legs", "credit", "max_risk", "win_rate",
+                "score", "in_entry_window"} <= set(o)  # fmt: skip
+        assert o["expiry"] == "2024-03-12" and o["in_entry_window"] is True
+        sells = [leg for leg in o["legs"] if leg["side"] == "sell"]
+        buys = [leg for leg in o["legs"] if leg["side"] == "buy"]
+        want = {"iron_condor": (2, 2), "put_credit_spread": (1, 1), "short_strangle": (2, 0)}
+        assert (len(sells), len(buys)) == want[o["strategy"]]
+        # credit at mid and at natural, recomputed from the legs' quotes
+        mid = sum(_mid(x) for x in sells) - sum(_mid(x) for x in buys)
+        nat = sum(x["bid"] for x in sells) - sum(x["ask"] for x in buys)
+        assert o["credit"] == pytest.approx(mid, abs=1e-6)
+        assert o["credit_natural"] == pytest.approx(nat, abs=1e-6)
+        if buys:  # defined risk: the widest wing minus the credit, per contract in dollars
+            width = max(abs(b["strike"] - s["strike"]) for b in buys for s in sells
+                        if b["right"] == s["right"])  # fmt: skip
+            assert o["max_risk"] == pytest.approx((width - mid) * 100, abs=0.01)
+        # the strike rule, checked on the short legs
+        rule = o["strike_rule"]
+        rules_seen.add(rule.split(":")[0])
+        for s in sells:
+            if rule == "otm_pct:1":
+                target = ctx["price"] * (0.99 if s["right"] == "P" else 1.01)
+                assert abs(s["strike"] - target) <= 2.5 + 1e-9  # SPXW: 5-point strikes
+            elif rule == "delta:0.12":
+                assert abs(abs(s["delta"]) - 0.12) < 0.04
+            elif rule == "premium:2":
+                assert abs(_mid(s) - 2.0) < 0.6
+        # the backtest's numbers are the grid's (its regime's rows when it has them)
+        if o["stats_for"] == "all sessions":
+            row = con.execute("SELECT win_rate, composite_score FROM results WHERE config_id=?",
+                              [o["config_id"]]).fetchone()  # fmt: skip
+        else:
+            regime = o["stats_for"].split("=")[1]
+            row = con.execute("SELECT win_rate, composite_score FROM by_regime WHERE "
+                              "config_id=? AND dimension='vix_regime' AND value=?",
+                              [o["config_id"], regime]).fetchone()  # fmt: skip
+        assert o["win_rate"] == pytest.approx(row[0], abs=1e-3)
+        assert o["score"] == pytest.approx(row[1], abs=1e-3)
+    assert {"otm_pct", "delta", "premium"} <= rules_seen
+    scores = [o["score"] for o in opps]
+    assert scores == sorted(scores, reverse=True)
+    trades = {(o["strategy"], tuple(x["strike"] for x in o["legs"])) for o in opps}
+    assert len(trades) == len(opps)  # configs differing only in exits: one trade
+    # the P90 rule needs past sessions' moves: those configs say so rather than guess
+    p90 = con.execute("SELECT config_id FROM results WHERE strikes='P90'").fetchall()
+    assert not {o["config_id"] for o in opps} & {r[0] for r in p90}
+
+
+def test_trend_filter_and_regime(capsys, tmp_path, results):
+    con = duckdb.connect(str(results / "grid.duckdb"), read_only=True)
+    trend_of = dict(con.execute("SELECT config_id, trend FROM results").fetchall())
+    regime_of = dict(con.execute("SELECT config_id, vix_regime FROM results").fetchall())
+    auto = once(capsys, tmp_path, results, "--at", "2024-03-12T10:30", "--seed", "3")
+    assert {trend_of[o["config_id"]] for o in auto["opportunities"]} == {"any"}
+    regime = auto["context"]["regime"]
+    grid, lenient = load_results(results), WatchConfig(min_score=-100, min_win_rate=0,
+                                                       min_roi=-1000, min_sharpe=-100,
+                                                       min_trades=1)  # fmt: skip
+    pool_side = candidates(grid, regime, "sideways", lenient)["config_id"].to_list()
+    pool_auto = candidates(grid, regime, None, lenient)["config_id"].to_list()
+    pool_down = candidates(grid, regime, "down", lenient)["config_id"].to_list()
+    assert {trend_of[c] for c in pool_side} == {"any", "sideways"}
+    assert {trend_of[c] for c in pool_auto} == {trend_of[c] for c in pool_down} == {"any"}
+    for o in auto["opportunities"]:
+        assert regime_of[o["config_id"]] == "any" or regime in regime_of[o["config_id"]]
+
+
+def test_says_why_when_there_is_nothing_to_do(capsys, tmp_path, results):
+    early = once(capsys, tmp_path, results, "--at", "2024-03-12T09:35")
+    assert any("outside entry window" in r for r in early["reasons"])
+    assert early["opportunities"] and not any(o["in_entry_window"] for o in early["opportunities"])
+    closed = once(capsys, tmp_path, results, "--at", "2024-03-12T09:50",
+                  extra='trading_start = "10:00"\nentry_start = "10:15"\n')  # fmt: skip
+    assert closed["opportunities"] == [] and "outside trading hours" in closed["reasons"]
+    strict = once(capsys, tmp_path, results, "--at", "2024-03-12T10:30",
+                  extra="min_trades = 1000\n")  # fmt: skip
+    assert strict["opportunities"] == []
+    assert any(r.startswith("no config for this regime") for r in strict["reasons"])
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ("colour = 1\n", "unknown key 'colour'"),
+        ('entry_start = "9h"\n', "entry_start: not a time"),
+        ('timezone = "Mars/Olympus"\n', "timezone: unknown zone"),
+        ("scan_interval_s = 0\n", "scan_interval_s: must be positive"),
+        ('entry_start = "15:00"\nentry_end = "10:00"\n', "entry_start must be before entry_end"),
+    ],
+)
+def test_bad_config_is_one_line(capsys, tmp_path, results, extra, message):
+    cfg = config_file(tmp_path, extra)
+    code = main(["watch", "--once", "--grid", str(results), "--config", cfg])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and message in err and len(err.splitlines()) == 1
+
+
+def test_missing_grid_is_one_line(capsys, tmp_path):
+    code = main(["watch", "--once", "--grid", str(tmp_path), "--at", "2024-03-12T10:30"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "not grid results" in err and len(err.splitlines()) == 1
+
+
+def test_scripted_morning_alerts_and_never_orders(capsys, tmp_path, results, monkeypatch):
+    """09:35-10:06 on a seeded day with a VIX spike (script vol_spike): VIX regime changes,
+    opportunities at the configs' 10:00 entry (each once), the manual strangle's exit alerts;
+    nothing that could make an order is ever constructed."""
+
+    def refuse(*_a, **_k):
+        raise AssertionError("kit watch tried to construct a broker or an order manager")
+
+    monkeypatch.setattr("kit.execution.live.make_broker", refuse)
+    monkeypatch.setattr("kit.app.build.OrderManager", refuse)
+    journal = tmp_path / "manual.json"
+    assert main(["positions", "add", "strangle", "--underlying", "SPX", "--expiry", "2024-03-12",
+                 "--put", "4990", "--call", "5010", "--contracts", "1", "--credit", "0.50",
+                 "--file", str(journal), "--at", "2024-03-12T09:31-04:00"]) == 0  # fmt: skip
+    capsys.readouterr()
+    cfg = WatchConfig(min_score=-100, min_win_rate=0, min_roi=-1000, min_sharpe=-100, min_trades=1,
+                      alert_log=str(tmp_path / "alerts.jsonl"),
+                      state_file=str(tmp_path / "state.json"))  # fmt: skip
+    spec = WatchSpec(grid=str(results), config=cfg, day=date(2024, 3, 12),
+                     start=datetime(2024, 3, 12, 9, 35).time(), seed=9, speed=None,
+                     script="vol_spike", manual=journal)  # fmt: skip
+    events: list[object] = []
+
+    async def morning() -> Watch:
+        w = await Watch(spec).start()
+        assert w.run.broker is None and w.run.orders is None and not w.desk.auto_manage
+        w.desk.listeners.append(events.append)
+        passes = {"context": 0}
+        update = w.update_context
+
+        async def counted():
+            passes["context"] += 1
+            return await update()
+
+        w.update_context = counted  # type: ignore[method-assign]
+        w.start_loops()
+        await w.clock.run_until(datetime(2024, 3, 12, 10, 6, tzinfo=NEW_YORK))
+        w.passes = passes  # type: ignore[attr-defined]
+        await w.close()
+        return w
+
+    w = asyncio.run(morning())
+    alerts = [r.alert for r in w.desk.alerts.history]
+    regime = [a for a in alerts if a.rule == "regime_change" and a.key == "vix"]
+    assert regime and all(a.message.startswith("Regime change: ") for a in regime)
+    assert "MEDIUM → HIGH (VIX " in regime[0].message
+    opp = [a for a in alerts if a.rule == "opportunity"]
+    assert opp and all(a.severity is Severity.INFO for a in opp)
+    assert all(datetime.fromtimestamp(a.ts_ns / 1e9, NEW_YORK).time() >= datetime(2024, 3, 12, 10)
+               .time() for a in opp)  # fmt: skip
+    assert len({a.key for a in opp}) == len(opp)  # the 10:05 scan repeats none of 10:00's
+    exits = [a for a in alerts if a.position_id == "manual:m1" and a.severity >= Severity.WARNING]
+    assert exits, [(a.rule, a.position_id) for a in alerts]
+    assert w.passes["context"] == 32  # 09:35 .. 10:06, one a minute
+    kinds = {type(e).__name__ for e in events}
+    assert not kinds & {"OrderState", "Fill"}
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert state["context"]["ts"].startswith("2024-03-12T14:06")
+    assert [p["id"] for p in state["positions"]] == ["manual:m1"]
+    assert state["portfolio"]["open"] == 1
+    logged = [json.loads(line) for line in (tmp_path / "alerts.jsonl").read_text().splitlines()]
+    assert {"regime_change", "opportunity"} <= {d.get("rule") for d in logged}
+
+
+def test_alert_log_rotates(tmp_path):
+    sink = RotatingJsonlSink(tmp_path / "a.jsonl", max_bytes=600, keep=2)
+    rec = AlertRecord(1, Alert(1, Severity.INFO, "opportunity", "x" * 200))
+    for _ in range(8):
+        asyncio.run(sink.send([rec]))
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["a.jsonl", "a.jsonl.1", "a.jsonl.2"]
+    assert all(p.stat().st_size <= 600 for p in tmp_path.iterdir())
+    assert sum(len(p.read_text().splitlines()) for p in tmp_path.iterdir()) <= 8
