@@ -6,14 +6,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
+import nbformat
 import pytest
+from nbclient import NotebookClient
 from prometheus_client.parser import text_string_to_metric_families
-from service_helpers import TOKEN
+from service_helpers import REPO, TOKEN, free_port
 
 import kit
 from kit.app.service import DeskService, ServiceConfig
@@ -21,6 +27,7 @@ from kit.cli.main import main
 from kit.ops.metrics import LABEL_CAP, _Bounded
 from kit.remote.client import CommandRefusedError
 from kit.remote.gateway import GatewayConfig
+from kit.ui.ops import OpsPage, grade, metrics_port, parse, quantile
 
 INTERFACE = ("kit_feed_messages_total", "kit_tick_to_alert_seconds", "kit_orders_total",
              "kit_store_rows_written_total", "kit_gateway_clients")  # fmt: skip
@@ -162,8 +169,6 @@ async def test_health_and_readiness_flip_when_the_feed_stops(
 
 
 def test_status_without_a_service_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
-    from kit.app.launch import free_port
-
     assert main(["status", "--metrics-port", str(free_port())]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "nothing answers" in err
@@ -174,3 +179,77 @@ def test_label_values_are_bounded() -> None:
     names = {bound(f"rule{i}") for i in range(LABEL_CAP * 3)}
     assert len(names) == LABEL_CAP + 1 and "other" in names
     assert bound("rule0") == "rule0"  # a value seen before the cap keeps its name
+
+
+async def test_the_ops_page_shows_the_service_live(service: DeskService) -> None:
+    client = await kit.connect(f"ws://127.0.0.1:{service.gateway.port}", TOKEN, name="ops-page")
+    try:
+        port = metrics_port(client)  # announced in the hello
+        assert port == service.ops.port  # type: ignore[union-attr]
+        page = OpsPage(client, port)
+
+        async def shown() -> str | None:
+            text = await page.refresh()
+            return text if "msg/s" in text and "engine" in text and "ready," in text else None
+
+        text = await poll(shown)
+        assert "feed sim" in text and "LIVE" in text and "kit-ops-green" in text
+        assert "data processing (tick to evaluation)" in text and " ms" in text
+        assert page.body.value == text  # what the widget shows
+        await service.feed.close()
+        text = await page.refresh()
+        assert "NOT READY" in text and "CLOSED" in text and "kit-ops-red" in text
+    finally:
+        await client.close()
+
+
+def test_latency_grades_and_quantiles_from_buckets() -> None:
+    text = "\n".join([
+        "# TYPE kit_x_seconds histogram",
+        'kit_x_seconds_bucket{le="0.01"} 90.0',
+        'kit_x_seconds_bucket{le="0.1"} 99.0',
+        'kit_x_seconds_bucket{le="1.0"} 100.0',
+        'kit_x_seconds_bucket{le="+Inf"} 100.0',
+        "kit_x_seconds_count 100.0",
+        "kit_x_seconds_sum 2.0",
+    ])  # fmt: skip
+    s = parse(text + "\n")
+    assert quantile(s, "kit_x_seconds", 0.5) == 0.01
+    assert quantile(s, "kit_x_seconds", 0.99) == 0.1
+    assert quantile(s, "kit_y_seconds", 0.99) is None
+    assert [grade(v, 0.05) for v in (0.01, 0.1, 0.2, None)] == ["green", "amber", "red", "green"]
+
+
+def test_kit_serve_metrics_port_status_and_the_ops_notebook_page(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A real `kit serve --metrics-port` process; `kit status` reads it; the monitor notebook
+    with ?page=ops renders the operations page from it."""
+    port, mport = free_port(), free_port()
+    env = {**os.environ, "KIT_TOKEN": TOKEN, "KIT_MANUAL_POSITIONS": str(tmp_path / "m.json")}
+    proc = subprocess.Popen([sys.executable, "-m", "kit", "serve", "--port", str(port),
+                             "--speed", "10", "--metrics-port", str(mport)], cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL)  # fmt: skip
+    try:
+        for _ in range(600):  # start-up: up to a minute on a loaded machine
+            if main(["status", "--metrics-port", str(mport)]) == 0:
+                break
+            assert proc.poll() is None, "kit serve exited"
+            time.sleep(0.1)
+        out = capsys.readouterr().out
+        assert "ready" in out and "feeds   ok" in out and "broker  ok" in out
+        nb = nbformat.read(REPO / "notebooks" / "monitor.ipynb", as_version=4)
+        nb.cells.append(nbformat.v4.new_code_cell("print(type(m).__name__, m.body.value)"))
+        os.environ.update(KIT_TOKEN=TOKEN, KIT_SERVICE_URL=f"ws://127.0.0.1:{port}",
+                          QUERY_STRING="page=ops")  # fmt: skip
+        try:
+            NotebookClient(nb, timeout=120, kernel_name="python3",
+                           resources={"metadata": {"path": str(REPO)}}).execute()  # fmt: skip
+        finally:
+            for k in ("KIT_TOKEN", "KIT_SERVICE_URL", "QUERY_STRING"):
+                os.environ.pop(k)
+        text = "".join(o.get("text", "") for o in nb.cells[-1].outputs)
+        assert text.startswith("OpsPage") and "feed sim" in text and "LIVE" in text, text
+    finally:
+        proc.terminate()
+        proc.wait(30)

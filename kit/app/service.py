@@ -215,6 +215,7 @@ class DeskService:
         await self.gateway.start()
         if self.ops is not None:
             await self.ops.start()
+            self.engine["metrics_port"] = self.ops.port  # the ops page finds it in the hello
         self._tasks.append(asyncio.create_task(self._publish_loop(), name="service:snapshots"))
         if self.config.demo and not any(self.desk.book.held(p) for p in self.desk.book.ids):
             self._tasks.append(asyncio.create_task(self._open_demo(), name="service:demo"))
