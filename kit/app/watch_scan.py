@@ -137,15 +137,20 @@ def _contracts(sizing: str) -> int:
     return int(float(value)) if kind == "contracts" else 1
 
 
-def concrete(row: dict[str, Any], frame: pl.DataFrame, ctx: DayContext,
-             now_minute: int) -> dict[str, Any] | str:  # fmt: skip
-    """The trade ``row``'s rule picks on the live chain now, or why there is none."""
+def concrete(row: dict[str, Any], frame: pl.DataFrame, ctx: DayContext, now_minute: int,
+             series: dict[Any, Any] | None = None) -> dict[str, Any] | str:  # fmt: skip
+    """The trade ``row``'s rule picks on the live chain now, or why there is none (``series``:
+    a cache of the chain's expiries as grid series, shared across the configs of one scan)."""
     s = structure_of(row)
     picked = pick_expiry(listed_expiries(frame), ctx.day, s.dte)
     if picked is None:
         return f"no listed expiry {s.dte} days out"
     expiry, root = picked
-    ser = build_series([(ctx.day, frame)], root, expiry)
+    ser = series.get((root, expiry)) if series is not None else None
+    if ser is None:
+        ser = build_series([(ctx.day, frame)], root, expiry)
+        if series is not None:
+            series[(root, expiry)] = ser
     if s.rule[0] == "band" and not ctx.bands:
         return f"strike rule {row['strikes']} needs the move history of past sessions"
     legs = legs_of(s, ser, 0, ctx)
@@ -210,7 +215,8 @@ def window(now: datetime, cfg: WatchConfig) -> tuple[bool, bool, str | None]:
 
 def scan(grid: GridResults, frame: pl.DataFrame, ctx: DayContext, now: datetime,
          cfg: WatchConfig) -> tuple[list[dict[str, Any]], list[str]]:  # fmt: skip
-    """Top-N opportunities (ranked by score) and the reasons when there are none or fewer."""
+    """Top-N opportunities (by score, those in their entry window first) and the reasons when
+    there are none."""
     _, entry_open, why = window(now, cfg)
     reasons = [why] if why else []
     if why == "outside trading hours":  # no live quotes worth pricing a trade on
@@ -225,8 +231,9 @@ def scan(grid: GridResults, frame: pl.DataFrame, ctx: DayContext, now: datetime,
     out: list[dict[str, Any]] = []
     misses: list[str] = []
     seen: set[tuple[Any, ...]] = set()
+    cache: dict[tuple[str, date], Any] = {}
     for row in pool.iter_rows(named=True):
-        got = concrete(row, frame, ctx, minute)
+        got = concrete(row, frame, ctx, minute, cache)
         if isinstance(got, str):
             misses.append(f"config {row['config_id']}: {got}")
             continue
@@ -236,11 +243,11 @@ def scan(grid: GridResults, frame: pl.DataFrame, ctx: DayContext, now: datetime,
         seen.add(same)
         got["in_entry_window"] = entry_open and got.pop("after_entry_time")
         out.append(got)
-        if len(out) >= cfg.top_n:
-            break
     if not out:
         reasons.extend(misses[:3])
-    return out, reasons
+    # ranked by score, the ones tradable now (in their entry window) first
+    out.sort(key=lambda o: not o["in_entry_window"])  # stable: score order within each group
+    return out[: cfg.top_n], reasons
 
 
 def today_ny(now: datetime) -> date:

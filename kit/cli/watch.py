@@ -71,7 +71,16 @@ def _spec(args: argparse.Namespace) -> Any:
         at = args.at if args.at.tzinfo else args.at.replace(tzinfo=NEW_YORK)
         at = at.astimezone(NEW_YORK)
         sim = {"day": at.date(), "start": at.time().replace(second=0, microsecond=0)}
-    return WatchSpec(underlying=args.underlying, trend=args.trend, grid=args.grid, config=cfg,
+    grid = args.grid
+    if grid is None:  # out of the box: a simulated history's grid, built on first run
+        from kit.app.build import DEFAULT_DAY
+        from kit.app.watch_grid import ensure_grid
+
+        before = sim.get(
+            "day", DEFAULT_DAY if args.feed == "sim" else datetime.now(NEW_YORK).date()
+        )
+        grid = str(ensure_grid(args.underlying, before, progress="off" if args.json else "auto"))
+    return WatchSpec(underlying=args.underlying, trend=args.trend, grid=grid, config=cfg,
                      feed=args.feed, rules=args.rules, db=args.db, seed=args.seed,
                      speed=None if args.once else args.speed, manual=args.file,
                      **sim)  # fmt: skip
@@ -79,13 +88,15 @@ def _spec(args: argparse.Namespace) -> Any:
 
 def _line(doc: dict[str, Any]) -> str:
     c = doc["context"]
-    head = (f"{c.get('underlying')} {c.get('price')} ({c.get('change_pct')}%)  VIX {c.get('vix')} "
-            f"{c.get('regime')}  IV rank {c.get('iv_rank')}  gamma {c.get('gamma_regime')}  "
+    head = (f"{c.get('underlying')} {c.get('price') or 0:.2f} ({c.get('change_pct') or 0:+.2f}%)  "
+            f"VIX {c.get('vix')} "
+            f"{c.get('regime')}  IV rank {c.get('iv_rank') or 0:.0f}  "
+            f"gamma {c.get('gamma_regime')}  "
             f"market {'open' if c.get('market_open') else 'closed'}")  # fmt: skip
     rows = [f"  #{o['config_id']} {o['strategy']} {o['expiry']} "
             + "/".join(f"{leg['strike']:g}" for leg in o["legs"])
             + f" credit {o['credit']:.2f} (nat {o['credit_natural']:.2f}) risk "
-            f"${o['max_risk']:,.0f} win {o['win_rate']}% score {o['score']}"
+            f"${o['max_risk']:,.0f} win {o['win_rate'] or 0:.1f}% score {o['score'] or 0:.1f}"
             f"{'' if o['in_entry_window'] else ' (not in entry window)'}"
             for o in doc["opportunities"]]  # fmt: skip
     why = [f"  no opportunity: {r}" for r in doc["reasons"]]
