@@ -147,6 +147,15 @@ def test_cli_once_prints_the_strangle_the_official_client_confirms(tmp_path):
         emu.communicate(timeout=10)
 
 
+def test_the_desk_engine_refuses_rest_polling_with_one_line(capsys):
+    from kit.cli.main import main
+
+    assert main(["delta", "run", "--feed", "rest"]) == 2  # the desk engine is the default
+    err = capsys.readouterr().err
+    assert err == ("kit delta: error: --feed rest is for --engine legs: the desk engine reads "
+                   "the socket\n")  # fmt: skip
+
+
 # --- emulated days ---
 
 

@@ -90,6 +90,8 @@ def cmd_delta_run(args: argparse.Namespace) -> int:
     from kit.app.delta_strategy import SettingsError
     from kit.app.delta_trader import TraderBlockedError
 
+    if args.engine == "desk" and args.feed == "rest" and not args.once:
+        raise ValueError("--feed rest is for --engine legs: the desk engine reads the socket")
     try:
         out = asyncio.run(_run(args))
     except (DeltaError, TraderBlockedError, SettingsError, PanelError) as exc:
