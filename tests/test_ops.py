@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -17,6 +18,7 @@ from typing import Any
 import httpx
 import nbformat
 import pytest
+import yaml
 from nbclient import NotebookClient
 from prometheus_client.parser import text_string_to_metric_families
 from service_helpers import REPO, TOKEN, free_port
@@ -24,6 +26,7 @@ from service_helpers import REPO, TOKEN, free_port
 import kit
 from kit.app.service import DeskService, ServiceConfig
 from kit.cli.main import main
+from kit.cli.status import DEFAULT_METRICS_PORT
 from kit.ops.metrics import LABEL_CAP, _Bounded
 from kit.remote.client import CommandRefusedError
 from kit.remote.gateway import GatewayConfig
@@ -253,3 +256,24 @@ def test_kit_serve_metrics_port_status_and_the_ops_notebook_page(
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+async def test_every_metric_the_grafana_dashboard_queries_is_served(service: DeskService) -> None:
+    dashboard = json.loads((REPO / "deploy/grafana/theta-desk.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    queried = {re.sub(r"_(bucket|count|sum)$", "", m)
+               for e in exprs for m in re.findall(r"\b((?:kit|process)_[a-z_]+)\b", e)}  # fmt: skip
+    assert len(queried) >= 20
+    scrape_cfg = yaml.safe_load((REPO / "deploy/prometheus/prometheus.yml").read_text())
+    job = scrape_cfg["scrape_configs"][0]
+    assert job["job_name"] == "kit" and all('job="$job"' in e for e in exprs)
+    assert job["static_configs"][0]["targets"] == [f"127.0.0.1:{DEFAULT_METRICS_PORT}"]
+    client = await kit.connect(f"ws://127.0.0.1:{service.gateway.port}", TOKEN, name="grafana")
+    try:
+        await client.command("auto_manage", on=False)  # a command's latency series exists
+        s = await eventually(service, lambda s: total(s, "kit_alerts_total"))
+    finally:
+        await client.close()
+    served = {re.sub(r"_(bucket|count|sum|total|created)$", "", n) for n in s} | set(s)
+    missing = {m for m in queried if m not in served and re.sub(r"_total$", "", m) not in served}
+    assert not missing, missing
