@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from weakref import WeakKeyDictionary
 
 import numpy as np
 from numpy.typing import NDArray
@@ -36,6 +37,11 @@ from kit.portfolio.market import MarketState
 F64 = NDArray[np.float64]
 NS_PER_DAY = 86_400 * NS_PER_S
 FRESH_S = 300.0  # a contract quoted this recently carries a current IV; older ones are a fallback
+REUSE_S = 1.0  # an expiry's ATM IV is looked up again after this much market time (the desk's
+# heartbeat reprices the chain once a second, so a fresher look-up would read the same IVs)
+_memo: WeakKeyDictionary[MarketState, dict[tuple[int, float], tuple[int, float, float]]] = (
+    WeakKeyDictionary()
+)
 
 
 @dataclass(frozen=True)
@@ -51,25 +57,38 @@ class SigmaGreeks:
 def atm_iv(market: MarketState, und: int, expiry_ns: float, spot: float, now_ns: int) -> float:
     """At-the-money IV of one expiry of underlying row ``und``, or NaN when none is priced."""
     m, n = market, market.size
-    rows = np.flatnonzero(
-        (m.und[:n] == und) & (m.expiry_ns[:n] == expiry_ns) & (m.iv[:n] > 0)
-    )  # fmt: skip  (NaN compares False)
+    rows = np.flatnonzero(m.expiry_ns[:n] == expiry_ns)
+    rows = rows[(m.und[rows] == und) & (m.iv[rows] > 0)]  # NaN compares False
     if not rows.size or not spot > 0:
         return math.nan
     recent = rows[m.mark_ts[rows] >= now_ns - FRESH_S * NS_PER_S]
     rows = recent if recent.size else rows
-    strike, is_call = m.strike[rows], m.is_call[rows]
+    strike, is_call, iv = m.strike[rows], m.is_call[rows], m.iv[rows]
     ends: list[tuple[float, float]] = []
-    for side, otm in ((strike <= spot, ~is_call), (strike >= spot, is_call)):
-        pick = side & otm if np.any(side & otm) else side  # puts below spot, calls above
-        if np.any(pick):
-            k = np.flatnonzero(pick)
-            j = k[np.argmin(np.abs(strike[k] - spot))]
-            ends.append((float(strike[j]), float(m.iv[rows[j]])))
+    for side, otm, nearest in ((strike <= spot, ~is_call, np.argmax),
+                               (strike >= spot, is_call, np.argmin)):  # fmt: skip
+        k = np.flatnonzero(side & otm)  # puts below spot, calls above: their marks carry the IV
+        k = k if k.size else np.flatnonzero(side)
+        if k.size:
+            j = k[nearest(strike[k])]
+            ends.append((float(strike[j]), float(iv[j])))
     if len(ends) == 1 or ends[0][0] == ends[1][0]:
         return ends[0][1]
     (k0, v0), (k1, v1) = ends
     return v0 + (v1 - v0) * (spot - k0) / (k1 - k0)
+
+
+def _atm_iv_memo(market: MarketState, und: int, expiry: float, spot: float, now_ns: int) -> float:
+    """:func:`atm_iv`, reused for :data:`REUSE_S` of market time while spot stays within 0.1%:
+    the desk evaluates after every batch of ticks, and the look-up is its costliest step."""
+    memo = _memo.setdefault(market, {})
+    hit = memo.get((und, expiry))
+    if (hit is not None and 0 <= now_ns - hit[0] < REUSE_S * NS_PER_S
+            and abs(spot - hit[1]) < 1e-3 * spot):  # fmt: skip
+        return hit[2]
+    iv = atm_iv(market, und, expiry, spot, now_ns)
+    memo[(und, expiry)] = (now_ns, spot, iv)
+    return iv
 
 
 def sigma_greeks(view: PositionView, market: MarketState, now_ns: int) -> SigmaGreeks:
@@ -78,20 +97,18 @@ def sigma_greeks(view: PositionView, market: MarketState, now_ns: int) -> SigmaG
     costs one look-up, not 500)."""
     n = len(view)
     iv, move = np.full(n, np.nan), np.full(n, np.nan)
-    und = np.array([market.underlyings.get(u, -1) for u in view.underlying], dtype=np.int64)
+    und = np.fromiter((market.underlyings.get(u, -1) for u in view.underlying), np.int64, n)
     live = view.is_open & (und >= 0) & np.isfinite(view.nearest_expiry_ns) & (view.spot > 0)
     idx = np.flatnonzero(live)
-    if idx.size:
-        pairs, group = np.unique(np.stack([und[idx], view.nearest_expiry_ns[idx]]), axis=1,
-                                 return_inverse=True)  # fmt: skip
-        group = group.ravel()
-        for g in range(pairs.shape[1]):
-            members = idx[group == g]
-            expiry = float(pairs[1, g])
-            sigma = atm_iv(market, int(pairs[0, g]), expiry, float(view.spot[members[0]]), now_ns)
+    expiries, group = np.unique(view.nearest_expiry_ns[idx], return_inverse=True)
+    for g, expiry in enumerate(expiries.tolist()):
+        same = idx[group.ravel() == g]
+        days = max(expiry - now_ns, 0) / NS_PER_DAY
+        for u in np.unique(und[same]).tolist():
+            members = same[und[same] == u]
+            sigma = _atm_iv_memo(market, u, expiry, float(view.spot[members[0]]), now_ns)
             iv[members] = sigma
             if np.isfinite(sigma):
-                days = max(expiry - now_ns, 0) / NS_PER_DAY
                 move[members] = expected_move(100.0, sigma, days)
     gamma_1s = np.abs(view.gamma_unit) * move
     return SigmaGreeks(iv, move, gamma_1s, np.abs(view.delta_unit) + gamma_1s)
