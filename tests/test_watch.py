@@ -272,3 +272,46 @@ def test_alert_log_rotates(tmp_path):
     assert names == ["a.jsonl", "a.jsonl.1", "a.jsonl.2"]
     assert all(p.stat().st_size <= 600 for p in tmp_path.iterdir())
     assert sum(len(p.read_text().splitlines()) for p in tmp_path.iterdir()) <= 8
+
+
+NB_CHECKS = """
+assert refresh() is False  # unchanged file: no re-render
+html = page.value
+for cid in WANT_IDS:
+    assert f"#{cid} " in html, cid
+assert html.count("<tr class='now'>") == WANT_NOW
+assert "VIX " + str(WANT_VIX) in html and "manual:m1" in html
+task.cancel()
+print("WATCH PAGE OK")
+"""
+
+
+def test_dashboard_notebook_renders_the_watch_state(capsys, tmp_path, results, monkeypatch):
+    """notebooks/watch.ipynb executed in a real kernel on the state ``kit watch --once``
+    wrote: every opportunity listed, the in-window ones highlighted, the manual position."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    journal = tmp_path / "manual.json"
+    assert main(["positions", "add", "put_spread", "--underlying", "SPX", "--expiry",
+                 "2024-03-15", "--short", "4900", "--long", "4875", "--contracts", "2",
+                 "--credit", "3.10", "--file", str(journal), "--at",
+                 "2024-03-12T09:40-04:00"]) == 0  # fmt: skip
+    capsys.readouterr()
+    doc = once(capsys, tmp_path, results, "--at", "2024-03-12T10:30", "--seed", "3")
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert state["opportunities"] == doc["opportunities"]
+    nb_path = Path(__file__).resolve().parents[1] / "notebooks" / "watch.ipynb"
+    nb = nbformat.read(nb_path, as_version=4)
+    assert all(not c.outputs for c in nb.cells if c.cell_type == "code")
+    ids = [o["config_id"] for o in doc["opportunities"]]
+    now = sum(o["in_entry_window"] for o in doc["opportunities"])
+    nb.cells.append(nbformat.v4.new_code_cell(
+        f"WANT_IDS, WANT_NOW, WANT_VIX = {ids!r}, {now}, '{doc['context']['vix']:,.2f}'\n"
+        + NB_CHECKS))  # fmt: skip
+    monkeypatch.setenv("KIT_WATCH_STATE", str(tmp_path / "state.json"))
+    NotebookClient(nb, timeout=120, kernel_name="python3",
+                   resources={"metadata": {"path": str(nb_path.parents[1])}}).execute()  # fmt: skip
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    assert "WATCH PAGE OK" in "".join(o.get("text", "") for o in outputs)
