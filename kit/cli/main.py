@@ -223,6 +223,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     serve += ["--db", args.db] if args.db else []
     serve += ["--rules", str(args.rules)] if args.rules else []
     serve += ["--confirm-live", args.confirm_live] if args.confirm_live else []
+    serve += ["--metrics-port", str(args.metrics_port)] if args.metrics_port else []
     return run(args.port, args.service_port, serve + (["--no-demo"] if args.no_demo else []))
 
 
@@ -344,6 +345,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--rules", type=args_.text_file, help="rules TOML, as for `kit serve`")
     _venue_args(s)
     s.add_argument("--no-demo", action="store_true", help="no demo paper strangle")
+    s.add_argument("--metrics-port", type=args_.port, help="as for `kit serve` (the monitor's "
+                   "?page=ops reads it)")  # fmt: skip
     s.set_defaults(func=cmd_monitor)
 
     s = sub.add_parser("db", help="the store: row counts, Parquet export, tick retention")
