@@ -568,6 +568,24 @@ async def test_cancel_stops_one_working_intent_and_frees_its_strategy():
         await env.close()
 
 
+async def test_an_unexpected_error_fails_the_intent_instead_of_leaving_it_working(caplog):
+    env = Env()
+    env.strangle_quotes()
+
+    async def broken(order: Any) -> None:
+        raise KeyError("a bug in a venue adapter")
+
+    env.broker.place = broken  # type: ignore[method-assign]
+    try:
+        rec = env.manager.submit(open_intent(strangle(env, "S1"), "strat", "try"))
+        await env.finish(rec, limit_s=60)
+        assert rec.status == "failed" and "internal error: KeyError" in rec.message
+        assert "strat" not in env.manager.strategies  # the strategy may enter again
+        assert "failed unexpectedly" in caplog.text
+    finally:
+        await env.close()
+
+
 # --- 9. bad parameters never reach the broker ---
 
 

@@ -282,6 +282,9 @@ class OrderManager:
         except (BrokerError, OrderRejectedError, ModelError) as exc:
             rec.status, rec.message = "failed", str(exc)
             log.warning("order manager: %s failed: %s", intent.id, exc)
+        except Exception as exc:  # a bug must not leave the intent "working" forever
+            rec.status, rec.message = "failed", f"internal error: {type(exc).__name__}: {exc}"
+            log.exception("order manager: %s failed unexpectedly", intent.id)
         finally:
             if not rec.active:  # a shutdown leaves it working: a restart resumes it
                 self._finish(rec)
