@@ -226,13 +226,15 @@ def test_latency_grades_and_quantiles_from_buckets() -> None:
 def test_kit_serve_metrics_port_status_and_the_ops_notebook_page(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A real `kit serve --metrics-port` process; `kit status` reads it; the monitor notebook
-    with ?page=ops renders the operations page from it."""
+    """A real `kit serve --metrics-port` process (logging as JSON lines); `kit status` reads
+    it; the monitor notebook with ?page=ops renders the operations page from it."""
     port, mport = free_port(), free_port()
-    env = {**os.environ, "KIT_TOKEN": TOKEN, "KIT_MANUAL_POSITIONS": str(tmp_path / "m.json")}
+    env = {**os.environ, "KIT_TOKEN": TOKEN, "KIT_MANUAL_POSITIONS": str(tmp_path / "m.json"),
+           "KIT_LOG_FORMAT": "json"}  # fmt: skip
+    log = (tmp_path / "serve.log").open("w")
     proc = subprocess.Popen([sys.executable, "-m", "kit", "serve", "--port", str(port),
                              "--speed", "10", "--metrics-port", str(mport)], cwd=REPO, env=env,
-                            stdout=subprocess.DEVNULL)  # fmt: skip
+                            stdout=subprocess.DEVNULL, stderr=log)  # fmt: skip
     try:
         for _ in range(600):  # start-up: up to a minute on a loaded machine
             if main(["status", "--metrics-port", str(mport)]) == 0:
@@ -256,6 +258,11 @@ def test_kit_serve_metrics_port_status_and_the_ops_notebook_page(
     finally:
         proc.terminate()
         proc.wait(30)
+        log.close()
+    lines = [json.loads(line) for line in (tmp_path / "serve.log").read_text().splitlines()]
+    assert {"ts", "level", "logger", "message"} <= set(lines[0])
+    assert "kit.remote.gateway" in {d["logger"] for d in lines}  # the notebook's connection
+    assert TOKEN not in (tmp_path / "serve.log").read_text()
 
 
 async def test_every_metric_the_grafana_dashboard_queries_is_served(service: DeskService) -> None:
