@@ -27,6 +27,7 @@ import kit
 from kit.app.service import DeskService, ServiceConfig
 from kit.cli.main import main
 from kit.cli.status import DEFAULT_METRICS_PORT
+from kit.core.config import ConfigError, Settings
 from kit.ops.metrics import LABEL_CAP, _Bounded
 from kit.remote.client import CommandRefusedError
 from kit.remote.gateway import GatewayConfig
@@ -284,3 +285,11 @@ async def test_every_metric_the_grafana_dashboard_queries_is_served(service: Des
     served = {re.sub(r"_(bucket|count|sum|total|created)$", "", n) for n in s} | set(s)
     missing = {m for m in queried if m not in served and re.sub(r"_total$", "", m) not in served}
     assert not missing, missing
+
+
+def test_log_format_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KIT_LOG_FORMAT", "xml")
+    with pytest.raises(ConfigError, match="KIT_LOG_FORMAT: 'xml' is not one of text, json"):
+        Settings.from_env()
+    monkeypatch.setenv("KIT_LOG_FORMAT", "JSON")
+    assert Settings.from_env().log_format == "json"
