@@ -315,3 +315,46 @@ def test_dashboard_notebook_renders_the_watch_state(capsys, tmp_path, results, m
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     assert "WATCH PAGE OK" in "".join(o.get("text", "") for o in outputs)
+
+
+def test_out_of_the_box_grid_gives_trend_and_p_bands(capsys, tmp_path, monkeypatch):
+    """Without --grid: a simulated history and grid built on first run (24 sessions here); the
+    history beside it gives --trend auto its trend and the P90 rule its band, both checked
+    with plain polars/numpy on the history's files."""
+    import numpy as np
+    import polars as pl
+
+    from kit.app import watch_grid
+
+    monkeypatch.setattr(watch_grid, "SESSIONS", 24)
+    out = watch_grid.ensure_grid("SPX", date(2024, 3, 12), base=tmp_path, progress="off")
+    built = (out / "results.parquet").stat().st_mtime_ns
+    assert watch_grid.ensure_grid("SPX", date(2024, 3, 12), base=tmp_path) == out
+    assert (out / "results.parquet").stat().st_mtime_ns == built  # built once
+    capsys.readouterr()
+    doc = once(capsys, tmp_path, out, "--at", "2024-03-12T10:30", "--seed", "3",
+               extra="top_n = 200\n")  # fmt: skip
+    ctx = doc["context"]
+    files = sorted((out / "history" / "underlying=SPX").glob("date=*/*.parquet"))
+    closes, moves = [], []
+    for f in files:
+        s = pl.read_parquet(f, columns=["ts", "spot"]).unique("ts").sort("ts")
+        ny = s["ts"].dt.convert_time_zone("America/New_York")
+        at10 = s.filter(ny.dt.hour().cast(pl.Int32) * 60 + ny.dt.minute().cast(pl.Int32) >= 600)[
+            "spot"
+        ][0]
+        closes.append(s["spot"][-1])
+        moves.append(s["spot"][-1] / at10 - 1)
+    move = closes[-1] / np.mean(closes[-20:]) * 100 - 100
+    assert ctx["trend_source"] == "history"
+    assert ctx["trend"] == ("up" if move > 1 else "down" if move < -1 else "sideways")
+    banded = [o for o in doc["opportunities"] if o["strike_rule"] == "P90"
+              and o["entry_time"] == "10:00"]  # fmt: skip
+    assert banded, doc["reasons"]
+    edge = {"P": np.quantile(moves, 0.10), "C": np.quantile(moves, 0.90)}
+    for o in banded:
+        for leg in (x for x in o["legs"] if x["side"] == "sell"):
+            k, right = leg["strike"], leg["right"]
+            level = ctx["price"] * (1 + edge[right])
+            assert k <= level if right == "P" else k >= level, (k, level)
+            assert abs(k - level) < 5 + 1e-9  # the first 5-point strike beyond it

@@ -35,6 +35,7 @@ from kit.adapters.chains import ChainSource
 from kit.app.build import FeedSpec, Run, RunSpec, build
 from kit.app.service import sync_manual
 from kit.app.watch_config import WatchConfig
+from kit.app.watch_grid import band_keys, history_context
 from kit.app.watch_scan import GridResults, load_results, scan, today_ny, window
 from kit.core.clock import NEW_YORK, Clock, from_ns
 from kit.core.model import Alert, Quote, Severity
@@ -79,6 +80,7 @@ class WatchSpec:
     underlying: str = "SPX"
     trend: str = "auto"
     grid: str | None = None
+    history: str | None = None  # for trend auto and P-bands; None: the grid's own, if beside it
     config: WatchConfig = field(default_factory=WatchConfig)
     feed: str = "sim"
     rules: str | None = None
@@ -117,6 +119,11 @@ class Watch:
     def __init__(self, spec: WatchSpec) -> None:
         self.spec, self.cfg = spec, spec.config
         self.grid: GridResults | None = load_results(spec.grid) if spec.grid else None
+        beside = Path(spec.grid) / "history" if spec.grid else None
+        self.history = (Path(spec.history) if spec.history else
+                        beside if beside is not None and beside.is_dir() else None)  # fmt: skip
+        self._keys = band_keys(self.grid.results) if self.grid is not None else set()
+        self._bands: dict[tuple[int, int, float], tuple[float, float]] = {}
         self.manual = ManualBook(spec.manual or manual_path())
         self._manual_seen: tuple[int, int, int] | None = None
         self.regimes = RegimeTracker()
@@ -198,6 +205,7 @@ class Watch:
             levels = gex_levels(chain)
             gamma = str(gamma_regime(spot, levels.zero_gamma, total_gex=levels.total_gex,
                                      vix=vix))  # fmt: skip
+        trend, source, note = self._trend(now, spot, vix)
         self.context = {
             "ts": now.isoformat(), "underlying": u, "price": _num(spot),
             "change": _num(spot - first), "change_pct": _num((spot / first - 1) * 100),
@@ -206,7 +214,7 @@ class Watch:
             "zero_gamma": _num(levels.zero_gamma) if levels and levels.zero_gamma else None,
             "volume_ratio": self._volume_ratio(quotes),
             "market_open": market_open, "entry_window": entry_open, "why_not": why,
-            "trend": None if self.spec.trend == "auto" else self.spec.trend,
+            "trend": trend, "trend_source": source, "history_note": note,
         }  # fmt: skip
         self._frame = None
         if chain is not None:
@@ -222,6 +230,18 @@ class Watch:
                         f"{f' {vix:.1f}' if kind == 'vix' else ''})")  # fmt: skip
                 self._publish(msgspec.structs.replace(change.alert(), message=text))
         return self.context
+
+    def _trend(self, now: Any, spot: float, vix: float) -> tuple[str | None, str, str | None]:
+        """(trend, where it came from, why unknown) and today's P-band edges from the history
+        by the grid's rules; ``--trend`` other than auto wins."""
+        hctx, why = None, "no history: trend auto matches configs without a trend filter"
+        if self.history is not None and math.isfinite(spot):
+            hctx, why = history_context(self.history, self.spec.underlying, now, spot, vix,
+                                        self._keys)  # fmt: skip
+        self._bands = hctx.bands if hctx is not None else {}
+        if self.spec.trend != "auto":
+            return self.spec.trend, "--trend", why
+        return (hctx.trend if hctx else None), "history" if hctx else "unknown", why
 
     def _volume_ratio(self, quotes: list[Quote]) -> float | None:
         """Put/call volume ratio of today's option trades on the read expiries, where the feed
@@ -257,7 +277,7 @@ class Watch:
         c = self.context
         ctx = DayContext(day=today_ny(now), weekday=now.astimezone(NEW_YORK).strftime("%a").lower(),
                          vix_regime=c["regime"], iv_rank=c["iv_rank"] or math.nan,
-                         trend=c["trend"])  # fmt: skip
+                         trend=c["trend"], bands=self._bands)  # fmt: skip
         self.opportunities, self.reasons = scan(self.grid, self._frame, ctx, now, self.cfg)
         ts = self.clock.now_ns()
         offers = []

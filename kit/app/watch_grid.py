@@ -10,16 +10,25 @@ simulator is the one market available everywhere; a user with real history runs
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
+from functools import lru_cache
 from pathlib import Path
 
-from kit.core.clock import sessions_before
+import numpy as np
+import polars as pl
+
+from kit.core.clock import NEW_YORK, sessions_before
+from kit.research.grid.context import DayContext, contexts
+from kit.research.grid.data import DaySummary
+from kit.research.grid.spec import Settings, minute_of, parse_strike_rule
+
+STALE_SESSIONS = 5  # a history ending further back than this says nothing about today's trend
 
 DEFAULT_DIR = Path("data/watch")
 SESSIONS = 30
 SEED = 3
 WATCH_GRID = {
-    "settings": {"capital": 100_000, "band_min_samples": 10, "trend_days": 10},
+    "settings": {"capital": 100_000},  # the grid's defaults: the watch's context uses them too
     "grid": {
         "strategy": ["iron_condor", "put_credit_spread", "call_credit_spread", "short_strangle"],
         "entry_time": ["10:00", "11:00", "13:00"],
@@ -63,3 +72,55 @@ def ensure_grid(underlying: str, before: date, base: Path = DEFAULT_DIR,
         bar.close()
     write_results(result, out)
     return out
+
+
+@lru_cache(maxsize=2)
+def _past(history: str, underlying: str, today: date) -> tuple[list[DaySummary], str | None]:
+    """The summaries of the sessions before ``today`` (read once a day: they do not change)."""
+    from kit.research.grid.run import summary_task
+    from kit.research.history.schema import complete_days
+
+    st = Settings()
+    days = [d for d in complete_days(history, underlying, None, today) if d < today]
+    days = days[-max(st.band_lookback + 10, st.trend_days, 260) :]
+    if not days:
+        return [], f"no {underlying} sessions in {history}: trend and P-bands unknown"
+    if days[-1] < sessions_before(today, STALE_SESSIONS)[0]:
+        return [], f"history {history} ends {days[-1]}: trend and P-bands unknown"
+    return summary_task(history, underlying, days), None
+
+
+def band_keys(results: pl.DataFrame) -> set[tuple[int, int, float]]:
+    """(entry minute, dte, percentile) of every P-band strike rule in the results."""
+    keys = set()
+    for entry, dte, rule in results.select("entry_time", "dte", "strikes").unique().iter_rows():
+        kind, pct = parse_strike_rule(rule)
+        if kind == "band":
+            keys.add((minute_of(entry, "entry_time"), int(float(dte)), pct))
+    return keys
+
+
+def history_context(
+    history: Path,
+    underlying: str,
+    now: datetime,
+    spot: float,
+    vix: float,
+    keys: set[tuple[int, int, float]],
+) -> tuple[DayContext | None, str | None]:
+    """Today's pre-trade facts by the grid's own rules (:func:`kit.research.grid.context.
+    contexts`, default settings): the trend of the history's closes and the P-band edges of its
+    past moves, with today's one live snapshot (``spot``, ``vix`` at ``now``) appended. None
+    and why when the history is missing or ends more than ``STALE_SESSIONS`` before today."""
+    today = now.astimezone(NEW_YORK).date()
+    st = Settings()
+    past, why = _past(str(history), underlying, today)
+    if why is not None:
+        return None, why
+    ny = now.astimezone(NEW_YORK)
+    live = DaySummary(today, np.array([ny.hour * 60 + ny.minute]), np.array([spot]),
+                      np.array([vix]))  # fmt: skip
+    ctx = contexts([*past, live], keys, lookback=st.band_lookback,
+                   min_samples=st.band_min_samples, trend_days=st.trend_days,
+                   trend_band_pct=st.trend_band_pct)[-1]  # fmt: skip
+    return ctx, None

@@ -33,6 +33,8 @@ def add_watch_parser(sub: Any) -> None:
                    help="the trend the scanner matches configs' trend filters against; auto: "
                    "only configs without a trend filter")  # fmt: skip
     s.add_argument("--grid", help="kit backtest grid --out directory (its results.parquet)")
+    s.add_argument("--history", help="options history (kit history build) for --trend auto and "
+                   "P-band strikes (default: DIR/history beside --grid, if there)")  # fmt: skip
     s.add_argument("--config", help="TOML with a [watch] table (README: Alert-only watch)")
     s.add_argument("--scan-interval", type=positive, help="seconds between scans (default 300)")
     s.add_argument("--top", type=count, help="opportunities alerted per scan (default 5)")
@@ -80,7 +82,8 @@ def _spec(args: argparse.Namespace) -> Any:
             "day", DEFAULT_DAY if args.feed == "sim" else datetime.now(NEW_YORK).date()
         )
         grid = str(ensure_grid(args.underlying, before, progress="off" if args.json else "auto"))
-    return WatchSpec(underlying=args.underlying, trend=args.trend, grid=grid, config=cfg,
+    return WatchSpec(underlying=args.underlying, trend=args.trend, grid=grid, history=args.history,
+                     config=cfg,
                      feed=args.feed, rules=args.rules, db=args.db, seed=args.seed,
                      speed=None if args.once else args.speed, manual=args.file,
                      **sim)  # fmt: skip
