@@ -7,9 +7,10 @@ fetch history. This module does the rest, the same way for every vendor:
   connection;
 - a receive-side liveness watchdog: no frame for ``liveness_timeout_s`` -> STALE, then reconnect
   (checked by a side task, so the per-frame cost is one timestamp store);
-- **gap backfill** after a reconnect: live events are held back while the gap since the last
-  event of each subscription is fetched from the vendor's history, then everything is released in
-  order through a per-key watermark, so the consumer sees no duplicate and no hole;
+- **gap backfill** once a new connection's first frame arrives, after a heartbeat silence or a
+  vendor outage: live events are held while each subscription's gap is fetched from the vendor's
+  history (failed fetches retried, LOST declared, the key STALE till whole), then released in
+  order through a per-key watermark: no duplicate, no hole; out-of-window stamps are refused;
 - malformed frames are counted and logged (rate-limited), never raised into the loop.
 
 Consumers iterate the feed: ``async for event in feed: ...`` yields normalised
@@ -192,6 +193,7 @@ class StreamingFeed(FeedBase):
         self._backfilling = False
         self._backfill_task: asyncio.Task[None] | None = None
         self._gap_mark: int | None = None  # held events before a silence noted mid-backfill
+        self._first_frame = False  # a new connection has not delivered its first frame yet
         self._repairs: dict[SubKey, asyncio.Task[None]] = {}  # keys whose gap fetch failed
         self._malformed_logged = 0
         self._window_logged = 0
@@ -265,7 +267,12 @@ class StreamingFeed(FeedBase):
         now = self.clock.now_ns()
         gap_s = self.config.silence_gap_s
         silent = gap_s is not None and now - self._last_frame_ns > gap_s * NS_PER_S
-        if silent and self._conn is not None:
+        if self._first_frame:
+            # a vendor may stay silent after we reconnect: a fetch made at connect time would
+            # miss what it dropped before this first frame, so the gap is fetched from here
+            self._first_frame = False
+            self._start_backfill()
+        elif silent and self._conn is not None:
             # heartbeats stopped and came back: whatever the vendor sent meanwhile is lost on
             # the wire, so fetch it (this frame and later ones are held behind the backfill)
             self.stats.silences += 1
@@ -348,7 +355,7 @@ class StreamingFeed(FeedBase):
                 self._last_frame_ns = self.clock.now_ns()
                 self._sink.hold()
                 await self._send_subscribe(conn, list(self._subs), True)
-                self._start_backfill()
+                self._first_frame = True  # the gap is fetched once the stream flows again
                 async for frame in self._frames(conn):
                     self._on_frame(frame)
                 detail = "connection closed by peer"
