@@ -4,7 +4,6 @@ held journal lock says what a change waits for, then gives up with a clear messa
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import textwrap
@@ -13,13 +12,9 @@ from pathlib import Path
 import pytest
 
 from kit.cli import args as args_
+from kit.cli.main import main
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def kit(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "kit", *argv], capture_output=True, text=True,
-                          cwd=REPO, env={**os.environ, **(env or {})}, timeout=120)  # fmt: skip
 
 
 def refused(check, text: str) -> str:
@@ -52,17 +47,27 @@ def test_the_shared_checkers_name_the_file_and_the_fault(tmp_path: Path) -> None
     assert "whole number" in refused(args_.count, "0")
 
 
-def test_commands_name_the_bad_path_in_one_line(tmp_path: Path) -> None:
+def refused_by_kit(capsys, *argv: str) -> str:
+    """``kit ARGV`` in this process: exit status 2 and its one-line error."""
+    try:
+        code = main(list(argv))
+    except SystemExit as exit_:  # argparse's refusal of an argument
+        code = exit_.code
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return err.strip().splitlines()[-1]
+
+
+def test_commands_name_the_bad_path_in_one_line(tmp_path: Path, capsys) -> None:
     a_file = tmp_path / "state.txt"
     a_file.write_text("not a directory")
-    out = kit("run", "--auto", "--state", str(a_file))
-    assert out.returncode == 2 and f"{a_file}: is a file, not a directory" in out.stderr
-    assert "Traceback" not in out.stderr
-    out = kit("db", "export", "fills", str(tmp_path), "--db", str(tmp_path / "x.duckdb"))
-    assert out.returncode == 2 and f"{tmp_path}: is a directory, not a file" in out.stderr
-    assert "Traceback" not in out.stderr
-    out = kit("run", "--auto", "--rules", str(tmp_path))
-    assert out.returncode == 2 and str(tmp_path) in out.stderr and "Traceback" not in out.stderr
+    err = refused_by_kit(capsys, "run", "--auto", "--state", str(a_file))
+    assert f"{a_file}: is a file, not a directory" in err
+    err = refused_by_kit(capsys, "db", "export", "fills", str(tmp_path), "--db", "x.duckdb")
+    assert f"{tmp_path}: is a directory, not a file" in err
+    err = refused_by_kit(capsys, "run", "--auto", "--rules", str(tmp_path))
+    assert str(tmp_path) in err and "directory" in err
 
 
 ADD = ["positions", "add", "strangle", "--underlying", "SPX", "--expiry", "2024-03-15", "--put",
@@ -70,7 +75,7 @@ ADD = ["positions", "add", "strangle", "--underlying", "SPX", "--expiry", "2024-
        "--at", "2024-03-12T10:00-04:00"]  # fmt: skip
 
 
-def test_a_held_journal_lock_is_named_and_times_out(tmp_path: Path) -> None:
+def test_a_held_journal_lock_is_named_and_times_out(tmp_path: Path, capsys, caplog) -> None:
     journal = tmp_path / "j.json"
     lock = tmp_path / "j.json.lock"
     holder = subprocess.Popen(
@@ -86,17 +91,14 @@ def test_a_held_journal_lock_is_named_and_times_out(tmp_path: Path) -> None:
     )  # fmt: skip
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
-        out = kit(*ADD, "--file", str(journal), "--wait", "0.5")
-        assert out.returncode == 2, out.stderr
-        assert f"waiting up to 0.5 s for the journal lock {lock} held by process {holder.pid}" in (
-            out.stderr
-        )
-        last = out.stderr.strip().splitlines()[-1]
-        assert last.startswith("kit positions: error: ") and "gave up after 0.5 s" in last
-        assert f"held by process {holder.pid}" in last and "Traceback" not in out.stderr
+        err = refused_by_kit(capsys, *ADD, "--file", str(journal), "--wait", "0.5")
+        said = f"waiting up to 0.5 s for the journal lock {lock} held by process {holder.pid}"
+        assert said in caplog.text
+        assert err.startswith("kit positions: error: ") and "gave up after 0.5 s" in err
+        assert f"held by process {holder.pid}" in err
         assert not journal.exists()  # nothing was written
     finally:
         holder.communicate("\n", timeout=10)
-    out = kit(*ADD, "--file", str(journal), "--wait", "0.5")
-    assert out.returncode == 0, out.stderr
-    assert "m1" in out.stdout and "waiting" not in out.stderr
+    caplog.clear()
+    assert main([*ADD, "--file", str(journal), "--wait", "0.5"]) == 0
+    assert "m1" in capsys.readouterr().out and "waiting" not in caplog.text

@@ -134,7 +134,7 @@ async def test_a_whole_session_leaks_no_secret(pg: LocalPostgres, smtp, hook, tm
                 for i, c in enumerate(commands):
                     await ws.send(json.dumps({"type": "command", "id": f"c{i}", **c}))
                 loop = asyncio.get_running_loop()
-                end = loop.time() + 4.0
+                end = loop.time() + 2.0
                 while loop.time() < end:
                     try:
                         async with asyncio.timeout(0.5):

@@ -4,6 +4,7 @@ the vendor's own history (``/v3/option/history/quote``), through a dropped socke
 import asyncio
 import json
 import os
+import socket
 import sys
 from datetime import datetime
 
@@ -82,16 +83,24 @@ async def test_the_tape_equals_the_vendors_history_through_a_drop_and_a_silence(
         await rest.aclose()
 
 
-async def test_bad_arguments_and_an_absent_terminal_are_one_line_errors(emu, tmp_path):
-    code, _, err = await kit(emu, "tape", "--seconds", "1", "--out", str(tmp_path))
-    assert code == 2 and f"{tmp_path}: is a directory, not a file" in err
+def test_bad_arguments_and_an_absent_terminal_are_one_line_errors(tmp_path, capsys, monkeypatch):
+    from kit.cli.main import main
+
+    def refused(*argv: str) -> str:
+        with pytest.raises(SystemExit) as exit_:
+            main(["tape", *argv])
+        assert exit_.value.code == 2
+        return capsys.readouterr().err
+
+    assert f"{tmp_path}: is a directory, not a file" in refused("--seconds", "1", "--out",
+                                                                 str(tmp_path))  # fmt: skip
     missing = tmp_path / "nowhere" / "t.parquet"
-    code, _, err = await kit(emu, "tape", "--seconds", "1", "--out", str(missing))
-    assert code == 2 and "does not exist" in err and "Traceback" not in err
-    code, _, err = await kit(emu, "tape", "--seconds", "1", "--strikes", "0",
-                             "--out", str(tmp_path / "t.parquet"))  # fmt: skip
-    assert code == 2 and "--strikes" in err
-    await emu.close()
-    code, _, err = await kit(emu, "tape", "--seconds", "1", "--out", str(tmp_path / "t.parquet"))
-    assert code == 2 and "ThetaData Terminal" in err and "Traceback" not in err
-    assert len(err.strip().splitlines()) == 1
+    assert "does not exist" in refused("--seconds", "1", "--out", str(missing))
+    assert "--strikes" in refused("--seconds", "1", "--strikes", "0", "--out", "t.parquet")
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        monkeypatch.setenv("THETADATA_REST_PORT", str(s.getsockname()[1]))
+    assert main(["tape", "--seconds", "1", "--out", str(tmp_path / "t.parquet")]) == 2
+    err = capsys.readouterr().err
+    assert "ThetaData Terminal" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "t.parquet").exists()
