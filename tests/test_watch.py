@@ -250,8 +250,10 @@ def test_scripted_morning_alerts_and_never_orders(capsys, tmp_path, results, mon
     assert all(datetime.fromtimestamp(a.ts_ns / 1e9, NEW_YORK).time() >= datetime(2024, 3, 12, 10)
                .time() for a in opp)  # fmt: skip
     assert len({a.key for a in opp}) == len(opp)  # the 10:05 scan repeats none of 10:00's
-    exits = [a for a in alerts if a.position_id == "manual:m1" and a.severity >= Severity.WARNING]
-    assert exits, [(a.rule, a.position_id) for a in alerts]
+    exits = {a.rule for a in alerts if a.position_id == "manual:m1"}
+    assert "stop_loss" in exits, [(a.rule, a.position_id) for a in alerts]
+    assert w.desk.rules.limits.max_open_positions == 5  # the watch's defaults (no --rules)
+    assert [lv.at for lv in w.desk.rules.profit_target.levels] == [50.0]
     assert w.passes["context"] == 32  # 09:35 .. 10:06, one a minute
     kinds = {type(e).__name__ for e in events}
     assert not kinds & {"OrderState", "Fill"}

@@ -38,12 +38,14 @@ from kit.app.watch_config import WatchConfig
 from kit.app.watch_grid import band_keys, history_context
 from kit.app.watch_scan import GridResults, load_results, scan, today_ny, window
 from kit.core.clock import NEW_YORK, Clock, from_ns
+from kit.core.config import env
 from kit.core.model import Alert, Quote, Severity
 from kit.engine.alerts import AlertSink
 from kit.engine.records import record_to_json
 from kit.engine.snapshot import build_snapshot
 from kit.positions.manual import ManualBook, manual_path
 from kit.research.grid.context import DayContext
+from kit.risk.rules import load_rules
 from kit.signals.regimes import RegimeTracker, gamma_regime, vix_regimes
 from kit.sinks.jsonl import JsonlSink
 
@@ -51,6 +53,13 @@ log = logging.getLogger(__name__)
 
 ROOTS = {"SPX": ("SPXW", "SPX"), "NDX": ("NDXP", "NDX")}
 TRENDS = ("up", "down", "sideways", "auto")
+# The watch's exits and limits when neither --rules nor KIT_RULES names a file: the desk's rules
+# (kit/risk/rules.toml) with one profit-target alert at 50 % of the credit and tighter limits
+# for a hand-traded book; the stop (2x the credit) and the time stop are the desk's.
+WATCH_RULES: dict[str, Any] = {
+    "profit_target": {"levels": [{"at": 50.0, "severity": "INFO", "action": "close_all"}]},
+    "limits": {"max_open_positions": 5, "max_total_risk": 50_000.0},
+}
 CHAIN_DAYS = 7  # calendar days of expiries read for GEX and the scan (more when the grid asks)
 
 
@@ -103,7 +112,9 @@ class WatchSpec:
         sim = {k: v for k, v in (("day", self.day), ("start", self.start), ("seed", self.seed))
                if v is not None}  # fmt: skip
         log_sink = RotatingJsonlSink(self.config.alert_log, self.config.alert_log_bytes)
-        return RunSpec(mode="alert_only", feed=FeedSpec.parse(self.feed), rules=self.rules,
+        path = self.rules or env("KIT_RULES")
+        rules = load_rules(path, None if path else WATCH_RULES)
+        return RunSpec(mode="alert_only", feed=FeedSpec.parse(self.feed), rules=rules,
                        db=self.db, speed=self.speed, script=self.script or (),
                        sinks=(*self.sinks, log_sink), resume_key="watch", **sim)  # fmt: skip
 
