@@ -48,6 +48,7 @@ ERRORS = (("kit_feed_malformed_frames_total", "malformed frames"),
           ("kit_order_rejections_total", "order rejections"),
           ("kit_store_rows_dropped_total", "store rows dropped"),
           ("kit_store_rows_rejected_total", "store rows rejected"))  # fmt: skip
+STYLE = "<style>.kit-ops td { padding: 2px 12px 2px 0; }</style>"
 COLOURS = {"green": "#1a7f37", "amber": "#b7791f", "red": "#c62828"}
 Samples = dict[str, dict[tuple[tuple[str, str], ...], float]]
 
@@ -152,11 +153,11 @@ def render(ready: dict[str, Any], now: Samples, before: Samples | None, dt: floa
     uptime = total(now, "kit_uptime_seconds")
     head = (f"<h3>Operations: engine {html.escape(str(ready.get('engine')))} "
             f"{'ready' if ready.get('ready') else 'NOT READY'}, up {uptime / 60:,.1f} min, "
-            f"{total(now, 'kit_gateway_clients'):.0f} viewers, store backlog "
+            f"viewers {total(now, 'kit_gateway_clients'):.0f}, store backlog "
             f"{total(now, 'kit_store_rows_buffered'):,.0f} rows</h3>")  # fmt: skip
     return (
-        f'<div class="kit-ops">{head}<table class="kit-ops-status">{status}</table>'
-        "<h4>Latency (p50, p99 bucket, target)</h4>"
+        f'<div class="kit-ops">{STYLE}{head}<table class="kit-ops-status">{status}</table>'
+        "<h4>Latency (p50, p99 as histogram bucket bounds; target)</h4>"
         f'<table class="kit-ops-latency">{latency}</table><h4>Errors</h4>'
         f'<table class="kit-ops-errors">{"".join(errs)}</table>'
         f'<h4>Recent warnings and errors</h4><ul class="kit-ops-log">{log}</ul></div>'
