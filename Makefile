@@ -12,7 +12,7 @@ SERVICE_PORT ?= 8765
 FEED ?= sim
 BROKER ?= paper
 
-.PHONY: test lint bench setup clean monitor system-deps screenshot delta
+.PHONY: test lint bench setup clean monitor system-deps screenshot delta scanner
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -43,6 +43,14 @@ DELTA_PORT ?= 8867
 delta: $(DEV_STAMP)
 	$(BIN)/voila notebooks/delta_trader.ipynb --port=$(DELTA_PORT) --no-browser \
 		--Voila.ip=127.0.0.1
+
+# The alert-only watch (`kit watch`: market context, grid opportunities, manual positions' exits;
+# never trades) and its Voila page (notebooks/watch.ipynb); Ctrl-C stops both.
+# `make scanner UNDERLYING=NDX SCANNER_PORT=9002 FEED=thetadata`.
+SCANNER_PORT ?= 8868
+UNDERLYING ?= SPX
+scanner: $(DEV_STAMP)
+	$(BIN)/python -m kit watch --underlying '$(UNDERLYING)' --feed '$(FEED)' --port $(SCANNER_PORT)
 
 # PostgreSQL and Chromium (and python3-venv before the first setup): installed when missing and
 # this is root or has password-less sudo, else it stops at once with the apt-get command to run.

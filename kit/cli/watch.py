@@ -51,7 +51,7 @@ def add_watch_parser(sub: Any) -> None:
     s.add_argument("--once", action="store_true", help="one context pass and one scan, then exit")
     s.add_argument("--json", action="store_true", help="with --once: print one JSON object")
     s.add_argument("--no-dashboard", action="store_true", help="do not start the Voila page")
-    s.add_argument("--port", type=port, default=8867, help="dashboard port (default 8867)")
+    s.add_argument("--port", type=port, default=8868, help="dashboard port (default 8868)")
     s.set_defaults(func=cmd_watch)
 
 
