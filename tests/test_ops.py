@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from kit.ops.metrics import LABEL_CAP, _Bounded
 from kit.remote.client import CommandRefusedError
 from kit.remote.gateway import GatewayConfig
 from kit.ui.ops import OpsPage, grade, metrics_port, parse, quantile
+from kit.ui.panels import notification_html
 
 INTERFACE = ("kit_feed_messages_total", "kit_tick_to_alert_seconds", "kit_orders_total",
              "kit_store_rows_written_total", "kit_gateway_clients")  # fmt: skip
@@ -293,3 +295,21 @@ def test_log_format_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
         Settings.from_env()
     monkeypatch.setenv("KIT_LOG_FORMAT", "JSON")
     assert Settings.from_env().log_format == "json"
+
+
+def test_a_notification_cannot_be_injected_by_an_alert_text() -> None:
+    hostile = 'x" onload="alert(1)\'</img><script>alert(2)</script>'
+    out = notification_html(7, "Theta Desk CRITICAL: rule", hostile)
+    attrs: dict[str, str | None] = {}
+
+    class Tags(HTMLParser):
+        def handle_starttag(self, tag: str, a: list[tuple[str, str | None]]) -> None:
+            assert tag == "img"  # one element, no script
+            attrs.update(a)
+
+    Tags().feed(out)
+    assert set(attrs) == {"alt", "style", "src", "data-seq", "onerror"}
+    js = attrs["onerror"] or ""
+    payload = js.split("const a=", 1)[1].split(";const f=", 1)[0]
+    assert json.loads(payload) == ["Theta Desk CRITICAL: rule",
+                                   {"body": hostile, "tag": "kit-alert-7"}]  # fmt: skip

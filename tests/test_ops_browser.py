@@ -38,3 +38,30 @@ def test_the_ops_page_is_live_in_the_browser(browser: Browser, tmp_path: Path) -
         expect(page.locator(".kit-ops h3")).not_to_have_text(first, timeout=30_000)  # refreshes
         page.screenshot(path=str(tmp_path / "ops.png"))
         page.close()
+
+
+# The page's own Notification, wrapped to record what it shows (the real one still runs)
+RECORD_NOTIFICATIONS = """
+const Real = window.Notification;
+window.__notes = [];
+window.Notification = class extends Real {
+  constructor(title, options) { super(title, options); window.__notes.push([title, options.body]); }
+};
+"""
+
+
+def test_a_critical_alert_raises_a_browser_notification(browser: Browser, tmp_path: Path) -> None:
+    # a strike-breach level every position is within: CRITICAL as soon as the demo is entered
+    rules = tmp_path / "rules.toml"
+    rules.write_text('[strike_breach]\nlevels = [{ at = 50.0, severity = "CRITICAL", '
+                     'action = "roll_untested" }]\n')  # fmt: skip
+    with monitor_process(tmp_path, "--rules", str(rules)) as (port, _):
+        context = browser.new_context(permissions=["notifications"])
+        context.add_init_script(RECORD_NOTIFICATIONS)
+        page = context.new_page()
+        page.goto(f"http://127.0.0.1:{port}/")
+        page.wait_for_function("window.__notes.length > 0", timeout=120_000)
+        title, body = page.evaluate("window.__notes")[0]
+        assert title == "Theta Desk CRITICAL: strike_breach" and "within 50% of a short" in body
+        assert page.locator(".kit-alert-sound audio").count() == 1  # and the beep
+        context.close()

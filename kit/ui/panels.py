@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import json
 import math
 import struct
 from collections.abc import Callable
@@ -324,6 +325,20 @@ def beep_wav(freq_hz: float = 880.0, seconds: float = 0.35, rate: int = 8000) ->
     return "data:audio/wav;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
+def notification_html(seq: int, title: str, body: str) -> str:
+    """A browser notification for a CRITICAL alert, shown by the page itself (the Notification
+    API, asking the user's permission the first time; nothing when denied or unsupported).
+    Widget HTML runs no ``<script>``, so an image that cannot load runs it from its error
+    handler; the texts are JSON in an HTML-escaped attribute, so an alert cannot inject code."""
+    args = html.escape(json.dumps([title, {"body": body[:300], "tag": f"kit-alert-{seq}"}]))
+    js = (
+        "if('Notification' in window){const a=" + args + ";const f=()=>new Notification(a[0],"
+        "a[1]);if(Notification.permission==='granted')f();else if(Notification.permission!=="
+        "'denied')Notification.requestPermission().then(p=>{if(p==='granted')f();});}"
+    )
+    return f'<img alt="" style="display:none" src="data:," data-seq="{seq}" onerror="{js}">'
+
+
 class AlertsFeed:
     """Unacknowledged alerts, newest first, coloured by severity, each with an Ack button;
     a new CRITICAL alert plays a beep."""
@@ -354,8 +369,12 @@ class AlertsFeed:
         ]
         if critical:
             self._beeped = max(critical)
+            top = next(a for a in newest if a["seq"] == self._beeped)
             self.sound.value = (
                 f'<audio autoplay data-seq="{self._beeped}" src="{self._wav}"></audio>'
+                + notification_html(
+                    self._beeped, f"Theta Desk CRITICAL: {top['rule']}", top["message"]
+                )
             )
 
     def update_log(self, log: list[dict[str, Any]], open_ids: set[str]) -> None:
