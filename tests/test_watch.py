@@ -215,6 +215,7 @@ def test_scripted_morning_alerts_and_never_orders(capsys, tmp_path, results, mon
                  "--file", str(journal), "--at", "2024-03-12T09:31-04:00"]) == 0  # fmt: skip
     capsys.readouterr()
     cfg = WatchConfig(min_score=-100, min_win_rate=0, min_roi=-1000, min_sharpe=-100, min_trades=1,
+                      trading_end=datetime(2024, 3, 12, 10, 6).time(),  # the day's summary
                       alert_log=str(tmp_path / "alerts.jsonl"),
                       state_file=str(tmp_path / "state.json"))  # fmt: skip
     spec = WatchSpec(grid=str(results), config=cfg, day=date(2024, 3, 12),
@@ -255,6 +256,10 @@ def test_scripted_morning_alerts_and_never_orders(capsys, tmp_path, results, mon
     assert w.desk.rules.limits.max_open_positions == 5  # the watch's defaults (no --rules)
     assert [lv.at for lv in w.desk.rules.profit_target.levels] == [50.0]
     assert w.passes["context"] == 32  # 09:35 .. 10:06, one a minute
+    (eod,) = [a for a in alerts if a.rule == "end_of_day"]
+    assert eod.message.startswith(f"End of day 2024-03-12: {len(opp)} opportunities alerted, "
+                                  f"{sum(a.rule == 'regime_change' for a in alerts)} regime "
+                                  "changes; 1 open / 0 closed positions")  # fmt: skip
     kinds = {type(e).__name__ for e in events}
     assert not kinds & {"OrderState", "Fill"}
     state = json.loads((tmp_path / "state.json").read_text())

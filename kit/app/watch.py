@@ -143,6 +143,7 @@ class Watch:
         self.reasons: list[str] = []
         self._frame: Any = None
         self._session_open: tuple[date, float] | None = None
+        self._summarised: date | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.run: Run | None = None
 
@@ -317,7 +318,28 @@ class Watch:
 
         self._manual_seen, _ = sync_manual(self.desk, self.manual, self._manual_seen, spawn)
         self.desk.evaluate()
+        self._end_of_day()
         return build_snapshot(self.desk).positions
+
+    def _end_of_day(self) -> None:
+        """Once a day at ``trading_end``: an INFO ``end_of_day`` alert summing up the session
+        (opportunities alerted, regime changes, positions, capital at risk, P&L)."""
+        local = self.clock.now().astimezone(self.cfg.zone)
+        if local.time() < self.cfg.trading_end or self._summarised == local.date():
+            return
+        self._summarised = local.date()
+        start = local.replace(hour=0, minute=0, second=0, microsecond=0)
+        since = int(start.timestamp() * 1e9)
+        today = [r.alert.rule for r in self.desk.alerts.history if r.alert.ts_ns >= since]
+        p = self.state()["portfolio"]
+        counts = {"opportunities": today.count("opportunity"),
+                  "regime_changes": today.count("regime_change")}  # fmt: skip
+        msg = (f"End of day {local:%Y-%m-%d}: {counts['opportunities']} opportunities alerted, "
+               f"{counts['regime_changes']} regime changes; {p['open']} open / {p['closed']} "
+               f"closed positions, capital at risk ${p['capital_at_risk']:,.0f}, unrealized "
+               f"${p['unrealized_pnl']:,.2f}, realized ${p['realized_pnl']:,.2f}")  # fmt: skip
+        self._publish(Alert(self.clock.now_ns(), Severity.INFO, "end_of_day", msg,
+                            inputs={**counts, **p}, key=f"{local:%Y-%m-%d}"))  # fmt: skip
 
     # --- state and loops ---
 
