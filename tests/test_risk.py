@@ -16,6 +16,7 @@ from kit.portfolio.book import PositionView
 from kit.portfolio.market import MarketConfig, MarketState
 from kit.risk import checks as risk
 from kit.risk.rules import load_rules
+from kit.risk.tenor import GAMMA_FLOOR
 
 RULES = load_rules()
 NOW = to_ns(datetime(2024, 3, 12, 15, 0, tzinfo=UTC))  # 11:00 New York, market open
@@ -71,7 +72,8 @@ def test_a_quiet_book_raises_nothing():
 
 
 LEVEL_RULES = {  # rule -> (view field, metric -> field value, fires when metric >= level)
-    "delta": ("delta_unit", lambda x: x),  # no gamma: the delta after a 1-sigma move is delta's
+    # no gamma: sigmas from delta-neutral = |delta| / the 0.25 floor (exact: a power of 2)
+    "delta": ("delta_unit", lambda x: x * GAMMA_FLOOR),
     # short gamma is negative; the rule reads |gamma per 1%| x the 1-sigma move in %
     "gamma": ("gamma_unit", lambda x: -x / SIGMA_MOVE_PCT),
     "profit_target": ("pnl_pct", lambda x: x),
@@ -98,7 +100,7 @@ def test_delta_fires_for_exactly_the_positions_past_each_level(deltas):
     view = make_view(len(deltas), delta_unit=np.array(deltas))
     got = fired(risk.delta(ctx(view)), "delta")
     expected = {(f"P{i}", f"{lv.at:g}") for i, d in enumerate(deltas)
-                for lv in RULES.delta.levels if abs(d) >= lv.at}  # fmt: skip
+                for lv in RULES.delta.levels if abs(d) / GAMMA_FLOOR >= lv.at}  # fmt: skip
     assert got == expected
 
 
@@ -125,8 +127,8 @@ def test_gamma_reduce_level_needs_a_profit():
 @given(st.lists(st.tuples(st.floats(-1.5, 1.5), st.floats(-0.2, 0.2), st.floats(0.05, 0.8)),
                 min_size=1, max_size=20))  # fmt: skip
 def test_delta_and_gamma_read_the_move_left_at_the_atm_iv(rows):
-    """delta_1s = |delta| + |gamma per 1%| x move%, gamma_1s = |gamma per 1%| x move%, with move%
-    = 100 x IV x sqrt(T): the same position fires at a higher IV and not at a lower one."""
+    """gamma_1s = |gamma per 1%| x move%, delta_1s = |delta| / max(gamma_1s, 0.25), with move%
+    = 100 x IV x sqrt(T): the same position reads more gamma and less delta at a higher IV."""
     deltas, gammas, ivs = (np.array(c) for c in zip(*rows, strict=True))
     view = make_view(len(rows), delta_unit=deltas, gamma_unit=gammas)
     for iv in np.unique(ivs)[:3]:
@@ -135,15 +137,15 @@ def test_delta_and_gamma_read_the_move_left_at_the_atm_iv(rows):
         assert c.sigma.move_pct == pytest.approx(np.full(len(rows), move), rel=1e-12)
         want_g = np.abs(gammas) * move
         assert c.sigma.gamma_1s == pytest.approx(want_g, rel=1e-12)
-        assert c.sigma.delta_1s == pytest.approx(np.abs(deltas) + want_g, rel=1e-12)
+        d1s = np.abs(deltas) / np.maximum(want_g, GAMMA_FLOOR)
+        assert c.sigma.delta_1s == pytest.approx(d1s, rel=1e-12)
         got = fired(risk.evaluate(c), "delta")
-        d1s = np.abs(deltas) + want_g
         assert got == {(f"P{i}", f"{lv.at:g}") for i in range(len(rows))
                        for lv in RULES.delta.levels if d1s[i] >= lv.at}  # fmt: skip
 
 
 def test_delta_action_rolls_the_untested_side():
-    view = make_view(2, delta_unit=np.array([0.8, -0.8]))
+    view = make_view(2, delta_unit=np.array([0.2, -0.2]))  # 0.8 sigma: the roll, not the close
     actions = {f.alert.position_id: f.action.kind for f in risk.delta(ctx(view)) if f.action}
     assert actions == {"P0": ActionKind.ROLL_CALL, "P1": ActionKind.ROLL_PUT}  # spot fell / rose
 

@@ -11,7 +11,7 @@ from kit.risk.rules import RULE_IDS, load_rules
 
 def test_defaults_are_the_documented_seed_values():
     r = load_rules()
-    assert [lv.at for lv in r.delta.levels] == [0.60, 0.75, 1.00]  # per unit, after a 1-sigma move
+    assert [lv.at for lv in r.delta.levels] == [0.50, 0.75, 1.25]  # sigmas from delta-neutral
     assert [lv.action for lv in r.delta.levels] == ["", "roll_untested", "close_all"]
     assert [lv.at for lv in r.gamma.levels] == [0.50, 0.60]  # delta change for a 1-sigma move
     assert [lv.action for lv in r.profit_target.levels] == ["", "close_half", "close_all"]

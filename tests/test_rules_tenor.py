@@ -33,9 +33,9 @@ def _years(expiry: date) -> float:
     )
 
 
-def _quote(m: MarketState, c: Contract, iv: float, ts: int = NOW) -> None:
+def _quote(m: MarketState, c: Contract, iv: float, ts: int = NOW, spot: float = SPOT) -> None:
     """A one-cent market around the Black-Scholes price at ``iv`` (the desk inverts it back)."""
-    price = float(greeks(SPOT, c.strike, _years(c.expiry), R, Q, iv, c.is_call).price)
+    price = float(greeks(spot, c.strike, _years(c.expiry), R, Q, iv, c.is_call).price)
     m.on_quote(Quote(c, price - 0.005, price + 0.005, 10.0, 10.0, ts))
 
 
@@ -71,35 +71,47 @@ def test_a_strangle_reads_the_same_at_0dte_and_45dte_in_sigma_units():
     assert per_1pct > 10  # the old unit: a 1% move is ~2.5 sd of a 0DTE's day, ~0.3 of 45 days
     for _, gamma_1s, delta_1s in metrics.values():
         assert 0.35 < gamma_1s < 0.5  # 2 x phi(1.15) = 0.41 for a strike pair 1.15 sd out
-        # log-symmetric strikes carry a little delta over 45 days (carry and the sigma^2/2 drift)
-        assert delta_1s == pytest.approx(gamma_1s, abs=0.05)
+        # centred (log-symmetric strikes carry a little delta over 45 days: the sigma^2/2 drift)
+        assert delta_1s < 0.15
     assert metrics["0DTE"][1] == pytest.approx(metrics["45DTE"][1], rel=0.08)
-    # the seed levels (delta warns at 0.60, gamma at 0.50): a centred strangle trips neither
-    rules = load_rules()
-    assert metrics["45DTE"][2] < rules.delta.levels[0].at
-    assert metrics["45DTE"][1] < rules.gamma.levels[0].at
+    rules = load_rules()  # a centred strangle trips neither rule's first level
+    assert max(d for _, _, d in metrics.values()) < rules.delta.levels[0].at
+    assert max(g for _, g, _ in metrics.values()) < rules.gamma.levels[0].at
+
+
+def _neutral_spot(m: MarketState, rows: np.ndarray, expiry: date, spot: float) -> float:
+    """Where the legs' net delta is zero, by bisection on an exact reprice (pricing module)."""
+
+    def net(s: float) -> float:
+        d = greeks(s, m.strike[rows], _years(expiry), R, Q, m.iv[rows], m.is_call[rows]).delta
+        return float(-np.sum(d))  # short legs
+
+    lo, hi = spot * 0.7, spot * 1.3
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if net(mid) * net(lo) > 0 else (lo, mid)
+    return 0.5 * (lo + hi)
 
 
 @pytest.mark.parametrize("expiry", TENORS.values())
-def test_delta_1s_tracks_an_exact_reprice_after_a_one_sigma_move(expiry):
-    """delta_1s is first order (|delta| + |gamma| x move); the reference reprices both legs with
-    the pricing module at spot x (1 +/- move) and takes the worse net delta."""
+def test_delta_1s_is_the_distance_to_delta_neutral_in_sigmas(expiry):
+    """delta_1s is first order (|delta| / gamma_1s); the reference finds the delta-neutral spot
+    by repricing both legs with the pricing module and measures spot's distance to it in 1-sigma
+    moves."""
     book, m = _strangle_book(expiry)
+    rows = book.leg_row[book.legs_of("S")]
+    width = IV * math.sqrt(_years(expiry))
     for shift in (0.0, 0.4, 0.8):  # spot walks towards the put, in sigmas of the time left
-        width = IV * math.sqrt(_years(expiry))
         spot = SPOT * math.exp(-shift * width)
         m.on_underlying(Tick("SPX", spot, NOW))
-        m.refresh(m.track_all(m.contracts), NOW)
+        for c in m.contracts:  # the market moves with spot: quotes at the same 15% IV
+            _quote(m, c, IV, spot=spot)
+        m.refresh(None, NOW)
         view = book.view(NOW)
         s = sigma_greeks(view, m, NOW)
-        rows = book.leg_row[book.legs_of("S")]
-        exact = 0.0
-        for sign in (-1, 1):
-            moved = spot * (1 + sign * s.move_pct[0] / 100)
-            d = greeks(moved, m.strike[rows], _years(expiry), R, Q, m.iv[rows], m.is_call[rows])
-            exact = max(exact, abs(float(-np.sum(d.delta))))
-        assert s.delta_1s[0] == pytest.approx(exact, abs=0.12), shift
-        assert abs(view.delta_unit[0]) < s.delta_1s[0]
+        exact = abs(_neutral_spot(m, rows, expiry, spot) / spot - 1) * 100 / s.move_pct[0]
+        assert s.delta_1s[0] == pytest.approx(exact, abs=0.1 + 0.25 * exact), shift
+    assert s.delta_1s[0] > load_rules().delta.levels[0].at  # 0.8 sigma off: past the warning
 
 
 def test_atm_iv_interpolates_at_spot_from_fresh_quotes_and_falls_back_to_stale_ones():
@@ -153,10 +165,10 @@ def test_rules_fire_on_the_sigma_metric_and_carry_its_inputs():
     ("overrides", "message"),
     [
         ({"delta": {"levels": [{"at": 60, "severity": "WARNING"}]}},
-         r"delta.levels\[0\].at: a delta per unit over a 1-sigma move, > 0 and <= 3 "
-         r"\(0.60, not 60\), got 60"),
+         r"delta.levels\[0\].at: a level in 1-sigma units, > 0 and <= 3 \(0.60, not 60\), "
+         r"got 60"),
         ({"gamma": {"levels": [{"at": 0.0, "severity": "WARNING"}]}},
-         r"gamma.levels\[0\].at: a delta per unit over a 1-sigma move"),
+         r"gamma.levels\[0\].at: a level in 1-sigma units"),
         ({"gamma": {"levels": [{"at": -0.5, "severity": "WARNING"}]}}, r"gamma.levels\[0\].at"),
         ({"delta": {"levels": [{"at": math.nan, "severity": "WARNING"}]}},
          r"delta.levels\[0\].at: must be a finite number"),

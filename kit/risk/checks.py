@@ -172,12 +172,12 @@ def _sigma_inputs(s: SigmaGreeks) -> dict[str, np.ndarray]:
 
 
 def delta(ctx: Context) -> list[Finding]:
-    """|Net delta per unit| after the worse ±1σ move over the time left (kit.risk.tenor)."""
+    """1σ moves (over the time left) from the delta-neutral spot (kit.risk.tenor)."""
     v, s = ctx.view, ctx.sigma
     return _level_rule(ctx, "delta", ctx.rules.delta, s.delta_1s, _ge,
-                       lambda i, lv: f"net delta {v.delta_unit[i]:+.3f} per unit, "
-                                     f"{s.delta_1s[i]:.2f} after a 1σ move "
-                                     f"(±{s.move_pct[i]:.2f}%), reached {lv.at:g}",
+                       lambda i, lv: f"net delta {v.delta_unit[i]:+.3f} per unit: spot "
+                                     f"{s.delta_1s[i]:.2f}σ (σ ±{s.move_pct[i]:.2f}%) from "
+                                     f"delta-neutral, reached {lv.at:g}σ",
                        _sigma_inputs(s))  # fmt: skip
 
 

@@ -133,9 +133,9 @@ _ACTIONS = {a.value for a in ActionKind} | {ROLL_UNTESTED}
 # Thresholds that must be > 0: a zero limit, window or move would refuse or fire on everything.
 _POSITIVE = ("limits.", "window_s", "after_s", "move_pct", "max_spread_pct")
 _PERCENTILE = ("min_iv_rank",)  # 0-100
-# The delta and gamma levels are deltas per unit over a 1-sigma move (kit.risk.tenor): a centred
-# strangle reads about 0.4, a short strike reached about 0.9. Above this a level never fires on
-# a one-by-one position; what it catches is a percentage typed for a fraction (60 for 0.60).
+# The delta and gamma levels are in 1-sigma units (kit.risk.tenor): sigmas from delta-neutral
+# (a short strike reached ~1.2) and the delta change per unit for a 1-sigma move (a straddle
+# 0.8). Above this a level hardly fires; what it catches is a percentage typed for 0.60 (60).
 SIGMA_LEVEL_MAX = 3.0
 _SIGMA_LEVELS = ("delta.levels[", "gamma.levels[")
 
@@ -151,7 +151,7 @@ def _number(where: str, value: Any) -> float:
     if where.startswith("strike_breach."):  # a distance to the strike: <= 0 is in the money
         return x
     if where.startswith(_SIGMA_LEVELS) and where.endswith(".at") and not 0 < x <= SIGMA_LEVEL_MAX:
-        raise ConfigError(f"{where}: a delta per unit over a 1-sigma move, > 0 and <= "
+        raise ConfigError(f"{where}: a level in 1-sigma units, > 0 and <= "
                           f"{SIGMA_LEVEL_MAX:g} (0.60, not 60), got {value!r}")  # fmt: skip
     if any(k in where for k in _POSITIVE) and x <= 0:
         raise ConfigError(f"{where}: must be > 0, got {value!r}")

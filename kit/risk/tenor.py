@@ -11,8 +11,11 @@ tenor: for the same strikes in delta terms the metrics below take the same value
   (:func:`kit.core.payoff.expected_move` at the expiry's at-the-money IV);
 - ``gamma_1s``: how much the net delta per unit changes for that move: ``|gamma per 1%| x
   move_pct`` (the book reports gamma per unit as the delta change for a 1% move);
-- ``delta_1s``: the net delta per unit after the worse of a +/-1-sigma move, to first order:
-  ``|delta per unit| + gamma_1s``.
+- ``delta_1s``: how many of those moves spot sits from where the position is delta-neutral, to
+  first order: ``|delta per unit| / max(gamma_1s, GAMMA_FLOOR)``. Direction, not convexity: a
+  centred strangle reads 0 however narrow, so a roll back to neutral is not re-triggered by its
+  own gamma; the floor keeps a position with little gamma (a vertical between its strikes, far
+  wings, the last minutes) from dividing by ~0 (it reads its delta x 4).
 
 The at-the-money IV is read from the market's own implied vols of that expiry (interpolated at
 spot between the nearest strikes below and above it, out-of-the-money side preferred), using the
@@ -36,6 +39,7 @@ from kit.portfolio.market import MarketState
 
 F64 = NDArray[np.float64]
 NS_PER_DAY = 86_400 * NS_PER_S
+GAMMA_FLOOR = 0.25  # gamma_1s below this counts as this in delta_1s (a power of 2: exact division)
 FRESH_S = 300.0  # a contract quoted this recently carries a current IV; older ones are a fallback
 REUSE_S = 1.0  # an expiry's ATM IV is looked up again after this much market time (the desk's
 # heartbeat reprices the chain once a second, so a fresher look-up would read the same IVs)
@@ -51,7 +55,7 @@ class SigmaGreeks:
     atm_iv: F64  # decimal
     move_pct: F64  # 1-sigma move over the time to the nearest expiry, % of spot
     gamma_1s: F64  # |net delta change per unit| for that move
-    delta_1s: F64  # |net delta per unit| after the worse +/-1-sigma move (first order)
+    delta_1s: F64  # 1-sigma moves from the delta-neutral spot: |delta| / max(gamma_1s, floor)
 
 
 def atm_iv(market: MarketState, und: int, expiry_ns: float, spot: float, now_ns: int) -> float:
@@ -111,4 +115,5 @@ def sigma_greeks(view: PositionView, market: MarketState, now_ns: int) -> SigmaG
             if np.isfinite(sigma):
                 move[members] = expected_move(100.0, sigma, days)
     gamma_1s = np.abs(view.gamma_unit) * move
-    return SigmaGreeks(iv, move, gamma_1s, np.abs(view.delta_unit) + gamma_1s)
+    delta_1s = np.abs(view.delta_unit) / np.fmax(gamma_1s, GAMMA_FLOOR)  # NaN stays NaN
+    return SigmaGreeks(iv, move, gamma_1s, delta_1s)
