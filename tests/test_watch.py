@@ -386,3 +386,15 @@ def test_continuous_cli_runs_and_stops(tmp_path, results):
     assert "OPPORTUNITY SPX" in out and out.rstrip().endswith("kit watch: stopped")
     state = json.loads((tmp_path / "state.json").read_text())
     assert state["context"]["ts"] >= "2024-03-12T14:05"
+
+
+def test_ndx_reads_its_own_chain(capsys, tmp_path, results):
+    """NDX: its price comes from the feed's first NDX tick (the simulator's chain snapshot
+    carries SPX, not NDX) and the trades are on the NDXP dailies' 25-point strikes."""
+    doc = once(capsys, tmp_path, results, "--at", "2024-03-12T10:30", "--underlying", "NDX")
+    assert doc["context"]["underlying"] == "NDX" and doc["context"]["price"] > 10_000
+    assert doc["opportunities"]
+    for o in doc["opportunities"]:
+        assert o["root"] == "NDXP"
+        assert all(leg["contract"].startswith("NDXP ") and leg["strike"] % 25 == 0
+                   for leg in o["legs"])  # fmt: skip

@@ -24,7 +24,7 @@ import math
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import date, time
+from datetime import date, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,7 @@ from kit.app.service import sync_manual
 from kit.app.watch_config import WatchConfig
 from kit.app.watch_grid import band_keys, history_context
 from kit.app.watch_scan import GridResults, load_results, scan, today_ny, window
-from kit.core.clock import NEW_YORK, Clock, from_ns
+from kit.core.clock import NEW_YORK, Clock, SimClock, from_ns
 from kit.core.config import env
 from kit.core.model import Alert, Quote, Severity
 from kit.engine.alerts import AlertSink
@@ -156,7 +156,21 @@ class Watch:
         self.chains: ChainSource = run.chains
         await run.start()
         await self.desk.subscribe([self.spec.underlying])
+        await self._first_tick()
         return self
+
+    async def _first_tick(self, timeout_s: float = 5.0) -> None:
+        """Wait (market time) for the underlying's first price: a vendor's chain snapshot may
+        not carry it (the simulator's has SPX, not NDX), the feed's next step does. A stepped
+        clock is moved on by the second, so ``--once`` reads at most a few seconds later."""
+        u, waited = self.spec.underlying, 0.0
+        while not math.isfinite(self.desk.market.spot_of(u)) and waited < timeout_s:
+            if isinstance(self.clock, SimClock) and self.clock.speed is None:
+                await self.clock.run_until(self.clock.now() + timedelta(seconds=1))
+                waited += 1.0
+            else:
+                await asyncio.sleep(0.1)
+                waited += 0.1
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -283,8 +297,12 @@ class Watch:
         if self.grid is None:
             self.opportunities, self.reasons = [], ["no grid results (--grid DIR)"]
             return []
-        if self._frame is None or not self.context.get("market_open"):
+        if not self.context.get("market_open"):
             self.opportunities, self.reasons = [], ["outside trading hours"]
+            return []
+        if self._frame is None:
+            self.opportunities = []
+            self.reasons = [f"no live {self.spec.underlying} chain or price from the feed"]
             return []
         c = self.context
         ctx = DayContext(day=today_ny(now), weekday=now.astimezone(NEW_YORK).strftime("%a").lower(),
