@@ -398,3 +398,16 @@ def test_ndx_reads_its_own_chain(capsys, tmp_path, results):
         assert o["root"] == "NDXP"
         assert all(leg["contract"].startswith("NDXP ") and leg["strike"] % 25 == 0
                    for leg in o["legs"])  # fmt: skip
+
+
+def test_alerts_reach_the_store(capsys, tmp_path, results):
+    """--db: the opportunity alerts of a scan are rows of the store's alerts table."""
+    db = tmp_path / "desk.duckdb"
+    doc = once(capsys, tmp_path, results, "--at", "2024-03-12T10:30", "--seed", "3",
+               "--db", str(db))  # fmt: skip
+    con = duckdb.connect(str(db), read_only=True)
+    rows = con.execute("SELECT message FROM alerts WHERE rule = 'opportunity'").fetchall()
+    in_window = [o for o in doc["opportunities"] if o["in_entry_window"]]
+    assert len(rows) == len(in_window) > 0
+    for o in in_window:
+        assert any(f"(config {o['config_id']}," in m for (m,) in rows)
