@@ -411,3 +411,31 @@ def test_alerts_reach_the_store(capsys, tmp_path, results):
     assert len(rows) == len(in_window) > 0
     for o in in_window:
         assert any(f"(config {o['config_id']}," in m for (m,) in rows)
+
+
+def test_risk_limit_alerts_at_the_watch_defaults(capsys, tmp_path, results):
+    """Six hand-traded 10-lot iron condors: more than the watch's 5 open positions and more
+    than its $50,000 total risk, each one limits alert."""
+    journal = tmp_path / "manual.json"
+    for put in (4900, 4880, 4860, 4840, 4820, 4800):
+        assert main(["positions", "add", "iron_condor", "--underlying", "SPX", "--expiry",
+                     "2024-03-15", "--put", str(put), "--call", str(put + 250), "--wings", "25",
+                     "--contracts", "10", "--credit", "2.00", "--file", str(journal), "--at",
+                     "2024-03-12T09:40-04:00"]) == 0  # fmt: skip
+    capsys.readouterr()
+    cfg = WatchConfig(alert_log=str(tmp_path / "a.jsonl"), state_file=str(tmp_path / "s.json"))
+    spec = WatchSpec(grid=str(results), config=cfg, day=date(2024, 3, 12), seed=3, speed=None,
+                     start=datetime(2024, 3, 12, 10, 30).time(), manual=journal)  # fmt: skip
+
+    async def one_pass() -> list[Alert]:
+        w = await Watch(spec).start()
+        try:
+            await w.once()
+            return [r.alert for r in w.desk.alerts.history]
+        finally:
+            await w.close()
+
+    limits = {a.key: a for a in asyncio.run(one_pass()) if a.rule == "limits"}
+    assert "6 open positions exceed the limit of 5" in limits["open_positions"].message
+    assert "exceeds $50,000" in limits["total_risk"].message
+    assert limits["total_risk"].inputs["total_risk"] > 50_000
