@@ -5,6 +5,7 @@ prometheus_client's own parser; counters move with real ticks, alerts, orders an
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import os
 import re
@@ -29,7 +30,8 @@ from kit.app.service import DeskService, ServiceConfig
 from kit.cli.main import main
 from kit.cli.status import DEFAULT_METRICS_PORT
 from kit.core.config import ConfigError, Settings
-from kit.ops.metrics import LABEL_CAP, _Bounded
+from kit.core.model import Quote
+from kit.ops.metrics import LABEL_CAP, DeskMetrics, _Bounded
 from kit.remote.client import CommandRefusedError
 from kit.remote.gateway import GatewayConfig
 from kit.ui.ops import OpsPage, grade, metrics_port, parse, quantile
@@ -104,8 +106,11 @@ async def test_metrics_move_with_ticks_alerts_orders_and_store(service: DeskServ
         # the demo strangle is entered through the order manager: orders, fills, alerts
         s = await eventually(service, lambda s: total(s, "kit_orders_total")
                              and total(s, "kit_alerts_total")
-                             and total(s, "kit_store_rows_written_total"))  # fmt: skip
+                             and total(s, "kit_store_rows_written_total")
+                             and total(s, "kit_order_round_trip_seconds_count")
+                             and s["kit_orders_total"][(("status", "filled"),)])  # fmt: skip
         assert total(s, "kit_orders_total") > 0
+        assert s["kit_orders_total"][(("status", "filled"),)] >= 1  # the demo entry filled
         assert total(s, "kit_alerts_total") > 0
         assert s["kit_feed_messages_total"][(("feed", "sim"),)] > first.get(
             "kit_feed_messages_total", {}).get((("feed", "sim"),), 0)  # fmt: skip
@@ -313,3 +318,33 @@ def test_a_notification_cannot_be_injected_by_an_alert_text() -> None:
     payload = js.split("const a=", 1)[1].split(";const f=", 1)[0]
     assert json.loads(payload) == ["Theta Desk CRITICAL: rule",
                                    {"body": hostile, "tag": "kit-alert-7"}]  # fmt: skip
+
+
+def test_tick_to_alert_is_timed_on_the_tick_that_raises_it() -> None:
+    """The desk benchmark's book; a quote on P0's short put that lifts its profit past the 25%
+    target raises the alert inside ``process``: one tick-to-alert observation, one per tick
+    evaluated, and the alert counted by rule and severity."""
+    spec = importlib.util.spec_from_file_location("bench_desk", REPO / "benchmarks" / "desk.py")
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    desk, clock, _ = bench.build_desk(3)
+    m = DeskMetrics()
+    m.watch_desk(desk)
+    p0 = desk.book.positions["P0"]
+    put, call = p0.legs[0].contract, p0.legs[1].contract
+    entry = bench._mid(put, 5000.0) + bench._mid(call, 5000.0)
+    mid = entry * (1 - 0.255) - bench._mid(call, 5000.0)  # 25.5% of the credit kept
+    clock.advance(0.001)
+    quiet = bench._quote(call, 5000.0, clock.now_ns())  # unchanged: nothing fires
+    assert desk.process([quiet]) == []
+    clock.advance(0.001)
+    crossing = Quote(put, round(mid * 0.99, 2), round(mid * 1.01, 2), 10, 10, clock.now_ns())
+    emitted = desk.process([crossing])
+    assert [r.alert.rule for r in emitted] == ["profit_target"]
+    reg = m.registry
+    assert reg.get_sample_value("kit_tick_to_evaluation_seconds_count") == 2
+    assert reg.get_sample_value("kit_tick_to_alert_seconds_count") == 1
+    assert reg.get_sample_value("kit_evaluation_seconds_count") == 2
+    assert reg.get_sample_value("kit_alerts_total",
+                                {"rule": "profit_target", "severity": "INFO"}) == 1  # fmt: skip
