@@ -24,7 +24,7 @@ import math
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import date, time, timedelta
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,7 @@ from kit.app.service import sync_manual
 from kit.app.watch_config import WatchConfig
 from kit.app.watch_grid import band_keys, history_context
 from kit.app.watch_scan import GridResults, load_results, scan, today_ny, window
-from kit.core.clock import NEW_YORK, Clock, SimClock, from_ns
+from kit.core.clock import NEW_YORK, Clock, SimClock
 from kit.core.config import env
 from kit.core.model import Alert, Quote, Severity
 from kit.engine.alerts import AlertSink
@@ -257,7 +257,7 @@ class Watch:
                 self._publish(msgspec.structs.replace(change.alert(), message=text))
         return self.context
 
-    def _trend(self, now: Any, spot: float, vix: float) -> tuple[str | None, str, str | None]:
+    def _trend(self, now: datetime, spot: float, vix: float) -> tuple[str | None, str, str | None]:
         """(trend, where it came from, why unknown) and today's P-band edges from the history
         by the grid's rules; ``--trend`` other than auto wins."""
         hctx, why = None, "no history: trend auto matches configs without a trend filter"
@@ -411,8 +411,3 @@ class Watch:
                                     (c.positions_interval_s, "positions", self.track),
                                     (c.scan_interval_s, "scan", self.scan_once)):  # fmt: skip
             self._tasks.append(asyncio.create_task(self._every(seconds, name, body)))
-
-
-def when(ts_ns: int) -> str:
-    """New York ``HH:MM`` of a clock reading (the console's lines)."""
-    return f"{from_ns(ts_ns).astimezone(NEW_YORK):%H:%M}"

@@ -128,8 +128,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
 
 async def _once(watch: Any) -> dict[str, Any]:
-    await watch.start()
     try:
+        await watch.start()
         return await watch.once()
     finally:
         await watch.close()
@@ -142,8 +142,8 @@ async def _forever(watch: Any, until: Any) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await watch.start()
     try:
+        await watch.start()
         watch.start_loops()
         now = watch.clock.now().astimezone(NEW_YORK)
         print(f"kit watch: alert-only {watch.spec.underlying} on {watch.spec.feed} from "
