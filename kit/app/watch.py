@@ -156,13 +156,12 @@ class Watch:
         self.chains: ChainSource = run.chains
         await run.start()
         await self.desk.subscribe([self.spec.underlying])
-        await self._first_tick()
         return self
 
     async def _first_tick(self, timeout_s: float = 5.0) -> None:
-        """Wait (market time) for the underlying's first price: a vendor's chain snapshot may
-        not carry it (the simulator's has SPX, not NDX), the feed's next step does. A stepped
-        clock is moved on by the second, so ``--once`` reads at most a few seconds later."""
+        """Wait (market time) for the underlying's first price when the chain snapshot did not
+        carry it (the simulator's has SPX, not NDX): the feed's next step does. A stepped clock
+        is moved on by the second, so ``--once`` reads at most a few seconds later."""
         u, waited = self.spec.underlying, 0.0
         while not math.isfinite(self.desk.market.spot_of(u)) and waited < timeout_s:
             if isinstance(self.clock, SimClock) and self.clock.speed is None:
@@ -214,6 +213,9 @@ class Watch:
         u = self.spec.underlying
         quotes, oi = await self._chain()
         m = self.desk.market
+        if not math.isfinite(m.spot_of(u)):  # not in the chain snapshot: the feed's next tick
+            await self._first_tick()
+            now = self.clock.now()
         spot, vix = float(m.spot_of(u)), float(m.spot_of("VIX"))
         market_open, entry_open, why = window(now, self.cfg)
         day = today_ny(now)
