@@ -248,7 +248,7 @@ def test_desk_records_in_a_book_give_the_logged_credit_and_realised_pnl(book):
     assert len({f.fill_id for f in fills}) == len(fills) == 6
     assert [f.side for f in fills[-2:]] == [Side.BUY, Side.BUY]
     average = (2 * 4.20 + 4.00) / 3
-    assert b.pos_credit[row] == pytest.approx((2 * 4.20 + 4.00) * 100)
+    assert b.pos_original[row] == pytest.approx((2 * 4.20 + 4.00) * 100)  # the entry premium
     assert b.leg_realized[b.legs_of("manual:m1")].sum() == pytest.approx((average - 1.05) * 100)
     assert b.held("manual:m1").quantity == 2 and b.pos_open[row]
     assert not any(b.apply_fill(f, position.id) for f in fills)  # the service re-applies: no-op
