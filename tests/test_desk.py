@@ -266,3 +266,21 @@ def test_day_pnl_keeps_what_closed_today_and_open_pnl_leaves_out_what_was_realis
     snap = build_snapshot(desk)
     assert not snap.positions[0]["open"] and snap.totals["open_pnl"] == 0.0
     assert snap.totals["day_pnl"] == pytest.approx(-200.0)  # closed today: still today's P&L
+
+
+async def test_a_profit_level_halves_a_position_once_even_when_it_clears_and_returns():
+    clock = SimClock(_at(11, 0))
+    executor = Recorder()
+    rules = load_rules(overrides=QUIET | {"time_stop": {"enabled": False},
+                                          "trailing_stop": {"enabled": False}})  # fmt: skip
+    desk = Desk(clock, rules=rules, executor=executor, auto_manage=True)
+    desk.process(_market(clock, 2.0, 2.0))
+    _open_strangle(desk)  # credit $400
+    # 55%, 35% (cleared), then 55% again after the alert's 300 s cool-down
+    for put, call in ((0.9, 0.9), (1.3, 1.3), (0.9, 0.9)):
+        clock.advance(400)
+        desk.process(_market(clock, put, call))
+        await asyncio.sleep(0)
+    halves = [a for a in executor.actions if a.kind is ActionKind.CLOSE_HALF]
+    assert len(halves) == 1 and halves[0].rule == "profit_target"
+    await desk.close()

@@ -63,6 +63,10 @@ DeskEvent = DeskRecord
 _POSITION_ACTIONS = frozenset(ActionKind) - {ActionKind.FREEZE, ActionKind.BLOCK_ENTRIES}
 VOL_INDEX = {"SPX": "VIX", "SPY": "VIX"}
 FROZEN = "held: frozen by feed outage"
+# partial closes a rule level carries out once per position: its condition may clear and hold
+# again as the held units' P&L moves (a leg filled before the other), which must not reduce the
+# position a second time (three close-halves in a row for one 50% target)
+_ONCE = frozenset({ActionKind.CLOSE_HALF, ActionKind.REDUCE_25})
 
 
 @dataclass(frozen=True)
@@ -124,6 +128,7 @@ class Desk:
         self._tasks: list[asyncio.Task[None]] = []
         self._pending: set[asyncio.Task[None]] = set()
         self._held: dict[tuple[str, str | None, str], Finding] = {}  # vetoed by a freeze only
+        self._done_once: set[tuple[str, str | None, str]] = set()  # partial closes carried out
         self.health = Health(self.notify, clock.now_ns)
 
     # --- hooks (see DeskHooks: one table, these names kept for its users) ---
@@ -327,10 +332,15 @@ class Desk:
         action = finding.action
         assert action is not None
         status = self._veto(action, view)
+        once = (finding.rule, finding.position_id, finding.key)
+        if status is None and action.kind in _ONCE and once in self._done_once:
+            status = "proposed: this level already reduced the position once"
         if status == FROZEN:
             self._held[finding.rule, finding.position_id, finding.key] = finding
         if status is None and action.kind in _POSITION_ACTIONS and self.executor is not None:
             status = "executed"
+            if action.kind in _ONCE:
+                self._done_once.add(once)
             self.stats["actions_executed"] += 1
             task = asyncio.get_running_loop().create_task(self._execute(action))
             self._pending.add(task)
