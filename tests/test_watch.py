@@ -14,7 +14,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from kit.app.watch import RotatingJsonlSink, Watch, WatchSpec
+from kit.app.watch import Watch, WatchSpec
 from kit.app.watch_config import WatchConfig
 from kit.app.watch_scan import candidates, load_results
 from kit.cli.main import main
@@ -26,6 +26,7 @@ from kit.research.history.band import Band, sessions
 from kit.research.history.build import run_build
 from kit.research.history.sim import SimHistory
 from kit.signals.regimes import VIX_REGIMES
+from kit.sinks.jsonl import RotatingJsonlSink
 
 GRID = {
     "settings": {"capital": 25_000, "band_min_samples": 2, "trend_days": 2},

@@ -327,14 +327,16 @@ async def build(spec: RunSpec) -> Run:
 
 
 def configured_sinks() -> tuple[AlertSink, ...]:
-    """The email, webhook and desktop sinks the environment configures (none when unset); a
-    half-set configuration is a one-line ConfigError, never a silent no-op."""
+    """The email, webhook, desktop and alert-log sinks the environment configures (none when
+    unset); a half-set configuration is a one-line ConfigError, never a silent no-op."""
     from kit.sinks.desktop import DesktopSink
     from kit.sinks.email import EmailSink
+    from kit.sinks.jsonl import RotatingJsonlSink
     from kit.sinks.webhook import WebhookSink
 
     try:
-        found = (EmailSink.from_env(), WebhookSink.from_env(), DesktopSink.from_env())
+        found = (EmailSink.from_env(), WebhookSink.from_env(), DesktopSink.from_env(),
+                 RotatingJsonlSink.from_env())  # fmt: skip
     except ValueError as exc:
         raise ConfigError(f"alert sinks: {exc}") from None
     return tuple(sink for sink in found if sink is not None)

@@ -47,7 +47,7 @@ from kit.positions.manual import ManualBook, manual_path
 from kit.research.grid.context import DayContext
 from kit.risk.rules import load_rules
 from kit.signals.regimes import RegimeTracker, gamma_regime, vix_regimes
-from kit.sinks.jsonl import JsonlSink
+from kit.sinks.jsonl import RotatingJsonlSink
 
 log = logging.getLogger(__name__)
 
@@ -61,25 +61,6 @@ WATCH_RULES: dict[str, Any] = {
     "limits": {"max_open_positions": 5, "max_total_risk": 50_000.0},
 }
 CHAIN_DAYS = 7  # calendar days of expiries read for GEX and the scan (more when the grid asks)
-
-
-class RotatingJsonlSink(JsonlSink):
-    """The alert log: JSON lines, rotated at ``max_bytes`` (``alerts.jsonl.1`` .. ``.N``)."""
-
-    def __init__(self, path: str | Path, max_bytes: int, keep: int = 3) -> None:
-        super().__init__(path)
-        self.max_bytes, self.keep = max_bytes, keep
-
-    def _append(self, data: bytes) -> None:
-        assert self._path is not None
-        p = self._path
-        if p.exists() and p.stat().st_size + len(data) > self.max_bytes:
-            for i in range(self.keep - 1, 0, -1):
-                old = p.with_name(f"{p.name}.{i}")
-                if old.exists():
-                    old.replace(p.with_name(f"{p.name}.{i + 1}"))
-            p.replace(p.with_name(f"{p.name}.1"))
-        super()._append(data)
 
 
 @dataclass(frozen=True)
