@@ -27,7 +27,10 @@ from kit.remote.gateway import UNAUTHORIZED, GatewayConfig, service_token
 async def service(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> AsyncIterator[DeskService]:
     monkeypatch.setenv("KIT_TOKEN", TOKEN)
     rules = tmp_path / "rules.toml"  # entries pass on any simulated second, not just some
-    rules.write_text("[entry]\nmax_spread_pct = 50.0\nmin_iv_rank = 0.0\n")
+    rules.write_text(  # and one alert that holds while a position is open, to acknowledge
+        "[entry]\nmax_spread_pct = 50.0\nmin_iv_rank = 0.0\n"
+        '[strike_breach]\nlevels = [{ at = 60.0, severity = "WARNING" }]\n'
+    )
     cfg = ServiceConfig(
         gateway=GatewayConfig(port=0, auth_timeout_s=0.5), speed=20.0, rules=str(rules)
     )
