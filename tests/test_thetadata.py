@@ -198,8 +198,9 @@ async def test_trades_stream_when_asked_and_ohlc_frames_are_understood(emu):
     async with feed:
         await col.until(lambda: len([e for e in col.events if isinstance(e, Trade)]) >= 3)
         emu.inject(OHLC_FRAME)
-        n = feed.stats.frames
+        n, size = feed.stats.frames, feed.stats.bytes
         await col.until(lambda: feed.stats.frames > n + 5)
+        assert feed.stats.bytes > size + len(OHLC_FRAME)  # the wire's size is counted too
     await col.task
     trades = [e for e in col.events if isinstance(e, Trade)]
     for t in trades:  # exactly the prints the market made at that moment

@@ -280,7 +280,7 @@ class StreamingFeed(FeedBase):
             self._sink.hold()
             self._start_backfill()
         self._last_frame_ns = now
-        self.stats.frames += 1
+        self.stats.frame(frame)
         try:
             for ev in self._parse(frame):
                 if not self.in_window(ev, now):

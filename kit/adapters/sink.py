@@ -29,6 +29,13 @@ class FeedStats:
     gaps_lost: int = 0  # gaps declared lost after ``backfill_give_up_s`` of failures
     gaps_filled_late: int = 0  # gaps that needed retries (lost ones included) and were filled
     held_overflow: int = 0  # live events dropped while a key's gap was pending (re-fetched)
+    bytes: int = 0  # received on the wire (a text frame counts its characters)
+
+    def frame(self, frame: Any) -> None:
+        """Count one received frame and its size."""
+        self.frames += 1
+        if isinstance(frame, str | bytes | bytearray | memoryview):
+            self.bytes += len(frame)
 
 
 class _Watermark:

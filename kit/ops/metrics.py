@@ -266,6 +266,7 @@ def _counter(name: str, doc: str, value: float) -> CounterMetricFamily:
 FEED_COUNTERS: tuple[tuple[str, str, Callable[[Any], float]], ...] = (
     ("kit_feed_messages_total", "Market events received", lambda s: s.events),
     ("kit_feed_frames_total", "Network frames received", lambda s: s.frames),
+    ("kit_feed_bytes_total", "Bytes received (text frames: characters)", lambda s: s.bytes),
     ("kit_feed_malformed_frames_total", "Frames that could not be parsed", lambda s: s.malformed),
     ("kit_feed_reconnects_total", "Reconnections after a drop", lambda s: s.reconnects),
     (
