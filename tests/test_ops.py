@@ -123,6 +123,7 @@ async def test_metrics_move_with_ticks_alerts_orders_and_store(service: DeskServ
         assert s["kit_gateway_clients"][()] == 1
         assert s["kit_gateway_snapshots_total"][()] > 0
         assert s["kit_feed_state"][(("feed", "sim"), ("state", "LIVE"))] == 1
+        assert 0 <= s["kit_feed_data_age_seconds"][(("feed", "sim"),)] < 5  # this feed's own
         assert s["process_resident_memory_bytes"][()] > 0
         assert s["kit_event_loop_lag_seconds_count"][()] >= 0
         # the order manager's fills show as filled orders; every status is a code name

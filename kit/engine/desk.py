@@ -129,6 +129,7 @@ class Desk:
         self._pending: set[asyncio.Task[None]] = set()
         self._held: dict[tuple[str, str | None, str], Finding] = {}  # vetoed by a freeze only
         self._done_once: set[tuple[str, str | None, str]] = set()  # partial closes carried out
+        self.feed_seen_ns: dict[str, int] = {}  # when each feed last delivered a batch
         self.health = Health(self.notify, clock.now_ns)
 
     # --- hooks (see DeskHooks: one table, these names kept for its users) ---
@@ -204,6 +205,7 @@ class Desk:
                     break
                 batch.append(nxt)
             self.process(batch)
+            self.feed_seen_ns[feed.name] = self.clock.now_ns()  # per-feed data age (operations)
             if health.faults:
                 health.ok(stage)
 

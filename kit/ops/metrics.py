@@ -310,8 +310,17 @@ def _desk(desk: Desk) -> Iterator[Metric]:
         for s in FeedState:
             state.add_metric([f.name, s.value], 1.0 if s is now else 0.0)
     yield state
-    age = (desk.clock.now_ns() - desk.last_data_ns) / NS_PER_S
+    now_ns = desk.clock.now_ns()
+    age = (now_ns - desk.last_data_ns) / NS_PER_S
     yield _gauge("kit_data_age_seconds", "Clock seconds since the last market data", max(age, 0))
+    per_feed = GaugeMetricFamily("kit_feed_data_age_seconds",
+                                 "Clock seconds since each feed last delivered events",
+                                 labels=["feed"])  # fmt: skip
+    for f in desk.feeds:
+        seen = desk.feed_seen_ns.get(f.name)
+        if seen is not None:
+            per_feed.add_metric([f.name], max(0.0, (now_ns - seen) / NS_PER_S))
+    yield per_feed
     st = desk.stats
     yield _counter("kit_desk_events_total", "Events the desk applied", st["events"])
     yield _counter("kit_desk_events_rejected_total", "Events the desk refused", st["rejected"])

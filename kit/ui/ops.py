@@ -102,17 +102,18 @@ def render(ready: dict[str, Any], now: Samples, before: Samples | None, dt: floa
     age = feeds.get("data_age_s")
     rows = []
     for feed, state in feeds.get("states", {}).items():
+        key = (("feed", feed),)
+        own = now.get("kit_feed_data_age_seconds", {}).get(key, age)  # this feed's own age
         if state == "LIVE" and feeds.get("ok"):
-            colour = "green" if age is not None and age < FRESH_S else "amber"
+            colour = "green" if own is not None and own < FRESH_S else "amber"
         else:
             colour = "amber" if state in ("STALE", "CONNECTING") else "red"
-        key = (("feed", feed),)
         rate = ""
         if before is not None and dt > 0:
             moved = now.get("kit_feed_messages_total", {}).get(key, 0.0) - before.get(
                 "kit_feed_messages_total", {}).get(key, 0.0)  # fmt: skip
             rate = f"{moved / dt:,.0f} msg/s"
-        rows.append((colour, f"feed {feed}", state, f"data {age:.1f} s old" if age is not None
+        rows.append((colour, f"feed {feed}", state, f"data {own:.1f} s old" if own is not None
                      else "", rate))  # fmt: skip
     for name in ("broker", "store", "engine"):
         c = checks.get(name, {})
