@@ -283,22 +283,42 @@ def test_alert_log_rotates(tmp_path):
 
 
 NB_CHECKS = """
-assert refresh() is False  # unchanged file: no re-render
-html = page.value
+html = scanner.page.value
 for cid in WANT_IDS:
     assert f"#{cid} " in html, cid
 assert html.count("<tr class='now'>") == WANT_NOW
-assert "VIX " + str(WANT_VIX) in html and "manual:m1" in html
-task.cancel()
-print("WATCH PAGE OK")
+assert "VIX " + str(WANT_VIX) in html, html[:1200]
+assert "manual:m1" in html, html[-2000:]
+assert scanner.client.hello["engine"]["mode"] == "alert_only"
+assert scanner.client.hello["commands"] == []
+from kit.remote.client import CommandRefusedError
+try:
+    await scanner.client.command("close_all")
+    raise AssertionError("the watch took a command")
+except CommandRefusedError as exc:
+    assert "alert-only" in str(exc)
+frames = scanner.frames
+await scanner.client.next_snapshot(timeout_s=30)  # the test publishes a later pass
+import asyncio
+for _ in range(50):
+    if scanner.frames > frames:
+        break
+    await asyncio.sleep(0.1)
+assert scanner.frames > frames and "T14:31" in scanner.page.value, scanner.page.value[:400]
+await scanner.stop()
+print("SCANNER PAGE OK")
 """
 
 
-def test_dashboard_notebook_renders_the_watch_state(capsys, tmp_path, results, monkeypatch):
-    """notebooks/watch.ipynb executed in a real kernel on the state ``kit watch --once``
-    wrote: every opportunity listed, the in-window ones highlighted, the manual position."""
+def test_dashboard_notebook_follows_the_watch_live(capsys, tmp_path, results, monkeypatch):
+    """notebooks/watch.ipynb executed in a real kernel against a Watch serving its gateway in
+    this process: every opportunity listed, the in-window ones highlighted, the manual position;
+    the state file is deleted first (the page reads the wire, not the file), a command is
+    refused (alert-only), and a later pass published while the kernel waits is drawn."""
     import nbformat
     from nbclient import NotebookClient
+
+    from kit.core.clock import SimClock
 
     journal = tmp_path / "manual.json"
     assert main(["positions", "add", "put_spread", "--underlying", "SPX", "--expiry",
@@ -307,8 +327,6 @@ def test_dashboard_notebook_renders_the_watch_state(capsys, tmp_path, results, m
                  "2024-03-12T09:40-04:00"]) == 0  # fmt: skip
     capsys.readouterr()
     doc = once(capsys, tmp_path, results, "--at", "2024-03-12T10:30", "--seed", "3")
-    state = json.loads((tmp_path / "state.json").read_text())
-    assert state["opportunities"] == doc["opportunities"]
     nb_path = Path(__file__).resolve().parents[1] / "notebooks" / "watch.ipynb"
     nb = nbformat.read(nb_path, as_version=4)
     assert all(not c.outputs for c in nb.cells if c.cell_type == "code")
@@ -317,12 +335,48 @@ def test_dashboard_notebook_renders_the_watch_state(capsys, tmp_path, results, m
     nb.cells.append(nbformat.v4.new_code_cell(
         f"WANT_IDS, WANT_NOW, WANT_VIX = {ids!r}, {now}, '{doc['context']['vix']:,.2f}'\n"
         + NB_CHECKS))  # fmt: skip
-    monkeypatch.setenv("KIT_WATCH_STATE", str(tmp_path / "state.json"))
-    NotebookClient(nb, timeout=120, kernel_name="python3",
-                   resources={"metadata": {"path": str(nb_path.parents[1])}}).execute()  # fmt: skip
+    token = "watch-test-token-0123456789abcdef"
+    monkeypatch.setenv("KIT_TOKEN", token)
+    cfg = WatchConfig(min_score=-100, min_win_rate=0, min_roi=-1000, min_sharpe=-100,
+                      min_trades=1, top_n=40, alert_log=str(tmp_path / "alerts.jsonl"),
+                      state_file=str(tmp_path / "state.json"))  # fmt: skip
+    spec = WatchSpec(grid=str(results), config=cfg, day=date(2024, 3, 12),
+                     start=datetime(2024, 3, 12, 10, 30).time(), seed=3, speed=None,
+                     manual=journal)  # fmt: skip
+
+    async def served() -> dict:
+        w = await Watch(spec).start()
+        try:
+            mine = await w.once()
+            gateway = await w.serve(0)
+            (tmp_path / "state.json").unlink()
+            monkeypatch.setenv("KIT_WATCH_URL", f"ws://127.0.0.1:{gateway.port}")
+            where = {"metadata": {"path": str(nb_path.parents[1])}}
+            client = NotebookClient(nb, timeout=120, kernel_name="python3", resources=where)
+            asked, refuse = asyncio.Event(), gateway._commands
+
+            async def spy(message: object, who: str) -> dict:
+                asked.set()  # the page has checked the first pass: publish the next one
+                return await refuse(message, who)
+
+            gateway._commands = spy
+            run = asyncio.ensure_future(asyncio.to_thread(client.execute))
+            while not asked.is_set() and not run.done():
+                await asyncio.sleep(0.1)
+            assert isinstance(w.clock, SimClock)
+            await w.clock.run_until(datetime(2024, 3, 12, 10, 31, 5, tzinfo=NEW_YORK))
+            await w.update_context()
+            w.write_state()
+            await run
+            return mine
+        finally:
+            await w.close()
+
+    mine = asyncio.run(served())
+    assert [o["config_id"] for o in mine["opportunities"]] == ids
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
-    assert not [o for o in outputs if o.output_type == "error"]
-    assert "WATCH PAGE OK" in "".join(o.get("text", "") for o in outputs)
+    assert not [o for o in outputs if o.output_type == "error"], outputs
+    assert "SCANNER PAGE OK" in "".join(o.get("text", "") for o in outputs)
 
 
 def test_out_of_the_box_grid_gives_trend_and_p_bands(capsys, tmp_path, monkeypatch):

@@ -1,11 +1,13 @@
 """The watch page in Debian's Chromium (pytest-playwright): ``kit watch`` started as a user
 starts it (a child process with its Voila dashboard) on the simulator at 60x; the page shows the
 market context and the scan's opportunities with the in-window ones highlighted, follows the
-watch as it writes new passes, and Ctrl-C stops the watch and its Voila server together."""
+watch live over its loopback gateway as it makes new passes, and Ctrl-C stops the watch and its
+Voila server together."""
 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -46,18 +48,23 @@ def wait(predicate, timeout_s: float, what: str) -> None:
 def test_watch_page_in_chromium(tmp_path: Path, results: Path, browser: Browser) -> None:  # noqa: F811
     cfg = tmp_path / "watch.toml"
     cfg.write_text(LENIENT.format(tmp=tmp_path))
-    port = free_port()
+    port, service_port = free_port(), free_port()
+    env = {**os.environ, "KIT_TOKEN": "watch-browser-token-0123456789abcdef"}
     log = tmp_path / "watch.log"
     with log.open("w") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "kit", "watch", "--grid", str(results), "--config", str(cfg),
              "--file", str(tmp_path / "manual.json"), "--at", "2024-03-12T10:01", "--seed", "3",
-             "--speed", "60", "--port", str(port)],
-            cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+             "--speed", "60", "--port", str(port), "--service-port", str(service_port)],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
         try:
             state = tmp_path / "state.json"
-            wait(lambda: state.exists() and listening(port), 90, f"the page on {port}")
+            wait(
+                lambda: state.exists() and listening(port) and listening(service_port),
+                90,
+                f"the page on {port} and the gateway on {service_port}",
+            )
             page = browser.new_page()
             page.goto(f"http://127.0.0.1:{port}/", timeout=90_000)
             expect(page.get_by_text("Opportunities")).to_be_visible(timeout=90_000)
@@ -77,3 +84,4 @@ def test_watch_page_in_chromium(tmp_path: Path, results: Path, browser: Browser)
     assert proc.returncode == 0, log.read_text()
     assert "kit watch: stopped" in log.read_text()
     wait(lambda: not listening(port), 20, "Voila to stop with the watch")
+    assert not listening(service_port)

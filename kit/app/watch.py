@@ -11,7 +11,10 @@ Three loops on the desk's clock (simulated time on the simulator, so a whole day
 seconds when stepped): the market context (``context_interval_s``, default 60 s), the
 opportunity scan (``scan_interval_s``, 300 s) and the position tracker
 (``positions_interval_s``, 60 s). After each pass the state (context, opportunities, reasons,
-positions, last alerts) is written atomically to ``state_file`` for the dashboard.
+positions, last alerts) is written atomically to ``state_file`` (``--once --json``, scripts)
+and, when :meth:`Watch.serve` started it, published as a snapshot on the project's loopback
+gateway (:mod:`kit.remote.gateway`: token, newest wins), which the scanner page follows live
+with ``kit.connect``.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import json
 import logging
 import math
 import os
+import time as wall
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
@@ -44,6 +48,7 @@ from kit.engine.alerts import AlertSink
 from kit.engine.records import record_to_json
 from kit.engine.snapshot import build_snapshot
 from kit.positions.manual import ManualBook, manual_path
+from kit.remote.gateway import Gateway, GatewayConfig, service_token
 from kit.research.grid.context import DayContext
 from kit.risk.rules import load_rules
 from kit.signals.regimes import RegimeTracker, gamma_regime, vix_regimes
@@ -100,6 +105,11 @@ class WatchSpec:
                        sinks=(*self.sinks, log_sink), resume_key="watch", **sim)  # fmt: skip
 
 
+async def _no_commands(message: Any, who: str) -> dict[str, Any]:
+    """The watch's gateway answers every command with a refusal: alert-only, nothing to drive."""
+    raise ValueError("kit watch is alert-only: it takes no commands")
+
+
 def _num(x: Any) -> float | None:
     return None if x is None or not math.isfinite(float(x)) else round(float(x), 4)
 
@@ -127,6 +137,7 @@ class Watch:
         self._summarised: date | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.run: Run | None = None
+        self.gateway: Gateway | None = None
 
     async def start(self) -> Watch:
         self.run = run = await build(self.spec.run_spec())
@@ -158,6 +169,8 @@ class Watch:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self.gateway is not None:
+            await self.gateway.close()
         if self.run is not None:
             await self.run.close()
 
@@ -360,11 +373,30 @@ class Watch:
         }  # fmt: skip
 
     def write_state(self) -> None:
+        """The state to ``state_file`` (atomically) and, when serving, to the gateway's viewers
+        as a ``snapshot`` frame stamped ``wall_ns`` (newest wins; a slow page skips passes)."""
+        text = json.dumps(self.state(), default=str)
         path = Path(self.cfg.state_file)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}")
-        tmp.write_text(json.dumps(self.state(), default=str))
+        tmp.write_text(text)
         tmp.replace(path)
+        if self.gateway is not None:
+            doc = {"type": "snapshot", **json.loads(text), "wall_ns": wall.time_ns()}
+            self.gateway.publish_snapshot(doc)
+
+    async def serve(self, port: int = 0, token: str | None = None) -> Gateway:
+        """Serve the state on the loopback gateway at ``port`` (0: any free one; the real one is
+        ``gateway.port``) with the desk service's token (``KIT_TOKEN`` or its token file). The
+        hello says ``mode: alert_only`` and lists no commands; every command is refused."""
+        hello = {"engine": {"mode": "alert_only", "pid": os.getpid(),
+                            "underlying": self.spec.underlying}, "commands": []}  # fmt: skip
+        self.gateway = Gateway(token or service_token(), _no_commands, lambda: hello,
+                               GatewayConfig(host="127.0.0.1", port=port))  # fmt: skip
+        await self.gateway.start()
+        if self.context:
+            self.write_state()
+        return self.gateway
 
     async def once(self) -> dict[str, Any]:
         """One market-context pass, one position pass and one scan (``--once``)."""

@@ -1,14 +1,29 @@
-"""The watch dashboard's HTML (``notebooks/watch.ipynb``): the state ``kit watch`` writes after
-each pass (market context, opportunities, reasons, portfolio, positions, last alerts) as one
-page. Pure: a JSON document in, an HTML string out, so the page is tested without a browser and
-the notebook only reads the file and sets a widget's value."""
+"""The watch dashboard (``notebooks/watch.ipynb``): the state ``kit watch`` publishes after each
+pass (market context, opportunities, reasons, portfolio, positions, last alerts) as one page.
+
+:func:`render` is pure (a JSON document in, an HTML string out), so the page is tested without a
+browser. :func:`attach` is the live part: it connects to the watch's loopback gateway with
+``kit.connect`` (token, newest snapshot wins, reconnects by itself) and re-renders on each
+snapshot, as the monitor does (:mod:`kit.ui.monitor`); nothing polls a file. Like the monitor,
+an invisible ``Play`` ticks in the page once a second and the render loop pauses when it has not
+ticked for ``viewer_timeout_s``, so a closed tab's kernel goes quiet and is culled. Only
+``kit.remote.client`` is loaded here, never an engine module.
+"""
 
 from __future__ import annotations
 
-import json
+import asyncio
+import contextlib
+import time
 from html import escape
-from pathlib import Path
 from typing import Any
+
+import ipywidgets as w
+
+from kit.core.config import env
+from kit.remote.client import DeskClient, connect
+
+DEFAULT_URL = "ws://127.0.0.1:8766"  # kit watch --service-port's default
 
 STYLE = """<style>
 .kw table{border-collapse:collapse;font:13px monospace;margin:4px 0 12px}
@@ -78,9 +93,85 @@ def render(state: dict[str, Any]) -> str:
             f"<h3>Portfolio</h3>{port}{pos_html}<h3>Last alerts</h3>{al}</div>")  # fmt: skip
 
 
-def read_state(path: str | Path) -> dict[str, Any] | None:
-    """The state file, None while ``kit watch`` has not written one yet."""
+class ScannerPage:
+    """One HTML widget kept at the newest snapshot of a :class:`DeskClient`; a status line says
+    when the watch is not reachable (the client reconnects by itself)."""
+
+    def __init__(self, client: DeskClient, viewer_timeout_s: float = 120.0) -> None:
+        self.client, self.viewer_timeout_s = client, viewer_timeout_s
+        self.page = w.HTML("<i>waiting for kit watch's first pass ...</i>")
+        self.status = w.HTML()
+        self.heartbeat = w.Play(interval=1000, max=10**9, show_repeat=False, playing=True)
+        self.heartbeat.layout.display = "none"
+        self.heartbeat.observe(lambda _: self._seen(), "value")
+        self.widget = w.VBox([self.status, self.page, self.heartbeat])
+        self._latest: dict[str, Any] | None = client.snapshot
+        self._drawn: dict[str, Any] | None = None
+        self._wake = asyncio.Event()
+        self._last_seen = time.monotonic()
+        self.paused, self.frames = False, 0
+        self._task: asyncio.Task[None] | None = None
+        client.on_snapshot.append(self._on_snapshot)
+
+    def _on_snapshot(self, doc: dict[str, Any]) -> None:
+        self._latest = doc
+        self._wake.set()
+
+    def _seen(self) -> None:
+        self._last_seen = time.monotonic()
+        if self.paused:
+            self.paused = False
+            self._wake.set()
+
+    def render(self) -> bool:
+        """Draw the newest snapshot if it is not on screen yet; True when it drew."""
+        why = escape(str(self.client.error))
+        status = ("" if self.client.connected else "<div style='color:#c00'>kit watch not "
+                  f"reachable ({why}); reconnecting ...</div>")  # fmt: skip
+        if self.status.value != status:
+            self.status.value = status
+        doc = self._latest
+        if doc is None or doc is self._drawn:
+            return False
+        self._drawn = doc
+        self.page.value = render(doc)
+        self.frames += 1
+        return True
+
+    def start(self) -> None:
+        self.render()
+        self._task = asyncio.get_running_loop().create_task(self._loop(), name="kit.scanner")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.client.close()
+
+    async def _loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):  # once a second at least: the status line
+                async with asyncio.timeout(1.0):
+                    await self._wake.wait()
+            self._wake.clear()
+            if time.monotonic() - self._last_seen > self.viewer_timeout_s:
+                self.paused = True  # nobody is looking: quiet until the page ticks again
+                continue
+            self.render()
+
+
+async def attach(url: str | None = None, **connect_kw: Any) -> ScannerPage:
+    """Connect to ``kit watch`` (``url``, else ``KIT_WATCH_URL``, else the default port) with the
+    service token, draw its newest snapshot and follow it; display ``.widget``."""
+    url = url or env("KIT_WATCH_URL", DEFAULT_URL)
     try:
-        return json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        return None
+        client = await connect(url, name="scanner", **connect_kw)
+    except ConnectionError as exc:
+        raise ConnectionError(f"no kit watch at {url}: start it with `kit watch` or `make "
+                              f"scanner` ({exc})") from None  # fmt: skip
+    with contextlib.suppress(TimeoutError):
+        await client.next_snapshot(timeout_s=2.0)
+    page = ScannerPage(client)
+    page.start()
+    return page

@@ -52,6 +52,8 @@ def add_watch_parser(sub: Any) -> None:
     s.add_argument("--json", action="store_true", help="with --once: print one JSON object")
     s.add_argument("--no-dashboard", action="store_true", help="do not start the Voila page")
     s.add_argument("--port", type=port, default=8868, help="dashboard port (default 8868)")
+    s.add_argument("--service-port", type=port, default=8766, help="the loopback gateway the "
+                   "page follows (default 8766; 0: any free port)")  # fmt: skip
     s.set_defaults(func=cmd_watch)
 
 
@@ -117,13 +119,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
     from kit.sinks.console import ConsoleSink
 
     watch = Watch(replace(spec, sinks=(ConsoleSink(),)))
-    voila = None if args.no_dashboard else _dashboard(args.port, spec.config.state_file)
-    try:
-        asyncio.run(_forever(watch, args.until))
-    finally:
-        if voila is not None:
-            voila.send_signal(signal.SIGINT)
-            voila.wait(15)
+    ports = None if args.no_dashboard else (args.port, args.service_port)
+    asyncio.run(_forever(watch, args.until, ports))
     return 0
 
 
@@ -135,15 +132,26 @@ async def _once(watch: Any) -> dict[str, Any]:
         await watch.close()
 
 
-async def _forever(watch: Any, until: Any) -> None:
+async def _forever(watch: Any, until: Any, ports: tuple[int, int] | None) -> None:
+    """Run the loops until ``until`` or Ctrl-C; with ``ports`` (page, gateway) the state is
+    served on the gateway first and Voila started on the page, pointed at the gateway's real
+    port; Voila stops before the watch (its kernels leave the gateway first)."""
     from kit.core.clock import NEW_YORK
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    voila = None
     try:
         await watch.start()
+        if ports is not None:
+            try:
+                gateway = await watch.serve(ports[1])
+            except OSError as exc:
+                raise ValueError(f"--service-port {ports[1]}: cannot listen on 127.0.0.1 "
+                                 f"({exc.strerror or exc})") from None  # fmt: skip
+            voila = _dashboard(ports[0], f"ws://127.0.0.1:{gateway.port}")
         watch.start_loops()
         now = watch.clock.now().astimezone(NEW_YORK)
         print(f"kit watch: alert-only {watch.spec.underlying} on {watch.spec.feed} from "
@@ -157,17 +165,20 @@ async def _forever(watch: Any, until: Any) -> None:
             speed = watch.clock.speed or 1.0
             await asyncio.wait([asyncio.ensure_future(stop.wait())], timeout=min(1.0, left / speed))
     finally:
+        if voila is not None:
+            voila.send_signal(signal.SIGINT)
+            voila.wait(15)
         await watch.close()
         print("kit watch: stopped", flush=True)
 
 
-def _dashboard(port_: int, state_file: str) -> subprocess.Popen:
-    """Voila on notebooks/watch.ipynb, reading the watch's state file."""
+def _dashboard(port_: int, url: str) -> subprocess.Popen:
+    """Voila on notebooks/watch.ipynb, its kernels attached to the watch's gateway at ``url``."""
     import os
 
     from kit.app.launch import ROOT
 
-    env = {**os.environ, "KIT_WATCH_STATE": str(Path(state_file).resolve())}
+    env = {**os.environ, "KIT_WATCH_URL": url}
     proc = subprocess.Popen(
         [sys.executable, "-m", "voila", "notebooks/watch.ipynb", f"--port={port_}",
          "--no-browser", "--Voila.ip=127.0.0.1"], cwd=ROOT, env=env, start_new_session=True,
