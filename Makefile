@@ -45,7 +45,8 @@ delta: $(DEV_STAMP)
 		--Voila.ip=127.0.0.1
 
 # The alert-only watch (`kit watch`: market context, grid opportunities, manual positions' exits;
-# never trades) and its Voila page (notebooks/watch.ipynb, live over the gateway); Ctrl-C stops both.
+# never trades) and its Voila page (notebooks/scanner.ipynb, live over the gateway);
+# Ctrl-C stops both.
 # `make scanner UNDERLYING=NDX SCANNER_PORT=9002 FEED=thetadata`.
 SCANNER_PORT ?= 8868
 UNDERLYING ?= SPX

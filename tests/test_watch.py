@@ -311,7 +311,7 @@ print("SCANNER PAGE OK")
 
 
 def test_dashboard_notebook_follows_the_watch_live(capsys, tmp_path, results, monkeypatch):
-    """notebooks/watch.ipynb executed in a real kernel against a Watch serving its gateway in
+    """notebooks/scanner.ipynb executed in a real kernel against a Watch serving its gateway in
     this process: every opportunity listed, the in-window ones highlighted, the manual position;
     the state file is deleted first (the page reads the wire, not the file), a command is
     refused (alert-only), and a later pass published while the kernel waits is drawn."""
@@ -327,7 +327,7 @@ def test_dashboard_notebook_follows_the_watch_live(capsys, tmp_path, results, mo
                  "2024-03-12T09:40-04:00"]) == 0  # fmt: skip
     capsys.readouterr()
     doc = once(capsys, tmp_path, results, "--at", "2024-03-12T10:30", "--seed", "3")
-    nb_path = Path(__file__).resolve().parents[1] / "notebooks" / "watch.ipynb"
+    nb_path = Path(__file__).resolve().parents[1] / "notebooks" / "scanner.ipynb"
     nb = nbformat.read(nb_path, as_version=4)
     assert all(not c.outputs for c in nb.cells if c.cell_type == "code")
     ids = [o["config_id"] for o in doc["opportunities"]]

@@ -1,4 +1,4 @@
-"""The watch dashboard (``notebooks/watch.ipynb``): the state ``kit watch`` publishes after each
+"""The watch dashboard (``notebooks/scanner.ipynb``): the state ``kit watch`` publishes after each
 pass (market context, opportunities, reasons, portfolio, positions, last alerts) as one page.
 
 :func:`render` is pure (a JSON document in, an HTML string out), so the page is tested without a
