@@ -421,3 +421,29 @@ def test_python_m_kit_positions_in_a_subprocess(tmp_path):
     out = kit("close", "m1", "--price", "1", "--contracts", "3", "--at", "2024-03-13T10:00Z")
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert out.stderr == "kit positions: error: cannot close 3 contracts of m1: 2 held\n"
+
+
+def test_update_pnl_states_a_mark_for_contracts_the_feed_lacks(tmp_path, capsys):
+    """``update --pnl`` records the trader's own open P&L (dollars, whole position) with its
+    time in the journal; list shows it; a closed position or a non-number is one line, and the
+    journal keeps the previous statement."""
+    f = ["--file", str(tmp_path / "j.json")]
+    assert main(["positions", "add", "strangle", "--underlying", "SPY", "--expiry", "2024-03-15",
+                 "--put", "480", "--call", "520", "--contracts", "2", "--credit", "1.5", *f,
+                 "--at", "2024-03-12T09:40-04:00"]) == 0  # fmt: skip
+    assert main(["positions", "update", "m1", "--pnl", "-85.5", *f,
+                 "--at", "2024-03-12T11:00-04:00"]) == 0  # fmt: skip
+    assert "P&L -85.50 (stated 2024-03-12 15:00 UTC)" in capsys.readouterr().out
+    for bad in ("nan", "inf"):
+        assert main(["positions", "update", "m1", "--pnl", bad, *f]) == 2
+        err = capsys.readouterr().err
+        assert "--pnl: a number of dollars" in err and len(err.strip().splitlines()) == 1
+    assert main(["positions", "list", "--json", *f]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["pnl_usd"] == -85.5 and row["pnl_at"] == "2024-03-12T15:00:00Z"
+    assert main(["positions", "close", "m1", "--price", "0.2", *f,
+                 "--at", "2024-03-12T12:00-04:00"]) == 0  # fmt: skip
+    assert main(["positions", "update", "m1", "--pnl", "10", *f]) == 2
+    assert "m1 is closed" in capsys.readouterr().err
+    assert main(["positions", "list", "--all", "--json", *f]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["pnl_usd"] is None  # closed: realised only

@@ -494,3 +494,56 @@ def test_risk_limit_alerts_at_the_watch_defaults(capsys, tmp_path, results):
     assert "6 open positions exceed the limit of 5" in limits["open_positions"].message
     assert "exceeds $50,000" in limits["total_risk"].message
     assert limits["total_risk"].inputs["total_risk"] > 50_000
+
+
+def test_stated_pnl_for_contracts_the_feed_lacks(capsys, tmp_path):
+    """``kit positions update ID --pnl X`` for positions the simulator does not quote (an SPY
+    strangle, a far SPX expiry): the watch shows the stated P&L (flagged, with its time) and
+    raises the rules' profit-target / stop alerts on it once per statement; a quoted position
+    keeps its live mark whatever was stated."""
+    f = ["--file", str(tmp_path / "manual.json")]
+    for legs in (["--underlying", "SPY", "--expiry", "2024-03-15", "--put", "480", "--call", "520"],
+                 ["--underlying", "SPX", "--expiry", "2024-06-21", "--put", "4000", "--call",
+                  "6000"],
+                 ["--underlying", "SPX", "--expiry", "2024-03-12", "--put", "4990", "--call",
+                  "5010"]):  # fmt: skip
+        assert main(["positions", "add", "strangle", *legs, "--contracts", "1", "--credit", "5",
+                     *f, "--at", "2024-03-12T09:40-04:00"]) == 0  # fmt: skip
+    for pid, pnl in (("m1", "300"), ("m2", "-1200"), ("m3", "12345")):
+        assert main(["positions", "update", pid, "--pnl", pnl, *f, "--at",
+                     "2024-03-12T10:20-04:00"]) == 0  # fmt: skip
+    capsys.readouterr()
+    cfg = WatchConfig(alert_log=str(tmp_path / "alerts.jsonl"),
+                      state_file=str(tmp_path / "state.json"))  # fmt: skip
+    spec = WatchSpec(config=cfg, day=date(2024, 3, 12), start=datetime(2024, 3, 12, 10, 30).time(),
+                     seed=3, speed=None, manual=tmp_path / "manual.json")  # fmt: skip
+
+    async def day() -> tuple[Watch, list[dict], list]:
+        w = await Watch(spec).start()
+        try:
+            await w.once()
+            for _ in range(3):
+                rows = w.track()
+            first = [r.alert for r in w.desk.alerts.history if r.alert.key.startswith("stated:")]
+            assert main(["positions", "update", "m1", "--pnl", "320", *f, "--at",
+                         "2024-03-12T10:40-04:00"]) == 0  # fmt: skip
+            w.track()
+            return w, rows, first
+        finally:
+            await w.close()
+
+    w, rows, first = asyncio.run(day())
+    by = {r["id"]: r for r in rows}
+    assert by["manual:m1"]["pnl_source"] == "stated" and by["manual:m1"]["open_pnl"] == 300.0
+    assert by["manual:m1"]["pnl_pct"] == pytest.approx(60.0)  # $300 of a $500 credit
+    assert by["manual:m2"]["open_pnl"] == -1200.0 and by["manual:m2"]["pnl_at"].startswith(
+        "2024-03-12T14:20")  # fmt: skip
+    assert "pnl_source" not in by["manual:m3"] and by["manual:m3"]["open_pnl"] != 12345.0
+    assert sorted((a.rule, a.position_id) for a in first) == [
+        ("profit_target", "manual:m1"), ("stop_loss", "manual:m2")]  # fmt: skip
+    assert "stated P&L $300.00 is +60.0% of the credit" in first[0].message + first[1].message
+    stated = [r.alert for r in w.desk.alerts.history if r.alert.key.startswith("stated:")]
+    assert len(stated) == 3 and "$320.00" in stated[-1].message  # the new statement, once
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert state["portfolio"]["unrealized_pnl"] == pytest.approx(
+        300.0 - 1200.0 + by["manual:m3"]["open_pnl"])  # fmt: skip

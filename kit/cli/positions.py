@@ -53,6 +53,8 @@ def _line(r: Row) -> str:
         f"{r.legs:<28} x{r.contracts:<3} credit {r.credit:.2f} ({_money(r.credit_usd)}) "
         f"risk {_money(r.max_risk_usd)} realised {_money(r.realized_usd)}"
     )
+    if r.pnl_usd is not None and r.pnl_at is not None:
+        text += f" P&L {r.pnl_usd:+,.2f} (stated {r.pnl_at:%Y-%m-%d %H:%M} UTC)"
     return f"{text}  # {r.note}" if r.note else text
 
 
@@ -75,7 +77,7 @@ def cmd_add(args: argparse.Namespace) -> int:
 def cmd_update(args: argparse.Namespace) -> int:
     book = _book(args)
     p = book.update(args.id, at=_now(args), contracts=args.contracts, credit=args.credit,
-                    note=args.note, risk_usd=args.risk)  # fmt: skip
+                    note=args.note, risk_usd=args.risk, pnl_usd=args.pnl)  # fmt: skip
     print(f"updated {_line(_row_of(book, p.id))}")
     return 0
 
@@ -174,6 +176,9 @@ def add_positions_parser(sub: Any) -> None:
     s.add_argument("--credit", type=float, help="net credit per unit of the added contracts")
     s.add_argument("--note", help="replace the note")
     s.add_argument("--risk", type=float, help="your max risk in dollars for the whole position")
+    s.add_argument("--pnl", type=float, help="the open P&L in dollars for the whole position, "
+                   "as your broker shows it, for contracts the feed does not quote (a live "
+                   "mark wins; kit watch shows and alerts on it)")  # fmt: skip
     s.set_defaults(func=cmd_update)
 
     s = actions.add_parser("close", parents=[common, timed], help="log a full or partial close")

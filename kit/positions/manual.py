@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
+import math
 import os
 import re
 import tempfile
@@ -110,6 +111,8 @@ class Row(msgspec.Struct, frozen=True):
     max_risk_usd: float | None
     opened: datetime
     note: str
+    pnl_usd: float | None = None  # the trader's stated open P&L (`update --pnl`), if any
+    pnl_at: datetime | None = None
 
 
 class UnderlyingTotals(msgspec.Struct):
@@ -250,12 +253,16 @@ class ManualBook:
         credit: float | None = None,
         note: str | None = None,
         risk_usd: float | None = None,
+        pnl_usd: float | None = None,
     ) -> ManualPosition:
         """Add to a position (``contracts`` is the new total, the added ones sold at ``credit``),
         or change its note or its stated risk (dollars for the whole position, kept per
-        contract so it scales with later adds and partial closes)."""
-        if contracts is None and credit is None and note is None and risk_usd is None:
-            raise ValueError("nothing to update: give --contracts with --credit, --note or --risk")
+        contract so it scales with later adds and partial closes), or state its open P&L
+        (dollars, whole position, at ``at``) for contracts the feed does not quote."""
+        if (contracts is None and credit is None and note is None and risk_usd is None
+                and pnl_usd is None):  # fmt: skip
+            raise ValueError("nothing to update: give --contracts with --credit, --note, --risk "
+                             "or --pnl")  # fmt: skip
         if (contracts is None) != (credit is None):
             raise ValueError("--contracts (the new total) and --credit (of the added "
                              "contracts) go together")  # fmt: skip
@@ -263,7 +270,8 @@ class ManualBook:
         def edit(positions: list[ManualPosition]) -> ManualPosition:
             i, p = self._find(positions, position_id)
             trades, risk = p.trades, p.risk_per_contract_usd
-            if (contracts is not None or risk_usd is not None) and not p.held:
+            changes = (contracts, risk_usd, pnl_usd)
+            if any(x is not None for x in changes) and not p.held:
                 raise ValueError(f"{p.id} is closed: only its note can change")
             if contracts is not None and credit is not None:
                 _check_count("contracts", contracts)
@@ -271,11 +279,14 @@ class ManualBook:
                     raise ValueError(f"--contracts is the new total: {contracts} is not above "
                                      f"the {p.held} held (reduce with close)")  # fmt: skip
                 trades += (ManualTrade("add", to_ns(at), contracts - p.held, credit),)
+            if pnl_usd is not None and not math.isfinite(pnl_usd):
+                raise ValueError(f"--pnl: a number of dollars, got {pnl_usd!r}")
             if risk_usd is not None:
                 _check_price("risk", risk_usd, positive=True)
                 risk = risk_usd / (contracts or p.held)
+            mark = {} if pnl_usd is None else {"pnl_usd": pnl_usd, "pnl_ts_ns": to_ns(at)}
             new = replace(p, trades=trades, note=p.note if note is None else note,
-                          risk_per_contract_usd=risk)  # fmt: skip
+                          risk_per_contract_usd=risk, **mark)  # fmt: skip
             positions[i] = new
             return new
 
@@ -389,4 +400,6 @@ def _row(p: ManualPosition, book: Book) -> Row:
         credit_usd=held_credit + 0.0,  # + 0.0: no "-0.0" once closed
         realized_usd=float(np.sum(book.leg_realized[j])),
         max_risk_usd=risk, opened=from_ns(p.opened_ts_ns), note=p.note,
+        pnl_usd=p.pnl_usd if p.held else None,
+        pnl_at=from_ns(p.pnl_ts_ns) if p.held and p.pnl_ts_ns is not None else None,
     )  # fmt: skip

@@ -11,6 +11,7 @@ is :mod:`kit.positions.legs`.
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import date
 from typing import Literal
@@ -68,6 +69,10 @@ class ManualPosition(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     trades: tuple[ManualTrade, ...]
     note: str = ""
     risk_per_contract_usd: float | None = None
+    # the trader's own mark of the open P&L (dollars, whole position) and when it was stated,
+    # for contracts no feed quotes (`kit positions update ID --pnl X`); a live mark wins
+    pnl_usd: float | None = None
+    pnl_ts_ns: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.id, str) or not _ID.fullmatch(self.id):
@@ -88,6 +93,8 @@ class ManualPosition(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
                 points = width / self.multiplier
                 raise ModelError(f"credit {t.price:g} must be below the width of this "
                                  f"{self.strategy} ({points:g} points)")  # fmt: skip
+        if self.pnl_usd is not None and not math.isfinite(self.pnl_usd):
+            raise ModelError(f"pnl: a finite number of dollars, got {self.pnl_usd!r}")
         risk = self.risk_per_contract_usd
         if risk is not None:
             _check_price("risk", risk, positive=True)
