@@ -547,3 +547,41 @@ def test_stated_pnl_for_contracts_the_feed_lacks(capsys, tmp_path):
     state = json.loads((tmp_path / "state.json").read_text())
     assert state["portfolio"]["unrealized_pnl"] == pytest.approx(
         300.0 - 1200.0 + by["manual:m3"]["open_pnl"])  # fmt: skip
+
+
+def test_time_exit_a_day_before_expiry_but_not_for_0dte(capsys, tmp_path):
+    """From 09:30 New York the calendar day before expiry, one WARNING ``time_exit`` for a
+    position opened earlier than that (a Wednesday strangle opened on Monday, on Tuesday 10:30);
+    none for a 0DTE, a 1DTE opened that morning, or a Friday expiry; once however many passes."""
+    from kit.app.watch_config import WatchConfigError, parse_config
+
+    f = ["--file", str(tmp_path / "manual.json")]
+    trades = (("2024-03-13", "2024-03-11T10:00"), ("2024-03-12", "2024-03-12T09:40"),
+              ("2024-03-15", "2024-03-11T10:00"), ("2024-03-13", "2024-03-12T09:45"))  # fmt: skip
+    for expiry, at in trades:
+        assert main(["positions", "add", "strangle", "--underlying", "SPX", "--expiry", expiry,
+                     "--put", "4900", "--call", "5100", "--contracts", "1", "--credit", "5",
+                     *f, "--at", f"{at}-04:00"]) == 0  # fmt: skip
+    capsys.readouterr()
+    cfg = WatchConfig(alert_log=str(tmp_path / "alerts.jsonl"),
+                      state_file=str(tmp_path / "state.json"))  # fmt: skip
+    spec = WatchSpec(config=cfg, day=date(2024, 3, 12), start=datetime(2024, 3, 12, 10, 30).time(),
+                     seed=3, speed=None, manual=tmp_path / "manual.json")  # fmt: skip
+
+    async def day() -> Watch:
+        w = await Watch(spec).start()
+        try:
+            await w.once()
+            await w.clock.run_until(datetime(2024, 3, 12, 10, 35, tzinfo=NEW_YORK))
+            w.track()
+            return w
+        finally:
+            await w.close()
+
+    w = asyncio.run(day())
+    exits = [r.alert for r in w.desk.alerts.history if r.alert.rule == "time_exit"]
+    assert [(a.position_id, a.severity) for a in exits] == [("manual:m1", Severity.WARNING)]
+    assert "expires 2024-03-13 (settles 2024-03-13 16:00)" in exits[0].message
+    assert parse_config({"watch": {"time_exit_days": 2}}).time_exit_days == 2
+    with pytest.raises(WatchConfigError, match="time_exit_days: must be positive"):
+        parse_config({"watch": {"time_exit_days": 0}})

@@ -39,6 +39,7 @@ from kit.adapters.chains import ChainSource
 from kit.app.build import FeedSpec, Run, RunSpec, build
 from kit.app.service import sync_manual
 from kit.app.watch_config import WatchConfig
+from kit.app.watch_exits import ManualExits
 from kit.app.watch_grid import band_keys, history_context
 from kit.app.watch_scan import GridResults, load_results, scan, today_ny, window
 from kit.core.clock import NEW_YORK, Clock, SimClock
@@ -47,8 +48,7 @@ from kit.core.model import Alert, Quote, Severity
 from kit.engine.alerts import AlertSink
 from kit.engine.records import record_to_json
 from kit.engine.snapshot import build_snapshot
-from kit.positions.manual import ManualBook, Row, manual_path
-from kit.positions.records import DESK_PREFIX
+from kit.positions.manual import ManualBook, manual_path
 from kit.remote.gateway import Gateway, GatewayConfig, service_token
 from kit.research.grid.context import DayContext
 from kit.risk.rules import load_rules
@@ -128,6 +128,7 @@ class Watch:
         self._keys = band_keys(self.grid.results) if self.grid is not None else set()
         self._bands: dict[tuple[int, int, float], tuple[float, float]] = {}
         self.manual = ManualBook(spec.manual or manual_path())
+        self.exits = ManualExits(self.manual, self.cfg)
         self._manual_seen: tuple[int, int, int] | None = None
         self.regimes = RegimeTracker()
         self.context: dict[str, Any] = {}
@@ -136,7 +137,6 @@ class Watch:
         self._frame: Any = None
         self._session_open: tuple[date, float] | None = None
         self._summarised: date | None = None
-        self._stated_alerted: set[tuple[str, str, int]] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self.run: Run | None = None
         self.gateway: Gateway | None = None
@@ -334,62 +334,11 @@ class Watch:
 
         self._manual_seen, _ = sync_manual(self.desk, self.manual, self._manual_seen, spawn)
         self.desk.evaluate()
-        rows = self._with_stated(build_snapshot(self.desk).positions)
-        self._stated_exits(rows)
+        rows = self.exits.with_stated(build_snapshot(self.desk).positions)
+        for alert in self.exits.check(rows, self.desk.rules, self.clock.now()):
+            self._publish(alert)
         self._end_of_day()
         return rows
-
-    def _stated(self) -> dict[str, Row]:
-        """Open manual positions with a P&L their trader stated (``kit positions update ID
-        --pnl X``), by desk id; an unreadable journal is the tracker's WARNING, not ours."""
-        try:
-            rows = self.manual.rows()
-        except ValueError:
-            return {}
-        return {DESK_PREFIX + r.id: r for r in rows if r.pnl_usd is not None}
-
-    def _with_stated(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Where the feed has no two-sided quote for a leg of a manual position (the desk
-        marks it ``stale``: held at the last good quote, at the entry credit when the feed never
-        quoted it) the stated P&L stands in, flagged ``pnl_source: stated`` with its time; a
-        live mark wins."""
-        stated = self._stated()
-        for row in rows:
-            r = stated.get(row["id"])
-            live = math.isfinite(row["open_pnl"]) and not row["stale"]
-            if r is None or not row["open"] or live:
-                continue
-            realized = row["realized_pnl"] if math.isfinite(row["realized_pnl"]) else 0.0
-            row.update(open_pnl=r.pnl_usd, pnl=r.pnl_usd + realized, pnl_source="stated",
-                       pnl_pct=(r.pnl_usd / r.credit_usd * 100 if r.credit_usd else math.nan),
-                       pnl_at=r.pnl_at.isoformat() if r.pnl_at else None)  # fmt: skip
-        return rows
-
-    def _stated_exits(self, rows: list[dict[str, Any]]) -> None:
-        """The desk's rules cannot see a stated P&L (no marks), so its profit-target and stop
-        levels (% of the credit) are checked here, once per statement and level."""
-        rules = self.desk.rules
-        for row in rows:
-            if row.get("pnl_source") != "stated" or not math.isfinite(row["pnl_pct"]):
-                continue
-            stamp = int(datetime.fromisoformat(row["pnl_at"]).timestamp()) if row["pnl_at"] else 0
-            pct = row["pnl_pct"]
-            for name, rule, sign in (("profit_target", rules.profit_target, 1.0),
-                                     ("stop_loss", rules.stop_loss, -1.0)):  # fmt: skip
-                if not rule.enabled:
-                    continue
-                for level in rule.levels:
-                    seen = (row["id"], f"{name}:{level.at:g}", stamp)
-                    if sign * pct < level.at or seen in self._stated_alerted:
-                        continue
-                    self._stated_alerted.add(seen)
-                    msg = (f"{row['id']}: stated P&L ${row['open_pnl']:,.2f} is "
-                           f"{row['pnl_pct']:+.1f}% of the credit ({name.replace('_', ' ')} "
-                           f"at {level.at:g}%; stated {row['pnl_at']}, no live mark)")  # fmt: skip
-                    self._publish(Alert(self.clock.now_ns(), level.severity, name, msg,
-                                        row["id"], {"stated_pnl": row["open_pnl"],
-                                                    "pnl_pct": row["pnl_pct"]},
-                                        key=f"stated:{level.at:g}:{stamp}"))  # fmt: skip
 
     def _end_of_day(self) -> None:
         """Once a day at ``trading_end``: an INFO ``end_of_day`` alert summing up the session
@@ -416,7 +365,7 @@ class Watch:
     def state(self) -> dict[str, Any]:
         """What the dashboard shows, JSON-ready."""
         snap = build_snapshot(self.desk)
-        positions = self._with_stated(snap.positions)
+        positions = self.exits.with_stated(snap.positions)
         open_rows = [p for p in positions if p["open"]]
         return {
             "context": self.context, "opportunities": self.opportunities,

@@ -46,14 +46,18 @@ class WatchConfig:
     entry_end: time = time(14, 30)
     alert_log: str = "data/watch/alerts.jsonl"  # rotated at alert_log_bytes, 3 files kept
     alert_log_bytes: int = 5_000_000
-    state_file: str = "data/watch/state.json"  # what the dashboard reads
+    state_file: str = "data/watch/state.json"  # the last pass, for --once --json and scripts
+    # manual positions held to expiry get a `time_exit` alert from trading_start this many
+    # calendar days before it (0DTE/1DTE entries keep the desk's time stop)
+    time_exit_days: int = 1
 
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
 
 
-_POSITIVE = ("context_interval_s", "scan_interval_s", "positions_interval_s", "alert_log_bytes")
+_POSITIVE = ("context_interval_s", "scan_interval_s", "positions_interval_s", "alert_log_bytes",
+             "time_exit_days")  # fmt: skip
 _TIMES = ("trading_start", "trading_end", "entry_start", "entry_end")
 
 
