@@ -100,6 +100,15 @@ def run(port: int, service_port: int, serve_args: list[str], *, timeout_s: float
         print("kit monitor: stopped", flush=True)
 
 
+def voila(notebook: str, port: int, **env: str) -> subprocess.Popen:
+    """Voila serving ``notebook`` (relative to the checkout) on 127.0.0.1:``port`` in its own
+    session, with ``env`` added to this process's environment (how a page finds its service)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "voila", notebook, f"--port={port}", "--no-browser",
+         "--Voila.ip=127.0.0.1"], cwd=ROOT, env={**os.environ, **env}, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -8,7 +8,6 @@ import asyncio
 import json
 import signal
 import subprocess
-import sys
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -174,14 +173,8 @@ async def _forever(watch: Any, until: Any, ports: tuple[int, int] | None) -> Non
 
 def _dashboard(port_: int, url: str) -> subprocess.Popen:
     """Voila on notebooks/scanner.ipynb, its kernels attached to the watch's gateway at ``url``."""
-    import os
+    from kit.app.launch import voila
 
-    from kit.app.launch import ROOT
-
-    env = {**os.environ, "KIT_WATCH_URL": url}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "voila", "notebooks/scanner.ipynb", f"--port={port_}",
-         "--no-browser", "--Voila.ip=127.0.0.1"], cwd=ROOT, env=env, start_new_session=True,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    proc = voila("notebooks/scanner.ipynb", port_, KIT_WATCH_URL=url)
     print(f"kit watch: dashboard http://127.0.0.1:{port_}/", flush=True)
     return proc
