@@ -33,6 +33,7 @@ from kit.core.backoff import Backoff
 from kit.core.clock import NS_PER_S, Clock, LiveClock, from_ns
 from kit.core.model import Contract, Event, FeedState, FeedStatus, Quote
 from kit.core.symbology import to_occ
+from kit.core.tasks import cancel
 
 __all__ = ["Backoff", "EventSink", "FeedStats", "event_key"]  # re-exported: one import site
 
@@ -92,14 +93,6 @@ class Feed(Protocol):
 
 
 _CLOSED = object()  # queue sentinel
-
-
-async def cancel(task: asyncio.Task[Any] | None) -> None:
-    """Cancel a task and wait until it has really stopped."""
-    if task is not None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 class FeedBase(ABC):

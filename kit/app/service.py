@@ -16,7 +16,6 @@ orders included.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import signal
@@ -33,6 +32,7 @@ from kit.app.commands import SCHEMA, CommandError, Commands
 from kit.app.view import ViewBuilder
 from kit.core.clock import NEW_YORK
 from kit.core.model import Fill, Severity
+from kit.core.tasks import cancel
 from kit.engine.alerts import AlertSink, record_to_json
 from kit.engine.health import signature
 from kit.ops.metrics import DeskMetrics
@@ -256,11 +256,7 @@ class DeskService:
             await asyncio.sleep(max(0.0, period - (wall.perf_counter() - started)))
 
     async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel(*self._tasks)
         if self.run is None:
             return
         if self.ops is not None:

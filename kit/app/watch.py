@@ -20,7 +20,6 @@ with ``kit.connect``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import math
@@ -45,6 +44,7 @@ from kit.app.watch_scan import GridResults, load_results, scan, today_ny, window
 from kit.core.clock import NEW_YORK, Clock, SimClock
 from kit.core.config import env
 from kit.core.model import Alert, Quote, Severity
+from kit.core.tasks import cancel
 from kit.engine.alerts import AlertSink
 from kit.engine.records import record_to_json
 from kit.engine.snapshot import build_snapshot
@@ -166,11 +166,7 @@ class Watch:
                 waited += 0.1
 
     async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel(*self._tasks)
         if self.gateway is not None:
             await self.gateway.close()
         if self.run is not None:

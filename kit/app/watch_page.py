@@ -21,6 +21,7 @@ from typing import Any
 import ipywidgets as w
 
 from kit.core.config import env
+from kit.core.tasks import cancel
 from kit.remote.client import DeskClient, connect
 
 DEFAULT_URL = "ws://127.0.0.1:8766"  # kit watch --service-port's default
@@ -143,10 +144,7 @@ class ScannerPage:
         self._task = asyncio.get_running_loop().create_task(self._loop(), name="kit.scanner")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel(self._task)
         await self.client.close()
 
     async def _loop(self) -> None:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from msgspec.structs import replace
 
-from kit.adapters.base import Feed, cancel
+from kit.adapters.base import Feed
 from kit.core.clock import NEW_YORK, NS_PER_S, Clock, from_ns
 from kit.core.model import (
     Action,
@@ -42,6 +42,7 @@ from kit.core.model import (
     Trade,
     UnderlyingTick,
 )
+from kit.core.tasks import cancel
 from kit.engine.alerts import AlertManager, AlertRecord, DeskRecord
 from kit.engine.health import Health
 from kit.engine.hooks import DeskHooks, Hook, Listener

@@ -13,7 +13,6 @@ cannot trade twice.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import random
@@ -29,6 +28,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from kit.core.backoff import Backoff
 from kit.core.config import env
+from kit.core.tasks import cancel
 from kit.remote.protocol import UNAUTHORIZED, client_token, redacted_logger
 
 log = logging.getLogger(__name__)
@@ -77,11 +77,8 @@ class DeskClient:
                                   "`kit serve` or `make monitor`") from None  # fmt: skip
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await cancel(task)
         self.connected = False
 
     async def __aenter__(self) -> DeskClient:

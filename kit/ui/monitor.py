@@ -27,6 +27,7 @@ from urllib.parse import parse_qs
 import ipywidgets as w
 
 from kit.core.config import env
+from kit.core.tasks import cancel
 from kit.remote.client import CommandRefusedError, DeskClient, connect
 from kit.ui.panels import (
     CSS,
@@ -161,10 +162,7 @@ class Monitor:
         self._task = asyncio.get_running_loop().create_task(self._loop(), name="kit.monitor")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel(self._task)
 
     async def _loop(self) -> None:
         while True:

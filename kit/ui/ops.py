@@ -19,7 +19,6 @@ Colours (green / amber / red), the documented thresholds:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import html
 import math
 import time
@@ -31,6 +30,7 @@ import ipywidgets as w
 from prometheus_client.parser import text_string_to_metric_families
 
 from kit.core.config import env
+from kit.core.tasks import cancel
 from kit.remote.client import DeskClient, connect
 from kit.ui.panels import CSS, html_widget, set_html
 
@@ -203,10 +203,7 @@ class OpsPage:
         self._task = asyncio.get_running_loop().create_task(self._loop(), name="ops-page")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel(self._task)
         await self.client.close()
 
     async def _loop(self) -> None:

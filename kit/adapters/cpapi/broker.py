@@ -64,6 +64,7 @@ from kit.core import config
 from kit.core.clock import Clock, LiveClock
 from kit.core.config import ConfigError
 from kit.core.model import Contract, Fill, ModelError, Order, OrderType
+from kit.core.tasks import cancel
 from kit.execution.broker import (
     AccountSummary,
     BrokerError,
@@ -173,11 +174,8 @@ class CpApiBroker:
         self._task = asyncio.create_task(self._poll_loop())
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await cancel(task)
         if self._client is not None:
             await self._client.aclose()
             self._client = None

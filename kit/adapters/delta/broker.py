@@ -34,6 +34,7 @@ from kit.adapters.delta.signing import ws_auth_message
 from kit.core.clock import Clock, LiveClock
 from kit.core.model import Contract, Fill, Leg, Order, OrderType, Side
 from kit.core.symbology import from_delta
+from kit.core.tasks import cancel
 from kit.execution.broker import (
     AccountSummary,
     BrokerError,
@@ -90,10 +91,7 @@ class DeltaBroker:
 
     async def close(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel(task)
         await self.client.aclose()
 
     def subscribe(self, listener: Listener) -> None:

@@ -31,13 +31,14 @@ from typing import Any
 import msgspec
 from websockets.asyncio.client import connect
 
-from kit.adapters.base import FeedConfig, MalformedFrameError, StreamingFeed, SubKey, cancel
+from kit.adapters.base import FeedConfig, MalformedFrameError, StreamingFeed, SubKey
 from kit.adapters.thetadata.config import ThetaDataConfig
 from kit.adapters.thetadata.parsing import FrameContract, Header, decode_frame, ms_of_day_to_ns
 from kit.adapters.thetadata.rest import ThetaDataREST
 from kit.core.clock import Clock
 from kit.core.model import Contract, Event, ModelError, Quote, Trade
 from kit.core.symbology import from_thetadata, to_thetadata
+from kit.core.tasks import cancel
 
 log = logging.getLogger(__name__)
 
