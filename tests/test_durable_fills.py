@@ -10,10 +10,10 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
+from helpers import duckdb_locked
 from service_helpers import REPO, TOKEN, free_port, until
 
 import kit
@@ -29,18 +29,8 @@ FILL = ("f1", 1_710_250_000_000_000_000, "c1", "p1", "SPXW240312C05100000", "sel
 async def test_when_durable_waits_for_the_database_even_through_an_outage(tmp_path: Path):
     path = tmp_path / "desk.duckdb"
     open_store(path).close()
-    holder = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(f"""
-            import duckdb, sys
-            con = duckdb.connect({str(path)!r})
-            print("locked", flush=True)
-            sys.stdin.readline()
-        """)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
     seen: list[list[str]] = []
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+    with duckdb_locked(path):
         store = open_store(path, migrate=False)
         w = StoreWriter(store, WriterConfig(spool_dir=None, flush_s=0.05, retry_s=(0.05,)))
         await w.start()
@@ -50,8 +40,6 @@ async def test_when_durable_waits_for_the_database_even_through_an_outage(tmp_pa
         await until(lambda: not w.available)
         await asyncio.sleep(0.3)  # several failed attempts: still not shown
         assert seen == []
-    finally:
-        holder.communicate("\n", timeout=10)
     await until(lambda: seen)
     assert seen == [["f1"]]  # called once, when the row was in the file
     w.when_durable(lambda: seen.append(["now"]))  # nothing pending: called at once

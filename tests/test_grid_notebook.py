@@ -8,7 +8,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from nbclient import NotebookClient
+from helpers import run_notebook
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK = REPO / "notebooks" / "research.ipynb"
@@ -35,13 +35,7 @@ def test_notebook_runs_on_a_small_simulated_history(tmp_path, monkeypatch: pytes
     monkeypatch.setenv("KIT_RESEARCH_DIR", str(tmp_path))
     monkeypatch.setenv("KIT_RESEARCH_SESSIONS", "6")
     monkeypatch.setenv("KIT_RESEARCH_WORKERS", "2")
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    nb.cells.append(nbformat.v4.new_code_cell(CHECKS))
-    NotebookClient(nb, timeout=300, kernel_name="python3",
-                   resources={"metadata": {"path": str(REPO)}}).execute()  # fmt: skip
-    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
-    assert not [o for o in outputs if o.output_type == "error"]
-    text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+    _, text = run_notebook(NOTEBOOK, CHECKS)
     assert "NOTEBOOK CHECKS PASSED" in text
     assert "6 sessions built" in text
     assert (tmp_path / "history" / "underlying=SPX").is_dir()

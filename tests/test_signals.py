@@ -13,7 +13,7 @@ from pathlib import Path
 import nbformat
 import numpy as np
 import pytest
-from nbclient import NotebookClient
+from helpers import run_notebook
 
 from kit.cli.main import main
 from kit.signals import PUBLIC, gex_levels, read_cboe, years_to_expiry
@@ -212,13 +212,8 @@ print("checks passed")
 
 def test_notebook_runs_on_the_ndx_file(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KIT_SIGNAL_LAB_CSV", str(NDX))
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    nb.cells.append(nbformat.v4.new_code_cell(CHECKS))
-    NotebookClient(nb, timeout=300, kernel_name="python3",
-                   resources={"metadata": {"path": str(REPO)}}).execute()  # fmt: skip
+    nb, text = run_notebook(NOTEBOOK, CHECKS)
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
-    assert not [o for o in outputs if o.output_type == "error"]
-    text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
     assert "checks passed" in text and "IV rank" in text and "Pinning:" in text
     # what a trader reads: no Python or polars reprs, no "$" that the page would typeset as maths
     shown = text + "".join(str(o.get("data", {})) for o in outputs)

@@ -12,11 +12,11 @@ import logging
 import math
 import subprocess
 import sys
-import textwrap
 from datetime import UTC, datetime, timedelta
 
 import polars as pl
 import pytest
+from helpers import duckdb_locked
 
 from kit.core.clock import SimClock
 from kit.core.model import Alert, Severity
@@ -267,25 +267,13 @@ async def test_a_postgres_outage_keeps_rows_and_writes_them_when_it_returns(tmp_
 async def test_a_duckdb_file_locked_by_another_process_is_an_outage(tmp_path):
     path = tmp_path / "desk.duckdb"
     open_store(path).close()
-    holder = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(f"""
-            import duckdb, sys
-            con = duckdb.connect({str(path)!r})
-            print("locked", flush=True)
-            sys.stdin.readline()
-        """)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert holder.stdout.readline().strip() == "locked"
+    with duckdb_locked(path):
         store = open_store(path, migrate=False)
         w = writer(store)
         await w.start()
         w.put("fills", fill("while-locked"))
         await until(lambda: not w.available)
         assert not w.available and w.buffered == 1
-    finally:
-        holder.communicate("\n", timeout=10)
     await until(lambda: w.available and not w.buffered)
     await w.close()
     assert store.query("SELECT fill_id FROM fills")["fill_id"].to_list() == ["while-locked"]
