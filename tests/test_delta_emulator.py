@@ -60,8 +60,14 @@ def test_official_client_lists_quotes_trades_and_is_refused_with_a_wrong_secret(
     assert sizes == {"BTC": "0.001", "ETH": "0.01"}
     # every expiry settles at 17:30 IST = 12:00 UTC
     assert {datetime.fromtimestamp(settlement_ns(p) / 1e9, UTC).hour for p in products} == {12}
-    call = next(p for p in products if p["contract_type"] == "call_options"
-                and p["underlying_asset"]["symbol"] == "BTC")  # fmt: skip
+    btc_calls = [p for p in products if p["contract_type"] == "call_options"
+                 and p["underlying_asset"]["symbol"] == "BTC"]  # fmt: skip
+    spot = float(client.get_ticker(btc_calls[0]["symbol"])["spot_price"])
+    # the latest expiry's nearest-the-money call: its delta is strictly inside (0, 1) at any hour
+    # (a deep in-the-money daily near its 12:00 UTC settlement is legitimately 1.0)
+    last = max(settlement_ns(p) for p in btc_calls)
+    call = min((p for p in btc_calls if settlement_ns(p) == last),
+               key=lambda p: abs(float(p["strike_price"]) - spot))  # fmt: skip
     ticker = client.get_ticker(call["symbol"])
     assert 0 < float(ticker["greeks"]["delta"]) < 1 and float(ticker["quotes"]["mark_iv"]) > 0
     ask = float(ticker["quotes"]["best_ask"])
