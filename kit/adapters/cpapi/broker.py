@@ -60,6 +60,7 @@ from kit.adapters.cpapi.parsing import (
     trade_side,
     underlying_conid,
 )
+from kit.adapters.cpapi.session import CpApiSession
 from kit.core import config
 from kit.core.clock import Clock, LiveClock
 from kit.core.config import ConfigError
@@ -124,13 +125,15 @@ class CpApiBroker:
     live = True
 
     def __init__(self, config: CpApiConfig | None = None, clock: Clock | None = None, *,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:  # fmt: skip
-        self.config = config or CpApiConfig.from_env()
+                 transport: httpx.AsyncBaseTransport | None = None,
+                 session: CpApiSession | None = None) -> None:  # fmt: skip
+        self.config = session.config if session is not None else config or CpApiConfig.from_env()
         self.clock = clock or LiveClock()
+        # one gateway session with the streaming feed when the builder hands it one
+        self.session = session or CpApiSession(self.config, transport=transport)
+        self._acquired = False
         self._iserver = f"/iserver/account/{self.config.account_id}"
         self._portfolio = f"/portfolio/{self.config.account_id}"
-        self._transport = transport
-        self._client: httpx.AsyncClient | None = None
         self._listeners: list[Listener] = []
         self._states: dict[str, OrderState] = {}
         self._cids: dict[str, str] = {}  # IBKR order id -> client id
@@ -149,10 +152,8 @@ class CpApiBroker:
         """Check the session and the account, take a baseline of executions, start polling."""
         if self._task is not None:
             return
-        self._client = httpx.AsyncClient(
-            base_url=self.config.base_url, verify=self.config.verify_tls,
-            timeout=self.config.timeout_s, transport=self._transport,
-        )  # fmt: skip
+        await self.session.acquire()
+        self._acquired = True
         try:
             auth = await self._call("GET", "/iserver/auth/status")
             if not (isinstance(auth, dict) and auth.get("authenticated")):
@@ -176,9 +177,9 @@ class CpApiBroker:
     async def close(self) -> None:
         task, self._task = self._task, None
         await cancel(task)
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        if self._acquired:
+            self._acquired = False
+            await self.session.release()
 
     def subscribe(self, listener: Listener) -> None:
         self._listeners.append(listener)
@@ -312,7 +313,7 @@ class CpApiBroker:
             try:
                 if self.clock.now_ns() - self._last_tickle_ns >= self.config.tickle_s * 1e9:
                     self._last_tickle_ns = self.clock.now_ns()
-                    await self._call("POST", "/tickle")
+                    await self.session.keepalive()  # shared: one tickle per period
                 await self.poll()
             except BrokerError as exc:  # the gateway is away: the next poll is the reconnect
                 if not self._failing:
@@ -331,29 +332,10 @@ class CpApiBroker:
 
     async def _call(self, method: str, path: str, *, params: dict[str, Any] | None = None,
                     body: Any = None, order: bool = False) -> Any:  # fmt: skip
-        """One request; failures become BrokerError naming the endpoint (a 4xx or an
-        ``{"error"}`` answer to an order call is the order's rejection)."""
-        if self._client is None:
+        """One request through the shared session (errors: see :meth:`CpApiSession.call`)."""
+        if not self._acquired:
             raise BrokerError("IBKR CP API: not connected (call connect() first)")
-        where = f"{method} {path.replace(self.config.account_id, '{accountId}')}"
-        try:
-            resp = await self._client.request(method, path, params=params, json=body)
-            data = resp.json() if resp.content else None
-        except httpx.TimeoutException:
-            raise BrokerError(f"IBKR {where}: no answer in {self.config.timeout_s:g} s") from None
-        except httpx.HTTPError as exc:
-            raise BrokerError(f"IBKR {where}: gateway unreachable ({exc!r})") from None
-        except ValueError:
-            raise BrokerError(f"IBKR {where}: HTTP {resp.status_code}, not JSON") from None
-        error = data.get("error") if isinstance(data, dict) else None
-        if resp.status_code == 401:
-            raise BrokerError(f"IBKR {where}: not authenticated: log in on the gateway's web page")
-        if resp.status_code >= 400 or error:
-            detail = error or resp.reason_phrase
-            if order and resp.status_code < 500:
-                raise OrderRejectedError(f"IBKR rejected the order: {detail}")
-            raise BrokerError(f"IBKR {where}: HTTP {resp.status_code}: {detail}")
-        return data
+        return await self.session.call(method, path, params=params, body=body, order=order)
 
     async def _submit(self, path: str, body: dict[str, Any], *, new: bool) -> dict[str, Any]:
         """Send a new order (``{"orders": [body]}``) or a modify (the bare body) and answer its
