@@ -79,6 +79,8 @@ async def run_auto(
     sinks: Sequence[AlertSink] = (),
     emit: Callable[[dict[str, Any]], None] | None = None,
     feed: FeedSpec | str = "sim",
+    conflate_s: float | None = None,
+    on_start: Callable[[Run], None] | None = None,
 ) -> AutoResult:
     """Run one session (the simulator unless ``feed`` says otherwise); ``emit`` receives every
     desk record as JSON.
@@ -88,7 +90,9 @@ async def run_auto(
     kill -9) resumes where its last persisted second left off, with its positions and working
     orders, and sends no order twice; a day that already finished is not traded again (its
     summary is emitted). ``start`` (New York time) begins a fresh simulated session later than
-    the open, in the same simulated market (the path from the open is replayed)."""
+    the open, in the same simulated market (the path from the open is replayed).
+    ``conflate_s`` paces a backtest (see :class:`~kit.app.build.RunSpec`). ``on_start``
+    is called with the started run (a test's hand on the desk: a manual close mid-session)."""
     cfg = config or AutoConfig()
     steps, market = sim_setup(script)  # a scenario's shocks and market (quiet: a calm one)
     spec = RunSpec(
@@ -97,6 +101,7 @@ async def run_auto(
         day=day, start=start, seed=seed, speed=speed, script=steps, sim=market, auto_manage=True,
         sinks=tuple(sinks), state=store, resume_key="autopilot", manager=manager, paper=paper,
         listener=(lambda event: emit(record_to_json(event))) if emit is not None else None,
+        conflate_s=conflate_s,
     )  # fmt: skip
     run = await build(spec)
     if (
@@ -120,6 +125,8 @@ async def run_auto(
                                  f"{clock.now().astimezone(NEW_YORK):%H:%M:%S} from "
                                  f"{run.kept.store.describe()}", None, {}))  # fmt: skip
     await run.start()
+    if on_start is not None:
+        on_start(run)
     entered = cfg.strategy_id in orders.strategies
     try:
         if entered:  # resumed with a position: its expiry must be quoted before the book is

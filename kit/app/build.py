@@ -29,7 +29,7 @@ from kit.core.clock import NEW_YORK, Clock, SimClock, from_ns, us_session
 from kit.core.config import ConfigError, env
 from kit.core.model import Contract
 from kit.engine.alerts import AlertManager, AlertSink, DeskRecord
-from kit.engine.desk import Desk
+from kit.engine.desk import Desk, DeskConfig
 from kit.execution.broker import Broker
 from kit.execution.manager import ManagerConfig, OrderManager
 from kit.execution.state import MemoryStateStore, StateStore
@@ -101,6 +101,9 @@ class RunSpec:
     manager: ManagerConfig | None = None
     paper: Any = None  # PaperConfig
     sim: Any = None  # simulator: a SimConfig (its seed is replaced by ``seed``); None: defaults
+    # a backtest's pace: the simulator delivers one conflated batch per this many market seconds
+    # and the desk's heartbeat runs as often (None: every step and every second, as live)
+    conflate_s: float | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -151,8 +154,9 @@ class Run:
         await getattr(self, f"_feed_{s.feed.kind}")()
         rules = s.rules if isinstance(s.rules, Rules) else load_rules(s.rules or env("KIT_RULES"))
         sinks = (*s.sinks, *configured_sinks()) if s.env_sinks else s.sinks
+        pace = DeskConfig(heartbeat_s=s.conflate_s) if s.conflate_s else None
         self.desk = Desk(self.clock, [self.feed], rules=rules,
-                         alerts=AlertManager(self.clock, sinks),
+                         alerts=AlertManager(self.clock, sinks), config=pace,
                          auto_manage=s.auto_manage and s.mode != "alert_only")  # fmt: skip
         for symbol in ("SPX", "SPY"):
             history = await self.chains.iv_history(symbol)
@@ -162,6 +166,8 @@ class Run:
             self.desk.listeners.append(s.listener)
         self.kept = DeskStore.open(self.desk, self.store) if self.store is not None else None
         self.state = self.kept.state if self.kept is not None else s.state or MemoryStateStore()
+        if self.kept is not None:  # what a replay of this day needs besides its ticks
+            self._keep_chain_inputs(iv_history=self.desk.iv_history)
         if s.mode != "alert_only":
             self.broker = self._broker()
             self.orders = OrderManager(self.desk, self.broker, s.manager, store=self.state)
@@ -187,7 +193,7 @@ class Run:
                               speed=s.speed)  # fmt: skip
         steps = SCRIPTS[s.script] if isinstance(s.script, str) else tuple(s.script)
         config = replace(s.sim, seed=s.seed) if s.sim is not None else SimConfig(seed=s.seed)
-        self.feed = SimFeed(self.clock, config=config, script=steps,
+        self.feed = SimFeed(self.clock, config=config, script=steps, conflate_s=s.conflate_s,
                             start=opened if s.path_from_open else None)  # fmt: skip
         self.chains = SimChainSource(self.feed.market, self.clock)
 
@@ -303,8 +309,20 @@ class Run:
         if snap.open_interest:
             known = list(snap.open_interest)
             self.desk.market.set_open_interest(known, [snap.open_interest[c] for c in known])
+            if self.kept is not None:
+                self._keep_chain_inputs(open_interest=snap.open_interest)
         self.desk.market.refresh(self.desk.market.track_all(chain), self.desk.clock.now_ns())
         return chain
+
+    def _keep_chain_inputs(self, iv_history: Any = None, open_interest: Any = None) -> None:
+        """Record the chain inputs a store does not hold as ticks (the IV history behind IV
+        rank, the open interest of a subscribed expiry) in a state document per session day,
+        so ``kit validate`` replays the day through the same entry checks."""
+        from kit.adapters.replay.source import CHAIN_INPUTS, merge_chain_inputs
+
+        key = f"{CHAIN_INPUTS}.{self.clock.now().astimezone(NEW_YORK).date().isoformat()}"
+        doc = merge_chain_inputs(self.state.load(key), iv_history, open_interest)
+        self.state.save(key, doc)
 
     def save_progress(self, **extra: Any) -> None:
         """The resumable position of this run (day, seed, feed, market time) in its state."""

@@ -207,6 +207,7 @@ class Recorder:
                 self._dirty.add(pid)
                 self._commissions[pid] = self._commissions.get(pid, 0.0) + event.commission
             what, message = doc["side"], None
+            doc |= self._quote_at(event.contract)  # what the desk saw: kit validate's slippage
         elif isinstance(event, Action):
             what, pid, message = event.kind.value, event.position_id, event.reason
         elif isinstance(event, Decision):
@@ -215,6 +216,15 @@ class Recorder:
             assert isinstance(event, FeedStatus)
             what, pid, message = event.state.value, None, f"{event.feed}: {event.detail}"
         put("audit", (doc["ts_ns"], doc["kind"], what, pid, message, doc))
+
+    def _quote_at(self, contract: Contract) -> dict[str, float | None]:
+        """The desk's bid/ask of ``contract`` now (a fill's audit row keeps the quote it was
+        filled against, so slippage and a different quote seen by a replay can be told)."""
+        m = self.desk.market
+        i = m.index.get(contract)
+        if i is None:
+            return {"bid": None, "ask": None}
+        return {"bid": _num(m.bid[i]), "ask": _num(m.ask[i])}
 
     # --- once a second ---
 

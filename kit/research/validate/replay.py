@@ -1,0 +1,201 @@
+"""A recorded day, as the store holds it, and the same day replayed through the same desk.
+
+The live side is read straight from the store: the audit trail (decisions, rule actions, order
+states, fills with the quote each met), alerts, positions, risk snapshots and SPX ticks. The
+replay side exports the day's recorded ticks to a replay recording (plus the chain inputs the
+builder kept: IV history and open interest, :mod:`kit.adapters.replay.source`), runs the
+autopilot on it with the same rules and strategy on a stepped clock, recorded to a scratch store,
+and reads that store back the same way: both timelines come out of one reader, so they compare
+field for field.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from kit.adapters.replay.feed import SCHEMA
+from kit.adapters.replay.source import CHAIN_INPUTS, sidecar_path
+from kit.core.clock import us_session
+from kit.core.symbology import from_occ
+from kit.store import Store, open_store
+
+DESK = "desk"  # the recorder's desk name (RecorderConfig.desk): its state documents' prefix
+
+
+@dataclass
+class Timeline:
+    """One day as the store holds it: what was decided and done, and how P&L went."""
+
+    day: date
+    records: list[dict[str, Any]]  # audit records (decision, order, fill) as JSON, by time
+    alerts: list[dict[str, Any]]  # alert records, by sequence
+    position_pnl: dict[str, float]  # realised P&L per position (dollars, after fees)
+    pnl_curve: pl.DataFrame = field(default_factory=pl.DataFrame)  # ts, pnl (realised + open)
+
+    @property
+    def fills(self) -> list[dict[str, Any]]:
+        return [r for r in self.records if r["kind"] == "fill"]
+
+    @property
+    def pnl(self) -> float:
+        """The day's P&L: every fill's cash flow (fees included; a day ends flat)."""
+        return round(sum(f["cash_flow"] for f in self.fills), 2)
+
+
+def day_bounds(day: date) -> tuple[datetime, datetime]:
+    """The UTC span that holds ``day``'s session (from 4 hours before the open to 4 hours
+    after the close: pre-open warm-up and the close's settlement included)."""
+    session = us_session(day)
+    if session is None:
+        raise ValueError(f"{day} is not a US trading session")
+    return (session.open - timedelta(hours=4)).astimezone(UTC), (
+        session.close + timedelta(hours=4)
+    ).astimezone(UTC)
+
+
+def recorded_days(store: Store) -> list[date]:
+    """Sessions with recorded decisions or fills, oldest first."""
+    rows = store.query("SELECT DISTINCT ts FROM audit WHERE kind IN ('decision', 'fill')")
+    days = {us_day(ts) for ts in rows["ts"].to_list()}
+    return sorted(d for d in days if d is not None)
+
+
+def us_day(ts: datetime) -> date | None:
+    """The New York session day a UTC instant belongs to."""
+    from kit.core.clock import NEW_YORK
+
+    return ts.astimezone(NEW_YORK).date()
+
+
+def load_timeline(store: Store, day: date, desk: str = DESK) -> Timeline:
+    """``day`` as recorded in ``store``."""
+    start, end = day_bounds(day)
+    span = {"a": start, "b": end}
+    audit = store.query("SELECT record FROM audit WHERE ts >= :a AND ts < :b AND kind <> 'feed'",
+                        span)  # fmt: skip
+    records = [json.loads(r) if isinstance(r, str) else r for r in audit["record"].to_list()]
+    records.sort(key=lambda r: r["ts_ns"])  # stable: rows of one instant keep their order
+    alerts = store.query(
+        "SELECT seq, triggered_at, severity, rule, position_id, message FROM alerts "
+        "WHERE desk = :d AND triggered_at >= :a AND triggered_at < :b ORDER BY seq",
+        {"d": desk, **span},
+    )
+    alert_rows = [
+        {"kind": "alert", "ts_ns": _ns(r["triggered_at"]), "seq": r["seq"], "rule": r["rule"],
+         "severity": r["severity"], "position_id": r["position_id"], "message": r["message"]}
+        for r in alerts.iter_rows(named=True)
+    ]  # fmt: skip
+    positions = store.query(
+        "SELECT id, realized_pnl FROM positions WHERE opened_at >= :a AND opened_at < :b", span
+    )
+    pnl = {r["id"]: float(r["realized_pnl"] or 0.0) for r in positions.iter_rows(named=True)}
+    return Timeline(day, records, alert_rows, pnl, pnl_curve(store, day))
+
+
+def pnl_curve(store: Store, day: date) -> pl.DataFrame:
+    """P&L through the day, once a second: the open positions' P&L (the portfolio snapshot)
+    plus the realised P&L of positions already closed."""
+    start, end = day_bounds(day)
+    span = {"a": start, "b": end}
+    open_pnl = store.query(
+        "SELECT ts, pnl FROM risk_snapshots WHERE position_id IS NULL AND ts >= :a AND ts < :b "
+        "ORDER BY ts",
+        span,
+    )
+    closed = store.query(
+        "SELECT closed_at AS ts, realized_pnl FROM trade_logs WHERE closed_at >= :a "
+        "AND closed_at < :b ORDER BY closed_at",
+        span,
+    )
+    if open_pnl.is_empty():
+        return pl.DataFrame(schema={"ts": pl.Datetime("us", "UTC"), "pnl": pl.Float64})
+    done = closed.with_columns(pl.col("realized_pnl").fill_null(0.0).cum_sum().alias("realised"))
+    curve = open_pnl.sort("ts").join_asof(done.select("ts", "realised").sort("ts"), on="ts")
+    return curve.select("ts", (pl.col("pnl").fill_null(0.0) + pl.col("realised").fill_null(0.0))
+                        .round(2).alias("pnl"))  # fmt: skip
+
+
+def spot_curve(store: Store, day: date, symbol: str = "SPX") -> pl.DataFrame:
+    """The underlying's recorded ticks through the day (ts, price)."""
+    start, end = day_bounds(day)
+    return store.query(
+        "SELECT ts, price FROM quotes WHERE contract = :s AND ts >= :a AND ts < :b ORDER BY ts",
+        {"s": symbol, "a": start, "b": end},
+    )
+
+
+def export_day(store: Store, day: date, path: str | Path, desk: str = DESK) -> int:
+    """Write ``day``'s recorded ticks as a replay recording at ``path`` (and the chain inputs
+    the builder kept beside it); returns the number of events. Raises ValueError when the store
+    holds no ticks for that day."""
+    start, end = day_bounds(day)
+    # option prints are left out: the store keeps no print size, and the desk only notes them
+    rows = store.query(
+        "SELECT ts, contract, underlying, bid, ask, bid_size, ask_size, price FROM quotes "
+        "WHERE ts >= :a AND ts < :b AND (contract = underlying OR bid IS NOT NULL "
+        "OR ask IS NOT NULL) ORDER BY ts",
+        {"a": start, "b": end},
+    )
+    if rows.is_empty():
+        raise ValueError(f"the store holds no ticks for {day}: record the day with --db "
+                         "(kit run --auto --db, kit serve --db), with ticks kept")  # fmt: skip
+    occ = rows.filter(pl.col("contract") != pl.col("underlying"))["contract"].unique().to_list()
+    parts = [from_occ(s) for s in occ]
+    contracts = pl.DataFrame(
+        {"contract": occ, "root": [c.root for c in parts], "expiry": [c.expiry for c in parts],
+         "strike": [c.strike for c in parts], "right": [c.right.value for c in parts]},
+        schema={"contract": pl.Utf8, "root": pl.Utf8, "expiry": pl.Date, "strike": pl.Float64,
+                "right": pl.Utf8},
+    )  # fmt: skip
+    is_tick = pl.col("contract") == pl.col("underlying")
+    frame = (
+        rows.join(contracts, on="contract", how="left", maintain_order="left")
+        .with_columns(
+            pl.when(is_tick).then(pl.lit("tick")).otherwise(pl.lit("quote")).alias("kind"),
+            pl.col("ts").dt.epoch("ns").alias("ts_ns"),
+            pl.when(is_tick).then(pl.col("contract")).alias("symbol"),
+            pl.lit(None, pl.Float64).alias("size"),
+        )
+        .select([pl.col(name).cast(dtype) for name, dtype in SCHEMA.items()])
+    )  # fmt: skip
+    frame.write_parquet(path)
+    inputs = store.load_state(f"{desk}.{CHAIN_INPUTS}.{day.isoformat()}")
+    if inputs is not None:
+        sidecar_path(path).write_text(json.dumps(inputs))
+    return frame.height
+
+
+async def replay_day(
+    store: Store,
+    day: date,
+    workdir: str | Path,
+    *,
+    rules: Any = None,
+    config: Any = None,
+) -> Timeline:
+    """Replay ``day`` from ``store`` through the autopilot's desk (same rules ``rules`` and
+    strategy ``config``: an :class:`~kit.app.autopilot.AutoConfig`), stepped as fast as the desk
+    goes, recorded to a scratch store in ``workdir``; returns the replay's timeline."""
+    from kit.app.autopilot import run_auto
+    from kit.app.build import FeedSpec
+
+    work = Path(workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    recording = work / f"{day.isoformat()}.parquet"
+    export_day(store, day, recording)
+    db = work / f"replay-{day.isoformat()}.duckdb"
+    db.unlink(missing_ok=True)
+    await run_auto(day=day, speed=None, rules=rules, config=config, db=str(db),
+                   feed=FeedSpec("replay", recording))  # fmt: skip
+    with open_store(str(db)) as replayed:
+        return load_timeline(replayed, day)
+
+
+def _ns(ts: datetime) -> int:
+    return int(ts.timestamp()) * 1_000_000_000 + ts.microsecond * 1000
