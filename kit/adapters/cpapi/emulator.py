@@ -34,7 +34,7 @@ import json
 import logging
 import re
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import tornado.httpserver
@@ -42,6 +42,7 @@ import tornado.netutil
 import tornado.web
 
 from kit.adapters.cpapi import replies
+from kit.adapters.cpapi.emulator_ws import StreamHandler, StreamHub
 from kit.adapters.cpapi.replies import COMBO_CONID, IB_STATUS, month
 from kit.adapters.paper.broker import PaperBroker
 from kit.core.model import Contract, Leg, Order, OrderType, Side
@@ -60,6 +61,8 @@ REPLY_MESSAGES = {
     "o383": "The following order exceeds the size limit. Submit this order?",
 }
 Answer = tuple[int, Any]
+_OPEN_PATHS = ("iserver/auth/status", "tickle", "iserver/auth/ssodh/init",
+               "iserver/reauthenticate", "logout")  # fmt: skip
 Route = Callable[[re.Match[str], dict[str, str], Any], Awaitable[Answer]]
 
 
@@ -67,8 +70,11 @@ class CpApiEmulator:
     """Serve the Client Portal API on ``host:port`` (0 = a free port) over ``broker``."""
 
     def __init__(self, broker: PaperBroker, *, account: str = "DU1234567", port: int = 0,
-                 host: str = "127.0.0.1") -> None:  # fmt: skip
+                 host: str = "127.0.0.1", heartbeat_s: float = 10.0,
+                 listing: Callable[[str], Sequence[Contract]] | None = None) -> None:  # fmt: skip
         self.broker, self.account, self.host, self._port = broker, account, host, port
+        self.listing = listing  # options of an underlying (default: those the market tracks)
+        self.stream = StreamHub(self, heartbeat_s)  # the /v1/api/ws socket (emulator_ws)
         self.unauthenticated = False
         self.require_confirmation: str | None = None  # message id asked on the next order
         self.requests: list[str] = []  # "METHOD /path" of every request, for tests
@@ -90,6 +96,10 @@ class CpApiEmulator:
         table: list[tuple[str, str, Route]] = [
             ("GET|POST", r"iserver/auth/status", self._auth_status),
             ("GET|POST", r"tickle", self._tickle),
+            ("POST", r"iserver/auth/ssodh/init|iserver/reauthenticate", self._login),
+            ("POST", r"logout", self._logout),
+            ("GET", r"iserver/secdef/strikes", self._strikes),
+            ("GET", r"iserver/marketdata/snapshot", self._snapshot),
             ("GET", r"iserver/accounts", self._accounts),
             ("GET", r"portfolio/accounts", self._portfolio_accounts),
             ("GET|POST", r"iserver/secdef/search", self._search),
@@ -111,8 +121,9 @@ class CpApiEmulator:
 
     async def start(self) -> CpApiEmulator:
         app = tornado.web.Application(
-            [(r"/v1/api/(.*)", _Handler, {"emu": self})], log_function=lambda _handler: None
-        )
+            [(r"/v1/api/ws", StreamHandler, {"emu": self}),
+             (r"/v1/api/(.*)", _Handler, {"emu": self})], log_function=lambda _handler: None,
+        )  # fmt: skip
         self._http = tornado.httpserver.HTTPServer(app)
         socks = tornado.netutil.bind_sockets(self._port, self.host)
         self._http.add_sockets(socks)
@@ -120,6 +131,8 @@ class CpApiEmulator:
         return self
 
     async def close(self) -> None:
+        for ws in list(self.stream.sockets):
+            ws.close()
         if self._http is not None:
             self._http.stop()
             await self._http.close_all_connections()
@@ -153,7 +166,7 @@ class CpApiEmulator:
             return code, {"error": f"emulated failure (HTTP {code})"}
         for methods, pattern, route in self._routes:
             if method in methods and (m := pattern.fullmatch(path)):
-                if self.unauthenticated and path not in ("iserver/auth/status", "tickle"):
+                if self.unauthenticated and path not in _OPEN_PATHS:
                     return 401, {"error": "not authenticated"}
                 try:
                     return await route(m, args, body)
@@ -182,9 +195,27 @@ class CpApiEmulator:
             self._next_und += 1
         return self._underlyings[symbol]
 
+    @property
+    def session(self) -> str:
+        """The session token (``/tickle``): the socket's cookie must carry it."""
+        return self._session
+
+    def new_session(self) -> None:
+        self._session = uuid.uuid4().hex
+
+    def contract_of(self, conid: int) -> Contract | None:
+        return self._contracts.get(conid)
+
+    def underlying_symbol(self, conid: int) -> str | None:
+        return next((s for s, c in self._underlyings.items() if c == conid), None)
+
     def _chain(self, symbol: str) -> list[Contract]:
-        """The options on ``symbol`` the engine's market tracks (conids assigned on the way)."""
-        out = [c for c in self.broker.market.contracts if c.underlying == symbol]
+        """The options on ``symbol``: the listing's, else those the engine's market tracks
+        (conids assigned on the way)."""
+        if self.listing is not None:
+            out = list(self.listing(symbol))
+        else:
+            out = [c for c in self.broker.market.contracts if c.underlying == symbol]
         for c in out:
             self.conid(c)
         return out
@@ -216,6 +247,22 @@ class CpApiEmulator:
             rows.append(replies.secdef_row(c, self.conid(c), symbol))
         return 200, rows
 
+    async def _strikes(self, m: re.Match[str], args: dict[str, str], body: Any) -> Answer:
+        symbol = self.underlying_symbol(int(args["conid"]))
+        wanted = args["month"].upper()
+        chain = [c for c in self._chain(symbol) if month(c) == wanted] if symbol else []
+        return 200, {"call": sorted({c.strike for c in chain if c.is_call}),
+                     "put": sorted({c.strike for c in chain if not c.is_call})}  # fmt: skip
+
+    async def _snapshot(self, m: re.Match[str], args: dict[str, str], body: Any) -> Answer:
+        """``iserver/marketdata/snapshot?conids=&fields=``: the fields now, every one."""
+        wanted = frozenset(args.get("fields", "31,84,86").split(","))
+        self.stream.publish()  # refreshes the Greeks of streamed rows
+        ms = self.broker.clock.now_ns() // 1_000_000
+        return 200, [{"conid": int(c), "conidEx": c, "_updated": ms,
+                      **self.stream.fields(int(c), wanted)}
+                     for c in args["conids"].split(",") if c]  # fmt: skip
+
     async def _contract_info(self, m: re.Match[str], args: dict[str, str], body: Any) -> Answer:
         c = self._contract(int(m.group(1)))
         return 200, replies.contract_info(c, self.conid(c), self._underlying(c.underlying))
@@ -224,6 +271,16 @@ class CpApiEmulator:
 
     async def _auth_status(self, m: re.Match[str], args: dict[str, str], body: Any) -> Answer:
         return 200, replies.auth_status(not self.unauthenticated)
+
+    async def _login(self, m: re.Match[str], args: dict[str, str], body: Any) -> Answer:
+        """``ssodh/init`` / ``reauthenticate``: the session is authenticated again."""
+        self.unauthenticated = self.stream.faults.refuse_login
+        return 200, {"authenticated": not self.unauthenticated, "connected": True,
+                     "competing": False, "message": ""}  # fmt: skip
+
+    async def _logout(self, m: re.Match[str], args: dict[str, str], body: Any) -> Answer:
+        self.stream.expire_session()
+        return 200, {"status": True}
 
     async def _tickle(self, m: re.Match[str], args: dict[str, str], body: Any) -> Answer:
         _, auth = await self._auth_status(m, args, body)
