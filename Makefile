@@ -72,7 +72,7 @@ lint: $(DEV_STAMP)
 	$(BIN)/ruff format --check kit tests benchmarks
 
 bench: $(BENCH_STAMP)
-	@set -e; for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b; done
+	@set -e; for b in benchmarks/[!_]*.py; do echo "== $$b"; $(BIN)/python $$b; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
