@@ -71,11 +71,22 @@ class SimFeed(FeedBase):
         script: Sequence[ScriptStep] | str = (),
         name: str = "sim",
         start: datetime | None = None,
+        conflate_s: float | None = None,
     ) -> None:
         """``start``: when the simulated path begins (default: now). An earlier start replays
         the same seeded path up to now without emitting it: a restarted desk resumes in the
-        market it left, scripts still timed from ``start``."""
+        market it left, scripts still timed from ``start``.
+
+        ``conflate_s`` (a backtest): the market still steps every ``step_s`` (the same path as
+        live), but the feed delivers one batch per ``conflate_s``: each quote as it stands at
+        the batch's last step (only those that changed since the previous batch) and the last
+        underlying ticks; no prints (no rule reads trades: they only fill the tape). A desk then
+        evaluates once per batch instead of once per second, which is what makes a backtest day
+        take seconds instead of minutes."""
+        if conflate_s is not None and not conflate_s > 0:
+            raise ValueError(f"conflate_s must be positive, got {conflate_s!r}")
         super().__init__(name, clock)
+        self.conflate_s = conflate_s
         self.market = MarketSim(start or clock.now(), config)
         self._contracts: list[Contract] = []
         self._symbols: list[str] = []
@@ -150,18 +161,22 @@ class SimFeed(FeedBase):
     # --- stepping ---
 
     async def _run(self) -> None:
-        step_s = self.market.config.step_s
+        period = max(self.conflate_s or 0.0, self.market.config.step_s)
         while True:
-            await self.clock.sleep(step_s)
+            await self.clock.sleep(period)
             before = self.market.steps
             self.market.advance_to(self.clock.now_ns())
+            if self.conflate_s is not None:
+                if self.market.steps > before:
+                    self._emit_step(self.market.steps, trades=False)
+                continue
             for i in range(before + 1, self.market.steps + 1):
                 self._emit_step(i)
 
     def paused(self, ts_ns: int) -> bool:
         return any(a <= ts_ns < b for a, b in self._pauses)
 
-    def _emit_step(self, step: int) -> None:
+    def _emit_step(self, step: int, *, trades: bool = True) -> None:
         ts = self.market.step_time(step)
         paused = self.paused(ts)  # a pause loses data, like a real outage; the market goes on
         us_open = self.market.us_market_open(step)
@@ -176,5 +191,6 @@ class SimFeed(FeedBase):
             if not paused:
                 for q in quotes:
                     self._sink.emit(q)
-                for trade in self.market.trades(self._contracts, step):
-                    self._sink.emit(trade)
+                if trades:
+                    for trade in self.market.trades(self._contracts, step):
+                        self._sink.emit(trade)
