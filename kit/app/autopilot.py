@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
@@ -30,7 +30,7 @@ from kit.execution.intents import open_intent
 from kit.execution.manager import ManagerConfig, OrderManager
 from kit.execution.state import StateStore
 from kit.portfolio.strategies import DeltaBand, LiquidityFilter, StrategyError, strangle
-from kit.risk.rules import Rules
+from kit.risk.rules import Rules, rules_table
 from kit.store import Store
 
 WARM_UP_S = 5.0  # a session begun mid-day waits this long for the feed before selecting
@@ -50,6 +50,38 @@ class AutoConfig:
     first_entry: time = time(9, 45)  # New York time
     last_entry: time = time(14, 0)
     retry_every_s: float = 900.0  # a refused entry is tried again this much later
+
+
+CONFIG_DOC = "autopilot_config"  # state document per session day: the strategy and rules run
+
+
+def config_doc(cfg: AutoConfig) -> dict[str, Any]:
+    """``cfg`` as plain JSON/TOML (times as HH:MM:SS); :func:`config_from_doc` reads it back."""
+    doc = asdict(cfg)
+    doc["first_entry"], doc["last_entry"] = cfg.first_entry.isoformat(), cfg.last_entry.isoformat()
+    return doc
+
+
+def config_from_doc(doc: dict[str, Any]) -> AutoConfig:
+    """An :class:`AutoConfig` from :func:`config_doc`'s form (any key left out keeps its
+    default); an unknown key or bad value is a one-line ValueError."""
+    known = {f.name for f in fields(AutoConfig)}
+    if unknown := sorted(set(doc) - known):
+        raise ValueError(
+            f"strategy: unknown key {unknown[0]!r} (known: {', '.join(sorted(known))})"
+        )
+    out = dict(doc)
+    try:
+        if "band" in out:
+            out["band"] = DeltaBand(**out["band"])
+        if out.get("liquidity") is not None:
+            out["liquidity"] = LiquidityFilter(**out["liquidity"])
+        for key in ("first_entry", "last_entry"):
+            if key in out:
+                out[key] = time.fromisoformat(out[key])
+        return AutoConfig(**out)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"strategy: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -120,6 +152,8 @@ async def run_auto(
     today = session.day
     if run.kept is not None:
         desk.on_heartbeat.append(run.save_progress)
+        run.state.save(f"{CONFIG_DOC}.{today.isoformat()}",  # what kit validate replays with
+                       {"strategy": config_doc(cfg), "rules": rules_table(desk.rules)})  # fmt: skip
         if run.resumed:
             desk.record(Decision(clock.now_ns(), "recovery", f"resuming the {today} session at "
                                  f"{clock.now().astimezone(NEW_YORK):%H:%M:%S} from "

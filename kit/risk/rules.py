@@ -237,3 +237,19 @@ def load_rules(path: str | Path | None = None, overrides: dict[str, Any] | None 
             merged[rule] = {**merged[rule], **table}
     hints = typing.get_type_hints(Rules)
     return Rules(**{rule: _build(rule, hints[rule], merged[rule]) for rule in RULE_IDS})
+
+
+def rules_table(rules: Rules) -> dict[str, Any]:
+    """``rules`` as plain TOML/JSON tables: ``load_rules(overrides=rules_table(r)) == r``. The
+    store keeps the rules a recorded day ran under this way, so ``kit validate`` replays it
+    with the same rules."""
+    from dataclasses import asdict
+
+    def plain(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        if isinstance(v, tuple | list):
+            return [plain(x) for x in v]
+        return v.value if isinstance(v, Severity) else v
+
+    return {name: plain(asdict(getattr(rules, name))) for name in RULE_IDS}
