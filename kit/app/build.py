@@ -41,8 +41,8 @@ log = logging.getLogger(__name__)
 
 Mode = Literal["paper", "live", "alert_only", "backtest"]
 MODES: tuple[str, ...] = ("paper", "live", "alert_only", "backtest")
-FEEDS = ("sim", "replay:PATH", "thetadata", "delta")
-BROKERS = ("paper", "ibkr-cpapi", "delta")
+FEEDS = ("sim", "replay:PATH", "thetadata", "delta", "tastytrade")
+BROKERS = ("paper", "ibkr-cpapi", "delta", "tastytrade")
 DEFAULT_DAY = date(2024, 3, 12)  # a plain Tuesday: reproducible simulated runs
 DEFAULT_SEED = 3  # the simulated day whose IV rank (86) lets a premium seller in
 UNDERLYINGS = ("SPX", "SPY", "VIX")
@@ -66,7 +66,7 @@ class FeedSpec:
             if not path.is_file():
                 raise ValueError(f"--feed replay:{rest}: no such file")
             return cls("replay", path)
-        if name in ("sim", "thetadata", "delta") and not rest:
+        if name in ("sim", "thetadata", "delta", "tastytrade") and not rest:
             return cls(name)
         raise ValueError(f"--feed {text!r}: use one of {', '.join(FEEDS)}")
 
@@ -245,6 +245,11 @@ class Run:
         from kit.adapters.delta.wiring import delta_feed
 
         self.clock, self.feed, self.chains = await delta_feed()
+
+    async def _feed_tastytrade(self) -> None:
+        from kit.adapters.tastytrade.wiring import tastytrade_feed
+
+        self.clock, self.feed, self.chains = await tastytrade_feed()
 
     def _broker(self) -> Broker:
         from kit.execution.live import make_broker
