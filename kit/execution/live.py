@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from typing import Any
 
 from kit.adapters.paper.broker import PaperBroker, PaperConfig
 from kit.core.clock import Clock
@@ -38,8 +39,11 @@ def make_broker(
     env: Mapping[str, str] | None = None,
     store: StateStore | None = None,
     paper: PaperConfig | None = None,
+    session: Any = None,
 ) -> Broker:
-    """The paper broker, or (with both opt-ins) a live one; refusals are ConfigErrors."""
+    """The paper broker, or (with both opt-ins) a live one; refusals are ConfigErrors.
+    ``session``: the Client Portal session of a ``--feed ibkr-cpapi`` feed, shared with the
+    ``ibkr-cpapi`` broker (one gateway login and keep-alive for both)."""
     if not live:
         return PaperBroker(clock, market, paper, store=store)
     if not env_bool(LIVE_SETTING, False, environ=env):
@@ -58,4 +62,6 @@ def make_broker(
         raise ConfigError("live trading needs a confirmation naming the account: pass "
                           "--confirm-live with the account id of IBKR_ACCOUNT_ID")  # fmt: skip
     log.warning("LIVE TRADING on %s: orders go to a real market", broker)
+    if session is not None:
+        return CpApiBroker(clock=clock, session=session)
     return CpApiBroker(config, clock)
