@@ -46,6 +46,7 @@ BROKERS = ("paper", "ibkr-cpapi", "delta", "tastytrade")
 DEFAULT_DAY = date(2024, 3, 12)  # a plain Tuesday: reproducible simulated runs
 DEFAULT_SEED = 3  # the simulated day whose IV rank (86) lets a premium seller in
 UNDERLYINGS = ("SPX", "SPY", "VIX")
+FEEDS = (*FEEDS, "ibkr-cpapi")  # the IBKR Client Portal socket (kit.adapters.cpapi.feed)
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,8 @@ class FeedSpec:
             if not path.is_file():
                 raise ValueError(f"--feed replay:{rest}: no such file")
             return cls("replay", path)
+        if name == "ibkr-cpapi" and not rest:
+            return cls(name)
         if name in ("sim", "thetadata", "delta", "tastytrade") and not rest:
             return cls(name)
         raise ValueError(f"--feed {text!r}: use one of {', '.join(FEEDS)}")
@@ -151,7 +154,7 @@ class Run:
 
     async def _wire(self) -> None:
         s = self.spec
-        await getattr(self, f"_feed_{s.feed.kind}")()
+        await getattr(self, f"_feed_{s.feed.kind.replace('-', '_')}")()  # ibkr-cpapi
         rules = s.rules if isinstance(s.rules, Rules) else load_rules(s.rules or env("KIT_RULES"))
         sinks = (*s.sinks, *configured_sinks()) if s.env_sinks else s.sinks
         pace = DeskConfig(heartbeat_s=s.conflate_s) if s.conflate_s else None
@@ -251,6 +254,11 @@ class Run:
 
         self.clock, self.feed, self.chains = await tastytrade_feed()
 
+    async def _feed_ibkr_cpapi(self) -> None:
+        from kit.adapters.cpapi.wiring import cpapi_feed
+
+        self.clock, self.feed, self.chains = await cpapi_feed()
+
     def _broker(self) -> Broker:
         from kit.execution.live import make_broker
 
@@ -258,8 +266,10 @@ class Run:
         live = s.broker != "paper"
         if live and s.mode == "backtest":
             raise ConfigError("a backtest trades on paper only: drop --broker")
+        session = getattr(self.feed, "session", None) if s.broker == "ibkr-cpapi" else None
         return make_broker(self.clock, self.desk.market, live=live, broker=s.broker,
-                           confirm=s.confirm_live, store=self.state, paper=s.paper)  # fmt: skip
+                           confirm=s.confirm_live, store=self.state, paper=s.paper,
+                           session=session)  # fmt: skip
 
     # --- lifecycle ---
 
