@@ -391,6 +391,9 @@ def build_parser() -> argparse.ArgumentParser:
     from kit.cli.status import add_status_parser
 
     add_status_parser(sub)
+    from kit.cli.validate import add_validate_parser
+
+    add_validate_parser(sub)
     return p
 
 
