@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ import polars as pl
 
 from kit.adapters.replay.feed import SCHEMA
 from kit.adapters.replay.source import CHAIN_INPUTS, sidecar_path
-from kit.core.clock import us_session
+from kit.core.clock import from_ns, us_session
 from kit.core.symbology import from_occ
 from kit.store import Store, open_store
 
@@ -91,11 +91,28 @@ def load_timeline(store: Store, day: date, desk: str = DESK) -> Timeline:
          "severity": r["severity"], "position_id": r["position_id"], "message": r["message"]}
         for r in alerts.iter_rows(named=True)
     ]  # fmt: skip
-    positions = store.query(
-        "SELECT id, realized_pnl FROM positions WHERE opened_at >= :a AND opened_at < :b", span
+    fills = store.query(
+        "SELECT position_id, sum(cash_flow) AS pnl FROM fills WHERE ts >= :a AND ts < :b "
+        "AND position_id IS NOT NULL GROUP BY position_id",
+        span,
     )
-    pnl = {r["id"]: float(r["realized_pnl"] or 0.0) for r in positions.iter_rows(named=True)}
+    pnl = {r["position_id"]: round(float(r["pnl"]), 2) for r in fills.iter_rows(named=True)}
+    for r in records:
+        if r["kind"] == "fill" and r["client_id"] != "settlement":
+            quote = recorded_quote(store, r["contract"], r["ts_ns"])
+            r["recorded_bid"], r["recorded_ask"], r["recorded_delta"] = quote
     return Timeline(day, records, alert_rows, pnl, pnl_curve(store, day))
+
+
+def recorded_quote(store: Store, contract: str, ts_ns: int) -> tuple[Any, Any, Any]:
+    """The last bid, ask (and the desk's delta) the store holds for ``contract`` at or before
+    ``ts_ns``: what a replay of the recording sees at that instant."""
+    row = store.query(
+        "SELECT bid, ask, delta FROM quotes WHERE contract = :c AND ts <= :t AND ts >= :a "
+        "AND (bid IS NOT NULL OR ask IS NOT NULL) ORDER BY ts DESC LIMIT 1",
+        {"c": contract, "t": from_ns(ts_ns), "a": from_ns(ts_ns - 86_400 * 10**9)},
+    )
+    return (row["bid"][0], row["ask"][0], row["delta"][0]) if row.height else (None, None, None)
 
 
 def pnl_curve(store: Store, day: date) -> pl.DataFrame:
@@ -171,6 +188,19 @@ def export_day(store: Store, day: date, path: str | Path, desk: str = DESK) -> i
     return frame.height
 
 
+def recorded_setup(store: Store, day: date, desk: str = DESK) -> tuple[Any, Any]:
+    """The autopilot strategy (an :class:`~kit.app.autopilot.AutoConfig`) and the rules a
+    recorded day ran under, as the autopilot kept them; (None, None) for a day it did not run
+    (``kit serve``: entries by hand)."""
+    from kit.app.autopilot import CONFIG_DOC, config_from_doc
+    from kit.risk.rules import load_rules
+
+    doc = store.load_state(f"{desk}.{CONFIG_DOC}.{day.isoformat()}")
+    if doc is None:
+        return None, None
+    return config_from_doc(doc["strategy"]), load_rules(overrides=doc["rules"])
+
+
 async def replay_day(
     store: Store,
     day: date,
@@ -179,12 +209,19 @@ async def replay_day(
     rules: Any = None,
     config: Any = None,
 ) -> Timeline:
-    """Replay ``day`` from ``store`` through the autopilot's desk (same rules ``rules`` and
-    strategy ``config``: an :class:`~kit.app.autopilot.AutoConfig`), stepped as fast as the desk
-    goes, recorded to a scratch store in ``workdir``; returns the replay's timeline."""
-    from kit.app.autopilot import run_auto
+    """Replay ``day`` from ``store`` through the autopilot's desk, stepped as fast as the desk
+    goes, recorded to a scratch store in ``workdir``; returns the replay's timeline.
+
+    ``rules`` and ``config`` (an :class:`~kit.app.autopilot.AutoConfig`) default to those the
+    day recorded (:func:`recorded_setup`); a day without them (traded by hand under ``kit
+    serve``) is replayed with the default rules and no autopilot entry: only the rules act."""
+    from kit.app.autopilot import AutoConfig, run_auto
     from kit.app.build import FeedSpec
 
+    kept_config, kept_rules = recorded_setup(store, day)
+    if config is None:
+        config = kept_config or AutoConfig(first_entry=time(23, 59), last_entry=time(0, 0))
+    rules = rules if rules is not None else kept_rules
     work = Path(workdir)
     work.mkdir(parents=True, exist_ok=True)
     recording = work / f"{day.isoformat()}.parquet"
