@@ -135,7 +135,8 @@ class TastytradeFeed(StreamingFeed):
 
     async def _connect(self) -> DXLinkConnection:
         url, token = await self.api.quote_token()
-        return await DXLinkConnection.open(url, token, self.api.config.timeout_s)
+        cfg = self.api.config  # a handshake silent for the liveness window is as dead as a socket
+        return await DXLinkConnection.open(url, token, min(cfg.timeout_s, max(cfg.liveness_s, 1)))
 
     async def _send_subscribe(self, conn: Any, keys: Sequence[SubKey], add: bool) -> None:
         for kind, symbols in dxlink.symbols_for(keys).items():
