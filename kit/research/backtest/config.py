@@ -1,0 +1,206 @@
+"""One strategy for the event-driven backtest: a grid row (or a TOML file with the same
+parameters), turned into what the desk trades with: the autopilot's entry and the risk rules'
+exits.
+
+Why a grid row: a strategy that looked good in ``kit backtest grid`` is replayed event by event
+through the real desk with exactly its parameters, so the two can be compared trade by trade.
+A config file is the grid's own TOML format with one value per axis (a scalar or a one-element
+list), so a config copied out of a grid file runs as is.
+
+What the desk does with each axis (the grid's meaning, the desk's rules):
+
+* ``strategy`` ``short_strangle``; ``entry_time`` the one entry attempt (New York time);
+  ``dte`` sessions to expiry; ``strikes`` ``delta:X`` the strangle whose short strikes are
+  nearest X within +/- 0.03 (the autopilot's delta band); ``sizing`` ``contracts:N``.
+* ``profit_target_pct`` closes all at that % of the credit (the ``profit_target`` rule),
+  ``stop_mult`` closes all at a loss of that multiple of the credit (``stop_loss`` at
+  100 x mult %), ``exit_time`` closes all from that time on the expiry day (``time_stop``;
+  the desk's rule closes only a position not at a loss, so a losing one is held to
+  settlement where the grid closes it: one of the listed differences). Every other rule that
+  would trade (delta rolls, gamma reductions, strike breach rolls, the trailing stop) is off,
+  and so is the entry rule's filter (the grid enters whenever its structure exists): the desk
+  trades what the grid trades.
+* Filters (``vix_regime``, ``iv_rank``, ``trend``, ``weekdays``), ``trailing``,
+  ``exit_delta``, ``exit_dte``, other strike rules and structures, cost models other than the
+  paper broker's are not modelled by the desk yet: a config that sets them is refused with one
+  line naming the axis. ``wings`` means nothing to a strangle; ``min_credit`` is not enforced
+  (the desk enters below it: a listed difference).
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import dataclass
+from datetime import time
+from pathlib import Path
+from typing import Any
+
+from kit.app.autopilot import AutoConfig
+from kit.portfolio.strategies import DeltaBand, LiquidityFilter
+from kit.research.grid.spec import AXES, Grid, minute_of, parse_grid, parse_strike_rule
+from kit.risk.rules import Rules, load_rules
+
+BAND_HALF_WIDTH = 0.03  # delta:X trades the strangle nearest X within X +/- this
+CLOSE_MINUTE = 16 * 60  # minutes_to_close is counted to the 16:00 close
+# axes whose non-default values the desk cannot trade yet, with their "off" values
+UNMODELLED = {"vix_regime": "any", "iv_rank": "any", "trend": "any", "weekdays": "any",
+              "trailing": "none", "exit_delta": "none", "exit_dte": "none"}  # fmt: skip
+# a selection the grid would make: any two-sided quote (the grid checks no spread or OI)
+OPEN_LIQUIDITY = LiquidityFilter(max_spread_pct=1e6, min_open_interest=0.0, min_bid=0.05,
+                                 max_spread=1e6)  # fmt: skip
+
+
+class ConfigError(ValueError):
+    """A config the event-driven backtest cannot trade (one line, for the CLI)."""
+
+
+@dataclass(frozen=True)
+class BacktestConfig:
+    """One grid row, validated by the grid's own parser (``row`` holds its axis values)."""
+
+    row: dict[str, Any]
+    settings: Any  # kit.research.grid.spec.Settings
+    config_id: int | None = None  # the grid's config id, when taken from grid results
+
+    # --- sources ---
+
+    @classmethod
+    def from_grid(cls, grid: Grid, config_id: int | None = None) -> BacktestConfig:
+        if len(grid.rows) != 1:
+            raise ConfigError(f"a backtest config is one configuration; this one expands to "
+                              f"{len(grid.rows)} (give one value per axis)")  # fmt: skip
+        cfg = cls(dict(grid.rows[0]), grid.settings, config_id)
+        cfg.check()
+        return cfg
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> BacktestConfig:
+        """A config file: the grid TOML format, one value per axis."""
+        p = Path(path)
+        try:
+            data = tomllib.loads(p.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"no config file {p}") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError, IsADirectoryError) as exc:
+            raise ConfigError(f"{p}: not a TOML config ({exc})") from None
+        axes = data.get("grid", {})
+        if isinstance(axes, dict):
+            data = {**data, "grid": {k: v if isinstance(v, list) else [v] for k, v in axes.items()}}
+        return cls.from_grid(parse_grid(data))
+
+    @classmethod
+    def from_results(cls, results: str | Path, config_id: int) -> BacktestConfig:
+        """Config ``config_id`` of a grid results directory (``grid.duckdb`` or
+        ``results.parquet``, as ``kit backtest grid --out`` writes them)."""
+        import polars as pl
+
+        base = Path(results)
+        path = base / "results.parquet" if base.is_dir() else base
+        if not path.is_file():
+            raise ConfigError(f"no grid results at {base} (kit backtest grid --out DIR)")
+        rows = pl.read_parquet(path).filter(pl.col("config_id") == config_id)
+        if rows.height == 0:
+            raise ConfigError(f"config {config_id} is not in {path}")
+        row = rows.row(0, named=True)
+        axes = {a: [_typed(a, row[a])] for a in AXES if a in row}
+        return cls.from_grid(parse_grid({"grid": axes}), config_id)
+
+    # --- what the desk trades ---
+
+    def check(self) -> None:
+        r = self.row
+        if r["strategy"] != "short_strangle":
+            raise ConfigError(f"strategy {r['strategy']!r}: the event-driven backtest trades "
+                              "short_strangle so far")  # fmt: skip
+        kind, _ = parse_strike_rule(r["strikes"])
+        if kind != "delta":
+            raise ConfigError(f"strikes {r['strikes']!r}: the event-driven backtest picks "
+                              "strikes by delta (delta:X) so far")  # fmt: skip
+        for axis, off in UNMODELLED.items():
+            if str(r[axis]) != off:
+                raise ConfigError(f"{axis} {r[axis]!r}: not modelled by the event-driven "
+                                  f"backtest yet (use {off})")  # fmt: skip
+        if r["costs"] != "default":
+            raise ConfigError(f"costs {r['costs']!r}: the desk's paper broker charges its own "
+                              "fees (use default)")  # fmt: skip
+        if not str(r["sizing"]).startswith("contracts:"):
+            raise ConfigError(f"sizing {r['sizing']!r}: use contracts:N")
+        self.band()  # a delta the band cannot hold
+
+    def band(self) -> DeltaBand:
+        _, target = parse_strike_rule(self.row["strikes"])
+        try:
+            return DeltaBand(max(target - BAND_HALF_WIDTH, 0.01), target + BAND_HALF_WIDTH)
+        except ValueError as exc:
+            raise ConfigError(f"strikes {self.row['strikes']!r}: {exc}") from None
+
+    @property
+    def quantity(self) -> int:
+        n = float(str(self.row["sizing"]).split(":", 1)[1])
+        if n < 1 or n != int(n):
+            raise ConfigError(f"sizing {self.row['sizing']!r}: whole contracts >= 1")
+        return int(n)
+
+    @property
+    def entry_time(self) -> time:
+        m = minute_of(self.row["entry_time"], "entry_time")
+        return time(m // 60, m % 60)
+
+    @property
+    def name(self) -> str:
+        r = self.row
+        cid = f"config {self.config_id}: " if self.config_id is not None else ""
+        return (f"{cid}{r['strategy']} {r['strikes']} at {r['entry_time']}, {r['dte']} DTE, "
+                f"target {r['profit_target_pct']}%, stop x{r['stop_mult']}, "
+                f"exit {r['exit_time']}")  # fmt: skip
+
+    def auto(self) -> AutoConfig:
+        """The autopilot's entry: one attempt at ``entry_time``."""
+        sid = f"bt-{self.config_id}" if self.config_id is not None else "bt"
+        return AutoConfig(strategy_id=sid, dte=int(self.row["dte"]), band=self.band(),
+                          liquidity=OPEN_LIQUIDITY, quantity=self.quantity,
+                          first_entry=self.entry_time, last_entry=self.entry_time)  # fmt: skip
+
+    def rule_overrides(self) -> dict[str, Any]:
+        """The risk rules' tables for this config's exits (and nothing else that trades)."""
+        r = self.row
+        off = {"enabled": False}
+        out: dict[str, Any] = {"entry": off, "delta": off, "gamma": off, "strike_breach": off,
+                               "trailing_stop": off}  # fmt: skip
+        target, stop = r["profit_target_pct"], r["stop_mult"]
+        close = lambda at, sev: {"levels": [{"at": at, "severity": sev,  # noqa: E731
+                                             "action": "close_all"}]}  # fmt: skip
+        out["profit_target"] = off if target == "none" else close(float(target), "INFO")
+        out["stop_loss"] = off if stop == "none" else close(100.0 * float(stop), "CRITICAL")
+        if r["exit_time"] == "none":
+            out["time_stop"] = off
+        else:
+            minutes = CLOSE_MINUTE - minute_of(r["exit_time"], "exit_time")
+            out["time_stop"] = {"minutes_to_close": float(max(minutes, 1)),
+                                "min_profit_pct": 0.0, "only_expiring_today": True,
+                                "action": "close_all"}  # fmt: skip
+        return out
+
+    def rules(self) -> Rules:
+        try:
+            return load_rules(None, self.rule_overrides())
+        except ValueError as exc:
+            raise ConfigError(f"rules for {self.name}: {exc}") from None
+
+
+def _typed(axis: str, value: Any) -> Any:
+    """A results table's text value back to the type the grid file had (dte an int, numbers
+    floats, the rest text)."""
+    if value is None:
+        return "none"
+    text = str(value)
+    if axis in ("dte", "exit_dte") and text != "none":
+        return int(float(text))
+    if axis in ("wings", "min_credit", "profit_target_pct", "stop_mult", "exit_delta"):
+        try:
+            x = float(text)
+        except ValueError:
+            return text
+        return "none" if math.isnan(x) else x
+    return text
