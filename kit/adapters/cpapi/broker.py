@@ -52,13 +52,10 @@ from kit.adapters.cpapi.parsing import (
     fill_from_trade,
     map_status,
     num,
-    option_conid,
     order_body,
-    secdef_params,
     state_from_row,
     summary_amount,
     trade_side,
-    underlying_conid,
 )
 from kit.adapters.cpapi.session import CpApiSession
 from kit.core import config
@@ -139,7 +136,6 @@ class CpApiBroker:
         self._cids: dict[str, str] = {}  # IBKR order id -> client id
         self._conids: dict[Contract, int] = {}
         self._contracts: dict[int, Contract | None] = {}  # None: not an option we can map
-        self._underlyings: dict[str, int] = {}
         self._fills: dict[str, Fill] = {}  # by execution id
         self._seen: set[str] = set()  # execution ids already emitted (or predating connect)
         self._place_lock, self._poll_lock = asyncio.Lock(), asyncio.Lock()
@@ -409,23 +405,12 @@ class CpApiBroker:
         return fill
 
     async def _conid(self, c: Contract) -> int:
-        """The option's conid: underlying by secdef/search, then secdef/info for the month,
-        strike and right, picking the row with the expiry and trading class (SPX vs SPXW)."""
+        """The option's conid, resolved by the shared session (secdef search, then info)."""
         if (conid := self._conids.get(c)) is not None:
             return conid
-        if (und := self._underlyings.get(c.underlying)) is None:
-            rows = await self._call(
-                "GET", "/iserver/secdef/search", params={"symbol": c.underlying}
-            )
-            if (und := underlying_conid(rows, c.underlying)) is None:
-                raise OrderRejectedError(f"IBKR lists no options on {c.underlying}")
-            self._underlyings[c.underlying] = und
-        rows = await self._call("GET", "/iserver/secdef/info", params=secdef_params(c, und))
-        if (conid := option_conid(rows, c)) is not None:
-            self._conids[c], self._contracts[conid] = conid, c
-            return conid
-        raise OrderRejectedError(f"IBKR has no {c.root} {c.expiry} {c.strike:g}{c.right.value} "
-                                 "option (secdef/info)")  # fmt: skip
+        conid = await self.session.conid(c)
+        self._conids[c], self._contracts[conid] = conid, c
+        return conid
 
     async def _contract_of(self, conid: Any) -> Contract | None:
         """The option behind a conid we did not resolve ourselves (orders from before a restart)."""

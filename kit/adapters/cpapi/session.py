@@ -6,7 +6,9 @@ HTTP client, the request helper (errors become one-line :class:`BrokerError`s na
 endpoint, never the account), the ``/tickle`` keep-alive (at most one per ``tickle_s`` whoever
 asks: the broker's poll and the feed both call :meth:`keepalive`) and the re-authentication
 (``iserver/auth/status``; when it is not authenticated, ``iserver/auth/ssodh/init`` then
-``iserver/accounts``, which the gateway requires before market data and orders).
+``iserver/accounts``, which the gateway requires before market data and orders). Conids are
+resolved here too, once for both: an underlying by ``secdef/search``, an option by
+``secdef/info`` for its month, strike and right (the row with its expiry and trading class).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from kit.adapters.cpapi.parsing import option_conid, secdef_params, underlying_conid
+from kit.core.model import Contract
 from kit.execution.broker import BrokerError, OrderRejectedError
 
 if TYPE_CHECKING:
@@ -38,6 +42,8 @@ class CpApiSession:
         self.session_id = ""  # the gateway's session token (``/tickle``): the socket's cookie
         self.last_tickle_s = 0.0  # loop time of the last tickle
         self.reauths = 0  # successful re-authentications (ssodh/init) since start
+        self.conids: dict[Contract, int] = {}
+        self.underlyings: dict[str, int] = {}
 
     @property
     def open(self) -> bool:
@@ -121,3 +127,24 @@ class CpApiSession:
                 raise BrokerError("IBKR_ACCOUNT_ID is not among the accounts of this session")
             await self.tickle()
             return auth
+
+    async def underlying(self, symbol: str) -> int:
+        """The conid of ``symbol`` (with listed options); OrderRejectedError when none."""
+        if (und := self.underlyings.get(symbol)) is None:
+            rows = await self.call("GET", "/iserver/secdef/search", params={"symbol": symbol})
+            if (und := underlying_conid(rows, symbol)) is None:
+                raise OrderRejectedError(f"IBKR lists no options on {symbol}")
+            self.underlyings[symbol] = und
+        return und
+
+    async def conid(self, c: Contract) -> int:
+        """The option's conid (cached); OrderRejectedError when IBKR has no such option."""
+        if (conid := self.conids.get(c)) is not None:
+            return conid
+        und = await self.underlying(c.underlying)
+        rows = await self.call("GET", "/iserver/secdef/info", params=secdef_params(c, und))
+        if (conid := option_conid(rows, c)) is None:
+            raise OrderRejectedError(f"IBKR has no {c.root} {c.expiry} {c.strike:g}"
+                                     f"{c.right.value} option (secdef/info)")  # fmt: skip
+        self.conids[c] = conid
+        return conid
