@@ -153,7 +153,8 @@ async def run_auto(
     if run.kept is not None:
         desk.on_heartbeat.append(run.save_progress)
         run.state.save(f"{CONFIG_DOC}.{today.isoformat()}",  # what kit validate replays with
-                       {"strategy": config_doc(cfg), "rules": rules_table(desk.rules)})  # fmt: skip
+                       {"strategy": config_doc(cfg), "rules": rules_table(desk.rules),
+                        "start": clock.now().astimezone(NEW_YORK).time().isoformat()})  # fmt: skip
         if run.resumed:
             desk.record(Decision(clock.now_ns(), "recovery", f"resuming the {today} session at "
                                  f"{clock.now().astimezone(NEW_YORK):%H:%M:%S} from "

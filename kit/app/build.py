@@ -88,7 +88,8 @@ class RunSpec:
     db: Store | str | None = None  # DuckDB path, postgresql:// URL or open store; None: memory
     rules: Rules | str | None = None  # loaded rules or a TOML path; None: KIT_RULES or defaults
     day: date = DEFAULT_DAY  # simulator: the session; others: from the feed
-    start: time | None = None  # simulator: New York time to start at; None: the open
+    # New York time to start at; None: the simulator's open, a replay's first record
+    start: time | None = None
     seed: int = DEFAULT_SEED
     speed: float | None = 1.0  # market seconds per wall second; None: stepped (as fast as can)
     script: Sequence[Any] | str = ()  # simulator events (kit.adapters.sim.feed.SCRIPTS)
@@ -216,6 +217,8 @@ class Run:
         if first is None:
             raise ValueError(f"--feed replay:{path}: the recording is empty")
         start = from_ns(self.resume["ts_ns"]) if self.resume else from_ns(first)
+        if s.start is not None and not self.resume:  # the instant a recorded run began
+            start = datetime.combine(start.astimezone(NEW_YORK).date(), s.start, NEW_YORK)
         self.clock = SimClock(start, speed=s.speed)
         self.feed = ReplayFeed(path, clock=self.clock, speed=min(s.speed or 1.0, MAX_SPEED))
         self.chains = ReplayChainSource(path, self.clock)

@@ -201,6 +201,16 @@ def recorded_setup(store: Store, day: date, desk: str = DESK) -> tuple[Any, Any]
     return config_from_doc(doc["strategy"]), load_rules(overrides=doc["rules"])
 
 
+def recorded_start(store: Store, day: date, desk: str = DESK) -> time | None:
+    """The New York time the recorded autopilot run began: the replay's clock starts there,
+    not at the first tick, so its warm-up, ladder steps and heartbeats fall on the same
+    instants as the live run's."""
+    from kit.app.autopilot import CONFIG_DOC
+
+    doc = store.load_state(f"{desk}.{CONFIG_DOC}.{day.isoformat()}") or {}
+    return time.fromisoformat(doc["start"]) if doc.get("start") else None
+
+
 async def replay_day(
     store: Store,
     day: date,
@@ -228,8 +238,9 @@ async def replay_day(
     export_day(store, day, recording)
     db = work / f"replay-{day.isoformat()}.duckdb"
     db.unlink(missing_ok=True)
+    start = recorded_start(store, day)
     await run_auto(day=day, speed=None, rules=rules, config=config, db=str(db),
-                   feed=FeedSpec("replay", recording))  # fmt: skip
+                   feed=FeedSpec("replay", recording), start=start)  # fmt: skip
     with open_store(str(db)) as replayed:
         return load_timeline(replayed, day)
 
