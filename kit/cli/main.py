@@ -92,6 +92,10 @@ def cmd_emulate(args: argparse.Namespace) -> int:
         from kit.cli.delta import emulate_delta
 
         return emulate_delta(args)
+    if args.vendor == "cpapi":
+        from kit.cli.cpapi import emulate_cpapi
+
+        return emulate_cpapi(args)
     try:
         asyncio.run(serve_forever(args.rest_port, args.ws_port, args.seed, args.speed))
     except KeyboardInterrupt:
@@ -274,7 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_session)
 
     s = sub.add_parser("emulate", help="run a vendor emulator on 127.0.0.1 until Ctrl-C")
-    s.add_argument("vendor", choices=["thetadata", "delta"], help="which vendor protocol to speak")
+    s.add_argument("vendor", choices=["thetadata", "delta", "cpapi"],
+                   help="which vendor protocol to speak")  # fmt: skip
     from kit.cli.delta import add_emulate_delta_args
 
     add_emulate_delta_args(s)
