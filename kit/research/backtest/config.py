@@ -11,7 +11,7 @@ What the desk does with each axis (the grid's meaning, the desk's rules):
 
 * ``strategy`` ``short_strangle``; ``entry_time`` the one entry attempt (New York time);
   ``dte`` sessions to expiry; ``strikes`` ``delta:X`` the strangle whose short strikes are
-  nearest X within +/- 0.03 (the autopilot's delta band); ``sizing`` ``contracts:N``.
+  nearest X within +/- 0.05 (the autopilot's delta band); ``sizing`` ``contracts:N``.
 * ``profit_target_pct`` closes all at that % of the credit (the ``profit_target`` rule),
   ``stop_mult`` closes all at a loss of that multiple of the credit (``stop_loss`` at
   100 x mult %), ``exit_time`` closes all from that time on the expiry day (``time_stop``;
@@ -41,7 +41,7 @@ from kit.portfolio.strategies import DeltaBand, LiquidityFilter
 from kit.research.grid.spec import AXES, Grid, minute_of, parse_grid, parse_strike_rule
 from kit.risk.rules import Rules, load_rules
 
-BAND_HALF_WIDTH = 0.03  # delta:X trades the strangle nearest X within X +/- this
+BAND_HALF_WIDTH = 0.05  # delta:X trades the strangle nearest X within X +/- this
 CLOSE_MINUTE = 16 * 60  # minutes_to_close is counted to the 16:00 close
 # axes whose non-default values the desk cannot trade yet, with their "off" values
 UNMODELLED = {"vix_regime": "any", "iv_rank": "any", "trend": "any", "weekdays": "any",
@@ -131,7 +131,9 @@ class BacktestConfig:
     def band(self) -> DeltaBand:
         _, target = parse_strike_rule(self.row["strikes"])
         try:
-            return DeltaBand(max(target - BAND_HALF_WIDTH, 0.01), target + BAND_HALF_WIDTH)
+            return DeltaBand(
+                max(target - BAND_HALF_WIDTH, 0.01), min(target + BAND_HALF_WIDTH, 0.49)
+            )
         except ValueError as exc:
             raise ConfigError(f"strikes {self.row['strikes']!r}: {exc}") from None
 

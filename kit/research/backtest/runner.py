@@ -30,14 +30,14 @@ import asyncio
 import tempfile
 import time as walltime
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from kit.app.autopilot import AUTO_SEED, run_auto
+from kit.app.autopilot import AUTO_SEED, AutoConfig, run_auto
 from kit.app.build import FeedSpec, Run
 from kit.core.clock import NS_PER_S, from_ns, us_session
 from kit.core.model import Contract, Fill
@@ -133,8 +133,10 @@ async def run_day(
     seed: int = AUTO_SEED,
     conflate_s: float | None = SIM_CONFLATE_S,
     emit: Emit | None = None,
+    auto: AutoConfig | None = None,
 ) -> DayResult:
-    """One session of ``cfg`` through the desk (``feed``: ``sim`` or a replay recording)."""
+    """One session of ``cfg`` through the desk (``feed``: ``sim`` or a replay recording;
+    ``auto``: the entry, default ``cfg.auto()``)."""
     held: list[Run] = []
     actions: dict[str, str] = {}  # position -> the rule whose action closed it
 
@@ -149,9 +151,9 @@ async def run_day(
         run.desk.listeners.append(lambda record: _quote_only_legs(run, record))
 
     began = walltime.perf_counter()
-    result = await run_auto(day=day, seed=seed, speed=None, rules=cfg.rules(), config=cfg.auto(),
-                            feed=feed, conflate_s=conflate_s, emit=listen,
-                            on_start=started)  # fmt: skip
+    result = await run_auto(day=day, seed=seed, speed=None, rules=cfg.rules(),
+                            config=auto or cfg.auto(), feed=feed, conflate_s=conflate_s,
+                            emit=listen, on_start=started)  # fmt: skip
     seconds = walltime.perf_counter() - began
     desk = held[0].desk
     by_position: dict[str, list[Any]] = {}
@@ -217,14 +219,17 @@ def run_backtest(
         for i, day in enumerate(days):
             if history is None:
                 feed: FeedSpec | str = "sim"
-                pace = conflate_s or SIM_CONFLATE_S
+                pace, auto = conflate_s or SIM_CONFLATE_S, cfg.auto()
             else:
                 from kit.research.backtest.history import recording
 
-                path = recording(history, cfg.settings.underlying, day, Path(scratch))
+                dte, roots = int(cfg.row["dte"]), cfg.settings.roots
+                path, root = recording(history, cfg.settings.underlying, day, Path(scratch),
+                                       dte=dte, roots=roots)  # fmt: skip
                 feed, pace = FeedSpec("replay", path), conflate_s or HISTORY_CONFLATE_S
+                auto = replace(cfg.auto(), root=root, dte=0)  # the recording's one expiry
             result = asyncio.run(run_day(cfg, day, feed=feed, seed=seed + i, conflate_s=pace,
-                                         emit=emit))  # fmt: skip
+                                         emit=emit, auto=auto))  # fmt: skip
             out.days.append(result)
             if emit is not None:
                 emit(result.to_json())
