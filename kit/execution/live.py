@@ -26,7 +26,7 @@ from kit.portfolio.market import MarketState
 log = logging.getLogger(__name__)
 
 LIVE_SETTING = "KIT_LIVE_TRADING"
-LIVE_BROKERS = ("ibkr-cpapi", "delta")
+LIVE_BROKERS = ("ibkr-cpapi", "delta", "tastytrade")
 
 
 def make_broker(
@@ -55,6 +55,10 @@ def make_broker(
         from kit.adapters.delta.wiring import delta_broker
 
         return delta_broker(clock, confirm, env)
+    if broker == "tastytrade":
+        from kit.adapters.tastytrade.wiring import tastytrade_broker
+
+        return tastytrade_broker(clock, confirm, env)
     from kit.adapters.cpapi.broker import CpApiBroker, CpApiConfig
 
     config = CpApiConfig.from_env(env)

@@ -44,7 +44,7 @@ from kit.core.clock import NEW_YORK, Clock, SimClock, from_ns
 from kit.core.model import Contract
 from kit.core.symbology import to_dxlink, to_occ
 from kit.core.tasks import cancel
-from kit.execution.broker import OrderRejectedError
+from kit.execution.broker import BrokerError, OrderRejectedError
 from kit.portfolio.market import MarketState
 
 log = logging.getLogger(__name__)
@@ -242,6 +242,19 @@ class TastytradeEmulator:
         self._next_id += 1
         self._ids[cid], self._by_id[oid] = oid, cid
         return self._response(state, oid)
+
+    async def replace(self, cid: str, body: dict[str, Any]) -> dict[str, Any]:
+        """A new limit price for a working order (tastytrade keeps the legs)."""
+        try:
+            price = float(body["price"])
+        except (KeyError, TypeError, ValueError):
+            raise _Error(400, "invalid_order", "a replacement needs a price") from None
+        signed = price if body.get("price-effect") == "Debit" else -price
+        try:
+            await self.broker.replace(cid, limit_price=signed)
+        except (OrderRejectedError, BrokerError) as exc:
+            raise _Error(422, "replace_failed", str(exc)) from None
+        return self.order_doc(cid)
 
     def order_doc(self, cid: str) -> dict[str, Any]:
         st = self.broker.order(cid)

@@ -79,6 +79,8 @@ async def route(emu: TastytradeEmulator, method: str, path: str, args: dict[str,
             return 200, {"data": emu.order_doc(cid)}
         if method == "GET":
             return 200, {"data": emu.order_doc(cid)}
+        if method == "PUT" and isinstance(body, dict):
+            return 200, {"data": await emu.replace(cid, body)}
     raise _err(404, "not_found", f"{method} /{path} is not served by the emulator")
 
 
