@@ -21,7 +21,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from kit.core.clock import NS_PER_S, expiry_time, to_ns
-from kit.core.model import Contract, Quote, UnderlyingTick
+from kit.core.model import Contract, Greeks, Quote, UnderlyingTick
 from kit.core.pricing import greeks, implied_vol_near
 
 YEAR_NS = 365 * 24 * 3600 * NS_PER_S
@@ -101,6 +101,10 @@ _FLOAT_COLUMNS = (
 )  # fmt: skip
 _INT_COLUMNS = ("quote_ts", "mark_ts", "und")
 _BOOL_COLUMNS = ("is_call", "wide", "fresh")  # fresh: quoted since its last refresh
+# a vendor's own Greeks (IBKR, tastytrade), kept beside the desk's to show where they differ
+_FLOAT_COLUMNS = (*_FLOAT_COLUMNS, "vendor_delta", "vendor_iv", "vendor_gamma", "vendor_theta",
+                  "vendor_vega")  # fmt: skip
+_INT_COLUMNS = (*_INT_COLUMNS, "vendor_ts")
 
 
 class MarketState:
@@ -124,6 +128,7 @@ class MarketState:
         self.windows: dict[float, list[RollingWindow]] = {w: [] for w in cfg.windows_s}
         self._tight = cfg.max_spread + 1e-9  # float noise: 0.35 - 0.25 > 0.10
         self.last_event_ns = 0  # newest event of any kind: the feed-outage rule watches it
+        self.vendor_source: dict[int, str] = {}  # row -> who sent its vendor Greeks
 
     # --- rows ---
 
@@ -207,6 +212,21 @@ class MarketState:
             self.wide[i] = True
         if q.ts_ns > self.last_event_ns:
             self.last_event_ns = q.ts_ns
+        return i
+
+    def on_vendor_greeks(self, g: Greeks) -> int:
+        """Keep a vendor's Greeks of one contract beside the desk's own (which it never
+        replaces: the desk prices from marks); returns the row."""
+        i = self.index.get(g.contract)
+        if i is None:
+            i = self.track(g.contract)
+        self.vendor_delta[i] = g.delta
+        self.vendor_iv[i] = g.iv
+        self.vendor_gamma[i] = g.gamma
+        self.vendor_theta[i] = g.theta_per_day
+        self.vendor_vega[i] = g.vega_per_point
+        self.vendor_ts[i] = g.ts_ns
+        self.vendor_source[i] = g.source
         return i
 
     def on_underlying(self, tick: UnderlyingTick) -> int:
