@@ -1,7 +1,5 @@
-"""``kit backtest grid``: run a backtest grid over an options history.
-
-``kit backtest`` takes an action so that ``kit backtest run`` (one strategy, event by event) can
-join ``grid`` later without changing how either is called.
+"""``kit backtest grid`` (every config of a grid, fast, over an options history) and ``kit
+backtest run`` (one config, event by event, through the real desk: the simulator or a history).
 """
 
 from __future__ import annotations
@@ -37,6 +35,28 @@ def add_backtest_parser(sub: Any) -> None:
                    help="progress bar (auto: rich in a terminal, none in a pipe)")  # fmt: skip
     g.add_argument("--json", action="store_true", help="print one JSON line")
     g.set_defaults(func=cmd_backtest_grid)
+    r = actions.add_parser("run", help="one config through the real desk (rules, order manager, "
+                           "paper broker) day by day: every decision, order and fill, then a "
+                           "summary per day and in total with the grid's statistics")  # fmt: skip
+    which = r.add_mutually_exclusive_group(required=True)
+    which.add_argument("--config", type=int, metavar="CONFIG_ID", help="a config of grid "
+                       "results (with --results)")  # fmt: skip
+    which.add_argument("--config-file", type=args_.input_file, metavar="FILE", help="a TOML "
+                       "config: the grid format with one value per axis")  # fmt: skip
+    r.add_argument("--results", type=args_.input_dir, metavar="DIR",
+                   help="grid results directory (kit backtest grid --out)")  # fmt: skip
+    r.add_argument("--history", type=args_.input_dir, metavar="DIR", help="replay this options "
+                   "history (kit history build); default: the simulator")  # fmt: skip
+    r.add_argument("--from", dest="date_from", type=args_.day, required=True, help="first session")
+    r.add_argument("--to", dest="date_to", type=args_.day, required=True, help="last session")
+    r.add_argument("--seed", type=int, help="simulator seed of the first session (default 3; "
+                   "session i of the range runs seed + i)")  # fmt: skip
+    r.add_argument("--conflate", type=args_.positive, metavar="SECONDS", help="market data "
+                   "batched per this many seconds (default: 15 on the simulator, 60 on a "
+                   "history)")  # fmt: skip
+    r.add_argument("--json", action="store_true", help="JSON lines (as kit run --jsonl), then "
+                   "one per day and the total")  # fmt: skip
+    r.set_defaults(func=cmd_backtest_run)
 
 
 def cmd_backtest_grid(args: argparse.Namespace) -> int:
@@ -66,3 +86,44 @@ def cmd_backtest_grid(args: argparse.Namespace) -> int:
             f"config {out['best_config']} ({score}) -> {db}"
         )
     return 0
+
+
+def cmd_backtest_run(args: argparse.Namespace) -> int:
+    from kit.app.autopilot import AUTO_SEED
+    from kit.research.backtest import BacktestConfig, run_backtest
+
+    if args.config is not None:
+        if args.results is None:
+            raise ValueError("--config CONFIG_ID needs --results DIR (kit backtest grid --out)")
+        cfg = BacktestConfig.from_results(args.results, args.config)
+    else:
+        cfg = BacktestConfig.from_toml(args.config_file)
+    emit = _json_line if args.json else _text_line
+    run_backtest(cfg, args.date_from, args.date_to, history=args.history,
+                 seed=AUTO_SEED if args.seed is None else args.seed, conflate_s=args.conflate,
+                 emit=emit)  # fmt: skip
+    return 0
+
+
+def _json_line(doc: dict[str, Any]) -> None:
+    print(json.dumps(doc), flush=True)
+
+
+def _text_line(doc: dict[str, Any]) -> None:
+    """A record as one readable line; the day and total summaries as key=value lines."""
+    kind = doc.get("kind")
+    if kind in ("day", "backtest"):
+        body = " ".join(f"{k}={v}" for k, v in doc.items() if k != "kind" and v is not None)
+        print(f"{'DAY' if kind == 'day' else 'TOTAL'} {body}", flush=True)
+    elif kind == "fill":
+        print(f"{doc.get('ts', '')} fill: {doc.get('side')} {doc.get('qty'):g} "
+              f"{doc.get('contract')} @ {doc.get('price')}", flush=True)  # fmt: skip
+    elif kind == "order":
+        limit = doc.get("limit_price")
+        print(f"{doc.get('ts', '')} order {doc.get('client_id')}: {doc.get('status')} "
+              f"{doc.get('side')} {doc.get('qty'):g}"
+              + (f" limit {limit}" if limit is not None else ""), flush=True)  # fmt: skip
+    elif kind == "decision":
+        what = doc.get("message") or doc.get("reason") or doc.get("status") or ""
+        extra = f" {doc.get('action')}" if doc.get("decision") == "action" else ""
+        print(f"{doc.get('ts', '')} {kind}{extra}: {what}", flush=True)
