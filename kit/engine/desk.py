@@ -35,6 +35,7 @@ from kit.core.model import (
     FeedState,
     FeedStatus,
     Fill,
+    Greeks,
     ModelError,
     Position,
     Quote,
@@ -242,6 +243,11 @@ class Desk:
                     data = True
                 elif t is FeedStatus:
                     self._on_status(event)
+                    continue
+                elif t is Greeks:  # a vendor's, kept beside the desk's own
+                    if event.source == "desk":
+                        raise ModelError("desk Greeks are computed here, not fed")
+                    m.on_vendor_greeks(event)
                     continue
                 else:
                     raise ModelError(f"not a market event: {event!r:.120}")
