@@ -43,9 +43,35 @@ class Snapshot:
     engine: dict[str, Any] = field(default_factory=lambda: {"state": "OK", "faults": []})
 
 
+def vendor_deltas(desk: Desk, n: int) -> tuple[Any, Any, list[str]]:
+    """Per position: delta in shares by the vendor's Greeks (NaN until every held leg has
+    one), its difference from the desk's own over the legs both price, and the vendor."""
+    b, m = desk.book, desk.market
+    lr, qty = b.leg_row, b.leg_qty
+    vd, dd, mult = m.vendor_delta[lr], m.delta[lr], m.multiplier[lr]
+    both = np.isfinite(vd) & np.isfinite(dd)
+    diff = np.bincount(b.leg_pos, weights=np.where(both, qty * (vd - dd) * mult, 0.0),
+                       minlength=n)[:n]  # fmt: skip
+    missing = np.bincount(b.leg_pos, weights=(qty != 0) & ~np.isfinite(vd), minlength=n)[:n]
+    shares = np.bincount(b.leg_pos, weights=np.where(np.isfinite(vd), qty * vd * mult, 0.0),
+                         minlength=n)[:n]  # fmt: skip
+    shares[missing > 0] = np.nan
+    diff[np.bincount(b.leg_pos, weights=both, minlength=n)[:n] == 0] = np.nan
+    source = [""] * n
+    for p, r in zip(b.leg_pos.tolist(), lr.tolist(), strict=True):
+        if p < n and not source[p]:
+            source[p] = m.vendor_source.get(r, "")
+    return shares, diff, source
+
+
+def _opt(x: float) -> float | None:
+    return float(x) if np.isfinite(x) else None
+
+
 def build_snapshot(desk: Desk) -> Snapshot:
     v, m = desk.view, desk.market
     sigma = sigma_greeks(v, m, v.ts_ns)  # the rules' units: Greeks per 1-sigma move left
+    vendor_shares, vendor_diff, vendor = vendor_deltas(desk, len(v.ids))
     rows = []
     for i, pid in enumerate(v.ids):
         rows.append({
@@ -68,6 +94,8 @@ def build_snapshot(desk: Desk) -> Snapshot:
             "vanna_shares": float(v.vanna_shares[i]), "charm_shares": float(v.charm_shares[i]),
             "short_dist_pct": float(v.short_dist_pct[i]), "stale": bool(v.stale[i]),
             "risk": float(v.risk[i]),
+            "vendor": vendor[i], "vendor_delta_shares": _opt(vendor_shares[i]),
+            "vendor_delta_diff_shares": _opt(vendor_diff[i]),
         })  # fmt: skip
     live = v.is_open
     totals = {name: float(np.nansum(getattr(v, name)[live])) for name in TOTALS}
