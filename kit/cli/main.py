@@ -96,6 +96,10 @@ def cmd_emulate(args: argparse.Namespace) -> int:
         from kit.cli.cpapi import emulate_cpapi
 
         return emulate_cpapi(args)
+    if args.vendor == "tastytrade":
+        from kit.cli.tastytrade import emulate_tastytrade
+
+        return emulate_tastytrade(args)
     try:
         asyncio.run(serve_forever(args.rest_port, args.ws_port, args.seed, args.speed))
     except KeyboardInterrupt:
@@ -278,7 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_session)
 
     s = sub.add_parser("emulate", help="run a vendor emulator on 127.0.0.1 until Ctrl-C")
-    s.add_argument("vendor", choices=["thetadata", "delta", "cpapi"],
+    s.add_argument("vendor", choices=["thetadata", "delta", "cpapi", "tastytrade"],
                    help="which vendor protocol to speak")  # fmt: skip
     from kit.cli.delta import add_emulate_delta_args
 
