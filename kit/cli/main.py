@@ -123,11 +123,13 @@ def _venue_args(s: argparse.ArgumentParser) -> None:
     s.add_argument("--feed", type=_feed, default="sim", help="market data: sim (default), "
                    "replay:PATH (a recorded .parquet day), thetadata (a ThetaData Terminal "
                    "at THETADATA_HOST/THETADATA_REST_PORT/THETADATA_WS_PORT) or delta (Delta "
-                   "Exchange BTC/ETH options, DELTA_TESTNET/DELTA_BASE_URL)")  # fmt: skip
-    s.add_argument("--broker", choices=["paper", "ibkr-cpapi", "delta"], default="paper",
-                   help="paper (default: fills against the feed's quotes), ibkr-cpapi or delta "
-                   "(live: needs KIT_LIVE_TRADING=yes and --confirm-live ACCOUNT, for delta "
-                   "the DELTA_API_KEY)")  # fmt: skip
+                   "Exchange BTC/ETH options, DELTA_TESTNET/DELTA_BASE_URL) or tastytrade "
+                   "(DXLink, TT_SECRET/TT_REFRESH, TT_API_URL or TT_SANDBOX)")  # fmt: skip
+    s.add_argument("--broker", choices=["paper", "ibkr-cpapi", "delta", "tastytrade"],
+                   default="paper", help="paper (default: fills against the feed's quotes), "
+                   "ibkr-cpapi, delta or tastytrade (live: needs KIT_LIVE_TRADING=yes and "
+                   "--confirm-live ACCOUNT, for delta the DELTA_API_KEY, for tastytrade "
+                   "TT_ACCOUNT)")  # fmt: skip
     s.add_argument("--confirm-live", metavar="ACCOUNT", help="the IBKR account id, confirming "
                    "live trading with --broker ibkr-cpapi")  # fmt: skip
 
