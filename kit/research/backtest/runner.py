@@ -134,9 +134,11 @@ async def run_day(
     conflate_s: float | None = SIM_CONFLATE_S,
     emit: Emit | None = None,
     auto: AutoConfig | None = None,
+    quote_chain: bool = False,
 ) -> DayResult:
     """One session of ``cfg`` through the desk (``feed``: ``sim`` or a replay recording;
-    ``auto``: the entry, default ``cfg.auto()``)."""
+    ``auto``: the entry, default ``cfg.auto()``). ``conflate_s=None, quote_chain=True`` is the
+    live pace (every step, the whole expiry quoted all day): the speed baseline."""
     held: list[Run] = []
     actions: dict[str, str] = {}  # position -> the rule whose action closed it
 
@@ -148,7 +150,8 @@ async def run_day(
 
     def started(run: Run) -> None:
         held.append(run)
-        run.desk.listeners.append(lambda record: _quote_only_legs(run, record))
+        if not quote_chain:
+            run.desk.listeners.append(lambda record: _quote_only_legs(run, record))
 
     began = walltime.perf_counter()
     result = await run_auto(day=day, seed=seed, speed=None, rules=cfg.rules(),
