@@ -180,39 +180,18 @@ def compare(live: Any, replay: Any, positions: dict[str, str] | None = None) -> 
                   if d.cause == "manual action"}  # fmt: skip
 
     def inherited(ts_ns: int, pid: str | None) -> str | None:
-        found = [d for d in roots if d.ts_ns <= ts_ns + TIME_TOLERANCE_NS
+        found = [d for d in (*roots, *derived) if d.ts_ns <= ts_ns + TIME_TOLERANCE_NS
                  and (d.position_id is None or pid is None or d.position_id == pid)]  # fmt: skip
-        return found[-1].cause if found else None
+        return max(found, key=lambda d: d.ts_ns).cause if found else None
+
+    derived: list[Divergence] = []  # a fill's own cause (slippage...) explains what follows
 
     def report(ts_ns: int, kind: str, detail: str, pid: str | None, cause: str | None,
                lv: dict | None, rp: dict | None) -> None:  # fmt: skip
         why = cause or inherited(ts_ns, pid) or ("latency" if lv and rp else "unexplained")
         out.append(Divergence(ts_ns, kind, why, detail, pid, lv, rp))
-
-    # decisions
-    for lv, rp in _pairs(live.records, replay.records, decision_key):
-        r = lv or rp
-        assert r is not None
-        pid, key = r.get("position_id"), decision_key(r)
-        kind = (
-            "entry"
-            if key[0] in ("entry", "no_entry")
-            else ("exit" if "close" in str(r.get("message") or r.get("action") or "") else "action")
-        )
-        what = r.get("message") or f"{r.get('action')} by {r.get('rule')}"
-        if lv is not None and key[0] == "intent" and key[1] in manual_ids:
-            continue  # reported as its root cause
-        if lv is None or rp is None:
-            side = "only live" if rp is None else "only in the replay"
-            report(r["ts_ns"], kind, f"{side}: {what}", pid, None, lv, rp)
-        elif abs(lv["ts_ns"] - rp["ts_ns"]) > TIME_TOLERANCE_NS:
-            late = (lv["ts_ns"] - rp["ts_ns"]) / 1e9
-            report(lv["ts_ns"], kind, f"{what}: live {_hms(lv['ts_ns'])}, replay "
-                   f"{_hms(rp['ts_ns'])} ({late:+.1f} s)", pid, None, lv, rp)  # fmt: skip
-        elif key[0] == "entry" and (lv.get("inputs") or {}).get("legs") != (
-                rp.get("inputs") or {}).get("legs"):  # fmt: skip
-            report(lv["ts_ns"], kind, f"entry strikes differ: live {lv['inputs'].get('legs')}, "
-                   f"replay {rp['inputs'].get('legs')}", pid, None, lv, rp)  # fmt: skip
+        if cause is not None and kind == "fill":
+            derived.append(out[-1])
 
     # fills
     for lv, rp in _pairs(live.records, replay.records, _fill_key):
@@ -249,6 +228,31 @@ def compare(live: Any, replay: Any, positions: dict[str, str] | None = None) -> 
                    f"{'worse' if worse > 0 else 'better'} against {seen_l[0]}/{seen_l[1]}"
                    + ("" if same_quote else f" (replay saw {seen_r[0]}/{seen_r[1]})"), pid,
                    cause, lv, rp)  # fmt: skip
+
+    # decisions
+    for lv, rp in _pairs(live.records, replay.records, decision_key):
+        r = lv or rp
+        assert r is not None
+        pid, key = r.get("position_id"), decision_key(r)
+        kind = (
+            "entry"
+            if key[0] in ("entry", "no_entry")
+            else ("exit" if "close" in str(r.get("message") or r.get("action") or "") else "action")
+        )
+        what = r.get("message") or f"{r.get('action')} by {r.get('rule')}"
+        if lv is not None and key[0] == "intent" and key[1] in manual_ids:
+            continue  # reported as its root cause
+        if lv is None or rp is None:
+            side = "only live" if rp is None else "only in the replay"
+            report(r["ts_ns"], kind, f"{side}: {what}", pid, None, lv, rp)
+        elif abs(lv["ts_ns"] - rp["ts_ns"]) > TIME_TOLERANCE_NS:
+            late = (lv["ts_ns"] - rp["ts_ns"]) / 1e9
+            report(lv["ts_ns"], kind, f"{what}: live {_hms(lv['ts_ns'])}, replay "
+                   f"{_hms(rp['ts_ns'])} ({late:+.1f} s)", pid, None, lv, rp)  # fmt: skip
+        elif key[0] == "entry" and (lv.get("inputs") or {}).get("legs") != (
+                rp.get("inputs") or {}).get("legs"):  # fmt: skip
+            report(lv["ts_ns"], kind, f"entry strikes differ: live {lv['inputs'].get('legs')}, "
+                   f"replay {rp['inputs'].get('legs')}", pid, None, lv, rp)  # fmt: skip
 
     # alerts
     for lv, rp in _pairs(live.alerts, replay.alerts, _alert_key):
