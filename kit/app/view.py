@@ -99,6 +99,7 @@ class ViewBuilder:
                 "T_years": float(legs.T_years[k]), "iv": float(legs.iv[k]),
                 "bid": _num(m.bid[r]), "ask": _num(m.ask[r]), "mark": _num(m.mark[r]),
                 "delta": _num(m.delta[r]), "rate": float(np.nan_to_num(m.rate[r])),
+                "vendor_delta": _num(m.vendor_delta[r]), "vendor_iv": _num(m.vendor_iv[r]),
                 "div_yield": float(np.nan_to_num(m.div_yield[r])),
             })  # fmt: skip
         return out
