@@ -283,6 +283,22 @@ class Greeks:
             gauge.set(value)
 
 
+def vendor_delta_cell(p: dict[str, Any]) -> str:
+    """The desk's delta per unit, with the vendor's delta (shares) and the difference in a
+    tooltip; ``kit-vendor-diff`` marks a difference over 5% of the position's delta (at least
+    one share), the sign of a stale or wrong vendor model."""
+    cell = f"{(p.get('delta_unit') or 0):+.3f}"
+    diff, shares = p.get("vendor_delta_diff_shares"), p.get("vendor_delta_shares")
+    if diff is None:
+        return f"<td>{cell}</td>"
+    desk = p.get("delta_shares") or 0.0
+    vendor = "incomplete" if shares is None else f"{shares:+.1f}"
+    tip = (f"{html.escape(p.get('vendor') or 'vendor')} delta {vendor} sh, desk {desk:+.1f} sh, "
+           f"difference {diff:+.1f} sh")  # fmt: skip
+    flag = " class='kit-vendor-diff'" if abs(diff) > max(1.0, 0.05 * abs(desk)) else ""
+    return f"<td title='{tip}'{flag}>{cell}</td>"
+
+
 class PositionsTable:
     def __init__(self) -> None:
         self.widget = html_widget("kit-positions")
@@ -293,7 +309,7 @@ class PositionsTable:
             f"<tr data-id='{html.escape(p['id'])}'><td>{html.escape(p['id'])}</td>"
             f"<td>{p['underlying']}</td><td>{p['strategy']}</td><td>{p['quantity']:g}</td>"
             f"<td class='{signed_class(p['pnl'])}'>{money(p['pnl'], sign=True)}</td>"
-            f"<td>{money(p['credit'])}</td><td>{(p['delta_unit'] or 0):+.3f}</td>"
+            f"<td>{money(p['credit'])}</td>{vendor_delta_cell(p)}"
             f"<td>{html.escape(p['status'])}</td></tr>"
             for p in s["positions"]
             if p["open"]
