@@ -87,6 +87,7 @@ class SimFeed(FeedBase):
             raise ValueError(f"conflate_s must be positive, got {conflate_s!r}")
         super().__init__(name, clock)
         self.conflate_s = conflate_s
+        self._block: tuple[tuple[Contract, ...], dict[int, tuple]] | None = None  # batches ahead
         self.market = MarketSim(start or clock.now(), config)
         self._contracts: list[Contract] = []
         self._symbols: list[str] = []
@@ -173,6 +174,18 @@ class SimFeed(FeedBase):
             for i in range(before + 1, self.market.steps + 1):
                 self._emit_step(i)
 
+    def _ahead(self, step: int) -> tuple | None:
+        """This batch's quote arrays, priced with the next batches' in one vectorised call
+        (:meth:`MarketSim.quote_block`); recomputed when the subscriptions change."""
+        key = tuple(self._contracts)
+        if self._block is None or self._block[0] != key or step not in self._block[1]:
+            every = round(max(self.conflate_s or 0.0, self.market.config.step_s)
+                          / self.market.config.step_s)  # fmt: skip
+            steps, arrays = self.market.quote_block(self._contracts, step, every)
+            rows = {int(st): tuple(a[i] for a in arrays) for i, st in enumerate(steps)}
+            self._block = (key, rows)
+        return self._block[1].pop(step)
+
     def paused(self, ts_ns: int) -> bool:
         return any(a <= ts_ns < b for a, b in self._pauses)
 
@@ -187,7 +200,9 @@ class SimFeed(FeedBase):
                     self._last_ticks[sym] = tick.price
                     self._sink.emit(tick)
         if self._contracts:
-            quotes, self._last = self.market.quote_updates(self._contracts, step, self._last)
+            arrays = self._ahead(step) if self.conflate_s is not None else None
+            quotes, self._last = self.market.quote_updates(self._contracts, step, self._last,
+                                                           arrays)  # fmt: skip
             if not paused:
                 for q in quotes:
                     self._sink.emit(q)

@@ -25,6 +25,8 @@ import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 
@@ -345,9 +347,11 @@ class MarketSim:
 
     # --- quotes ---
 
-    def quote_arrays(self, contracts: Sequence[Contract], steps: np.ndarray | int | None = None):
-        """bid, ask, bid_size, ask_size, mid, iv, alive for contracts at steps (broadcast)."""
-        L, path = self.listing, self._path
+    def quote_arrays(self, contracts: Sequence[Contract], steps: np.ndarray | int | None = None,
+                     path: Any = None):  # fmt: skip
+        """bid, ask, bid_size, ask_size, mid, iv, alive for contracts at steps (broadcast);
+        ``path``: the arrays to read (default the revealed path; :meth:`quote_block`'s)."""
+        L, path = self.listing, path or self._path
         st, idx = np.broadcast_arrays(
             np.asarray(self.steps if steps is None else steps, dtype=np.int64),
             self._indices(contracts),
@@ -374,6 +378,21 @@ class MarketSim:
         bid_size = np.where(bid > 0, 1 + np.floor(mix(idx, st, 1) * 50), 0).astype(float)
         ask_size = 1 + np.floor(mix(idx, st, 2) * 50)
         return bid, ask, bid_size, ask_size, mid, iv, T > 0
+
+    def quote_block(self, contracts: Sequence[Contract], first: int, every: int):
+        """(steps, arrays): :meth:`quote_arrays` at steps ``first, first + every, ...`` up to
+        the end of the chunk computed ahead (:meth:`_advance`), as (m, n) arrays in one call.
+        A conflated feed prices its next batches at once and releases each at its time;
+        nothing ahead of now is visible to anyone else (chain source, path accessors)."""
+        if self._ahead is None:
+            self._advance(0)  # compute the next chunk, reveal nothing
+        p, ahead, full = self._path, self._ahead, self._path
+        if ahead is not None:
+            full = SimpleNamespace(**{k: np.concatenate([getattr(p, k), ahead[i]])
+                                      for i, k in ((0, "ts"), (1, "spot"), (2, "var"),
+                                                   (4, "tau"))})  # fmt: skip
+        steps = np.arange(first, len(full.ts), max(every, 1), dtype=np.int64)
+        return steps, self.quote_arrays(contracts, steps[:, None], path=full)
 
     def _moving(self, idx: np.ndarray, steps: np.ndarray) -> np.ndarray:
         """Quotes update only while the underlying trades (US sessions; crypto always)."""
@@ -413,12 +432,14 @@ class MarketSim:
                       int(ts[steps[j]])) for j in keep]  # fmt: skip
 
     def quote_updates(
-        self, contracts: Sequence[Contract], step: int, last: np.ndarray | None
-    ) -> tuple[list[Quote], np.ndarray]:
+        self, contracts: Sequence[Contract], step: int, last: np.ndarray | None,
+        arrays: tuple | None = None,
+    ) -> tuple[list[Quote], np.ndarray]:  # fmt: skip
         """Quotes that changed at ``step`` versus ``last`` (the previous step's arrays, or None),
         and the arrays to pass as ``last`` next step. The same rule as :meth:`quote_history`, so
-        what a feed streamed is exactly what history returns."""
-        bid, ask, bs, as_, _, _, alive = self.quote_arrays(contracts, step)
+        what a feed streamed is exactly what history returns. ``arrays``: this step's
+        :meth:`quote_arrays`, already computed (a row of :meth:`quote_block`)."""
+        bid, ask, bs, as_, _, _, alive = arrays or self.quote_arrays(contracts, step)
         now = np.stack([bid, ask, bs, as_])
         changed = (
             np.ones(len(contracts), dtype=bool)
