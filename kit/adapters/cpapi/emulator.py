@@ -228,7 +228,8 @@ class CpApiEmulator:
     async def _search(self, m: re.Match[str], args: dict[str, str], body: Any) -> Answer:
         symbol = str((body or {}).get("symbol") or args["symbol"]).upper()
         chain = self._chain(symbol)
-        if not chain and symbol not in self._underlyings:
+        known = symbol in self._underlyings or symbol in self.broker.market.underlyings
+        if not chain and not known:
             return 200, []
         return 200, [replies.search_row(symbol, self._underlying(symbol), chain)]
 

@@ -147,7 +147,7 @@ class CpApiFeed(StreamingFeed):
             if isinstance(key, Contract):
                 conid = await self.session.conid(key)
             else:
-                conid = await self.session.underlying(key)
+                conid = await self.session.underlying(key, options=False)
         except OrderRejectedError as exc:  # no such contract at IBKR: refused, not retried
             self._reject(str(exc), key)
             return None

@@ -128,12 +128,18 @@ class CpApiSession:
             await self.tickle()
             return auth
 
-    async def underlying(self, symbol: str) -> int:
-        """The conid of ``symbol`` (with listed options); OrderRejectedError when none."""
+    async def underlying(self, symbol: str, *, options: bool = True) -> int:
+        """The conid of ``symbol`` (with listed options, unless ``options`` is False: an index
+        streamed for its price); OrderRejectedError when IBKR lists none."""
         if (und := self.underlyings.get(symbol)) is None:
             rows = await self.call("GET", "/iserver/secdef/search", params={"symbol": symbol})
-            if (und := underlying_conid(rows, symbol)) is None:
-                raise OrderRejectedError(f"IBKR lists no options on {symbol}")
+            und = underlying_conid(rows, symbol)
+            if und is None and not options:
+                und = next((int(r["conid"]) for r in rows or [] if isinstance(r, dict)
+                            and r.get("symbol") == symbol and r.get("conid")), None)  # fmt: skip
+            if und is None:
+                what = "options on" if options else "contract for"
+                raise OrderRejectedError(f"IBKR lists no {what} {symbol}")
             self.underlyings[symbol] = und
         return und
 
