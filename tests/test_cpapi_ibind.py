@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import subprocess
 import sys
 
@@ -43,16 +44,15 @@ os._exit(0)  # ibind's socket threads take seconds to stop; the answer is printe
 """
 
 
-async def test_unmodified_ibind_client_gets_bid_ask_and_delta() -> None:
-    async with SimGateway(config=SimConfig(seed=3), tick_s=0.1, heartbeat_s=1.0) as gw:
-        env = {**os.environ, "IBIND_REST_URL": f"http://127.0.0.1:{gw.port}/v1/api/",
-               "IBIND_WS_URL": f"ws://127.0.0.1:{gw.port}/v1/api/ws",
-               "IBIND_ACCOUNT_ID": gw.emu.account}  # fmt: skip
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", CLIENT, env=env, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )  # fmt: skip
-        out, err = await asyncio.wait_for(proc.communicate(), 60)
+async def ibind(port: int) -> dict:
+    """Run the ibind client against the gateway on ``port``; its JSON answer."""
+    env = {**os.environ, "IBIND_REST_URL": f"http://127.0.0.1:{port}/v1/api/",
+           "IBIND_WS_URL": f"ws://127.0.0.1:{port}/v1/api/ws",
+           "IBIND_ACCOUNT_ID": "DU1234567"}  # fmt: skip
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", CLIENT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 0, err.decode()[-2000:]
     doc = json.loads(out.decode().strip().splitlines()[-1])
     assert doc["started"] is True
@@ -60,6 +60,31 @@ async def test_unmodified_ibind_client_gets_bid_ask_and_delta() -> None:
     bid, ask, delta = (float(fields[k]) for k in ("bid_price", "ask_price", "delta"))
     assert 0 < bid < ask and 0.0 < delta < 1.0
     assert fields["implied_vol_percent"].endswith("%")
+    return doc
+
+
+async def test_unmodified_ibind_client_gets_bid_ask_and_delta() -> None:
+    async with SimGateway(config=SimConfig(seed=3), tick_s=0.1, heartbeat_s=1.0) as gw:
+        doc = await ibind(gw.port)
     c = gw.emu.contract_of(int(doc["conid"]))
     assert c is not None and c.underlying == "SPX" and c.is_call
     assert f"smd+{doc['conid']}+" in " ".join(gw.emu.stream.messages)
+
+
+async def test_kit_emulate_cpapi_serves_ibind_on_its_port() -> None:
+    """The interface as the issue states it: ``kit emulate cpapi --port P`` in its own process."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kit", "emulate", "cpapi", "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        line = await asyncio.to_thread(proc.stdout.readline)  # printed once it listens
+        assert line.startswith("IBKR Client Portal emulator"), line + proc.stderr.read()
+        doc = await ibind(port)
+        assert int(doc["conid"]) > 0
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=10)
