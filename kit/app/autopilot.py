@@ -29,7 +29,13 @@ from kit.engine.desk import Desk
 from kit.execution.intents import open_intent
 from kit.execution.manager import ManagerConfig, OrderManager
 from kit.execution.state import StateStore
-from kit.portfolio.strategies import DeltaBand, LiquidityFilter, StrategyError, strangle
+from kit.portfolio.strategies import (
+    DeltaBand,
+    LiquidityFilter,
+    StrategyError,
+    short_strangle,
+    strangle,
+)
 from kit.risk.rules import Rules, rules_table
 from kit.store import Store
 
@@ -50,6 +56,10 @@ class AutoConfig:
     first_entry: time = time(9, 45)  # New York time
     last_entry: time = time(14, 0)
     retry_every_s: float = 900.0  # a refused entry is tried again this much later
+    # strikes: False, the liquid pair in the band whose deltas cancel best (strangle_strikes);
+    # True, each side nearest the band's midpoint unfiltered (short_strangle: the grid's rule,
+    # which a backtest of a grid row must follow to compare trade by trade)
+    nearest: bool = False
 
 
 CONFIG_DOC = "autopilot_config"  # state document per session day: the strategy and rules run
@@ -213,8 +223,12 @@ async def _try_entry(run: Run, cfg: AutoConfig, day: date) -> bool:
     pid = f"{cfg.strategy_id}-{day:%Y%m%d}"
     try:
         liquidity = cfg.liquidity or LiquidityFilter.for_entry(desk.rules.entry)
-        position = strangle(desk.market, chain, pid, now, band=cfg.band, liquidity=liquidity,
-                            quantity=cfg.quantity)  # fmt: skip
+        if cfg.nearest:
+            position = short_strangle(desk.market, chain, pid, now, delta=cfg.band.mid,
+                                      quantity=cfg.quantity)  # fmt: skip
+        else:
+            position = strangle(desk.market, chain, pid, now, band=cfg.band, liquidity=liquidity,
+                                quantity=cfg.quantity)  # fmt: skip
     except StrategyError as exc:
         return _skip(desk, str(exc))
     check = desk.check_entry(position)
