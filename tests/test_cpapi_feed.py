@@ -54,7 +54,7 @@ async def rig() -> AsyncIterator[Rig]:
         session = CpApiSession(CpApiConfig(gw.emu.url, ACCOUNT, tickle_s=0.2))
         config = FeedConfig(liveness_timeout_s=1.0, silence_gap_s=0.8,
                             backoff=Backoff(0.05, 2.0, 0.2, 0.0))  # fmt: skip
-        feed = CpApiFeed(session, clock=gw.clock, feed_config=config, tic_s=0.2)
+        feed = CpApiFeed(session, clock=gw.clock, feed_config=config, tic_s=0.2, renew_s=0.5)
         chains = CpApiChainSource(session, gw.clock)
         r = Rig(gw, feed, chains)
 
@@ -89,6 +89,13 @@ async def test_streams_quotes_vendor_greeks_and_the_index(rig: Rig) -> None:
     # keep-alive: tic on the socket and one tickle per period on REST
     await until(lambda: rig.feed.tics >= 2 and "tic" in rig.gw.emu.stream.messages)
     assert "POST /tickle" in rig.gw.emu.requests
+    # before IBKR's 10-minute cut-off the subscriptions are renewed (here every 0.5 s)
+    await until(
+        lambda: (
+            rig.feed.renewals >= 1
+            and len([m for m in rig.gw.emu.stream.messages if m.startswith(f"smd+{conid}+")]) >= 2
+        )
+    )
     # umd stops the stream
     await rig.feed.unsubscribe([call])
     await until(lambda: f"umd+{conid}+{{}}" in rig.gw.emu.stream.messages)
@@ -135,12 +142,14 @@ async def test_session_expiry_reauthenticates_and_resubscribes(rig: Rig) -> None
     await until(lambda: rig.of(Quote, call) and rig.feed.state is FeedState.LIVE)
     conid = rig.feed.conids[call]
     old_session = rig.feed.session.session_id
+    rig.feed.renew_s = 3600.0  # only the resubscription counts below
+    sent = len(rig.gw.emu.stream.messages)
     rig.gw.emu.stream.expire_session()  # a daily expiry: sts authenticated false, socket closed
     await until(lambda: rig.feed.session.reauths == 1 and rig.feed.stats.reconnects == 1)
     assert rig.feed.auth_lost == 1 and "POST /iserver/auth/ssodh/init" in rig.gw.emu.requests
     assert rig.feed.session.session_id != old_session  # the new socket carries the new token
-    await until(lambda: sum(m.startswith(f"smd+{conid}+") for m in rig.gw.emu.stream.messages)
-                == 2)  # fmt: skip
+    await until(lambda: any(m.startswith(f"smd+{conid}+")
+                            for m in rig.gw.emu.stream.messages[sent:]))  # fmt: skip
     n = len(rig.of(Quote, call))
     await until(lambda: len(rig.of(Quote, call)) > n and rig.feed.state is FeedState.LIVE)
 

@@ -60,6 +60,7 @@ log = logging.getLogger(__name__)
 
 HEARTBEAT_TIMEOUT_S = 25.0  # the gateway beats every ~10 s
 SILENCE_GAP_S = 15.0  # a longer hole between frames on a live socket is backfilled
+RENEW_S = 540.0  # IBKR ends a market-data stream after ~10 min: renewed at 9 (as ibind does)
 STS_WAIT_S = 2.0  # for the socket's sts; then the REST status decides
 
 
@@ -74,13 +75,15 @@ class CpApiFeed(StreamingFeed):
 
     def __init__(self, session: CpApiSession, *, clock: Clock | None = None,
                  feed_config: FeedConfig | None = None, ws_url: str | None = None,
-                 tic_s: float = 60.0, name: str = "ibkr-cpapi") -> None:  # fmt: skip
+                 tic_s: float = 60.0, renew_s: float = RENEW_S,
+                 name: str = "ibkr-cpapi") -> None:  # fmt: skip
         config = feed_config or FeedConfig(liveness_timeout_s=HEARTBEAT_TIMEOUT_S,
                                            silence_gap_s=SILENCE_GAP_S)  # fmt: skip
         super().__init__(name, clock=clock, config=config)
         self.session = session
         self.ws_url = ws_url or ws_url_of(session.config.base_url)
-        self.tic_s = tic_s
+        self.tic_s, self.renew_s = tic_s, renew_s
+        self.renewals = 0
         self.conids: dict[SubKey, int] = {}
         self.keys: dict[int, SubKey] = {}
         self.values: dict[int, ConidValues] = {}
@@ -175,12 +178,19 @@ class CpApiFeed(StreamingFeed):
             await cancel(keepalive)
 
     async def _keepalive(self, conn: Any) -> None:
-        """``tic`` on the socket and ``/tickle`` on REST (shared with the broker)."""
+        """``tic`` on the socket and ``/tickle`` on REST (shared with the broker); every
+        ``renew_s`` the subscriptions are sent again before IBKR's 10-minute cut-off."""
+        loop = asyncio.get_running_loop()
+        renewed = loop.time()
         while True:
-            await asyncio.sleep(self.tic_s)
+            await asyncio.sleep(min(self.tic_s, self.renew_s))
             try:
                 await conn.send("tic")
                 self.tics += 1
+                if loop.time() - renewed >= self.renew_s:
+                    renewed = loop.time()
+                    self.renewals += 1
+                    await self._send_subscribe(conn, list(self._subs), True)
                 await self.session.keepalive()
             except BrokerError as exc:
                 log.warning("%s: tickle failed: %s", self.name, exc)
