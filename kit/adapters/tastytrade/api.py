@@ -18,6 +18,9 @@ from kit.adapters.tastytrade.config import TastyConfig
 from kit.core.config import ConfigError
 
 log = logging.getLogger(__name__)
+# The SDK sets its own logger to DEBUG, which would print every streamer message (the alert
+# streamer's carry the access token) wherever the root handler prints: INFO and up only.
+logging.getLogger("tastytrade").setLevel(logging.INFO)
 
 T = TypeVar("T")
 

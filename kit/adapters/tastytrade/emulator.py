@@ -75,6 +75,8 @@ class TastytradeEmulator:
         self.bad_auth = False
         self.nan_rows = 0
         self.injected: list[str] = []
+        # (streamer symbol, time ms) -> perf_counter when its Greeks frame was sent; None: off
+        self.send_log: dict[tuple[str, int], float] | None = None
         self._silent_until = 0.0
         self._ids: dict[str, int] = {}  # client id -> order id
         self._by_id: dict[int, str] = {}

@@ -156,6 +156,7 @@ class DXLinkHandler(tornado.websocket.WebSocketHandler):
         was last sent for their symbol are skipped."""
         names = self.fields.get(kind, dxlink.SDK_FIELDS[kind])
         flat: list[Any] = []
+        sent: list[dict[str, Any]] = []
         for row in rows:
             sym = row["eventSymbol"]
             key = tuple(row.get(n) for n in names if n not in ("eventTime", "time", "sequence"))
@@ -163,7 +164,13 @@ class DXLinkHandler(tornado.websocket.WebSocketHandler):
                 continue
             self.sent[(kind, sym)] = key
             flat.extend(row.get(n, 0) for n in names)
+            sent.append(row)
         if flat:
+            log_ = self.emu.send_log
+            if log_ is not None and kind == "Greeks" and not self.emu.silent():
+                t = time.perf_counter()  # when this frame left (benchmarks/vendor_greeks.py)
+                for row in sent:
+                    log_[(row["eventSymbol"], row["time"])] = t
             self.emu.frames_sent[kind] = self.emu.frames_sent.get(kind, 0) + 1
             self.send({"type": "FEED_DATA", "channel": self.channel_of(kind), "data": [kind, flat]})
 
