@@ -16,8 +16,9 @@ from kit.cli import args as args_
 
 def add_emulate_delta_args(s: argparse.ArgumentParser) -> None:
     """The ``kit emulate delta`` flags (beside the ThetaData ones on the same sub-command)."""
-    s.add_argument("--port", type=args_.port, default=8900,
-                   help="delta: REST /v2 and socket port (default 8900)")  # fmt: skip
+    s.add_argument("--port", type=args_.port, default=None,
+                   help="delta: REST /v2 and socket port (default 8900); tws: the API port "
+                   "(default 7497)")  # fmt: skip
     s.add_argument("--api-key", help="delta: the API key the emulator accepts")
     s.add_argument("--api-secret", help="delta: its secret (signatures are checked with it)")
 
@@ -25,16 +26,16 @@ def add_emulate_delta_args(s: argparse.ArgumentParser) -> None:
 def emulate_delta(args: argparse.Namespace) -> int:
     from kit.adapters.delta.emulator import serve_forever
 
+    port = 8900 if args.port is None else args.port
     if not args.api_key or not args.api_secret:
         raise ValueError("kit emulate delta needs --api-key K --api-secret S")
     try:
-        asyncio.run(serve_forever(args.port, args.api_key, args.api_secret, args.seed,
-                                  args.speed))  # fmt: skip
+        asyncio.run(serve_forever(port, args.api_key, args.api_secret, args.seed, args.speed))
     except KeyboardInterrupt:
         return 0
     except OSError as exc:
         why = exc.strerror or exc
-        raise ValueError(f"cannot listen on 127.0.0.1:{args.port} ({why})") from None
+        raise ValueError(f"cannot listen on 127.0.0.1:{port} ({why})") from None
     return 0
 
 

@@ -100,6 +100,10 @@ def cmd_emulate(args: argparse.Namespace) -> int:
         from kit.cli.tastytrade import emulate_tastytrade
 
         return emulate_tastytrade(args)
+    if args.vendor == "tws":
+        from kit.cli.ibkr import emulate_tws
+
+        return emulate_tws(args)
     try:
         asyncio.run(serve_forever(args.rest_port, args.ws_port, args.seed, args.speed))
     except KeyboardInterrupt:
@@ -284,11 +288,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_session)
 
     s = sub.add_parser("emulate", help="run a vendor emulator on 127.0.0.1 until Ctrl-C")
-    s.add_argument("vendor", choices=["thetadata", "delta", "cpapi", "tastytrade"],
+    s.add_argument("vendor", choices=["thetadata", "delta", "tws", "cpapi", "tastytrade"],
                    help="which vendor protocol to speak")  # fmt: skip
     from kit.cli.delta import add_emulate_delta_args
+    from kit.cli.ibkr import add_emulate_tws_args
 
     add_emulate_delta_args(s)
+    add_emulate_tws_args(s)
     s.add_argument("--rest-port", type=args_.port, default=25503, help="REST v3 port (25503)")
     s.add_argument("--ws-port", type=args_.port, default=25520, help="stream port (default 25520)")
     s.add_argument("--seed", type=int, default=3,
