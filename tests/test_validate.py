@@ -10,10 +10,14 @@ import json
 import shutil
 import subprocess
 import sys
+import tomllib
+from dataclasses import dataclass
 from datetime import time
 from pathlib import Path
 
+import nbformat
 import pytest
+from helpers import REPO, run_notebook
 
 from kit.app.autopilot import AutoConfig, run_auto
 from kit.app.build import DEFAULT_DAY, Run
@@ -22,9 +26,10 @@ from kit.core.clock import NEW_YORK
 from kit.core.symbology import from_occ
 from kit.execution.costs import tick_size
 from kit.portfolio.strategies import DeltaBand
+from kit.research.grid.plan import cost_model
 from kit.research.validate.compare import compare
-from kit.research.validate.day import Validation, validate_day
-from kit.research.validate.replay import load_timeline
+from kit.research.validate.day import validate_day
+from kit.research.validate.replay import Timeline, load_timeline
 from kit.store import open_store
 
 DAY = DEFAULT_DAY
@@ -32,6 +37,17 @@ START = time(15, 30)  # half an hour to the close: an entry, a roll and a time s
 CONFIG = AutoConfig(band=DeltaBand(0.05, 0.30), first_entry=START, last_entry=time(15, 55),
                     quantity=2)  # fmt: skip
 MANUAL_AT = time(15, 35)  # before the time stop closes it (15:38:43)
+NOTEBOOK = REPO / "notebooks" / "validation.ipynb"
+NOTEBOOK_CHECKS = """
+assert result is not None and summary["divergences"] == []
+assert isinstance(live_fig, bq.Figure) and isinstance(replay_fig, bq.Figure)
+assert len(live_fig.marks) == 5 and len(live_fig.marks[1].x) > 100  # spot, P&L, 3 marker sets
+assert len(pnl_lines.y) == 2 and np.allclose(pnl_lines.y[0], pnl_lines.y[1])
+assert len(live_fig.marks[2].x) == len(replay_fig.marks[2].x) >= 2  # the entry's sells
+assert "<table" in fill_table.value and shown.height == result.fills.height >= 6
+assert surface.shape == (10, 14) and np.isfinite(surface).all()
+print("VALIDATION NOTEBOOK CHECKS PASSED")
+"""
 
 
 def _record(path: Path, on_start=None) -> None:
@@ -51,53 +67,61 @@ def paper_day(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@dataclass
+class Clean:
+    """The recorded day validated by ``kit validate --json`` (its replay kept in a workdir)."""
+
+    line: dict
+    live: Timeline
+    replay: Timeline
+    costs: Path
+
+
 @pytest.fixture(scope="module")
-def clean(paper_day: Path, tmp_path_factory: pytest.TempPathFactory) -> Validation:
-    with open_store(str(_copy(paper_day, paper_day.with_name("clean.duckdb")))) as store:
-        return asyncio.run(validate_day(store, DAY, tmp_path_factory.mktemp("work")))
+def clean(paper_day: Path, tmp_path_factory: pytest.TempPathFactory) -> Clean:
+    d = tmp_path_factory.mktemp("clean")
+    db, work, costs = _copy(paper_day, d / "clean.duckdb"), d / "work", d / "out" / "live.toml"
+    proc = subprocess.run([sys.executable, "-m", "kit", "validate", "--db", str(db), "--date",
+                           DAY.isoformat(), "--json", "--workdir", str(work), "--cost-model",
+                           str(costs)], capture_output=True, text=True, timeout=180)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    line = json.loads(proc.stdout.strip().splitlines()[-1])
+    with open_store(str(db)) as store:
+        live = load_timeline(store, DAY)
+    with open_store(str(work / f"replay-{DAY.isoformat()}.duckdb")) as store:
+        replay = load_timeline(store, DAY)
+    return Clean(line, live, replay, costs)
 
 
-def test_a_recorded_paper_day_replays_with_zero_divergences(clean: Validation):
-    c = clean.comparison
-    assert c.divergences == []
+def test_a_recorded_paper_day_replays_with_zero_divergences(clean: Clean):
+    line = clean.line
+    assert {"decisions_live", "decisions_replay", "divergences", "pnl_live", "pnl_replay",
+            "slippage_mean"} <= set(line)  # fmt: skip
+    assert line["divergences"] == [] and compare(clean.live, clean.replay).divergences == []
     kinds = [r["decision"] for r in clean.live.records if r["kind"] == "decision"]
     assert {"entry", "intent", "action", "done"} <= set(kinds)  # entered, rolled, closed by rule
-    assert c.decisions_live == c.decisions_replay >= 5
-    assert len(clean.live.fills) == len(clean.replay.fills) >= 6
-    assert c.pnl_live == c.pnl_replay != 0
+    assert line["decisions_live"] == line["decisions_replay"] >= 5
+    assert line["fills_live"] == line["fills_replay"] == len(clean.live.fills) >= 6
+    assert line["pnl_live"] == line["pnl_replay"] == clean.live.pnl != 0
     assert clean.live.position_pnl == clean.replay.position_pnl
     # slippage in dollars per contract, by hand from the fills and the quotes they met
     fills = [f for f in clean.live.fills if f["client_id"] != "settlement"]
     by_hand = sum(((f["price"] - (f["bid"] + f["ask"]) / 2) * (1 if f["side"] == "buy" else -1))
                   * 100 * f["qty"] for f in fills) / sum(f["qty"] for f in fills)  # fmt: skip
-    assert clean.summary()["slippage_mean"] == pytest.approx(by_hand, abs=1e-3)
-    assert clean.model is not None and clean.model.n == len(fills)
+    assert line["slippage_mean"] == pytest.approx(by_hand, abs=1e-3) and by_hand > 0
+    assert line["slippage_model"]["n"] == len(fills)
 
 
-def test_kit_validate_json_and_cost_model(paper_day: Path, tmp_path: Path):
-    db = _copy(paper_day, tmp_path / "cli.duckdb")
-    out = tmp_path / "live_costs.toml"
-    proc = subprocess.run([sys.executable, "-m", "kit", "validate", "--db", str(db), "--date",
-                           DAY.isoformat(), "--json", "--cost-model", str(out)],
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    line = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert {"decisions_live", "decisions_replay", "divergences", "pnl_live", "pnl_replay",
-            "slippage_mean"} <= set(line)  # fmt: skip
-    assert line["divergences"] == [] and line["pnl_live"] == line["pnl_replay"]
-    assert line["slippage_mean"] > 0  # a seller pays the spread
-    # the loop closes: the fitted slippage is a cost model the backtest grid reads
-    import tomllib
-
-    from kit.research.grid.plan import cost_model
-
-    tables = tomllib.loads(out.read_text())["costs"]
+def test_the_fitted_slippage_is_a_cost_model_the_grid_reads(clean: Clean):
+    """The loop closes: live fills become the backtest grid's costs."""
+    tables = tomllib.loads(clean.costs.read_text())["costs"]
     model = cost_model("live", tables)
     assert set(model.slippage_frac) >= {1, 2, 4}
-    assert all(0 <= v <= 1 for v in model.slippage_frac.values())
+    fitted = clean.line["slippage_model"]["by_legs"]
+    assert model.slippage_frac[2] == pytest.approx(max(fitted["2"], 0.0), abs=1e-4)
 
 
-def test_a_fill_two_ticks_worse_is_reported_as_slippage(paper_day: Path, clean: Validation,
+def test_a_fill_two_ticks_worse_is_reported_as_slippage(paper_day: Path, clean: Clean,
                                                         tmp_path: Path):  # fmt: skip
     db = _copy(paper_day, tmp_path / "worse.duckdb")
     with open_store(str(db)) as store:
@@ -185,6 +209,23 @@ def test_a_manual_close_is_reported_as_a_manual_action(tmp_path: Path):
     # the replay, with no hand on the desk, closed later by its time stop
     assert any(d.kind == "action" or d.kind == "exit" for d in found[1:])
     assert result.comparison.pnl_live != result.comparison.pnl_replay
+
+
+def test_notebook_is_committed_without_outputs():
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert code and all(not c.outputs and c.execution_count is None for c in code)
+
+
+def test_validation_notebook_runs_on_a_recorded_simulated_day(
+    paper_day: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv("KIT_DB_URL", str(_copy(paper_day, tmp_path / "notebook.duckdb")))
+    monkeypatch.delenv("DB_CONNECTION_STRING", raising=False)
+    monkeypatch.delenv("KIT_VALIDATE_DATE", raising=False)
+    _, text = run_notebook(NOTEBOOK, NOTEBOOK_CHECKS)
+    assert "VALIDATION NOTEBOOK CHECKS PASSED" in text
+    assert "0 divergences" in text and "[costs.live]" in text
 
 
 def test_validate_refuses_a_missing_store_and_an_unrecorded_day(paper_day: Path, tmp_path: Path):

@@ -90,6 +90,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if args.cost_model is not None:
         if result.model is None:
             raise ValueError("--cost-model: no fill of the day met a two-sided quote to fit on")
+        Path(args.cost_model).parent.mkdir(parents=True, exist_ok=True)
         Path(args.cost_model).write_text(result.model.toml(args.cost_name))
         out["cost_model"] = str(args.cost_model)
     if args.json:
