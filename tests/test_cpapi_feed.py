@@ -130,10 +130,17 @@ async def test_delayed_data_marks_the_contract_stale(rig: Rig) -> None:
     call = await rig.atm_call()
     await rig.feed.subscribe([call])
     await until(lambda: rig.of(Quote, call))
+
+    def keyed() -> list[FeedState]:
+        return [e.state for e in rig.events
+                if isinstance(e, FeedStatus) and e.feed.startswith("ibkr-cpapi:")]  # fmt: skip
+
+    assert keyed() == []  # real-time data: no per-key status at all
     rig.gw.emu.stream.faults.availability = "DpB"
     await until(lambda: rig.feed.availability.get(call) == "delayed")
-    await until(lambda: any(isinstance(e, FeedStatus) and e.feed.startswith("ibkr-cpapi:")
-                            and e.state is FeedState.STALE for e in rig.events))  # fmt: skip
+    await until(lambda: keyed() == [FeedState.STALE])
+    rig.gw.emu.stream.faults.availability = "RpB"
+    await until(lambda: keyed() == [FeedState.STALE, FeedState.LIVE])
 
 
 async def test_session_expiry_reauthenticates_and_resubscribes(rig: Rig) -> None:

@@ -7,7 +7,10 @@ order it accepts becomes a :class:`kit.core.model.Order` on the engine (a
 caller owns the engine: it feeds quotes and calls ``on_market()``.
 
 Served under ``/v1/api`` (shapes from IBKR's CP Web API v1 reference and the IB REST API 2.x
-OpenAPI models; the adapter's docstring lists the fields): ``iserver/auth/status``, ``tickle``,
+OpenAPI models; the adapter's docstring lists the fields): the WebSocket ``ws`` (market data,
+:mod:`kit.adapters.cpapi.emulator_ws`), ``iserver/auth/ssodh/init``, ``iserver/reauthenticate``,
+``logout``, ``iserver/secdef/strikes``, ``iserver/marketdata/snapshot``,
+``iserver/auth/status``, ``tickle``,
 ``iserver/accounts``, ``portfolio/accounts``, ``iserver/secdef/search`` (GET or POST),
 ``iserver/secdef/info``, ``iserver/contract/{conid}/info``, ``iserver/account/{acct}/orders``,
 ``iserver/reply/{replyId}``, ``iserver/account/{acct}/order/{orderId}`` (POST modify, DELETE
@@ -258,11 +261,11 @@ class CpApiEmulator:
     async def _snapshot(self, m: re.Match[str], args: dict[str, str], body: Any) -> Answer:
         """``iserver/marketdata/snapshot?conids=&fields=``: the fields now, every one."""
         wanted = frozenset(args.get("fields", "31,84,86").split(","))
-        self.stream.publish()  # refreshes the Greeks of streamed rows
+        conids = [int(c) for c in args["conids"].split(",") if c]
+        self.stream.refresh(c for k in conids if (c := self.contract_of(k)) is not None)
         ms = self.broker.clock.now_ns() // 1_000_000
-        return 200, [{"conid": int(c), "conidEx": c, "_updated": ms,
-                      **self.stream.fields(int(c), wanted)}
-                     for c in args["conids"].split(",") if c]  # fmt: skip
+        return 200, [{"conid": k, "conidEx": str(k), "_updated": ms,
+                      **self.stream.fields(k, wanted)} for k in conids]  # fmt: skip
 
     async def _contract_info(self, m: re.Match[str], args: dict[str, str], body: Any) -> Answer:
         c = self._contract(int(m.group(1)))

@@ -228,7 +228,7 @@ class CpApiFeed(StreamingFeed):
                 log.warning("%s: conid %s: unreadable field(s) %s kept their previous value",
                             self.name, conid, ", ".join(update.bad))  # fmt: skip
         if state.availability != was:
-            self._availability(key, state.availability)
+            self._availability(key, state.availability, was)
         out: list[Any] = []
         if not isinstance(key, Contract):
             if "31" in update.changed and (tick := tick_of(key, state)) is not None:
@@ -241,10 +241,10 @@ class CpApiFeed(StreamingFeed):
             out.append(g)
         return out
 
-    def _availability(self, key: SubKey, text: str) -> None:
+    def _availability(self, key: SubKey, text: str, was: str) -> None:
         self.availability[key] = text
         if text == "real-time":
-            if self.stats.connects:
+            if was:  # back from delayed or frozen (a first real-time update says nothing)
                 self._key_status(key, FeedState.LIVE, "market data real-time")
             return
         log.warning("%s: %s market data is %s", self.name, key, text)
