@@ -10,8 +10,8 @@ list), so a config copied out of a grid file runs as is.
 What the desk does with each axis (the grid's meaning, the desk's rules):
 
 * ``strategy`` ``short_strangle``; ``entry_time`` the one entry attempt (New York time);
-  ``dte`` sessions to expiry; ``strikes`` ``delta:X`` the strangle whose short strikes are
-  nearest X within +/- 0.05 (the autopilot's delta band); ``sizing`` ``contracts:N``.
+  ``dte`` sessions to expiry; ``strikes`` ``delta:X`` the put and the call each nearest
+  X (the grid's rule: ``AutoConfig.nearest``); ``sizing`` ``contracts:N``.
 * ``profit_target_pct`` closes all at that % of the credit (the ``profit_target`` rule),
   ``stop_mult`` closes all at a loss of that multiple of the credit (``stop_loss`` at
   100 x mult %), ``exit_time`` closes all from that time on the expiry day (``time_stop``;
@@ -41,7 +41,7 @@ from kit.portfolio.strategies import DeltaBand, LiquidityFilter
 from kit.research.grid.spec import AXES, Grid, minute_of, parse_grid, parse_strike_rule
 from kit.risk.rules import Rules, load_rules
 
-BAND_HALF_WIDTH = 0.05  # delta:X trades the strangle nearest X within X +/- this
+BAND_HALF_WIDTH = 0.05  # delta:X: the autopilot's band around X (its midpoint is X)
 CLOSE_MINUTE = 16 * 60  # minutes_to_close is counted to the 16:00 close
 # axes whose non-default values the desk cannot trade yet, with their "off" values
 UNMODELLED = {"vix_regime": "any", "iv_rank": "any", "trend": "any", "weekdays": "any",
@@ -131,9 +131,8 @@ class BacktestConfig:
     def band(self) -> DeltaBand:
         _, target = parse_strike_rule(self.row["strikes"])
         try:
-            return DeltaBand(
-                max(target - BAND_HALF_WIDTH, 0.01), min(target + BAND_HALF_WIDTH, 0.49)
-            )
+            half = min(BAND_HALF_WIDTH, target - 0.01, 0.49 - target)  # centred: mid = X
+            return DeltaBand(target - half, target + half)
         except ValueError as exc:
             raise ConfigError(f"strikes {self.row['strikes']!r}: {exc}") from None
 
@@ -162,14 +161,20 @@ class BacktestConfig:
         sid = f"bt-{self.config_id}" if self.config_id is not None else "bt"
         return AutoConfig(strategy_id=sid, dte=int(self.row["dte"]), band=self.band(),
                           liquidity=OPEN_LIQUIDITY, quantity=self.quantity,
-                          first_entry=self.entry_time, last_entry=self.entry_time)  # fmt: skip
+                          first_entry=self.entry_time, last_entry=self.entry_time,
+                          nearest=True)  # fmt: skip
 
-    def rule_overrides(self) -> dict[str, Any]:
-        """The risk rules' tables for this config's exits (and nothing else that trades)."""
+    def rule_overrides(self, snapshot_s: float | None = None) -> dict[str, Any]:
+        """The risk rules' tables for this config's exits (and nothing else that trades). The
+        grid trades at any spread, so no spread holds an exit back (``liquidity``); on data
+        ``snapshot_s`` apart (a history) silence counts as stale only after 2.5 snapshots."""
         r = self.row
         off = {"enabled": False}
         out: dict[str, Any] = {"entry": off, "delta": off, "gamma": off, "strike_breach": off,
-                               "trailing_stop": off}  # fmt: skip
+                               "trailing_stop": off,
+                               "liquidity": {"max_spread_pct": 1e6}}  # fmt: skip
+        if snapshot_s:
+            out["feed_stale"] = {"after_s": 2.5 * snapshot_s}
         target, stop = r["profit_target_pct"], r["stop_mult"]
         close = lambda at, sev: {"levels": [{"at": at, "severity": sev,  # noqa: E731
                                              "action": "close_all"}]}  # fmt: skip
@@ -184,9 +189,9 @@ class BacktestConfig:
                                 "action": "close_all"}  # fmt: skip
         return out
 
-    def rules(self) -> Rules:
+    def rules(self, snapshot_s: float | None = None) -> Rules:
         try:
-            return load_rules(None, self.rule_overrides())
+            return load_rules(None, self.rule_overrides(snapshot_s))
         except ValueError as exc:
             raise ConfigError(f"rules for {self.name}: {exc}") from None
 

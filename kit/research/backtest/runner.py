@@ -141,10 +141,14 @@ async def run_day(
     live pace (every step, the whole expiry quoted all day): the speed baseline."""
     held: list[Run] = []
     actions: dict[str, str] = {}  # position -> the rule whose action closed it
+    proposed: dict[str, set[str]] = {}  # position -> why an action was only proposed
 
     def listen(doc: dict[str, Any]) -> None:
-        if doc.get("kind") == "decision" and doc.get("status") == "executed":
-            actions[doc.get("position_id") or ""] = str(doc.get("rule"))
+        status, pid = str(doc.get("status")), doc.get("position_id") or ""
+        if doc.get("kind") == "decision" and status == "executed":
+            actions[pid] = str(doc.get("rule"))
+        elif doc.get("kind") == "decision" and status.startswith("proposed"):
+            proposed.setdefault(pid, set()).add(status)
         if emit is not None and doc.get("kind") != "summary":
             emit(doc)
 
@@ -154,7 +158,8 @@ async def run_day(
             run.desk.listeners.append(lambda record: _quote_only_legs(run, record))
 
     began = walltime.perf_counter()
-    result = await run_auto(day=day, seed=seed, speed=None, rules=cfg.rules(),
+    snapshot_s = conflate_s if isinstance(feed, FeedSpec) and feed.kind == "replay" else None
+    result = await run_auto(day=day, seed=seed, speed=None, rules=cfg.rules(snapshot_s),
                             config=auto or cfg.auto(), feed=feed, conflate_s=conflate_s,
                             emit=listen, on_start=started)  # fmt: skip
     seconds = walltime.perf_counter() - began
@@ -162,7 +167,8 @@ async def run_day(
     by_position: dict[str, list[Any]] = {}
     for pid, fill in desk.book.fills:
         by_position.setdefault(pid, []).append(fill)
-    trades = [_trade(pid, fills, day, actions.get(pid)) for pid, fills in by_position.items()]
+    trades = [_trade(pid, fills, day, actions.get(pid), sorted(proposed.get(pid, ())))
+              for pid, fills in by_position.items()]  # fmt: skip
     fees = sum(f.commission for fills in by_position.values() for f in fills)
     return DayResult(day, result.entered, trades, result.realized_pnl, fees, result.fills,
                      result.orders, desk.stats["events"], desk.stats["evaluations"],
@@ -182,10 +188,12 @@ def _quote_only_legs(run: Run, record: Any) -> None:
         asyncio.get_running_loop().create_task(run.feed.unsubscribe(extra))
 
 
-def _trade(pid: str, fills: list[Any], day: date, closed_by: str | None) -> dict[str, Any]:
+def _trade(
+    pid: str, fills: list[Any], day: date, closed_by: str | None, proposed: list[str]
+) -> dict[str, Any]:
     """One position as a trade row (the grid's columns where the desk has them)."""
     fills = sorted(fills, key=lambda f: f.ts_ns)
-    opened = [f for f in fills if f.ts_ns == fills[0].ts_ns]
+    opened = [f for f in fills if ".open" in f.client_id] or fills[:1]  # the entry's order
     premium = sum(f.price * f.quantity * 100 for f in opened)
     entry, exit_ = fills[0].ts_ns, fills[-1].ts_ns
     session = us_session(day)
@@ -198,7 +206,8 @@ def _trade(pid: str, fills: list[Any], day: date, closed_by: str | None) -> dict
                                 for f in opened),
             "contracts": max(f.quantity for f in opened), "premium": round(premium, 2),
             "fees": round(sum(f.commission for f in fills), 2),
-            "pnl": round(sum(f.cash_flow for f in fills), 2)}  # fmt: skip
+            "pnl": round(sum(f.cash_flow for f in fills), 2),
+            "proposed": proposed}  # fmt: skip
 
 
 def run_backtest(
