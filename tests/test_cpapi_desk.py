@@ -65,6 +65,10 @@ async def test_desk_and_monitor_run_on_the_client_portal_feed(monkeypatch) -> No
             assert "ibkr delta" in cell and "kit-vendor-diff" in cell
             assert desk.feed_states["ibkr-cpapi"].value == "LIVE"
             assert run.feed.stats.malformed == 0 and run.feed.bad_fields == 0
+            # the daily expiry: the feed re-authenticates the one session the broker uses too
+            gw.emu.stream.expire_session()
+            await until(lambda: run.feed.session.reauths == 1 and not gw.emu.unauthenticated)
+            assert run.broker.session.reauths == 1 and await run.broker.positions() == {}
         assert not run.feed.session.open  # closed by its last user
 
 

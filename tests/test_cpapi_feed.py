@@ -143,7 +143,8 @@ async def test_delayed_data_marks_the_contract_stale(rig: Rig) -> None:
     await until(lambda: keyed() == [FeedState.STALE, FeedState.LIVE])
 
 
-async def test_session_expiry_reauthenticates_and_resubscribes(rig: Rig) -> None:
+@pytest.mark.parametrize("competing", [False, True], ids=["daily-expiry", "competing-login"])
+async def test_session_expiry_reauthenticates_and_resubscribes(rig: Rig, competing: bool) -> None:
     call = await rig.atm_call()
     await rig.feed.subscribe([call, "SPX"])
     await until(lambda: rig.of(Quote, call) and rig.feed.state is FeedState.LIVE)
@@ -151,7 +152,7 @@ async def test_session_expiry_reauthenticates_and_resubscribes(rig: Rig) -> None
     old_session = rig.feed.session.session_id
     rig.feed.renew_s = 3600.0  # only the resubscription counts below
     sent = len(rig.gw.emu.stream.messages)
-    rig.gw.emu.stream.expire_session()  # a daily expiry: sts authenticated false, socket closed
+    rig.gw.emu.stream.expire_session(competing)  # sts authenticated false, socket closed
     await until(lambda: rig.feed.session.reauths == 1 and rig.feed.stats.reconnects == 1)
     assert rig.feed.auth_lost == 1 and "POST /iserver/auth/ssodh/init" in rig.gw.emu.requests
     assert rig.feed.session.session_id != old_session  # the new socket carries the new token
