@@ -15,7 +15,8 @@ Each divergence names a cause. Root causes are found on the live side first:
   the recording holds at that instant, so the replay decided on other data;
 - ``slippage``: a fill at the same instant and quote as the replay's but at a worse price;
 - ``partial fill``: the same fill with less quantity;
-- ``latency``: the same item later (or earlier) than in the replay.
+- ``latency``: the same item later (or earlier) than in the replay;
+- ``desk health``: an engine, store or feed alert on one side only (outages are not replayed).
 
 Any other divergence on the same position after a root cause inherits it (a manual close
 changes every later exit and the P&L); what is left is ``unexplained``.
@@ -34,6 +35,10 @@ from kit.execution.costs import tick_size
 TIME_TOLERANCE_NS = 1_000_000_000  # the same decision within a second is the same decision
 PRICE_TOLERANCE = 1e-6
 DECISIONS = ("entry", "action", "intent", "settlement", "rejected", "cancel")
+# alerts about the desk itself (its engine, store, feeds, switches): a replay does not live
+# through the live process's outages and restarts, so these are told apart, not explained
+HEALTH_RULES = frozenset({"engine", "store", "feed_stale", "desk"})
+DESK_HEALTH = "desk health (engine, store or feed): not replayed"
 
 
 @dataclass
@@ -258,10 +263,11 @@ def compare(live: Any, replay: Any, positions: dict[str, str] | None = None) -> 
     for lv, rp in _pairs(live.alerts, replay.alerts, _alert_key):
         r = lv or rp
         assert r is not None
+        health = DESK_HEALTH if r["rule"] in HEALTH_RULES else None
         if lv is None or rp is None:
             side = "only live" if rp is None else "only in the replay"
             report(r["ts_ns"], "alert", f"{side}: {r['rule']} at {_hms(r['ts_ns'])}: "
-                   f"{r['message']}", r.get("position_id"), None, lv, rp)  # fmt: skip
+                   f"{r['message']}", r.get("position_id"), health, lv, rp)  # fmt: skip
         elif abs(lv["ts_ns"] - rp["ts_ns"]) > TIME_TOLERANCE_NS:
             report(lv["ts_ns"], "alert", f"{r['rule']}: live {_hms(lv['ts_ns'])}, replay "
                    f"{_hms(rp['ts_ns'])}", r.get("position_id"), None, lv, rp)  # fmt: skip

@@ -44,8 +44,16 @@ class Timeline:
 
     @property
     def pnl(self) -> float:
-        """The day's P&L: every fill's cash flow (fees included; a day ends flat)."""
-        return round(sum(f["cash_flow"] for f in self.fills), 2)
+        """The day's P&L over its positions: the cash of their fills (fees included) once
+        flat, the last recorded P&L of one still held."""
+        return round(sum(self.position_pnl.values()), 2)
+
+    def until(self, ts_ns: int) -> Timeline:
+        """This timeline cut at ``ts_ns`` (a replay runs to the close; a recording stopped
+        earlier is compared only as far as it goes)."""
+        return Timeline(self.day, [r for r in self.records if r["ts_ns"] <= ts_ns],
+                        [a for a in self.alerts if a["ts_ns"] <= ts_ns], self.position_pnl,
+                        self.pnl_curve.filter(pl.col("ts") <= from_ns(ts_ns)))  # fmt: skip
 
 
 def day_bounds(day: date) -> tuple[datetime, datetime]:
@@ -97,6 +105,15 @@ def load_timeline(store: Store, day: date, desk: str = DESK) -> Timeline:
         span,
     )
     pnl = {r["position_id"]: round(float(r["pnl"]), 2) for r in fills.iter_rows(named=True)}
+    still_open = store.query(  # a day stopped with a position held: its last P&L, not its cash
+        "SELECT s.position_id, last(s.pnl ORDER BY s.ts) AS pnl FROM risk_snapshots s "
+        "JOIN positions p ON p.id = s.position_id WHERE p.status = 'open' AND s.ts >= :a "
+        "AND s.ts < :b GROUP BY s.position_id",
+        span,
+    )
+    for r in still_open.iter_rows(named=True):
+        if r["pnl"] is not None:
+            pnl[r["position_id"]] = round(float(r["pnl"]), 2)
     for r in records:
         if r["kind"] == "fill" and r["client_id"] != "settlement":
             quote = recorded_quote(store, r["contract"], r["ts_ns"])
@@ -242,7 +259,15 @@ async def replay_day(
     await run_auto(day=day, speed=None, rules=rules, config=config, db=str(db),
                    feed=FeedSpec("replay", recording), start=start)  # fmt: skip
     with open_store(str(db)) as replayed:
-        return load_timeline(replayed, day)
+        timeline = load_timeline(replayed, day)
+    end = store.query(
+        "SELECT max(ts) AS t FROM quotes WHERE ts >= :a AND ts < :b",
+        dict(zip("ab", day_bounds(day), strict=True)),
+    )["t"][0]
+    live_end = store.query("SELECT max(ts) AS t FROM audit WHERE ts >= :a AND ts < :b",
+                           dict(zip("ab", day_bounds(day), strict=True)))["t"][0]  # fmt: skip
+    cut = max(t for t in (end, live_end) if t is not None)
+    return timeline.until(_ns(cut) + 1_000_000_000)
 
 
 def _ns(ts: datetime) -> int:
