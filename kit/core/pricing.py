@@ -17,8 +17,8 @@ Conventions (continuous compounding, T in years, sigma and rates as decimals):
 - Bad inputs (S <= 0, K <= 0, T < 0, sigma < 0, non-finite) give NaN for that element only; a
   batch never raises because one row is wrong.
 
-Speed: work is done in cache-sized chunks (NumPy temporaries stay in L2) and chunks are spread over
-a thread pool (NumPy and scipy ufuncs release the GIL), see ``benchmarks/pricing.py``.
+Speed: work is done in cache-sized chunks (temporaries stay in L2) spread over a thread pool (NumPy
+ufuncs release the GIL); batches >= 32k use a fused numba kernel when installed (pricing_jit).
 """
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ from typing import NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.special import ndtr, ndtri
+
+from kit.core.pricing_jit import greeks_into
 
 F64 = NDArray[np.float64]
 CHUNK = 16384  # elements per kernel call: measured best; its temporaries stay in L2 cache
@@ -124,9 +126,7 @@ def _run_chunks(n: int, kernel: Callable[[slice], None], threads: int | None) ->
         f.result()
 
 
-def _as_n(x: float | NDArray, n: int | tuple[int, ...]) -> NDArray:
-    """``x`` as an array of ``n`` elements; broadcast_to costs ~7 us: only if the shape differs."""
-    shape = n if isinstance(n, tuple) else (n,)
+def _as_n(x: float | NDArray, shape: tuple[int, ...]) -> NDArray:  # broadcast_to: 7 us
     return x if isinstance(x, np.ndarray) and x.shape == shape else np.broadcast_to(x, shape)
 
 
@@ -185,14 +185,14 @@ def _greeks_kernel(S, K, T, r, q, sigma, is_call, out: list[F64] | None, price_o
 def _fix_edges(S, K, T, sigma, w, sdq, kdr, dfq, q, r, out: list[F64]) -> None:
     """Overwrite bad inputs with NaN and T = 0 / sigma = 0 elements with their limits."""
     n = len(out[0])
-    S, K, T, sigma = (_as_n(x, n) for x in (S, K, T, sigma))
+    S, K, T, sigma = (_as_n(x, (n,)) for x in (S, K, T, sigma))
     finite = np.isfinite(S) & np.isfinite(K) & np.isfinite(T) & np.isfinite(sigma)
     with np.errstate(invalid="ignore"):
         bad = ~(finite & (S > 0) & (K > 0) & (T >= 0) & (sigma >= 0))
         degenerate = ~bad & (sigma * np.sqrt(T) == 0)
     if degenerate.any():
         idx = np.flatnonzero(degenerate)
-        w, sdq, kdr, dfq, q, r, T_d = (_as_n(x, n)[idx] for x in (w, sdq, kdr, dfq, q, r, T))
+        w, sdq, kdr, dfq, q, r, T_d = (_as_n(x, (n,))[idx] for x in (w, sdq, kdr, dfq, q, r, T))
         moneyness = w * (sdq - kdr)
         ind = np.where(moneyness > 0, 1.0, np.where(moneyness == 0, 0.5, 0.0))
         limits = [np.maximum(moneyness, 0.0)]
@@ -217,8 +217,11 @@ def _fix_edges(S, K, T, sigma, w, sdq, kdr, dfq, q, r, out: list[F64]) -> None:
 
 def greeks(S, K, T, r, q, sigma, is_call, *, threads: int | None = None) -> GreekArrays:
     """Price, delta, gamma, theta, vega, rho, vanna, charm and vomma in one pass (BSM, yield q)."""
-    shape, (S, K, T, r, q, sigma, is_call) = _flatten((S, K, T, r, q, sigma, is_call))
+    shape, flat = _flatten((S, K, T, r, q, sigma, is_call))
     n = math.prod(shape)
+    if (fused := greeks_into(flat, n, threads)) is not None:  # numba, large batches
+        return GreekArrays(*_shape_out(list(fused), shape))
+    S, K, T, r, q, sigma, is_call = flat
     out = [np.empty(n) for _ in GreekArrays._fields]
 
     def kernel(s: slice) -> None:

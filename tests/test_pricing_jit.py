@@ -1,0 +1,74 @@
+"""The compiled Greeks kernel (numba) against the NumPy path it replaces on large batches.
+
+NumPy stays the reference: both must give the same nine outputs to rounding, the same limits at
+T = 0 and sigma = 0, NaN for the same bad rows, scalars broadcast the same way, and pricing must
+keep working (on NumPy) when numba is missing."""
+
+import numpy as np
+import pytest
+
+from kit.core import pricing, pricing_jit
+
+N = pricing_jit.MIN_N + 1000  # large enough for the compiled path
+
+
+def _inputs(seed: int = 7) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = {
+        "S": rng.uniform(50.0, 150.0, N),
+        "K": 100.0 * np.exp(rng.uniform(-0.5, 0.5, N)),
+        "T": rng.uniform(1 / 365 / 24, 2.0, N),
+        "r": rng.uniform(-0.01, 0.08, N),
+        "q": rng.uniform(0.0, 0.05, N),
+        "sigma": rng.uniform(0.01, 2.0, N),
+        "is_call": rng.random(N) < 0.5,
+    }
+    x["T"][:50] = 0.0  # expired: the limits
+    x["sigma"][50:100] = 0.0  # no vol: the limits
+    x["S"][100], x["K"][101], x["T"][102], x["sigma"][103] = -1.0, np.nan, -0.1, np.inf
+    return x
+
+
+def _numpy(monkeypatch: pytest.MonkeyPatch, *args, **kw) -> pricing.GreekArrays:
+    with monkeypatch.context() as m:
+        m.setattr(pricing_jit, "MIN_N", 10**12)
+        return pricing.greeks(*args, **kw)
+
+
+def _same(got: pricing.GreekArrays, ref: pricing.GreekArrays) -> None:
+    for name, a, b in zip(got._fields, got, ref, strict=True):
+        assert a.shape == b.shape, name
+        assert np.array_equal(np.isnan(a), np.isnan(b)), name
+        err = np.nanmax(np.abs(a - b) / np.maximum(1.0, np.abs(b)))
+        assert err < 1e-12, (name, err)
+
+
+def test_the_compiled_kernel_is_there_and_matches_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert pricing_jit.kernel() is not None  # numba is in the dev extra: this path is tested
+    x = _inputs()
+    args = (x["S"], x["K"], x["T"], x["r"], x["q"], x["sigma"], x["is_call"])
+    got = pricing.greeks(*args)
+    _same(got, _numpy(monkeypatch, *args))
+    assert np.isnan(got.price[100:104]).all() and np.isfinite(got.price[104:]).all()
+    assert got.gamma[:100].tolist() == [0.0] * 100  # the limits, not NaN
+
+
+def test_scalars_broadcast_and_shape_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    x = _inputs(3)
+    grid = x["K"].reshape(-1, 1)[: N // 2 * 2].reshape(N // 2, 2)  # a 2-D strike grid
+    args = (100.0, grid, 0.25, 0.045, 0.013, 0.2, True)
+    got = pricing.greeks(*args)
+    assert got.price.shape == grid.shape
+    _same(got, _numpy(monkeypatch, *args))
+    one = pricing.greeks(*args, threads=1)  # one thread of the same kernel: the same bits
+    for a, b in zip(got, one, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_without_numba_pricing_falls_back_to_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
+    x = _inputs(5)
+    args = (x["S"], x["K"], x["T"], x["r"], x["q"], x["sigma"], x["is_call"])
+    fused = pricing.greeks(*args)
+    monkeypatch.setattr(pricing_jit, "kernel", lambda: None)
+    assert pricing_jit.greeks_into(list(args), N, None) is None
+    _same(pricing.greeks(*args), fused)
