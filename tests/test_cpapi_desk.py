@@ -39,6 +39,7 @@ async def test_desk_and_monitor_run_on_the_client_portal_feed(monkeypatch) -> No
             chain = await run.subscribe_expiry("SPXW", 0)
             assert chain and all(c.root == "SPXW" for c in chain)
             desk, m = run.desk, run.desk.market
+            assert desk.snapshot().positions == []  # an empty book has a snapshot too
             spot = gw.sim.spot("SPX")
             put = min((c for c in chain if not c.is_call and c.strike < spot * 0.99),
                       key=lambda c: abs(c.strike - spot * 0.99))  # fmt: skip

@@ -50,13 +50,14 @@ def vendor_deltas(desk: Desk, n: int) -> tuple[Any, Any, list[str]]:
     lr, qty = b.leg_row, b.leg_qty
     vd, dd, mult = m.vendor_delta[lr], m.delta[lr], m.multiplier[lr]
     both = np.isfinite(vd) & np.isfinite(dd)
-    diff = np.bincount(b.leg_pos, weights=np.where(both, qty * (vd - dd) * mult, 0.0),
-                       minlength=n)[:n]  # fmt: skip
-    missing = np.bincount(b.leg_pos, weights=(qty != 0) & ~np.isfinite(vd), minlength=n)[:n]
-    shares = np.bincount(b.leg_pos, weights=np.where(np.isfinite(vd), qty * vd * mult, 0.0),
-                         minlength=n)[:n]  # fmt: skip
-    shares[missing > 0] = np.nan
-    diff[np.bincount(b.leg_pos, weights=both, minlength=n)[:n] == 0] = np.nan
+
+    def per_pos(values: Any) -> Any:  # float even for an empty book (bincount gives ints)
+        return np.bincount(b.leg_pos, weights=values, minlength=n)[:n].astype(float)
+
+    diff = per_pos(np.where(both, qty * (vd - dd) * mult, 0.0))
+    shares = per_pos(np.where(np.isfinite(vd), qty * vd * mult, 0.0))
+    shares[per_pos((qty != 0) & ~np.isfinite(vd)) > 0] = np.nan
+    diff[per_pos(both) == 0] = np.nan
     source = [""] * n
     for p, r in zip(b.leg_pos.tolist(), lr.tolist(), strict=True):
         if p < n and not source[p]:
