@@ -93,6 +93,24 @@ async def delta_venue(tmp_path: Path) -> AsyncIterator[Venue]:
 VENUES = {"paper": paper_venue, "ibkr-cpapi": cpapi_venue, "delta": delta_venue}
 
 
+async def tws_venue(tmp_path: Path) -> AsyncIterator[Venue]:
+    """TWS / IB Gateway: the ib_async broker against the TWS API emulator."""
+    from venues import tws_desk
+
+    async with tws_desk() as d:
+        unlisted = Contract("SPXW", d.put.expiry, d.put.strike + 1.0, "P")
+        assert not d.emu.sim.is_listed(unlisted)
+        restarts = iter(range(21, 40))
+        yield Venue(d.broker, d.put, unlisted, touch=lambda: d.touch(d.put),
+                    sent=lambda: d.emu.orders_received,
+                    restart=lambda: d.restart(next(restarts)),
+                    identity=("ibkr", True, True), background=0)  # fmt: skip
+
+
+VENUES["ibkr"] = tws_venue
+BROKERS = (*BROKERS, "ibkr")
+
+
 @pytest.fixture(params=BROKERS)
 async def venue(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Venue]:
     async for v in VENUES[request.param](tmp_path):

@@ -5,6 +5,7 @@ and the Delta Exchange emulator with its keys. Real servers on 127.0.0.1, nothin
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import date, datetime
@@ -114,3 +115,61 @@ def eth_call(emu: DeltaEmulator) -> tuple[Contract, dict[str, Any]]:
                           and ex.products[p].is_call])  # fmt: skip
     t = min(tickers, key=lambda t: abs(float(t["greeks"]["delta"]) - 0.3))
     return ex.products[t["product_id"]], t
+
+
+# --- Interactive Brokers TWS: the TWS API emulator and the ib_async broker ---
+
+TWS_ACCOUNT = "DU1234567"
+
+
+class TwsDesk:
+    """The emulated TWS (its simulator and paper engine) and one connected broker."""
+
+    def __init__(self, emu: Any, client_id: int = 11) -> None:
+        from kit.adapters.ibkr.broker import IbkrBroker
+        from kit.adapters.ibkr.config import IbkrConfig
+        from kit.adapters.ibkr.connection import IbConnection
+
+        self.emu = emu
+        self.config = IbkrConfig(port=emu.port, client_id=client_id, account_id=TWS_ACCOUNT,
+                                 probe_s=0.5)  # fmt: skip
+        self.broker = IbkrBroker(self.config, connection=IbConnection(self.config))
+        self.put = self.near("P", -25.0)
+
+    def near(self, right: str, offset: float) -> Contract:
+        """The first SPXW expiry's contract nearest spot + ``offset`` (quoted by the venue)."""
+        sim = self.emu.sim
+        spot = sim.spot("SPX")
+        first = min(c.expiry for c in sim.chain("SPXW"))
+        c = min((c for c in sim.chain("SPXW") if c.expiry == first and c.right.value == right),
+                key=lambda c: abs(c.strike - spot - offset))  # fmt: skip
+        self.emu.track(c)
+        return c
+
+    def touch(self, c: Contract) -> tuple[float, float]:
+        row = self.emu.market.index[c]
+        return float(self.emu.market.bid[row]), float(self.emu.market.ask[row])
+
+    async def restart(self, client_id: int) -> Any:
+        """A second process on the same account (its own client id): adopts, never resends."""
+        from kit.adapters.ibkr.broker import IbkrBroker
+        from kit.adapters.ibkr.connection import IbConnection
+
+        cfg = dataclasses.replace(self.config, client_id=client_id)
+        other = IbkrBroker(cfg, connection=IbConnection(cfg))
+        await other.connect()
+        return other
+
+
+@asynccontextmanager
+async def tws_desk() -> AsyncIterator[TwsDesk]:
+    """``kit emulate tws`` in-process on a free port, the broker connected (closed after)."""
+    from kit.adapters.ibkr.emulator import TwsEmulator
+
+    async with TwsEmulator(account=TWS_ACCOUNT) as emu:
+        d = TwsDesk(emu)
+        await d.broker.connect()
+        try:
+            yield d
+        finally:
+            await d.broker.close()

@@ -47,6 +47,7 @@ DEFAULT_DAY = date(2024, 3, 12)  # a plain Tuesday: reproducible simulated runs
 DEFAULT_SEED = 3  # the simulated day whose IV rank (86) lets a premium seller in
 UNDERLYINGS = ("SPX", "SPY", "VIX")
 FEEDS = (*FEEDS, "ibkr-cpapi")  # the IBKR Client Portal socket (kit.adapters.cpapi.feed)
+FEEDS, BROKERS = (*FEEDS, "ibkr"), (*BROKERS, "ibkr")  # TWS / IB Gateway (kit.adapters.ibkr)
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ class FeedSpec:
             if not path.is_file():
                 raise ValueError(f"--feed replay:{rest}: no such file")
             return cls("replay", path)
-        if name == "ibkr-cpapi" and not rest:
+        if name in ("ibkr-cpapi", "ibkr") and not rest:
             return cls(name)
         if name in ("sim", "thetadata", "delta", "tastytrade") and not rest:
             return cls(name)
@@ -261,6 +262,11 @@ class Run:
         from kit.adapters.cpapi.wiring import cpapi_feed
 
         self.clock, self.feed, self.chains = await cpapi_feed()
+
+    async def _feed_ibkr(self) -> None:
+        from kit.adapters.ibkr.wiring import ibkr_feed
+
+        self.clock, self.feed, self.chains = await ibkr_feed()
 
     def _broker(self) -> Broker:
         from kit.execution.live import make_broker

@@ -128,11 +128,12 @@ def _venue_args(s: argparse.ArgumentParser) -> None:
                    "replay:PATH (a recorded .parquet day), thetadata (a ThetaData Terminal "
                    "at THETADATA_HOST/THETADATA_REST_PORT/THETADATA_WS_PORT) or delta (Delta "
                    "Exchange BTC/ETH options, DELTA_TESTNET/DELTA_BASE_URL) or tastytrade "
-                   "(DXLink, TT_SECRET/TT_REFRESH, TT_API_URL or TT_SANDBOX) or ibkr-cpapi (the "
-                   "Client Portal gateway at IBKR_CPAPI_URL, IBKR_ACCOUNT_ID)")  # fmt: skip
-    s.add_argument("--broker", choices=["paper", "ibkr-cpapi", "delta", "tastytrade"],
+                   "(DXLink, TT_SECRET/TT_REFRESH, TT_API_URL or TT_SANDBOX) or ibkr (TWS / IB "
+                   "Gateway at IBKR_HOST/IBKR_PORT/IBKR_CLIENT_ID) or ibkr-cpapi (the Client "
+                   "Portal gateway at IBKR_CPAPI_URL, IBKR_ACCOUNT_ID)")  # fmt: skip
+    s.add_argument("--broker", choices=["paper", "ibkr-cpapi", "delta", "tastytrade", "ibkr"],
                    default="paper", help="paper (default: fills against the feed's quotes), "
-                   "ibkr-cpapi, delta or tastytrade (live: needs KIT_LIVE_TRADING=yes and "
+                   "ibkr-cpapi, delta, tastytrade or ibkr (live: needs KIT_LIVE_TRADING=yes and "
                    "--confirm-live ACCOUNT, for delta the DELTA_API_KEY, for tastytrade "
                    "TT_ACCOUNT)")  # fmt: skip
     s.add_argument("--confirm-live", metavar="ACCOUNT", help="the IBKR account id, confirming "

@@ -26,7 +26,7 @@ from kit.portfolio.market import MarketState
 log = logging.getLogger(__name__)
 
 LIVE_SETTING = "KIT_LIVE_TRADING"
-LIVE_BROKERS = ("ibkr-cpapi", "delta", "tastytrade")
+LIVE_BROKERS = ("ibkr-cpapi", "delta", "tastytrade", "ibkr")
 
 
 def make_broker(
@@ -55,6 +55,10 @@ def make_broker(
         from kit.adapters.delta.wiring import delta_broker
 
         return delta_broker(clock, confirm, env)
+    if broker == "ibkr":  # TWS / IB Gateway: paper and live account ports alike
+        from kit.adapters.ibkr.wiring import ibkr_broker
+
+        return ibkr_broker(clock, confirm, env)
     if broker == "tastytrade":
         from kit.adapters.tastytrade.wiring import tastytrade_broker
 
