@@ -40,6 +40,9 @@ async def test_desk_and_monitor_run_on_the_client_portal_feed(monkeypatch) -> No
             assert chain and all(c.root == "SPXW" for c in chain)
             desk, m = run.desk, run.desk.market
             assert desk.snapshot().positions == []  # an empty book has a snapshot too
+            # IV rank: VIX's daily closes (marketdata/history) and its streamed level
+            assert len(desk.iv_history["SPX"]) == 252
+            await until(lambda: 0 <= (desk.iv_rank("SPX") or -1) <= 100)
             spot = gw.sim.spot("SPX")
             put = min((c for c in chain if not c.is_call and c.strike < spot * 0.99),
                       key=lambda c: abs(c.strike - spot * 0.99))  # fmt: skip

@@ -6,11 +6,14 @@ trades), the month's strikes and one ``secdef/info`` row set at its middle strik
 expiries and their trading classes (SPX monthlies vs SPXW). Contracts of an expiry: one
 ``secdef/info`` for the month (every strike; a gateway that insists on a strike is asked strike
 by strike), with every conid kept in the shared session so subscribing costs no further lookup.
+IV history (IV rank's input): VIX's daily closes from ``iserver/marketdata/history`` for SPX and
+SPY, as the ThetaData source reads them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import AsyncIterator, Sequence
 from datetime import date, datetime
 from typing import Any
 
@@ -20,6 +23,7 @@ from kit.adapters.chains import ChainSnapshot
 from kit.adapters.cpapi.marketdata import OPTION_FIELDS, ConidValues, merge, quote_of
 from kit.adapters.cpapi.parsing import MONTHS
 from kit.adapters.cpapi.session import CpApiSession
+from kit.adapters.thetadata.chains import VOL_INDEX
 from kit.core.clock import NEW_YORK, Clock
 from kit.core.model import ROOT_UNDERLYING, Contract, Event, ModelError
 from kit.core.symbology import right_code
@@ -38,6 +42,15 @@ class CpApiChainSource:
         self.session, self.clock, self.months = session, clock, months
         self._expiries: dict[str, list[date]] = {}
         self._chains: dict[tuple[str, date], list[Contract]] = {}
+
+    @contextlib.asynccontextmanager
+    async def _open(self) -> AsyncIterator[None]:
+        """The session for one call (the builder reads IV history before the feed starts)."""
+        await self.session.acquire()
+        try:
+            yield
+        finally:
+            await self.session.release()
 
     def _today(self) -> date:
         return self.clock.now().astimezone(NEW_YORK).date()
@@ -65,6 +78,19 @@ class CpApiChainSource:
         return sorted({float(k) for side in ("call", "put") for k in doc.get(side) or []})
 
     async def expirations(self, root: str) -> list[date]:
+        async with self._open():
+            return await self._expirations(root)
+
+    async def contracts(self, root: str, expiry: date) -> list[Contract]:
+        async with self._open():
+            return await self._contracts(root, expiry)
+
+    async def snapshot(self, contracts: Sequence[Contract]) -> ChainSnapshot:
+        """Quotes and open interest of ``contracts`` (the gateway's current values)."""
+        async with self._open():
+            return await self._snapshot(contracts)
+
+    async def _expirations(self, root: str) -> list[date]:
         if root not in self._expiries:
             symbol = ROOT_UNDERLYING.get(root, root)
             und = await self.session.underlying(symbol)
@@ -79,7 +105,7 @@ class CpApiChainSource:
         today = self._today()
         return [e for e in self._expiries[root] if e >= today]
 
-    async def contracts(self, root: str, expiry: date) -> list[Contract]:
+    async def _contracts(self, root: str, expiry: date) -> list[Contract]:
         key = (root, expiry)
         if key not in self._chains:
             und = await self.session.underlying(ROOT_UNDERLYING.get(root, root))
@@ -103,8 +129,7 @@ class CpApiChainSource:
             self._chains[key] = sorted(out, key=lambda c: (c.strike, c.right.value))
         return list(self._chains[key])
 
-    async def snapshot(self, contracts: Sequence[Contract]) -> ChainSnapshot:
-        """Quotes and open interest of ``contracts`` (the gateway's current values)."""
+    async def _snapshot(self, contracts: Sequence[Contract]) -> ChainSnapshot:
         by_conid = {await self.session.conid(c): c for c in contracts}
         conids = list(by_conid)
         events: list[Event] = []
@@ -127,4 +152,15 @@ class CpApiChainSource:
         return ChainSnapshot(events, oi)
 
     async def iv_history(self, underlying: str) -> np.ndarray | None:
-        return None  # the Client Portal API has no implied-vol index history
+        """The vol index's daily closes over a year (VIX for SPX and SPY) from
+        ``iserver/marketdata/history``; None when there is no index or no data."""
+        index = VOL_INDEX.get(underlying)
+        if index is None:
+            return None
+        async with self._open():
+            conid = await self.session.underlying(index, options=False)
+            params = {"conid": conid, "period": "1y", "bar": "1d"}
+            doc = await self.session.call("GET", "/iserver/marketdata/history", params=params)
+        bars = doc.get("data") if isinstance(doc, dict) else None
+        closes = [float(b["c"]) for b in bars or [] if isinstance(b, dict) and "c" in b]
+        return np.array(closes, dtype=float) if closes else None

@@ -54,7 +54,7 @@ from kit.execution.broker import BrokerError, OrderRejectedError
 log = logging.getLogger(__name__)
 
 __all__ = ["COMBO_CONID", "REPLY_MESSAGES", "UNDERLYING_CONIDS", "CpApiEmulator"]
-UNDERLYING_CONIDS = {"SPX": 416904, "SPY": 756733}
+UNDERLYING_CONIDS = {"SPX": 416904, "SPY": 756733, "VIX": 13455763}
 # Paraphrases of IBKR's order-reply questions, by message id.
 REPLY_MESSAGES = {
     "p12": "If your order is not immediately executable, it may be rejected when its limit price "
@@ -78,6 +78,7 @@ class CpApiEmulator:
         self.broker, self.account, self.host, self._port = broker, account, host, port
         self.listing = listing  # options of an underlying (default: those the market tracks)
         self.stream = StreamHub(self, heartbeat_s)  # the /v1/api/ws socket (emulator_ws)
+        self.history: Callable[[str, int], Sequence[float]] | None = None  # daily closes
         self.unauthenticated = False
         self.require_confirmation: str | None = None  # message id asked on the next order
         self.requests: list[str] = []  # "METHOD /path" of every request, for tests
@@ -103,6 +104,7 @@ class CpApiEmulator:
             ("POST", r"logout", self._logout),
             ("GET", r"iserver/secdef/strikes", self._strikes),
             ("GET", r"iserver/marketdata/snapshot", self._snapshot),
+            ("GET", r"iserver/marketdata/history", self._history),
             ("GET", r"iserver/accounts", self._accounts),
             ("GET", r"portfolio/accounts", self._portfolio_accounts),
             ("GET|POST", r"iserver/secdef/search", self._search),
@@ -266,6 +268,15 @@ class CpApiEmulator:
         ms = self.broker.clock.now_ns() // 1_000_000
         return 200, [{"conid": k, "conidEx": str(k), "_updated": ms,
                       **self.stream.fields(k, wanted)} for k in conids]  # fmt: skip
+
+    async def _history(self, m: re.Match[str], args: dict[str, str], body: Any) -> Answer:
+        """``iserver/marketdata/history?conid=&period=1y&bar=1d``: daily closes, if known."""
+        symbol = self.underlying_symbol(int(args["conid"]))
+        period = args.get("period", "1y")
+        days = int(period[:-1]) * {"d": 1, "w": 5, "m": 21, "y": 252}[period[-1]]
+        closes = list(self.history(symbol, days)) if self.history and symbol else []
+        ms = self.broker.clock.now_ns() // 1_000_000
+        return 200, replies.history(symbol or args["conid"], closes, ms)
 
     async def _contract_info(self, m: re.Match[str], args: dict[str, str], body: Any) -> Answer:
         c = self._contract(int(m.group(1)))

@@ -79,6 +79,15 @@ def contract_info(c: Contract, conid: int, underlying_conid: int) -> dict[str, A
             "exchange": "SMART", "text": desc(c)}  # fmt: skip
 
 
+def history(symbol: str, closes: Sequence[float], now_ms: int) -> dict[str, Any]:
+    """``/iserver/marketdata/history`` with daily bars ending now (a bar per calendar day)."""
+    day, n = 86_400_000, len(closes)
+    bars = [{"o": c, "c": c, "h": c, "l": c, "v": 0, "t": now_ms - (n - 1 - i) * day}
+            for i, c in enumerate(closes)]  # fmt: skip
+    return {"symbol": symbol, "text": symbol, "priceFactor": 1, "points": n, "data": bars,
+            "mdAvailability": "S", "barLength": 86400}  # fmt: skip
+
+
 # --- session ---
 
 

@@ -18,7 +18,7 @@ from datetime import datetime
 
 from kit.adapters.cpapi.emulator import CpApiEmulator
 from kit.adapters.paper.broker import PaperBroker
-from kit.adapters.sim.market import MarketSim, SimConfig
+from kit.adapters.sim.market import DERIVED, MarketSim, SimConfig
 from kit.adapters.thetadata.emulator import default_start
 from kit.core.clock import NEW_YORK, Clock, SimClock
 from kit.core.model import Contract
@@ -41,13 +41,19 @@ class SimGateway:
         self.emu = CpApiEmulator(self.paper, account=account, port=port,
                                  heartbeat_s=heartbeat_s, listing=self.listing)  # fmt: skip
         self.emu.stream.on_subscribe = self.quote
+        self.emu.history = self.vol_index_history
         self.tick_s = tick_s
+        self._indexes = list(dict.fromkeys([*self.sim.symbols, *DERIVED]))  # SPY, VIX too
         self.steps = 0
         self._task: asyncio.Task[None] | None = None
 
     def listing(self, symbol: str) -> list[Contract]:
         """The simulator's live core options on ``symbol``."""
         return [c for c in self.sim.chain(core=True) if c.underlying == symbol]
+
+    def vol_index_history(self, symbol: str, days: int) -> list[float]:
+        """VIX's daily closes: the simulator's SPX 30-day ATM implied vol (what VIX measures)."""
+        return self.sim.iv_history("SPX", days).tolist() if symbol == "VIX" else []
 
     def quote(self, c: Contract) -> None:
         """Quote one option now (a new subscription's first update carries every field)."""
@@ -63,7 +69,7 @@ class SimGateway:
             self.market.on_quote(q)
         if wanted:
             self.market.set_open_interest(wanted, self.sim.open_interest(wanted).tolist())
-        for tick in self.sim.ticks(self.sim.symbols):
+        for tick in self.sim.ticks(self._indexes):
             self.market.on_underlying(tick)
         self.paper.on_market()
         self.emu.stream.tick()
