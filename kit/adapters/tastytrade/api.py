@@ -14,13 +14,15 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+import tastytrade
+
 from kit.adapters.tastytrade.config import TastyConfig
 from kit.core.config import ConfigError
 
 log = logging.getLogger(__name__)
 # The SDK sets its own logger to DEBUG, which would print every streamer message (the alert
 # streamer's carry the access token) wherever the root handler prints: INFO and up only.
-logging.getLogger("tastytrade").setLevel(logging.INFO)
+logging.getLogger(tastytrade.__name__).setLevel(logging.INFO)  # after the SDK's own setLevel
 
 T = TypeVar("T")
 

@@ -8,6 +8,7 @@ keeps tastytrade's own streamer symbol for every contract (what DXLink subscript
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from datetime import date
@@ -15,7 +16,11 @@ from datetime import date
 import numpy as np
 
 from kit.adapters.chains import ChainSnapshot
+from kit.adapters.tastytrade import dxlink
 from kit.adapters.tastytrade.api import TastyApi
+from kit.adapters.tastytrade.feed import DXLinkConnection
+from kit.adapters.thetadata.chains import VOL_INDEX
+from kit.core.clock import Clock, LiveClock
 from kit.core.model import Contract, Event, ModelError, Quote, Right, UnderlyingTick
 from kit.core.symbology import from_occ, to_occ
 
@@ -28,8 +33,9 @@ BATCH = 100  # market-data/by-type: at most 100 symbols per call
 class TastytradeChainSource:
     """Listings and snapshots through the SDK (chains cached per underlying)."""
 
-    def __init__(self, api: TastyApi) -> None:
+    def __init__(self, api: TastyApi, clock: Clock | None = None) -> None:
         self.api = api
+        self.clock = clock or LiveClock()  # the vendor's time: a year of history before it
         self.listed: dict[str, dict[date, list[Contract]]] = {}  # root -> expiry -> contracts
         self.streamer_symbols: dict[Contract, str] = {}
         self._loaded: set[str] = set()
@@ -95,4 +101,30 @@ class TastytradeChainSource:
         return ChainSnapshot(events, oi)
 
     async def iv_history(self, underlying: str) -> np.ndarray | None:
-        return None  # not offered through the SDK: IV rank falls back to the desk's default
+        """VIX daily closes over the last year for SPX/SPY (the IV rank traders quote), from
+        DXLink daily candles (``VIX{=1d}``); None for other underlyings or when none come."""
+        index = VOL_INDEX.get(underlying)
+        if index is None:
+            return None
+        url, token = await self.api.quote_token()
+        timeout = self.api.config.timeout_s
+        conn = await DXLinkConnection.open(url, token, timeout, kinds=("Candle",))
+        try:
+            since_ms = self.clock.now_ns() // 1_000_000 - 366 * 86_400_000
+            await conn.send(dxlink.candle_subscription(index, "1d", since_ms))
+            async with asyncio.timeout(timeout):
+                while True:
+                    doc = dxlink.decode(await conn.ws.recv())
+                    if doc["type"] == "FEED_CONFIG":
+                        conn.fields.update(dxlink.config_fields(doc))
+                    elif doc["type"] == "FEED_DATA":
+                        rows = dxlink.compact_rows(doc.get("data"), conn.fields)
+                        break
+        except (TimeoutError, dxlink.DXLinkError) as exc:
+            log.warning("tastytrade chains: no %s history: %s", index, exc)
+            return None
+        finally:
+            await conn.close()
+        closes = sorted((dxlink.num(r.get("time")), dxlink.num(r.get("close"))) for _, r in rows)
+        values = np.array([c for _, c in closes if c == c and c > 0], dtype=float)
+        return values if len(values) else None

@@ -46,6 +46,9 @@ SDK_FIELDS: dict[str, tuple[str, ...]] = {
     "Summary": ("eventSymbol", "eventTime", "dayId", "dayClosePriceType", "prevDayId",
                 "prevDayClosePriceType", "openInterest", "dayOpenPrice", "dayHighPrice",
                 "dayLowPrice", "dayClosePrice", "prevDayClosePrice", "prevDayVolume"),
+    "Candle": ("eventSymbol", "eventTime", "eventFlags", "index", "time", "sequence", "count",
+               "volume", "vwap", "bidVolume", "askVolume", "impVolatility", "openInterest",
+               "open", "high", "low", "close"),
 }  # fmt: skip
 
 # What the desk's feed asks for: only what it reads (smaller frames, less to parse).
@@ -55,10 +58,12 @@ FEED_FIELDS: dict[str, tuple[str, ...]] = {
     "Greeks": ("eventSymbol", "time", "price", "volatility", "delta", "gamma", "theta", "rho",
                "vega"),
     "Summary": ("eventSymbol", "openInterest"),
+    "Candle": ("eventSymbol", "time", "close"),
 }  # fmt: skip
 
 # One channel per event type (the SDK's numbering: odd channels in its event order).
-CHANNELS: dict[str, int] = {"Quote": 7, "Trade": 15, "Greeks": 3, "Summary": 11}
+CHANNELS: dict[str, int] = {"Quote": 7, "Trade": 15, "Greeks": 3, "Summary": 11, "Candle": 1}
+STREAM_TYPES = ("Quote", "Trade", "Greeks", "Summary")  # what the feed streams
 TYPES_BY_CHANNEL = {v: k for k, v in CHANNELS.items()}
 OPTION_TYPES = ("Quote", "Greeks", "Summary")  # what an option contract is subscribed to
 UNDERLYING_TYPES = ("Quote", "Trade")  # an index or stock: its last price
@@ -119,6 +124,13 @@ def subscriptions(kind: str, symbols: Sequence[str], *, add: bool = True,
     if chunk:
         out.append(json.dumps({**head, verb: chunk}))
     return out
+
+
+def candle_subscription(symbol: str, period: str, from_ms: int) -> str:
+    """Daily (``period`` "1d") candles of ``symbol`` since ``from_ms``: the history DXLink has
+    (the SDK's ``subscribe_candle`` sends the same)."""
+    add = [{"symbol": f"{symbol}{{={period}}}", "type": "Candle", "fromTime": from_ms}]
+    return json.dumps({"type": "FEED_SUBSCRIPTION", "channel": CHANNELS["Candle"], "add": add})
 
 
 # --- server frames ---

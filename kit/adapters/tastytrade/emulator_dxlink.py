@@ -22,6 +22,7 @@ import json
 import logging
 import math
 import time
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -29,6 +30,7 @@ import tornado.websocket
 
 from kit.adapters.sim.chains import YEAR_NS
 from kit.adapters.tastytrade import dxlink
+from kit.core.clock import NEW_YORK, sessions_before
 from kit.core.model import Contract
 from kit.core.pricing import greeks
 
@@ -132,6 +134,9 @@ class DXLinkHandler(tornado.websocket.WebSocketHandler):
         fresh: dict[str, list[str]] = {}
         for item in doc.get("add") or []:
             kind, sym = str(item.get("type")), str(item.get("symbol"))
+            if kind == "Candle":
+                self._candles(sym, int(dxlink.num(item.get("fromTime")) or 0))
+                continue
             if kind not in dxlink.SDK_FIELDS:
                 continue
             self.fields.setdefault(kind, dxlink.SDK_FIELDS[kind])
@@ -144,6 +149,29 @@ class DXLinkHandler(tornado.websocket.WebSocketHandler):
             self.sent.pop((kind, sym), None)
         if fresh:
             self.emu.snapshot_to(self, fresh)
+
+    def _candles(self, symbol: str, from_ms: int) -> None:
+        """Daily candles of VIX (the simulator's daily 30-day ATM vol, one per session before
+        today), all in one FEED_DATA; other symbols have none."""
+        if symbol.split("{")[0] != "VIX":
+            return
+        m = self.emu.market
+        closes = m.iv_history("SPX")
+        today = self.emu.clock.now().astimezone(NEW_YORK).date()
+        names = self.fields.get("Candle", dxlink.SDK_FIELDS["Candle"])
+        flat: list[Any] = []
+        for day, v in zip(sessions_before(today, len(closes)), closes, strict=True):
+            ms = int(datetime(day.year, day.month, day.day, 16, tzinfo=NEW_YORK).timestamp() * 1e3)
+            if ms < from_ms:
+                continue
+            px = round(float(v), 2)
+            row = {"eventSymbol": symbol, "eventTime": 0, "eventFlags": 0, "index": ms,
+                   "time": ms, "sequence": 0, "count": 1, "volume": 0, "vwap": px,
+                   "bidVolume": 0, "askVolume": 0, "impVolatility": "NaN", "openInterest": 0,
+                   "open": px, "high": px, "low": px, "close": px}  # fmt: skip
+            flat.extend(row.get(n, 0) for n in names)
+        self.send({"type": "FEED_DATA", "channel": self.channel_of("Candle"),
+                   "data": ["Candle", flat]})  # fmt: skip
 
     def channel_of(self, kind: str) -> int:
         for ch, k in self.channels.items():

@@ -57,7 +57,8 @@ class DXLinkConnection:
         self._beat: asyncio.Task[None] | None = None
 
     @classmethod
-    async def open(cls, url: str, token: str, timeout_s: float = 10.0) -> DXLinkConnection:
+    async def open(cls, url: str, token: str, timeout_s: float = 10.0,
+                   kinds: Sequence[str] = dxlink.STREAM_TYPES) -> DXLinkConnection:  # fmt: skip
         """SETUP, AUTH, CHANNEL_REQUEST per type, FEED_SETUP; ConnectionError if the token is
         refused or the server does not answer within ``timeout_s``."""
         ws = await connect(url, open_timeout=timeout_s, ping_interval=None, max_size=2**24,
@@ -65,22 +66,22 @@ class DXLinkConnection:
         conn = cls(ws)
         try:
             async with asyncio.timeout(timeout_s):
-                await conn._handshake(token)
+                await conn._handshake(token, kinds)
         except BaseException:
             await ws.close()
             raise
         conn._beat = asyncio.get_running_loop().create_task(conn._keepalive())
         return conn
 
-    async def _handshake(self, token: str) -> None:
+    async def _handshake(self, token: str, kinds: Sequence[str]) -> None:
         ws = self.ws
         await ws.send(json.dumps(dxlink.setup()))
         await ws.send(json.dumps(dxlink.auth(token)))
-        for kind in dxlink.CHANNELS:
+        for kind in kinds:
             await ws.send(json.dumps(dxlink.channel_request(kind)))
         opened: set[int] = set()
         authed = False
-        while not (authed and len(opened) == len(dxlink.CHANNELS)):
+        while not (authed and len(opened) == len(kinds)):
             doc = dxlink.decode(await ws.recv())
             if doc["type"] == "AUTH_STATE" and doc.get("state") == "AUTHORIZED":
                 authed = True
@@ -88,7 +89,7 @@ class DXLinkConnection:
                 raise ConnectionError(f"DXLink refused: {doc.get('error')}: {doc.get('message')}")
             elif doc["type"] == "CHANNEL_OPENED":
                 opened.add(int(doc["channel"]))
-        for kind in dxlink.CHANNELS:
+        for kind in kinds:
             await ws.send(json.dumps(dxlink.feed_setup(kind, self.fields[kind])))
 
     async def _keepalive(self) -> None:

@@ -47,7 +47,7 @@ async def tastytrade_feed(
         await api.aclose()
         raise
     clock = SimClock(from_ns(ts), speed=1.0)
-    return clock, TastytradeFeed(api, clock=clock, owns_api=True), TastytradeChainSource(api)
+    return clock, TastytradeFeed(api, clock=clock, owns_api=True), TastytradeChainSource(api, clock)
 
 
 def tastytrade_broker(clock: Clock, confirm: str | None, environ: Mapping[str, str] | None = None):
