@@ -64,13 +64,15 @@ class DayResult:
     events: int  # market events the desk processed
     evaluations: int
     seconds: float  # wall time of the session (build to close)
+    cpu_seconds: float = float("nan")  # CPU time of this process meanwhile (load-independent)
 
     def to_json(self) -> dict[str, Any]:
         return {"kind": "day", "day": self.day.isoformat(), "entered": self.entered,
                 "trades": len(self.trades), "pnl": round(self.pnl, 2),
                 "fees": round(self.fees, 2), "fills": self.fills, "orders": self.orders,
                 "events": self.events, "evaluations": self.evaluations,
-                "seconds": round(self.seconds, 3)}  # fmt: skip
+                "seconds": round(self.seconds, 3),
+                "cpu_seconds": round(self.cpu_seconds, 3)}  # fmt: skip
 
 
 @dataclass
@@ -157,12 +159,12 @@ async def run_day(
         if not quote_chain:
             run.desk.listeners.append(lambda record: _quote_only_legs(run, record))
 
-    began = walltime.perf_counter()
+    began, cpu = walltime.perf_counter(), walltime.process_time()
     snapshot_s = conflate_s if isinstance(feed, FeedSpec) and feed.kind == "replay" else None
     result = await run_auto(day=day, seed=seed, speed=None, rules=cfg.rules(snapshot_s),
                             config=auto or cfg.auto(), feed=feed, conflate_s=conflate_s,
                             emit=listen, on_start=started)  # fmt: skip
-    seconds = walltime.perf_counter() - began
+    seconds, cpu = walltime.perf_counter() - began, walltime.process_time() - cpu
     desk = held[0].desk
     by_position: dict[str, list[Any]] = {}
     for pid, fill in desk.book.fills:
@@ -172,7 +174,7 @@ async def run_day(
     fees = sum(f.commission for fills in by_position.values() for f in fills)
     return DayResult(day, result.entered, trades, result.realized_pnl, fees, result.fills,
                      result.orders, desk.stats["events"], desk.stats["evaluations"],
-                     seconds)  # fmt: skip
+                     seconds, cpu)  # fmt: skip
 
 
 def _quote_only_legs(run: Run, record: Any) -> None:
