@@ -45,6 +45,7 @@ CSS = """
 .kit-banner-alarm { background: #4a0d0d; border: 2px solid #f85149; border-radius: 6px;
   color: #ffdcd7; font-weight: bold; padding: 6px 10px; margin: 3px; }
 .kit-confirm { background: #3d2f00; border: 1px solid #d29922; border-radius: 6px; padding: 4px; }
+.kit-vendor-diff { text-decoration: underline dotted #d29922; cursor: help; }
 </style>
 """
 
