@@ -280,7 +280,12 @@ class MarketState:
         Rows without a mark or a spot keep NaN. A mark the model cannot invert (below intrinsic
         after the spot moved first) keeps the row's previous IV, so Greeks stay usable.
         """
-        idx = np.flatnonzero(self.fresh[: self.size]) if rows is None else np.unique(rows)
+        if rows is None:
+            idx = np.flatnonzero(self.fresh[: self.size])
+        else:  # np.unique sorts (~12 us a tick); a mask gives the same sorted unique rows
+            mask = np.zeros(self.size, dtype=bool)
+            mask[rows] = True
+            idx = np.flatnonzero(mask)
         if idx.size == 0:
             return
         S = self.spot[self.und[idx]]
