@@ -37,8 +37,10 @@ import tornado.web
 
 from kit.adapters.paper.broker import PaperBroker
 from kit.adapters.sim.market import MarketSim, SimConfig
+from kit.adapters.tastytrade import emulator_rest
 from kit.adapters.tastytrade import orders as wire
 from kit.adapters.tastytrade.emulator_dxlink import DXLinkHandler, push, stream_loop
+from kit.adapters.tastytrade.emulator_rest import EmulatorError
 from kit.adapters.thetadata.emulator import default_start
 from kit.core.clock import NEW_YORK, Clock, SimClock, from_ns
 from kit.core.model import Contract
@@ -200,7 +202,7 @@ class TastytradeEmulator:
 
     def issue_token(self) -> dict[str, Any]:
         if self.bad_auth:
-            raise _Error(401, "invalid_grant", "Grant revoked or invalid refresh token")
+            raise EmulatorError(401, "invalid_grant", "Grant revoked or invalid refresh token")
         token = secrets.token_hex(16)
         self.tokens.add(token)
         return {"access_token": token, "token_type": "Bearer",
@@ -209,11 +211,9 @@ class TastytradeEmulator:
     def check_token(self, header: str | None) -> None:
         token = (header or "").removeprefix("Bearer ").strip()
         if token not in self.tokens:
-            raise _Error(401, "token_invalid", "This token is invalid or has expired")
+            raise EmulatorError(401, "token_invalid", "This token is invalid or has expired")
 
     async def route(self, method: str, path: str, args: dict[str, list[str]], body: Any):
-        from kit.adapters.tastytrade import emulator_rest
-
         return await emulator_rest.route(self, method, path, args, body)
 
     async def place(self, body: dict[str, Any], dry_run: bool) -> dict[str, Any]:
@@ -221,10 +221,10 @@ class TastytradeEmulator:
         try:
             order = wire.order_of(body, cid, self.clock.now_ns())
         except ValueError as exc:
-            raise _Error(400, "invalid_order", str(exc)) from None
+            raise EmulatorError(400, "invalid_order", str(exc)) from None
         for leg in order.legs:
             if not self.market.is_listed(leg.contract):
-                raise _Error(400, "invalid_symbol", f"{to_occ(leg.contract)} is not listed")
+                raise EmulatorError(400, "invalid_symbol", f"{to_occ(leg.contract)} is not listed")
         if dry_run:
             from kit.execution.broker import OrderState, OrderStatus
 
@@ -239,7 +239,7 @@ class TastytradeEmulator:
         try:
             state = await self.broker.place(order)
         except OrderRejectedError as exc:
-            raise _Error(422, "preflight_check_failure", str(exc)) from None
+            raise EmulatorError(422, "preflight_check_failure", str(exc)) from None
         oid = self._next_id
         self._next_id += 1
         self._ids[cid], self._by_id[oid] = oid, cid
@@ -250,18 +250,18 @@ class TastytradeEmulator:
         try:
             price = float(body["price"])
         except (KeyError, TypeError, ValueError):
-            raise _Error(400, "invalid_order", "a replacement needs a price") from None
+            raise EmulatorError(400, "invalid_order", "a replacement needs a price") from None
         signed = price if body.get("price-effect") == "Debit" else -price
         try:
             await self.broker.replace(cid, limit_price=signed)
         except (OrderRejectedError, BrokerError) as exc:
-            raise _Error(422, "replace_failed", str(exc)) from None
+            raise EmulatorError(422, "replace_failed", str(exc)) from None
         return self.order_doc(cid)
 
     def order_doc(self, cid: str) -> dict[str, Any]:
         st = self.broker.order(cid)
         if st is None:
-            raise _Error(404, "record_not_found", f"order {cid} not found")
+            raise EmulatorError(404, "record_not_found", f"order {cid} not found")
         fills = [{"fill-id": f.fill_id, "quantity": f.quantity, "fill-price": f"{f.price:.2f}",
                   "filled-at": from_ns(f.ts_ns).isoformat(), "symbol": to_occ(f.contract)}
                  for f in self.broker._fills if f.client_id == cid]  # fmt: skip
@@ -271,7 +271,7 @@ class TastytradeEmulator:
     def order_by_id(self, oid: int) -> str:
         cid = self._by_id.get(oid)
         if cid is None:
-            raise _Error(404, "record_not_found", f"order {oid} not found")
+            raise EmulatorError(404, "record_not_found", f"order {oid} not found")
         return cid
 
     def _response(self, state: Any, oid: int, dry: bool = False) -> dict[str, Any]:
@@ -303,12 +303,6 @@ class TastytradeEmulator:
             "warnings": []}  # fmt: skip
 
 
-class _Error(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-
-
 class _Rest(tornado.web.RequestHandler):
     def initialize(self, emu: TastytradeEmulator) -> None:
         self.emu = emu
@@ -322,14 +316,14 @@ class _Rest(tornado.web.RequestHandler):
             body = None
         try:
             if body is None:
-                raise _Error(400, "bad_request", "the body is not JSON")
+                raise EmulatorError(400, "bad_request", "the body is not JSON")
             if path == "oauth/token" and method == "POST":
                 status, doc = 200, emu.issue_token()
             else:
                 emu.check_token(self.request.headers.get("Authorization"))
                 args = {k: [v.decode() for v in vs] for k, vs in self.request.arguments.items()}
                 status, doc = await emu.route(method, path, args, body)
-        except _Error as exc:
+        except EmulatorError as exc:
             status, doc = exc.status, {"error": {"code": exc.code, "message": exc.message}}
         self.set_status(status)
         self.set_header("Content-Type", "application/json")

@@ -35,10 +35,15 @@ BALANCE_FIELDS = (
 )  # fmt: skip
 
 
-def _err(status: int, code: str, message: str) -> Exception:
-    from kit.adapters.tastytrade.emulator import _Error
+class EmulatorError(Exception):
+    """An answer ``{"error": {"code", "message"}}`` with an HTTP status."""
 
-    return _Error(status, code, message)
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+_err = EmulatorError
 
 
 async def route(emu: TastytradeEmulator, method: str, path: str, args: dict[str, list[str]],
