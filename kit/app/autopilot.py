@@ -122,6 +122,7 @@ async def run_auto(
     emit: Callable[[dict[str, Any]], None] | None = None,
     feed: FeedSpec | str = "sim",
     conflate_s: float | None = None,
+    sim: Any = None,
     on_start: Callable[[Run], None] | None = None,
 ) -> AutoResult:
     """Run one session (the simulator unless ``feed`` says otherwise); ``emit`` receives every
@@ -133,10 +134,12 @@ async def run_auto(
     orders, and sends no order twice; a day that already finished is not traded again (its
     summary is emitted). ``start`` (New York time) begins a fresh simulated session later than
     the open, in the same simulated market (the path from the open is replayed).
-    ``conflate_s`` paces a backtest (see :class:`~kit.app.build.RunSpec`). ``on_start``
+    ``conflate_s`` paces a backtest (see :class:`~kit.app.build.RunSpec`); ``sim`` is the
+    simulator's settings (a SimConfig; default the scenario's). ``on_start``
     is called with the started run (a test's hand on the desk: a manual close mid-session)."""
     cfg = config or AutoConfig()
     steps, market = sim_setup(script)  # a scenario's shocks and market (quiet: a calm one)
+    market = sim if sim is not None else market  # a SimConfig of the caller's (a backtest's)
     spec = RunSpec(
         mode="backtest" if speed is None else "paper",
         feed=FeedSpec.parse(feed) if isinstance(feed, str) else feed, db=db, rules=rules,

@@ -37,6 +37,8 @@ from typing import Any
 
 import numpy as np
 
+from kit.adapters.sim.chains import DEFAULT_CHAINS
+from kit.adapters.sim.market import SimConfig
 from kit.app.autopilot import AUTO_SEED, AutoConfig, run_auto
 from kit.app.build import FeedSpec, Run
 from kit.core.clock import NS_PER_S, from_ns, us_session
@@ -161,9 +163,11 @@ async def run_day(
 
     began, cpu = walltime.perf_counter(), walltime.process_time()
     snapshot_s = conflate_s if isinstance(feed, FeedSpec) and feed.kind == "replay" else None
+    entry = auto or cfg.auto()
     result = await run_auto(day=day, seed=seed, speed=None, rules=cfg.rules(snapshot_s),
-                            config=auto or cfg.auto(), feed=feed, conflate_s=conflate_s,
-                            emit=listen, on_start=started)  # fmt: skip
+                            config=entry, feed=feed, conflate_s=conflate_s,
+                            sim=listing_only(entry.root), emit=listen,
+                            on_start=started)  # fmt: skip
     seconds, cpu = walltime.perf_counter() - began, walltime.process_time() - cpu
     desk = held[0].desk
     by_position: dict[str, list[Any]] = {}
@@ -175,6 +179,13 @@ async def run_day(
     return DayResult(day, result.entered, trades, result.realized_pnl, fees, result.fills,
                      result.orders, desk.stats["events"], desk.stats["evaluations"],
                      seconds, cpu)  # fmt: skip
+
+
+def listing_only(root: str) -> SimConfig:
+    """The simulator listing only ``root``'s chains: the same path and the same quotes for
+    them (a quote depends on the path, the step and the contract), without listing and
+    re-listing every other root all day (a third of a backtest session's CPU time)."""
+    return SimConfig(chains=tuple(c for c in DEFAULT_CHAINS if c.root == root))
 
 
 def _quote_only_legs(run: Run, record: Any) -> None:
