@@ -106,9 +106,10 @@ def load_timeline(store: Store, day: date, desk: str = DESK) -> Timeline:
     )
     pnl = {r["position_id"]: round(float(r["pnl"]), 2) for r in fills.iter_rows(named=True)}
     still_open = store.query(  # a day stopped with a position held: its last P&L, not its cash
-        "SELECT s.position_id, last(s.pnl ORDER BY s.ts) AS pnl FROM risk_snapshots s "
-        "JOIN positions p ON p.id = s.position_id WHERE p.status = 'open' AND s.ts >= :a "
-        "AND s.ts < :b GROUP BY s.position_id",
+        "SELECT s.position_id, s.pnl FROM risk_snapshots s JOIN positions p "
+        "ON p.id = s.position_id WHERE p.status = 'open' AND s.ts = (SELECT max(t.ts) "
+        "FROM risk_snapshots t WHERE t.position_id = s.position_id AND t.ts >= :a "
+        "AND t.ts < :b)",
         span,
     )
     for r in still_open.iter_rows(named=True):
