@@ -6,9 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
+import time
 from decimal import Decimal
 
 import pytest
+from service_helpers import REPO, free_port
 from tastytrade import Account, DXLinkStreamer, Session
 from tastytrade.dxfeed import Greeks, Quote, Summary
 from tastytrade.instruments import NestedOptionChain
@@ -144,3 +148,32 @@ async def test_auth_faults_refused_grant_and_expired_token(emu):
             await Account.get(s)  # the SDK trusts its clock: the server says otherwise
         await s.refresh(force=True)
         assert (await Account.get(s))[0].account_number == emu.account
+
+
+def test_kit_emulate_tastytrade_serves_the_unmodified_sdk(tmp_path, monkeypatch) -> None:
+    """The issue's interface: ``kit emulate tastytrade --port P`` on 127.0.0.1:P, the SDK's
+    ``API_URL`` pointed at it, a DXLinkStreamer gets Greeks with a delta."""
+    port = free_port()
+    log = tmp_path / "emulator.log"
+    with log.open("w") as out:
+        cmd = [sys.executable, "-m", "kit", "emulate", "tastytrade", "--port", str(port)]
+        proc = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while "tastytrade emulator:" not in log.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        monkeypatch.setattr("tastytrade.session.API_URL", f"http://127.0.0.1:{port}")
+
+        async def greeks() -> Decimal:
+            async with Session("any", "any") as s:
+                strikes = await _chain(s)
+                sym = strikes[len(strikes) // 2].call_streamer_symbol
+                async with DXLinkStreamer(s) as st:
+                    await st.subscribe(Greeks, [sym])
+                    return (await asyncio.wait_for(st.get_event(Greeks), 10)).delta
+
+        assert 0 < asyncio.run(greeks()) < 1
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
