@@ -81,3 +81,38 @@ async def test_a_gateway_that_is_not_there_is_a_one_line_config_error(monkeypatc
     monkeypatch.setenv("IBKR_ACCOUNT_ID", "DU1234567")
     with pytest.raises(ConfigError, match="cannot use the IBKR gateway"):
         await build(RunSpec(feed=FeedSpec.parse("ibkr-cpapi"), env_sinks=False))
+
+
+async def test_the_served_monitor_document_on_ibkr_cpapi(monkeypatch) -> None:
+    """``kit serve --feed ibkr-cpapi`` (what ``make monitor FEED=ibkr-cpapi`` runs): the demo
+    strangle opens on IBKR's quotes and a connected client sees IBKR's delta beside the desk's."""
+    import kit
+    from kit.app.service import DeskService, ServiceConfig
+    from kit.remote.gateway import GatewayConfig
+
+    async with SimGateway(config=SimConfig(seed=3), tick_s=0.05) as gw:
+        monkeypatch.setenv("IBKR_CPAPI_URL", gw.emu.url)
+        monkeypatch.setenv("IBKR_ACCOUNT_ID", gw.emu.account)
+        monkeypatch.setenv("KIT_TOKEN", "cpapi-test-token")
+        svc = DeskService(ServiceConfig(gateway=GatewayConfig(port=0), feed="ibkr-cpapi"))
+        await svc.start()
+        try:
+            client = await kit.connect(f"ws://127.0.0.1:{svc.gateway.port}", "cpapi-test-token")
+            try:
+
+                def shown() -> dict | None:
+                    for p in (client.snapshot or {}).get("positions", []):
+                        if p["open"] and p["legs"] and p.get("vendor_delta_shares") is not None:
+                            return p
+                    return None
+
+                await until(lambda: shown() is not None, timeout=30)
+                p = shown()
+                assert p is not None and p["vendor"] == "ibkr"
+                assert all(leg["vendor_delta"] is not None for leg in p["legs"])
+                assert abs(p["vendor_delta_diff_shares"]) < 0.2 * max(abs(p["delta_shares"]), 5)
+                assert client.snapshot["feed"]["feeds"]["ibkr-cpapi"] == "LIVE"
+            finally:
+                await client.close()
+        finally:
+            await svc.close()
