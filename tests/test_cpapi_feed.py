@@ -8,6 +8,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 import pytest
 
 from kit.adapters.base import FeedConfig
@@ -136,7 +137,9 @@ async def test_delayed_data_marks_the_contract_stale(rig: Rig) -> None:
                 if isinstance(e, FeedStatus) and e.feed.startswith("ibkr-cpapi:")]  # fmt: skip
 
     assert keyed() == []  # real-time data: no per-key status at all
-    rig.gw.emu.stream.faults.availability = "DpB"
+    async with httpx.AsyncClient() as http:  # the fault switches over HTTP, as by hand
+        answer = await http.post(f"{rig.gw.emu.url}/kit/faults", json={"availability": "DpB"})
+    assert answer.json()["availability"] == "DpB" and answer.json()["sockets"] == 1
     await until(lambda: rig.feed.availability.get(call) == "delayed")
     await until(lambda: keyed() == [FeedState.STALE])
     rig.gw.emu.stream.faults.availability = "RpB"

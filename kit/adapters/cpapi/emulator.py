@@ -65,7 +65,7 @@ REPLY_MESSAGES = {
 }
 Answer = tuple[int, Any]
 _OPEN_PATHS = ("iserver/auth/status", "tickle", "iserver/auth/ssodh/init",
-               "iserver/reauthenticate", "logout")  # fmt: skip
+               "iserver/reauthenticate", "logout", "kit/faults")  # fmt: skip
 Route = Callable[[re.Match[str], dict[str, str], Any], Awaitable[Answer]]
 
 
@@ -105,6 +105,7 @@ class CpApiEmulator:
             ("GET", r"iserver/secdef/strikes", self._strikes),
             ("GET", r"iserver/marketdata/snapshot", self._snapshot),
             ("GET", r"iserver/marketdata/history", self._history),
+            ("POST", r"kit/faults", self._faults),
             ("GET", r"iserver/accounts", self._accounts),
             ("GET", r"portfolio/accounts", self._portfolio_accounts),
             ("GET|POST", r"iserver/secdef/search", self._search),
@@ -268,6 +269,9 @@ class CpApiEmulator:
         ms = self.broker.clock.now_ns() // 1_000_000
         return 200, [{"conid": k, "conidEx": str(k), "_updated": ms,
                       **self.stream.fields(k, wanted)} for k in conids]  # fmt: skip
+
+    async def _faults(self, m: re.Match[str], args: dict[str, str], body: Any) -> Answer:
+        return 200, self.stream.switch(body if isinstance(body, dict) else {})
 
     async def _history(self, m: re.Match[str], args: dict[str, str], body: Any) -> Answer:
         """``iserver/marketdata/history?conid=&period=1y&bar=1d``: daily closes, if known."""

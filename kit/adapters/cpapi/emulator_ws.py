@@ -124,6 +124,26 @@ class StreamHub:
             ws.send({"topic": "sts", "args": args})
             ws.close(1000, "session expired")
 
+    def switch(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """``POST /v1/api/kit/faults`` (for ``kit emulate cpapi`` by hand): ``drop``,
+        ``silence_s``, ``expire`` (with ``competing``), ``inject``, and the :class:`Faults`
+        fields by name; answers the switches now in force."""
+        f = self.faults
+        for name in ("nan_fields", "availability", "delta_bias", "refuse_login"):
+            if name in doc:
+                setattr(f, name, type(getattr(f, name))(doc[name]))
+        if doc.get("silence_s"):
+            self.silence(float(doc["silence_s"]))
+        if doc.get("inject"):
+            self.inject(str(doc["inject"]))
+        if doc.get("expire"):
+            self.expire_session(bool(doc.get("competing")))
+        if doc.get("drop"):
+            self.drop()
+        return {"silent_s": max(f.silent_until - time.time(), 0.0), "nan_fields": f.nan_fields,
+                "availability": f.availability, "delta_bias": f.delta_bias,
+                "refuse_login": f.refuse_login, "sockets": len(self.sockets)}  # fmt: skip
+
     # --- publishing ---
 
     def tick(self) -> None:
