@@ -130,7 +130,11 @@ class CpApiFeed(StreamingFeed):
         try:
             async with asyncio.timeout(STS_WAIT_S):
                 while True:
-                    doc = _json(await conn.recv())
+                    try:
+                        doc = _json(await conn.recv())
+                    except MalformedFrameError:
+                        self.stats.malformed += 1  # counted, never fatal
+                        continue
                     if isinstance(doc, dict) and doc.get("topic") == "sts":
                         if (doc.get("args") or {}).get("authenticated"):
                             return
