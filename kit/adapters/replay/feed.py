@@ -74,25 +74,55 @@ def record(events: Iterable[Event], path: str | Path) -> int:
 
 def read_events(frame: pl.DataFrame, stats: FeedStats | None = None) -> Iterator[Event]:
     """Events from recording rows; a bad row is counted and skipped, never raised."""
-    contracts: dict[tuple, Contract] = {}
-    for r in frame.iter_rows(named=True):
+    reader = _Rows(frame.columns, stats)
+    for r in frame.iter_rows():
+        ev = reader.event(r)
+        if ev is not None:
+            yield ev
+
+
+class _Rows:
+    """Recording rows (tuples, in ``columns`` order) to events, with one Contract per key.
+
+    Why tuples and a filter here: a recorded day holds every quote of every subscribed chain
+    (a million rows), and building a dict and a validated Quote for each row the desk then
+    drops cost more than the replay itself; a row outside ``wanted`` is skipped before any
+    record is built."""
+
+    def __init__(self, columns: list[str], stats: FeedStats | None) -> None:
+        ix = {c: i for i, c in enumerate(columns)}
+        self.kind, self.ts, self.symbol, self.price, self.size = (
+            ix["kind"], ix["ts_ns"], ix["symbol"], ix["price"], ix["size"])  # fmt: skip
+        self.key = (ix["root"], ix["expiry"], ix["strike"], ix["right"])
+        self.quote = (ix["bid"], ix["ask"], ix["bid_size"], ix["ask_size"])
+        self.contracts: dict[tuple, Contract] = {}
+        self.stats = stats
+
+    def event(self, r: tuple, wanted: set[SubKey] | None = None) -> Event | None:
+        """The row's event; None when bad (counted and logged) or, with a non-empty
+        ``wanted``, for a symbol or contract not in it."""
         try:
-            kind = r["kind"]
+            kind = r[self.kind]
             if kind == "tick":
-                yield UnderlyingTick(r["symbol"], r["price"], r["ts_ns"])
-                continue
-            key = (r["root"], r["expiry"], r["strike"], r["right"])
-            c = contracts.get(key) or contracts.setdefault(key, Contract(*key))
-            if kind == "quote":
-                yield Quote(c, r["bid"], r["ask"], r["bid_size"], r["ask_size"], r["ts_ns"])
-            elif kind == "trade":
-                yield Trade(c, r["price"], r["size"], r["ts_ns"])
-            else:
+                if wanted and r[self.symbol] not in wanted:
+                    return None
+                return UnderlyingTick(r[self.symbol], r[self.price], r[self.ts])
+            if kind != "quote" and kind != "trade":
                 raise ModelError(f"kind: unknown value {kind!r}")
+            k0, k1, k2, k3 = self.key
+            key = (r[k0], r[k1], r[k2], r[k3])
+            c = self.contracts.get(key) or self.contracts.setdefault(key, Contract(*key))
+            if wanted and c not in wanted:
+                return None
+            if kind == "quote":
+                b, a, bs, as_ = (r[i] for i in self.quote)
+                return Quote(c, b, a, bs, as_, r[self.ts])
+            return Trade(c, r[self.price], r[self.size], r[self.ts])
         except (ModelError, TypeError) as exc:
-            if stats is not None:
-                stats.malformed += 1
+            if self.stats is not None:
+                self.stats.malformed += 1
             log.warning("replay: skipping bad row %r: %s", r, exc)
+            return None
 
 
 class ReplayFeed(FeedBase):
@@ -141,19 +171,17 @@ class ReplayFeed(FeedBase):
     def subscriptions(self) -> list[SubKey]:
         return list(self._filter)
 
-    def _wanted(self, ev: Event) -> bool:
-        if not self._filter:
-            return True
-        key = ev.symbol if isinstance(ev, UnderlyingTick) else ev.contract
-        return key in self._filter
-
     async def _run(self) -> None:
-        for batch in self._frame.collect().iter_slices(self._batch_rows):
-            for ev in read_events(batch, self.stats):
-                wait_ns = ev.ts_ns - self.clock.now_ns()
+        frame = self._frame.collect()
+        reader = _Rows(frame.columns, self.stats)
+        ts = reader.ts
+        for batch in frame.iter_slices(self._batch_rows):
+            for r in batch.iter_rows():
+                wait_ns = (r[ts] or 0) - self.clock.now_ns()  # a null time: a bad row, below
                 if wait_ns > 0:
                     await self.clock.sleep(wait_ns / 1e9)
-                if self._wanted(ev):
+                ev = reader.event(r, self._filter)  # the subscriptions as of this instant
+                if ev is not None:
                     self._sink.emit(ev)
         self._set_state(FeedState.CLOSED, "end of recording")
         self.finished.set()
