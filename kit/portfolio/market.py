@@ -21,7 +21,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from kit.core.clock import NS_PER_S, expiry_time, to_ns
-from kit.core.model import Contract, Greeks, Quote, UnderlyingTick
+from kit.core.model import Contract, Greeks, ModelError, Quote, UnderlyingTick
 from kit.core.pricing import greeks, implied_vol_near
 
 YEAR_NS = 365 * 24 * 3600 * NS_PER_S
@@ -216,7 +216,9 @@ class MarketState:
 
     def on_vendor_greeks(self, g: Greeks) -> int:
         """Keep a vendor's Greeks of one contract beside the desk's own (which it never
-        replaces: the desk prices from marks); returns the row."""
+        replaces: the desk prices from marks); returns the row. ``source`` must name the vendor."""
+        if g.source == "desk":
+            raise ModelError("desk Greeks are computed here, not fed")
         i = self.index.get(g.contract)
         if i is None:
             i = self.track(g.contract)
