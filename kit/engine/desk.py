@@ -245,8 +245,6 @@ class Desk:
                     self._on_status(event)
                     continue
                 elif t is Greeks:  # a vendor's, kept beside the desk's own
-                    if event.source == "desk":
-                        raise ModelError("desk Greeks are computed here, not fed")
                     m.on_vendor_greeks(event)
                     continue
                 else:
