@@ -31,7 +31,8 @@ class Watch:
     """A feed on the emulator and everything it delivered."""
 
     def __init__(self, emu: TwsEmulator, client_id: int = 3) -> None:
-        cfg = IbkrConfig(port=emu.port, client_id=client_id, probe_s=0.3, timeout_s=3.0)
+        cfg = IbkrConfig(port=emu.port, client_id=client_id, probe_s=0.3, probe_timeout_s=0.5,
+                         timeout_s=3.0)  # fmt: skip
         self.emu = emu
         self.conn = IbConnection(cfg, backoff=FAST)
         fast = FeedConfig(liveness_timeout_s=1.0, backoff=FAST)

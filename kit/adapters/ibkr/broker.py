@@ -48,7 +48,6 @@ from kit.execution.broker import (
 
 log = logging.getLogger(__name__)
 
-MESSAGES_PER_S = 50  # IBKR's API pacing limit
 WORKING = {"PreSubmitted", "Submitted"}
 DONE = {"Filled": OrderStatus.FILLED, "Cancelled": OrderStatus.CANCELLED,
         "ApiCancelled": OrderStatus.CANCELLED, "Inactive": OrderStatus.REJECTED}  # fmt: skip
@@ -95,7 +94,6 @@ class IbkrBroker:
             await self.close()
             raise BrokerError(str(exc)) from None
         ib = self.ib
-        ib.client.MaxRequests = MESSAGES_PER_S
         ib.orderStatusEvent += self._on_status
         ib.commissionReportEvent += self._on_commission
         self.conn.listeners.append(self._on_conn)

@@ -28,7 +28,8 @@ class IbkrConfig:
     timeout_s: float = 10.0  # connect and start-up synchronisation
     market_data_lines: int = 100  # IBKR's default allowance; more needs quote booster packs
     market_data_type: int = 1  # 1 live, 3 delayed (what the account is entitled to)
-    probe_s: float = 2.0  # the watchdog's reqCurrentTime period while no data arrives
+    probe_s: float = 2.0  # the watchdog looks this often; idle that long, it probes TWS
+    probe_timeout_s: float = 4.0  # an unanswered reqCurrentTime probe drops the connection
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> IbkrConfig:

@@ -6,15 +6,17 @@ the feed and the broker share one :class:`IbConnection` per (host, port, client 
 (:meth:`IbConnection.shared`). It is async all the way (``connectAsync``; no ``util.startLoop``
 or ``nest_asyncio``).
 
-The keeper task works like ``ib_async``'s ``Watchdog``: while connected it probes TWS with
-``reqCurrentTime`` every ``probe_s`` (a socket that stays open but answers nothing is dropped
-after one unanswered probe); when the socket is gone it reconnects with
-:class:`~kit.core.backoff.Backoff` (the nightly restart, a crash, a cut cable), logging error 326
-(client id in use) plainly. Listeners hear ``("up", 0, where)`` after each (re)connection and
-start-up synchronisation, ``("down", 0, why)`` when the socket goes, ``("beat", 0, "")`` per
-answered probe and ``("error", code, text)`` for TWS messages with request id -1 (1100 lost,
-1101/1102 restored with data lost/maintained, 2110 TWS-server link broken, 2103/2105/2157 a
-farm down); per-request errors go to ``ib.errorEvent`` subscribers as usual.
+The keeper task works like ``ib_async``'s ``Watchdog``: while connected it looks every
+``probe_s``; when nothing arrived for that long it probes TWS with ``reqCurrentTime`` (a socket
+that stays open but answers nothing within ``probe_timeout_s`` is dropped; the timeout is
+generous because requests wait behind the 50-per-second pacing queue); when the socket is gone
+it reconnects with :class:`~kit.core.backoff.Backoff` (the nightly restart, a crash, a cut
+cable), logging error 326 (client id in use) plainly. Listeners hear ``("up", 0, where)`` after
+each (re)connection and start-up synchronisation, ``("down", 0, why)`` when the socket goes,
+``("beat", 0, "")`` per look that found TWS alive and ``("error", code, text)`` for TWS messages
+with request id -1 (1100 lost, 1101/1102 restored with data lost/maintained, 2110 TWS-server
+link broken, 2103/2105/2157 a farm down); per-request errors go to ``ib.errorEvent``
+subscribers as usual.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import contextlib
 import logging
 import random
 from collections.abc import Callable
+from datetime import datetime
 from typing import ClassVar
 
 from ib_async import IB
@@ -36,6 +39,7 @@ log = logging.getLogger(__name__)
 
 Listener = Callable[[str, int, str], None]
 CLIENT_ID_IN_USE = 326
+MESSAGES_PER_S = 50
 
 
 class IbConnection:
@@ -48,6 +52,7 @@ class IbConnection:
         self.config = config
         self.ib = IB()
         self.ib.RaiseRequestErrors = False
+        self.ib.client.MaxRequests = MESSAGES_PER_S  # IBKR's pacing: 50 messages a second
         self.backoff = backoff or Backoff(0.25, 2.0, 10.0, 0.2)
         self.listeners: list[Listener] = []
         self.generation = 0  # connections made so far
@@ -150,11 +155,15 @@ class IbConnection:
         self._tell("up", 0, cfg.where)
 
     async def _probe(self) -> None:
-        try:
-            await asyncio.wait_for(self.ib.reqCurrentTimeAsync(), self.config.probe_s)
-        except (TimeoutError, ConnectionError):
-            self.drop(f"no answer to reqCurrentTime within {self.config.probe_s:g}s")
-            return
+        last = self.ib.wrapper.lastTime
+        idle = (datetime.now(last.tzinfo) - last).total_seconds() if last != datetime.min else 1e9
+        if idle >= self.config.probe_s:
+            timeout = self.config.probe_timeout_s
+            try:
+                await asyncio.wait_for(self.ib.reqCurrentTimeAsync(), timeout)
+            except (TimeoutError, ConnectionError):
+                self.drop(f"no answer to reqCurrentTime within {timeout:g}s")
+                return
         self._tell("beat", 0, "")
 
     # --- events ---

@@ -276,7 +276,8 @@ class Session:
         if not found:
             self.send(wire.error(req_id, 200, NO_DEFINITION))
             return
-        if len(self.subs) >= emu.market_data_lines and req_id not in self.subs:
+        snapshot = len(f) >= 4 and f[-3] == "1"  # answered at once: holds no line
+        if len(self.subs) >= emu.market_data_lines and req_id not in self.subs and not snapshot:
             self.send(wire.error(req_id, 101, f"Max number of tickers has been reached "
                                  f"({emu.market_data_lines} market data lines)"))  # fmt: skip
             return
@@ -298,8 +299,7 @@ class Session:
         self.subs[req_id] = sub
         if not emu.faults.upstream_lost:
             self.ticks(req_id, sub, emu.option_rows([c])[:, 0] if c is not None else None)
-        r.skip(0)
-        if len(f) >= 4 and f[-3] == "1":  # snapshot: one picture, then tickSnapshotEnd
+        if snapshot:  # one picture, then tickSnapshotEnd
             self.subs.pop(req_id, None)
             self.send([57, 1, req_id])
 

@@ -79,6 +79,7 @@ class IbkrFeed(StreamingFeed):
         self.qualified: dict[SubKey, IbContract] = {}
         self._tickers: dict[SubKey, Ticker] = {}
         self._keys: dict[int, SubKey] = {}  # conId -> key
+        self._req_keys: dict[int, SubKey] = {}  # this feed's reqMktData ids -> key
         self._link: _Link | None = None
         self._closing = False
         self._acquired = False
@@ -158,7 +159,8 @@ class IbkrFeed(StreamingFeed):
                 continue
             self._keys[ib_contract.conId] = k
             generic = "101" if isinstance(k, Contract) else ""
-            self._tickers[k] = self.ib.reqMktData(ib_contract, generic)
+            ticker = self._tickers[k] = self.ib.reqMktData(ib_contract, generic)
+            self._req_keys[self.ib.wrapper.ticker2ReqId["mktData"].get(ticker, -1)] = k
 
     async def qualify(self, key: SubKey) -> IbContract | None:
         if isinstance(key, str):
@@ -203,7 +205,7 @@ class IbkrFeed(StreamingFeed):
     def _on_error(self, req_id: int, code: int, text: str, contract: object) -> None:
         if req_id == -1 or code in (2104, 2106, 2158, 2107, 2108):
             return
-        key = self._keys.get(getattr(contract, "conId", 0) or 0)
+        key = self._req_keys.get(req_id)  # snapshots (the chain source's) are not the feed's
         if code in (10167, 10090, 354, 101, 200):
             self.notices[code] = text
         if key is None:
