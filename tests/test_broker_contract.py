@@ -111,6 +111,51 @@ VENUES["ibkr"] = tws_venue
 BROKERS = (*BROKERS, "ibkr")
 
 
+async def tastytrade_venue(tmp_path: Path) -> AsyncIterator[Venue]:
+    """tastytrade: the SDK-based broker against the tastytrade emulator (a paper engine on the
+    simulator). Fees are off: tastytrade reports fees per transaction, not per fill, so the
+    fills' cash flows are the whole cash movement only without them."""
+    from kit.adapters.sim.market import SimConfig
+    from kit.adapters.tastytrade.broker import TastytradeBroker
+    from kit.adapters.tastytrade.config import TastyConfig
+    from kit.adapters.tastytrade.emulator import TastytradeEmulator
+
+    clock = SimClock(datetime(2024, 3, 12, 10, 0, tzinfo=NEW_YORK), speed=1.0)
+    paper = PaperConfig(latency_ms=1.0, commission_per_contract=0.0,
+                        commission_by_root={"SPXW": 0.0})  # fmt: skip
+    async with TastytradeEmulator(clock=clock, config=SimConfig(seed=3), paper=paper) as emu:
+        cfg = TastyConfig(api_url=emu.url, secret="s", refresh="r", account=emu.account)
+        spot = emu.market.spot("SPX")
+        chain = emu.market.chain("SPXW", core=True)
+        first = min(c.expiry for c in chain)
+        put = min((c for c in chain if c.expiry == first and not c.is_call),
+                  key=lambda c: abs(c.strike - spot))  # fmt: skip
+
+        def touch() -> tuple[float, float]:
+            q = emu.market.quotes([put])[0]
+            return q.bid, q.ask
+
+        async def restart() -> TastytradeBroker:
+            other = TastytradeBroker(cfg, clock, poll_s=0.02)
+            await other.connect()
+            return other
+
+        orders = f"POST /accounts/{emu.account}/orders"
+        broker = TastytradeBroker(cfg, clock, poll_s=0.02)
+        await broker.connect()
+        try:
+            yield Venue(broker, put, Contract("SPXW", first, put.strike + 1.0, "P"), touch=touch,
+                        sent=lambda: emu.requests.count(orders), restart=restart,
+                        nudge=emu.on_step, identity=("tastytrade", True, True),
+                        background=1)  # fmt: skip
+        finally:
+            await broker.close()
+
+
+VENUES["tastytrade"] = tastytrade_venue
+BROKERS = (*BROKERS, "tastytrade")
+
+
 @pytest.fixture(params=BROKERS)
 async def venue(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Venue]:
     async for v in VENUES[request.param](tmp_path):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from decimal import Decimal
 from typing import Any
 
@@ -72,6 +73,7 @@ class TastytradeBroker:
             self.api = TastyApi(self.config)
         if self.api.account is None:
             await self.api.open()
+        await self._recover()
         if self._poller is None:
             self._poller = asyncio.create_task(self._poll(), name="tastytrade-broker-poll")
 
@@ -80,6 +82,30 @@ class TastytradeBroker:
         self._poller = None
         if self.api is not None and self._own_api:
             await self.api.aclose()
+
+    async def _recover(self) -> None:
+        """Today's orders the account already has, by their ``external-identifier``: a
+        restarted desk knows them, so placing one of its client ids again sends nothing."""
+        api = self._ready()
+        try:
+            rows = await api.call(lambda: api.account.get_live_orders(api.session))
+        except TastyError as exc:
+            log.warning("tastytrade: today's orders not read: %s", exc)
+            return
+        for placed in rows:
+            cid = placed.external_identifier
+            if not cid or cid in self._states:
+                continue
+            body = placed.model_dump(mode="json", by_alias=True)
+            body["price-effect"] = "Debit" if (placed.price or 0) < 0 else "Credit"
+            body["price"] = abs(placed.price or 0)
+            try:
+                order = wire.order_of(body, cid, self.clock.now_ns())
+            except ValueError as exc:
+                log.warning("tastytrade: order %s not recovered: %s", placed.id, exc)
+                continue
+            self._ids[cid] = placed.id
+            self._update(order, placed, quiet=True)
 
     def subscribe(self, listener: Listener) -> None:
         self._listeners.append(listener)
@@ -127,6 +153,8 @@ class TastytradeBroker:
 
     async def cancel(self, client_id: str) -> OrderState:
         api, oid = self._ready(), self._id(client_id)
+        if self._states[client_id].status.done:
+            return self._states[client_id]  # nothing to cancel: nothing sent
         acct = api.account
         try:
             await api.call(lambda: acct.delete_order(api.session, oid))
@@ -136,22 +164,31 @@ class TastytradeBroker:
 
     async def replace(self, client_id: str, *, limit_price: float,
                       quantity: int | None = None) -> OrderState:  # fmt: skip
-        from tastytrade.order import LimitOrder
+        from tastytrade.order import PlacedOrder
 
         api, oid = self._ready(), self._id(client_id)
         state = self._states[client_id]
-        if quantity not in (None, state.order.quantity):
-            raise BrokerError("tastytrade replace keeps the quantity (cancel and place anew)")
-        new = Order(state.order.client_id, state.order.legs, state.order.side,
-                    state.order.quantity, OrderType.LIMIT, self.clock.now_ns(),
-                    limit_price=limit_price, position_id=state.order.position_id)  # fmt: skip
-        price, effect = wire.wire_price(new)
-        sdk = LimitOrder(legs=[], price=Decimal(f"{price:.2f}") * (1 if effect == "Credit" else -1))
-        acct = api.account
+        old = state.order
+        if state.status.done:
+            raise OrderRejectedError(f"cannot replace {client_id}: it is {state.status.value}")
+        if not isinstance(limit_price, int | float) or not math.isfinite(limit_price):
+            raise OrderRejectedError(f"replace {client_id}: limit {limit_price!r} is not finite")
+        qty = old.quantity if quantity is None else quantity
+        if qty < max(1, state.filled_qty):
+            raise OrderRejectedError(f"replace {client_id}: quantity {qty} is below 1 or the "
+                                     f"{state.filled_qty} filled")  # fmt: skip
+        new = Order(old.client_id, old.legs, old.side, qty, OrderType.LIMIT, self.clock.now_ns(),
+                    limit_price=float(limit_price), position_id=old.position_id)  # fmt: skip
+        sdk = await self._sdk_order(new)
+        # the whole order, legs included (the SDK's replace_order drops the legs, so it could
+        # never change a quantity): tastytrade replaces the order with this one
+        body = sdk.model_dump_json(exclude_none=True, by_alias=True)
+        url = f"/accounts/{api.account.account_number}/orders/{oid}"
         try:
-            placed = await api.call(lambda: acct.replace_order(api.session, oid, sdk))
+            data = await api.call(lambda: api.session._put(url, data=body))
         except TastyError as exc:
-            raise BrokerError(f"tastytrade replace of {client_id}: {exc}") from None
+            raise OrderRejectedError(f"tastytrade refused to replace {client_id}: {exc}") from None
+        placed = PlacedOrder(**data)
         self._ids[client_id] = placed.id
         return self._update(new, placed)
 
@@ -202,11 +239,11 @@ class TastytradeBroker:
         placed = await api.call(lambda: api.account.get_order(api.session, oid))
         return self._update(self._states[client_id].order, placed)
 
-    def _update(self, order: Order, placed: Any) -> OrderState:
+    def _update(self, order: Order, placed: Any, *, quiet: bool = False) -> OrderState:
         """The desk's view of a tastytrade order; new fills and a changed state are told to
-        the listeners."""
+        the listeners (the first state before any fill; ``quiet``: nothing told)."""
         status = wire.FROM_STATUS.get(placed.status.value, OrderStatus.PENDING)
-        filled_legs, total, paid = [], 0, 0.0
+        filled_legs, paid = [], 0.0
         for leg in placed.legs:
             for f in leg.fills or []:
                 c = from_occ(leg.symbol)
@@ -220,24 +257,29 @@ class TastytradeBroker:
                                 float(f.fill_price), ts)  # fmt: skip
                     self._fills.append(fill)
                     filled_legs.append(fill)
-            if leg.fills:
-                total += 1
-        remaining = [int(leg.remaining_quantity or 0) for leg in placed.legs]
-        per_unit = order.quantity
-        filled = order.quantity if status is OrderStatus.FILLED else 0
-        if status is OrderStatus.WORKING and total and any(remaining):
+        # whole units filled: the least-filled leg, in units of the order
+        units = []
+        for leg in placed.legs:
+            done = sum(float(f.quantity) for f in leg.fills or [])
+            units.append(int(done) * order.quantity // max(int(leg.quantity or 1), 1))
+        filled = order.quantity if status is OrderStatus.FILLED else min(units, default=0)
+        if status is OrderStatus.WORKING and filled:
             status = OrderStatus.PARTIAL
-        if filled == 0 and total and remaining and not any(remaining):
-            filled = order.quantity
-        avg = order.side.sign * paid / per_unit if filled else 0.0
+        avg = order.side.sign * paid / filled if filled else 0.0
         reason = placed.reject_reason or ""
         state = OrderState(order, status, filled, avg, broker_id=str(placed.id), reason=reason,
                            ts_ns=self.clock.now_ns())  # fmt: skip
         before = self._states.get(order.client_id)
         self._states[order.client_id] = state
+        if quiet:
+            return state
+        changed = before is None or (before.status, before.filled_qty, before.order) != (
+            state.status, filled, state.order)  # fmt: skip
+        if before is None:
+            notify(self._listeners, state, self.name)  # the acknowledgement comes first
         for fill in filled_legs:
             notify(self._listeners, fill, self.name)
-        if before is None or (before.status, before.filled_qty) != (state.status, filled):
+        if changed and before is not None:
             notify(self._listeners, state, self.name)
         return state
 

@@ -35,7 +35,7 @@ import tornado.httpserver
 import tornado.netutil
 import tornado.web
 
-from kit.adapters.paper.broker import PaperBroker
+from kit.adapters.paper.broker import PaperBroker, PaperConfig
 from kit.adapters.sim.market import MarketSim, SimConfig
 from kit.adapters.tastytrade import emulator_rest
 from kit.adapters.tastytrade import orders as wire
@@ -59,11 +59,12 @@ class TastytradeEmulator:
     def __init__(self, *, clock: Clock | None = None, config: SimConfig | None = None,
                  port: int = 0, host: str = "127.0.0.1", account: str = ACCOUNT,
                  token_lifetime_s: int = 900, keepalive_s: float = 30.0,
-                 max_message_bytes: int = 65_536) -> None:  # fmt: skip
+                 max_message_bytes: int = 65_536,
+                 paper: PaperConfig | None = None) -> None:  # fmt: skip
         self.clock = clock or SimClock(default_start(datetime.now(NEW_YORK)), speed=1.0)
         self.market = MarketSim(self.clock.now(), config)
         self.state = MarketState()
-        self.broker = PaperBroker(self.clock, self.state)
+        self.broker = PaperBroker(self.clock, self.state, paper)
         self.host, self._port, self.account = host, port, account
         self.token_lifetime_s, self.keepalive_s = token_lifetime_s, keepalive_s
         self.max_message_bytes = max_message_bytes
@@ -246,14 +247,19 @@ class TastytradeEmulator:
         return self._response(state, oid)
 
     async def replace(self, cid: str, body: dict[str, Any]) -> dict[str, Any]:
-        """A new limit price for a working order (tastytrade keeps the legs)."""
+        """The order replaced by ``body``: a new limit price, and a new size when its legs are
+        given (the SDK's ``replace_order`` sends no legs: the same legs and size)."""
+        quantity = None
         try:
             price = float(body["price"])
-        except (KeyError, TypeError, ValueError):
-            raise EmulatorError(400, "invalid_order", "a replacement needs a price") from None
+            if body.get("legs"):
+                quantity = wire.order_of(body, cid, self.clock.now_ns()).quantity
+        except (KeyError, TypeError, ValueError) as exc:
+            raise EmulatorError(400, "invalid_order", f"a replacement needs a price: {exc}") \
+                from None  # fmt: skip
         signed = price if body.get("price-effect") == "Debit" else -price
         try:
-            await self.broker.replace(cid, limit_price=signed)
+            await self.broker.replace(cid, limit_price=signed, quantity=quantity)
         except (OrderRejectedError, BrokerError) as exc:
             raise EmulatorError(422, "replace_failed", str(exc)) from None
         return self.order_doc(cid)
