@@ -14,10 +14,14 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-import tastytrade
-
 from kit.adapters.tastytrade.config import TastyConfig
 from kit.core.config import ConfigError
+
+try:
+    import tastytrade
+except ImportError:  # the SDK is an extra: a one-line hint, not a traceback
+    raise ConfigError("tastytrade needs the tastytrade SDK: pip install 'theta-desk[brokers]' "
+                      "(make setup installs it)") from None  # fmt: skip
 
 log = logging.getLogger(__name__)
 # The SDK sets its own logger to DEBUG, which would print every streamer message (the alert

@@ -229,11 +229,11 @@ class TastytradeEmulator:
         if dry_run:
             from kit.execution.broker import OrderState, OrderStatus
 
-            return self._response(OrderState(order, OrderStatus.PENDING), 0, dry=True)
+            return await self._response(OrderState(order, OrderStatus.PENDING), 0, dry=True)
         if cid in self._ids:
             st = self.broker.order(cid)
             assert st is not None
-            return self._response(st, self._ids[cid])
+            return await self._response(st, self._ids[cid])
         self._orders_tracked.update(leg.contract for leg in order.legs)
         for q in self.market.quotes([leg.contract for leg in order.legs]):
             self.state.on_quote(q)
@@ -244,7 +244,7 @@ class TastytradeEmulator:
         oid = self._next_id
         self._next_id += 1
         self._ids[cid], self._by_id[oid] = oid, cid
-        return self._response(state, oid)
+        return await self._response(state, oid)
 
     async def replace(self, cid: str, body: dict[str, Any]) -> dict[str, Any]:
         """The order replaced by ``body``: a new limit price, and a new size when its legs are
@@ -262,15 +262,15 @@ class TastytradeEmulator:
             await self.broker.replace(cid, limit_price=signed, quantity=quantity)
         except (OrderRejectedError, BrokerError) as exc:
             raise EmulatorError(422, "replace_failed", str(exc)) from None
-        return self.order_doc(cid)
+        return await self.order_doc(cid)
 
-    def order_doc(self, cid: str) -> dict[str, Any]:
+    async def order_doc(self, cid: str) -> dict[str, Any]:
         st = self.broker.order(cid)
         if st is None:
             raise EmulatorError(404, "record_not_found", f"order {cid} not found")
         fills = [{"fill-id": f.fill_id, "quantity": f.quantity, "fill-price": f"{f.price:.2f}",
                   "filled-at": from_ns(f.ts_ns).isoformat(), "symbol": to_occ(f.contract)}
-                 for f in self.broker._fills if f.client_id == cid]  # fmt: skip
+                 for f in await self.broker.fills() if f.client_id == cid]  # fmt: skip
         return wire.order_json(st, order_id=self._ids[cid], account=self.account,
                                iso_now=self.now_iso(), fills=fills)  # fmt: skip
 
@@ -280,7 +280,7 @@ class TastytradeEmulator:
             raise EmulatorError(404, "record_not_found", f"order {oid} not found")
         return cid
 
-    def _response(self, state: Any, oid: int, dry: bool = False) -> dict[str, Any]:
+    async def _response(self, state: Any, oid: int, dry: bool = False) -> dict[str, Any]:
         o = state.order
         prices = [q.mid for q in self.market.quotes([leg.contract for leg in o.legs])]
         from kit.risk.margin import reg_t_margin
@@ -288,10 +288,11 @@ class TastytradeEmulator:
         spot = self.market.spot("SPY" if o.legs[0].contract.root == "SPY" else "SPX")
         margin = reg_t_margin(o.legs, prices, spot, o.quantity) if len(prices) == len(o.legs) else 0
         doc = (wire.order_json(state, order_id=oid, account=self.account, iso_now=self.now_iso())
-               if dry else self.order_doc(o.client_id))  # fmt: skip
+               if dry else await self.order_doc(o.client_id))  # fmt: skip
         if dry:
             doc.pop("id")
-        bp = 1_000_000.0
+        account = await self.broker.account()
+        bp = account.net_liquidation - account.buying_power_used
         fees = 1.0 * sum(abs(leg.ratio) for leg in o.legs) * o.quantity
         return {"order": doc, "buying-power-effect": {
             "change-in-margin-requirement": f"{margin:.2f}",

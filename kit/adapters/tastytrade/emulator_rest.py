@@ -75,15 +75,15 @@ async def route(emu: TastytradeEmulator, method: str, path: str, args: dict[str,
             raise _err(400, "bad_request", "an order body is a JSON object")
         return 201, {"data": await emu.place(body, dry_run=rest.endswith("dry-run"))}
     if method == "GET" and rest == "orders/live":
-        live = [emu.order_doc(cid) for cid in emu._ids]
+        live = [await emu.order_doc(cid) for cid in emu._ids]
         return 200, {"data": {"items": live}}
     if rest.startswith("orders/") and rest.removeprefix("orders/").isdigit():
         cid = emu.order_by_id(int(rest.removeprefix("orders/")))
         if method == "DELETE":
             await emu.broker.cancel(cid)
-            return 200, {"data": emu.order_doc(cid)}
+            return 200, {"data": await emu.order_doc(cid)}
         if method == "GET":
-            return 200, {"data": emu.order_doc(cid)}
+            return 200, {"data": await emu.order_doc(cid)}
         if method == "PUT" and isinstance(body, dict):
             return 200, {"data": await emu.replace(cid, body)}
     raise _err(404, "not_found", f"{method} /{path} is not served by the emulator")

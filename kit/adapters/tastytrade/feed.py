@@ -128,6 +128,7 @@ class TastytradeFeed(StreamingFeed):
         self.errors: list[str] = []  # the server's ERROR messages
         self.sent_messages = 0  # FEED_SUBSCRIPTION messages sent (chunks)
         self._bad_logged = 0
+        self._closing: asyncio.Task[None] | None = None  # a socket whose token was refused
 
     async def _on_close(self) -> None:
         await super()._on_close()
@@ -162,7 +163,7 @@ class TastytradeFeed(StreamingFeed):
             elif kind == "AUTH_STATE" and doc.get("state") == "UNAUTHORIZED":
                 log.warning("%s: DXLink token no longer authorised; reconnecting", self.name)
                 if self._conn is not None:  # ends the frame loop: a new token, resubscribed
-                    asyncio.get_running_loop().create_task(self._conn.ws.close())
+                    self._closing = asyncio.get_running_loop().create_task(self._conn.ws.close())
             elif kind == "ERROR":
                 self.errors.append(f"{doc.get('error')}: {doc.get('message')}")
                 self._reject(str(doc.get("error")), doc.get("message"))
