@@ -39,6 +39,7 @@ DECISIONS = ("entry", "action", "intent", "settlement", "rejected", "cancel")
 # through the live process's outages and restarts, so these are told apart, not explained
 HEALTH_RULES = frozenset({"engine", "store", "feed_stale", "desk"})
 DESK_HEALTH = "desk health (engine, store or feed): not replayed"
+OTHER_SETTINGS = "replayed with other settings (--config/--rules)"
 
 
 @dataclass
@@ -138,12 +139,16 @@ def _hms(ts_ns: int) -> str:
     return from_ns(ts_ns).astimezone(NEW_YORK).strftime("%H:%M:%S")
 
 
-def compare(live: Any, replay: Any, positions: dict[str, str] | None = None) -> Comparison:
+def compare(
+    live: Any, replay: Any, positions: dict[str, str] | None = None, other_settings: bool = False
+) -> Comparison:
     """Compare two :class:`~kit.research.validate.replay.Timeline` objects of one day.
 
     Live fills may carry ``recorded_bid``/``recorded_ask``: the quote the recording (what the
     replay was fed) holds at the fill's instant, beside ``bid``/``ask``, the quote the live desk
     saw. ``positions`` maps a fill's client id to its position (default: from order records).
+    ``other_settings``: the replay ran with other rules or strategy settings than the day (a
+    what-if), the cause of whatever nothing else explains.
     """
     owner = dict(positions or {})
     for r in (*live.records, *replay.records):
@@ -193,7 +198,11 @@ def compare(live: Any, replay: Any, positions: dict[str, str] | None = None) -> 
 
     def report(ts_ns: int, kind: str, detail: str, pid: str | None, cause: str | None,
                lv: dict | None, rp: dict | None) -> None:  # fmt: skip
-        why = cause or inherited(ts_ns, pid) or ("latency" if lv and rp else "unexplained")
+        why = (
+            cause
+            or inherited(ts_ns, pid)
+            or (OTHER_SETTINGS if other_settings else "latency" if lv and rp else "unexplained")
+        )
         out.append(Divergence(ts_ns, kind, why, detail, pid, lv, rp))
         if cause is not None and kind == "fill":
             derived.append(out[-1])

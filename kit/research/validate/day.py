@@ -49,4 +49,6 @@ async def validate_day(
         raise ValueError(f"the store holds no decisions or fills on {day}")
     replay = await replay_day(store, day, workdir, rules=rules, config=config)
     fills = fill_table(live.records)
-    return Validation(day, live, replay, compare(live, replay), fills, fit(fills))
+    what_if = rules is not None or config is not None
+    return Validation(day, live, replay, compare(live, replay, other_settings=what_if), fills,
+                      fit(fills))  # fmt: skip
