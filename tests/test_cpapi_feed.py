@@ -182,6 +182,19 @@ async def test_silence_goes_stale_then_reconnects_without_a_hole(rig: Rig) -> No
     assert rig.feed.stats.backfilled >= 1
 
 
+async def test_a_gateway_that_wants_a_strike_is_asked_strike_by_strike(rig: Rig) -> None:
+    expiry = (await rig.chains.expirations("SPXW"))[0]
+    listed = await rig.chains.contracts("SPXW", expiry)
+    rig.gw.emu.strike_required = True
+    strict = CpApiChainSource(rig.feed.session, rig.gw.clock, strike_window_pct=1.0)
+    before = rig.gw.emu.requests.count("GET /iserver/secdef/info")
+    near = await strict.contracts("SPXW", expiry)
+    spot = rig.gw.sim.spot("SPX")
+    assert set(near) <= set(listed) and all(abs(c.strike / spot - 1) < 0.011 for c in near)
+    assert {c for c in listed if abs(c.strike / spot - 1) < 0.009} <= set(near)
+    assert rig.gw.emu.requests.count("GET /iserver/secdef/info") - before > len(near) // 2
+
+
 async def test_a_stale_session_token_is_refused_by_the_socket(rig: Rig) -> None:
     from websockets.asyncio.client import connect
 

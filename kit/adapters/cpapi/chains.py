@@ -4,10 +4,11 @@ from ``iserver/marketdata/snapshot`` (quotes and option open interest, field 763
 Expirations: the search's OPT months; for each of the nearest ``months`` (3: what a premium seller
 trades), the month's strikes and one ``secdef/info`` row set at its middle strike give the
 expiries and their trading classes (SPX monthlies vs SPXW). Contracts of an expiry: one
-``secdef/info`` for the month (every strike; a gateway that insists on a strike is asked strike
-by strike), with every conid kept in the shared session so subscribing costs no further lookup.
-IV history (IV rank's input): VIX's daily closes from ``iserver/marketdata/history`` for SPX and
-SPY, as the ThetaData source reads them.
+``secdef/info`` for the month (every strike; a gateway that insists on a strike, as IBKR's docs
+say, is asked strike by strike within ``strike_window_pct`` of the money), with every conid
+kept in the shared session so subscribing costs no further lookup. IV history (IV rank's
+input): VIX's daily closes from ``iserver/marketdata/history`` for SPX and SPY, as the ThetaData
+source reads them.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from kit.adapters.thetadata.chains import VOL_INDEX
 from kit.core.clock import NEW_YORK, Clock
 from kit.core.model import ROOT_UNDERLYING, Contract, Event, ModelError
 from kit.core.symbology import right_code
+from kit.execution.broker import BrokerError
 
 SNAPSHOT_CHUNK = 50  # conids per snapshot request
 
@@ -38,8 +40,10 @@ def _month(d: date) -> str:
 class CpApiChainSource:
     """Listings and snapshots through the session the feed and broker share."""
 
-    def __init__(self, session: CpApiSession, clock: Clock, months: int = 3) -> None:
+    def __init__(self, session: CpApiSession, clock: Clock, months: int = 3,
+                 strike_window_pct: float = 5.0) -> None:  # fmt: skip
         self.session, self.clock, self.months = session, clock, months
+        self.strike_window_pct = strike_window_pct  # strike-by-strike listing: near the money
         self._expiries: dict[str, list[date]] = {}
         self._chains: dict[tuple[str, date], list[Contract]] = {}
 
@@ -70,6 +74,20 @@ class CpApiChainSource:
             params["strike"] = f"{strike:g}"
         rows = await self.session.call("GET", "/iserver/secdef/info", params=params)
         return [r for r in rows or [] if isinstance(r, dict)]
+
+    async def _near(self, und: int, strikes: list[float]) -> list[float]:
+        """The strikes within ``strike_window_pct`` of the underlying's last price (all of them
+        when it has none): IBKR paces secdef requests, and far strikes are not traded."""
+        rows = await self.session.call("GET", "/iserver/marketdata/snapshot",
+                                       params={"conids": str(und), "fields": "31"})  # fmt: skip
+        state = ConidValues()
+        for row in rows if isinstance(rows, list) else []:
+            if isinstance(row, dict):
+                merge(state, row, 0)
+        spot = state.values.get("31")
+        if not spot:
+            return strikes
+        return [k for k in strikes if abs(k / spot - 1) * 100 <= self.strike_window_pct]
 
     async def _strikes(self, und: int, month: str) -> list[float]:
         params = {"conid": und, "sectype": "OPT", "month": month}
@@ -110,9 +128,12 @@ class CpApiChainSource:
         if key not in self._chains:
             und = await self.session.underlying(ROOT_UNDERLYING.get(root, root))
             month = _month(expiry)
-            rows = await self._info(und, month)
-            if not rows:  # a gateway that wants a strike: ask strike by strike
-                for k in await self._strikes(und, month):
+            try:
+                rows = await self._info(und, month)
+            except BrokerError:  # IBKR's docs make the strike required for OPT
+                rows = []
+            if not rows:  # a gateway that wants a strike: ask strike by strike, near the money
+                for k in await self._near(und, await self._strikes(und, month)):
                     rows += await self._info(und, month, k)
             out: dict[Contract, None] = {}
             ymd = f"{expiry:%Y%m%d}"

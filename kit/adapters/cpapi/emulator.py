@@ -79,6 +79,7 @@ class CpApiEmulator:
         self.listing = listing  # options of an underlying (default: those the market tracks)
         self.stream = StreamHub(self, heartbeat_s)  # the /v1/api/ws socket (emulator_ws)
         self.history: Callable[[str, int], Sequence[float]] | None = None  # daily closes
+        self.strike_required = False  # secdef/info without a strike: 400 (IBKR's documented rule)
         self.unauthenticated = False
         self.require_confirmation: str | None = None  # message id asked on the next order
         self.requests: list[str] = []  # "METHOD /path" of every request, for tests
@@ -245,6 +246,8 @@ class CpApiEmulator:
         if symbol is None or args.get("sectype", "OPT").upper() != "OPT":
             return 200, []
         strike, right = args.get("strike"), args.get("right", "").upper()[:1]
+        if self.strike_required and not strike:  # as IBKR's docs state it for OPT
+            return 400, {"error": "strike is required for sectype OPT"}
         rows = []
         for c in self._chain(symbol):
             if month(c) != wanted or (strike and abs(c.strike - float(strike)) > 1e-6):
