@@ -1,11 +1,12 @@
 """IBKR as a chain source: ``reqSecDefOptParams`` for the expiries of a trading class, contract
 details for an expiry's listing, a ticker snapshot for its quotes.
 
-``contracts`` keeps the strikes within four standard deviations of spot (25% vol, between 1.5%
-and 20% of spot), as the simulator's core strikes: what the desk quotes. A whole SPXW expiry is
-hundreds of strikes and IBKR allows 100 market data lines by default. Open interest is what the
-feed has streamed (generic tick 101; snapshots carry no generic ticks). IV history needs
-historical bars, which this source does not read: None, so IV rank is unknown on this feed.
+``contracts`` keeps the strikes within four standard deviations of spot to the expiry's close
+(25% vol, between 1.5% and 20% of spot), as the simulator's core strikes: what the desk quotes.
+A whole SPXW expiry is hundreds of strikes and IBKR allows 100 market data lines by default.
+Open interest is what the feed has streamed (generic tick 101; snapshots carry no generic
+ticks). IV history needs historical bars, which this source does not read: None, so IV rank
+is unknown on this feed.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from datetime import date, datetime
+from datetime import date, datetime, time
 
 import numpy as np
 from ib_async import Contract as IbContract
@@ -83,8 +84,8 @@ class IbkrChainSource:
             for c, d in zip(listed, details, strict=False):
                 self.feed.qualified.setdefault(c, d.contract)
         spot = await self.spot(ROOT_UNDERLYING.get(root, root))
-        years = max((datetime.combine(expiry, datetime.min.time(), NEW_YORK)
-                     - self.feed.clock.now()).total_seconds() / 3.15576e7, 1 / 365)  # fmt: skip
+        close = datetime.combine(expiry, time(16), NEW_YORK)  # PM-settled: the day's close
+        years = max((close - self.feed.clock.now()).total_seconds() / 3.15576e7, 1 / 8766)
         width = min(max(BAND_SD * BAND_VOL * math.sqrt(years), 0.015), 0.20)
         listed = self._listing[key]
         keep = [c for c in listed if spot != spot or abs(c.strike / spot - 1) <= width]

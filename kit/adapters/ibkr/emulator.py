@@ -32,6 +32,7 @@ import numpy as np
 
 from kit.adapters.ibkr import emulator_protocol as wire
 from kit.adapters.ibkr.emulator_protocol import IbContract, OrderView
+from kit.adapters.ibkr.emulator_records import ExecRec, OrderRec
 from kit.adapters.paper.broker import PaperBroker, PaperConfig
 from kit.adapters.sim.market import MarketSim, SimConfig
 from kit.adapters.thetadata.emulator import default_start
@@ -63,37 +64,6 @@ class Faults:
     delayed_only: bool = False  # market data is delayed (10167, tick types 66/67/83)
     no_permission: bool = False  # market data requests fail with 354
     upstream_lost: bool = False  # between 1100 and 1101/1102: no market data
-
-
-@dataclass
-class OrderRec:
-    """One order the emulator took: its TWS ids and the engine's client id."""
-
-    order_id: int
-    client_id: int
-    perm_id: int
-    engine_id: str  # the paper engine's client id
-    contract: IbContract
-    action: str
-    order_type: str
-    tif: str
-    order_ref: str
-    legs: tuple[tuple[int, int, str], ...]
-    last_status: str = ""
-
-
-@dataclass
-class ExecRec:
-    exec_id: str
-    order: OrderRec
-    contract: IbContract
-    side: str  # BOT | SLD
-    shares: float
-    price: float
-    commission: float
-    ts_ns: int
-    cum_qty: float = 0.0
-    avg_price: float = 0.0
 
 
 @dataclass

@@ -10,17 +10,20 @@ function the paper engine and the ticket use).
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 from kit.adapters.ibkr import emulator_protocol as wire
-from kit.adapters.ibkr.emulator_session import NO_DEFINITION, engine_order
+from kit.adapters.ibkr.emulator_records import OrderRec
+from kit.core.model import Leg, Order, OrderType, Side
 from kit.execution.broker import BrokerError, OrderRejectedError
 from kit.risk.margin import reg_t_margin
 
 if TYPE_CHECKING:
-    from kit.adapters.ibkr.emulator import OrderRec, TwsEmulator
+    from kit.adapters.ibkr.emulator import TwsEmulator
     from kit.adapters.ibkr.emulator_session import Session
-    from kit.core.model import Order
+
+NO_DEFINITION = "No security definition has been found for the request"
 
 
 async def place(s: Session, p: wire.PlacedOrder) -> None:
@@ -43,8 +46,6 @@ async def place(s: Session, p: wire.PlacedOrder) -> None:
             raise OrderRejectedError(emu.faults.reject_orders)
         emu.orders_received += 1
         contract = _ib_contract(s, p)
-        from kit.adapters.ibkr.emulator import OrderRec
-
         rec = OrderRec(p.order_id, s.client_id, emu.new_perm_id(), engine_id, contract,
                        p.action, p.order_type, p.tif, p.order_ref, tuple(p.legs))  # fmt: skip
         emu.orders[(s.client_id, p.order_id)] = rec
@@ -123,3 +124,33 @@ def _margin(emu: TwsEmulator, held: dict) -> float:
             prices.append(mark if mark == mark else 0.0)
         total += float(reg_t_margin(legs, prices, emu.spot(und)))
     return total
+
+
+def engine_order(emu: TwsEmulator, p: wire.PlacedOrder, engine_id: str) -> Order:
+    """The paper engine's order for a placeOrder: BAG legs signed by their action, the order's
+    side and net limit price kept (IBKR's combo convention is the Broker protocol's)."""
+    if p.order_type not in ("LMT", "MKT"):
+        raise OrderRejectedError(f"the emulator takes LMT and MKT orders, not {p.order_type}")
+    if p.action not in ("BUY", "SELL"):
+        raise OrderRejectedError(f"action {p.action!r} is not BUY or SELL")
+    if not p.quantity > 0 or not float(p.quantity).is_integer():
+        raise OrderRejectedError(f"quantity {p.quantity:g} is not a whole positive number")
+    legs: list[Leg] = []
+    if p.contract["secType"] == "BAG":
+        for con_id, ratio, action in p.legs:
+            c = emu.contract_by_id(con_id)
+            if c is None:
+                raise OrderRejectedError(f"combo leg conId {con_id}: {NO_DEFINITION}")
+            legs.append(Leg(c, ratio if action == "BUY" else -ratio))
+    else:
+        con_id = p.contract["conId"]
+        found = [emu.contract_by_id(con_id)] if con_id else list(emu.find_options(p.contract))
+        if len(found) != 1 or found[0] is None:
+            raise OrderRejectedError(NO_DEFINITION)
+        legs.append(Leg(found[0], 1))
+    kind = OrderType.LIMIT if p.order_type == "LMT" else OrderType.MARKET
+    if kind is OrderType.LIMIT and (p.lmt_price is None or not math.isfinite(p.lmt_price)):
+        raise OrderRejectedError("a limit order needs a limit price")
+    side = Side.BUY if p.action == "BUY" else Side.SELL
+    return Order(engine_id, tuple(legs), side, int(p.quantity), kind, emu.clock.now_ns(),
+                 limit_price=p.lmt_price if kind is OrderType.LIMIT else None)  # fmt: skip

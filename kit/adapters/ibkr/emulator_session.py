@@ -19,17 +19,18 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from kit.adapters.ibkr import emulator_protocol as wire
+from kit.adapters.ibkr.emulator_orders import NO_DEFINITION, place
 from kit.adapters.ibkr.emulator_protocol import Cursor, IbContract
 from kit.core.clock import from_ns
-from kit.core.model import Contract, Leg, ModelError, Order, OrderType, Side
-from kit.execution.broker import BrokerError, OrderRejectedError
+from kit.core.model import Contract, ModelError, Order
+from kit.execution.broker import BrokerError
 
 if TYPE_CHECKING:
-    from kit.adapters.ibkr.emulator import OrderRec, TwsEmulator
+    from kit.adapters.ibkr.emulator import TwsEmulator
+    from kit.adapters.ibkr.emulator_records import OrderRec
 
 log = logging.getLogger(__name__)
 
-NO_DEFINITION = "No security definition has been found for the request"
 FARM_OK = ((2104, "Market data farm connection is OK:usfarm"),
            (2106, "HMDS data farm connection is OK:ushmds"),
            (2158, "Sec-def data farm connection is OK:secdefnj"))  # fmt: skip
@@ -316,8 +317,6 @@ class Session:
         self.send(wire.managed_accounts([self.emu.account]))
 
     async def place_order(self, f: list[str]) -> None:
-        from kit.adapters.ibkr.emulator_orders import place
-
         await place(self, wire.parse_place_order(f))
 
     async def cancel_order(self, f: list[str]) -> None:
@@ -348,36 +347,6 @@ HANDLERS: dict[int, Callable[[Session, list[str]], Any]] = {
     8: Session.req_ids, 49: Session.req_current_time, 17: Session.req_managed_accounts,
     3: Session.place_order, 4: Session.cancel_order,
 }  # fmt: skip
-
-
-def engine_order(emu: TwsEmulator, p: wire.PlacedOrder, engine_id: str) -> Order:
-    """The paper engine's order for a placeOrder: BAG legs signed by their action, the order's
-    side and net limit price kept (IBKR's combo convention is the Broker protocol's)."""
-    if p.order_type not in ("LMT", "MKT"):
-        raise OrderRejectedError(f"the emulator takes LMT and MKT orders, not {p.order_type}")
-    if p.action not in ("BUY", "SELL"):
-        raise OrderRejectedError(f"action {p.action!r} is not BUY or SELL")
-    if not p.quantity > 0 or not float(p.quantity).is_integer():
-        raise OrderRejectedError(f"quantity {p.quantity:g} is not a whole positive number")
-    legs: list[Leg] = []
-    if p.contract["secType"] == "BAG":
-        for con_id, ratio, action in p.legs:
-            c = emu.contract_by_id(con_id)
-            if c is None:
-                raise OrderRejectedError(f"combo leg conId {con_id}: {NO_DEFINITION}")
-            legs.append(Leg(c, ratio if action == "BUY" else -ratio))
-    else:
-        con_id = p.contract["conId"]
-        found = [emu.contract_by_id(con_id)] if con_id else list(emu.find_options(p.contract))
-        if len(found) != 1 or found[0] is None:
-            raise OrderRejectedError(NO_DEFINITION)
-        legs.append(Leg(found[0], 1))
-    kind = OrderType.LIMIT if p.order_type == "LMT" else OrderType.MARKET
-    if kind is OrderType.LIMIT and (p.lmt_price is None or not math.isfinite(p.lmt_price)):
-        raise OrderRejectedError("a limit order needs a limit price")
-    side = Side.BUY if p.action == "BUY" else Side.SELL
-    return Order(engine_id, tuple(legs), side, int(p.quantity), kind, emu.clock.now_ns(),
-                 limit_price=p.lmt_price if kind is OrderType.LIMIT else None)  # fmt: skip
 
 
 async def serve_connection(emu: TwsEmulator, reader: asyncio.StreamReader,
