@@ -51,7 +51,9 @@ class Collector:
 
 @pytest.fixture
 async def emu():
-    async with TastytradeEmulator(max_message_bytes=8_192) as e:
+    # the server's KEEPALIVE every 0.2 s: a healthy line is never silent for the short
+    # liveness windows below, so a STALE can only come from a fault
+    async with TastytradeEmulator(max_message_bytes=8_192, keepalive_s=0.2) as e:
         yield e
 
 
@@ -96,12 +98,15 @@ async def test_quotes_underlyings_and_vendor_greeks(emu):
 
 
 async def test_silence_goes_stale_reconnects_and_resubscribes(emu):
-    feed, chains = await open_feed(emu, liveness_s=0.6)
+    feed, chains = await open_feed(emu, liveness_s=0.8)
     contracts = await expiry(chains, 4)
     async with feed:
         got = Collector(feed)
         await feed.subscribe(contracts)
         await got.until(lambda evs: statuses(evs, FeedState.LIVE) > 0)
+        frames = feed.stats.frames
+        await got.until(lambda evs: feed.stats.frames > frames + 8)  # > 1.6 s of keepalives
+        assert feed.stats.stale == 0 and feed.stats.reconnects == 0  # healthy: never stale
         subs_before = sum('"FEED_SUBSCRIPTION"' in m for m in emu.messages)
         emu.silence(1.5)
         await got.until(lambda evs: statuses(evs, FeedState.STALE) > 0)
