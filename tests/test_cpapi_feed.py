@@ -182,6 +182,19 @@ async def test_silence_goes_stale_then_reconnects_without_a_hole(rig: Rig) -> No
     assert rig.feed.stats.backfilled >= 1
 
 
+async def test_a_dropped_socket_reconnects_and_resubscribes(rig: Rig) -> None:
+    call = await rig.atm_call()
+    await rig.feed.subscribe([call])
+    await until(lambda: rig.of(Quote, call) and rig.feed.state is FeedState.LIVE)
+    conid, sent = rig.feed.conids[call], len(rig.gw.emu.stream.messages)
+    rig.gw.emu.stream.drop()  # no close handshake: the connection just ends
+    await until(lambda: rig.feed.stats.reconnects == 1 and rig.feed.state is FeedState.LIVE)
+    assert any(m.startswith(f"smd+{conid}+") for m in rig.gw.emu.stream.messages[sent:])
+    assert rig.feed.session.reauths == 0  # the session was fine: no re-authentication
+    n = len(rig.of(Quote, call))
+    await until(lambda: len(rig.of(Quote, call)) > n)
+
+
 async def test_a_gateway_that_wants_a_strike_is_asked_strike_by_strike(rig: Rig) -> None:
     expiry = (await rig.chains.expirations("SPXW"))[0]
     listed = await rig.chains.contracts("SPXW", expiry)
