@@ -11,6 +11,7 @@ import sys
 import time
 from decimal import Decimal
 
+import httpx
 import pytest
 from service_helpers import REPO, free_port
 from tastytrade import Account, DXLinkStreamer, Session
@@ -177,3 +178,14 @@ def test_kit_emulate_tastytrade_serves_the_unmodified_sdk(tmp_path, monkeypatch)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+async def test_fault_switches_over_http(emu):
+    async with httpx.AsyncClient(base_url=emu.url) as http:
+        r = await http.post("/faults", json={"bad_auth": True, "nan_rows": 3, "inject": ["x"]})
+        assert r.status_code == 200
+        assert (emu.bad_auth, emu.nan_rows, emu.injected) == (True, 3, ["x"])
+        r = await http.post("/oauth/token", json={"grant_type": "refresh_token"})
+        assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_grant"
+        assert (await http.post("/faults", content=b"[1]")).status_code == 400
+        assert (await http.get("/customers/me/accounts")).status_code == 401  # no token

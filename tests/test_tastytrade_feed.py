@@ -180,3 +180,19 @@ async def test_bad_frames_and_nan_rows_are_counted_not_fatal(emu):
         await got.until(lambda evs: any(isinstance(e, Quote) for e in evs[mark:]))
     assert feed.stats.reconnects == 0
     assert feed.state is FeedState.CLOSED
+
+
+async def test_a_dropped_socket_reconnects_and_the_data_resumes(emu):
+    feed, chains = await open_feed(emu)
+    contracts = await expiry(chains, 2)
+    async with feed:
+        got = Collector(feed)
+        await feed.subscribe(contracts)
+        await got.until(lambda evs: statuses(evs, FeedState.LIVE) > 0)
+        await emu.drop()
+        mark = len(got.events)
+        await got.until(lambda evs: statuses(evs[mark:], FeedState.DISCONNECTED) > 0)
+        await got.until(lambda evs: statuses(evs[mark:], FeedState.LIVE) > 0)
+        await got.until(lambda evs: {e.contract for e in evs[mark:] if isinstance(e, Quote)}
+                        >= set(contracts))  # fmt: skip
+    assert feed.stats.reconnects == 1 and emu.connections == 2
