@@ -33,8 +33,10 @@ from kit.portfolio.strategies import (
     DeltaBand,
     LiquidityFilter,
     StrategyError,
+    protected,
     short_strangle,
     strangle,
+    wings_at_width,
 )
 from kit.risk.rules import Rules, rules_table
 from kit.store import Store
@@ -60,6 +62,9 @@ class AutoConfig:
     # True, each side nearest the band's midpoint unfiltered (short_strangle: the grid's rule,
     # which a backtest of a grid row must follow to compare trade by trade)
     nearest: bool = False
+    # an iron condor: long wings this many points beyond the shorts (the grid's ``wings``,
+    # strategies.wings_at_width); 0: the strangle alone
+    wing_width: float = 0.0
 
 
 CONFIG_DOC = "autopilot_config"  # state document per session day: the strategy and rules run
@@ -165,13 +170,15 @@ async def run_auto(
     today = session.day
     if run.kept is not None:
         desk.on_heartbeat.append(run.save_progress)
-        run.state.save(f"{CONFIG_DOC}.{today.isoformat()}",  # what kit validate replays with
-                       {"strategy": config_doc(cfg), "rules": rules_table(desk.rules),
-                        "start": clock.now().astimezone(NEW_YORK).time().isoformat()})  # fmt: skip
         if run.resumed:
             desk.record(Decision(clock.now_ns(), "recovery", f"resuming the {today} session at "
                                  f"{clock.now().astimezone(NEW_YORK):%H:%M:%S} from "
                                  f"{run.kept.store.describe()}", None, {}))  # fmt: skip
+        else:  # what kit validate replays the day with (a resumed run keeps the first start)
+            began = clock.now().astimezone(NEW_YORK).time().isoformat()
+            run.state.save(f"{CONFIG_DOC}.{today.isoformat()}",
+                           {"strategy": config_doc(cfg), "rules": rules_table(desk.rules),
+                            "start": began})  # fmt: skip
     await run.start()
     if on_start is not None:
         on_start(run)
@@ -232,6 +239,9 @@ async def _try_entry(run: Run, cfg: AutoConfig, day: date) -> bool:
         else:
             position = strangle(desk.market, chain, pid, now, band=cfg.band, liquidity=liquidity,
                                 quantity=cfg.quantity)  # fmt: skip
+        if cfg.wing_width > 0:
+            position = protected(position, wings_at_width(desk.market, chain, position,
+                                                          cfg.wing_width))  # fmt: skip
     except StrategyError as exc:
         return _skip(desk, str(exc))
     check = desk.check_entry(position)

@@ -167,6 +167,9 @@ def compare(
                                         f"{r['message']} (by {source.partition(':')[2] or 'hand'})"
                                         ": the replay has no hand on the desk",
                                         r.get("position_id"), live=r))  # fmt: skip
+        if r["kind"] == "decision" and r["decision"] == "recovery":
+            roots.append(Divergence(r["ts_ns"], "action", DESK_HEALTH, f"the live desk "
+                                    f"restarted: {r['message']}", None, live=r))  # fmt: skip
         if r["kind"] == "fill" and r["client_id"] not in owner and r["client_id"] != "settlement":
             roots.append(Divergence(r["ts_ns"], "entry", "manual action",
                                     f"{r['side']} {r['contract']} at {_hms(r['ts_ns'])} outside "
