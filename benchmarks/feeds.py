@@ -96,11 +96,13 @@ async def run(
         loop = asyncio.get_running_loop()
         pipe.send(("blast", n, rate))
         sent_future = loop.run_in_executor(None, pipe.recv)
-        async for ev in feed:
-            if isinstance(ev, Quote):
-                received.append(time.monotonic_ns())
-                if len(received) == n:
-                    break
+        async for ev in feed:  # consumed as the desk's pump does: one await, then a drain
+            while ev is not None:
+                if isinstance(ev, Quote):
+                    received.append(time.monotonic_ns())
+                ev = feed.get_nowait() if len(received) < n else None
+            if len(received) == n:
+                break
         sent = await sent_future
     return sent, received
 

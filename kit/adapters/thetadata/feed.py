@@ -93,9 +93,8 @@ class ThetaDataFeed(StreamingFeed):
                     "id": req_id, "contract": to_thetadata(key),
                 }))  # fmt: skip
 
-    async def _frames(self, conn: Any) -> AsyncIterator[Any]:
-        async for message in conn:
-            yield message
+    def _frames(self, conn: Any) -> AsyncIterator[Any]:
+        return aiter(conn)  # the connection's own iterator: no generator layer per frame
 
     def _contract(self, c: FrameContract) -> Contract:
         key = (c.root, c.expiration, c.strike, c.right)
