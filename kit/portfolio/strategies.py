@@ -363,6 +363,29 @@ def wings(
     return tuple(sorted(out, key=lambda leg: leg.contract.strike))
 
 
+def wings_at_width(
+    market: MarketState, chain: Sequence[Contract], position: Position, width: float, *,
+    tolerance: float = 0.5,
+) -> tuple[Leg, ...]:  # fmt: skip
+    """Long legs ``width`` points beyond each short leg: the nearest quoted strike (ask > 0)
+    beyond it, within ``tolerance`` x width of the target; StrategyError when a side has none.
+    The backtest grid's wing rule (its ``wings`` axis), so a desk replaying a grid row buys
+    the grid's wings."""
+    out = []
+    for short in (leg for leg in position.legs if leg.ratio < 0):
+        k = short.contract
+        same = [c for c in _same_series(chain, k) if _beyond(c, k)]
+        rows = _rows(market, same) if same else np.zeros(0, dtype=np.int64)
+        target = k.strike + width if k.is_call else k.strike - width
+        gap = np.array([abs(c.strike - target) for c in same])
+        gap = np.where(market.ask[rows] > 0, gap, np.inf) if same else gap
+        if not same or not np.isfinite(gap).any() or gap.min() > tolerance * width:
+            raise StrategyError(f"no quoted {k.right.name.lower()} wing {width:g} points "
+                                f"beyond {_label(k)}")  # fmt: skip
+        out.append(Leg(same[int(np.argmin(gap))], -short.ratio))
+    return tuple(sorted(out, key=lambda leg: leg.contract.strike))
+
+
 def protected(position: Position, wing_legs: Sequence[Leg]) -> Position:
     """A short strangle plus its wings as an IRON_CONDOR (long put, short put, short call, long
     call); StrategyError when the legs together are not one."""
