@@ -71,6 +71,25 @@ def test_grid_and_desk_agree_trade_by_trade(history, grid_trades, config_id):
     assert all(r["grid"]["strikes"] == r["desk"]["strikes"] for r in rows), text
 
 
+def test_an_iron_condor_buys_the_grids_wings(history):
+    """An iron condor row: the desk sells the grid's shorts and buys its wings 25 points
+    beyond (the same four strikes every session both traded); its exits are the grid's or
+    named (measured: a 0DTE wing bid at 0 holds the desk's exit, ``held_quote``)."""
+    grid = parse_grid({"grid": {**GRID["grid"], "strategy": ["iron_condor"], "wings": [25],
+                                "entry_time": ["10:00"], "strikes": ["delta:0.16"]}})  # fmt: skip
+    trades = run_grid(history, grid, workers=1).trades
+    cfg = BacktestConfig.from_grid(grid, 0)
+    assert cfg.auto().wing_width == 25.0
+    desk = run_backtest(cfg, FIRST, date(2024, 3, 12), history=history)
+    rows = compare(trades.filter(pl.col("date") <= date(2024, 3, 12)), desk)
+    text = report(rows)
+    assert rows and all(r["grid"] and r["desk"] for r in rows), text
+    for r in rows:
+        assert r["desk"]["strikes"] == r["grid"]["strikes"], text
+        assert len(r["desk"]["strikes"].split("/")) == 4, text
+        assert set(r["causes"]) <= {"held_quote", "exit_snapshot"}, text
+
+
 def test_differences_are_explained(grid_trades):
     """A desk trade the grid did not make, and exits that differ, each get their cause."""
     trades, _ = grid_trades

@@ -122,7 +122,7 @@ def test_a_grid_results_row(results, history):
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ('[grid]\nstrategy = "iron_condor"', "trades short_strangle"),
+        ('[grid]\nstrategy = "put_credit_spread"', "trades short_strangle and iron_condor"),
         ('[grid]\nstrategy = "short_strangle"\nstrikes = "P90"', "by delta"),
         ('[grid]\nstrategy = "short_strangle"\nvix_regime = "low"', "vix_regime"),
         ('[grid]\nstrategy = "short_strangle"\nentry_time = ["10:00", "11:00"]', "expands to 2"),

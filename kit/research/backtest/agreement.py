@@ -110,8 +110,9 @@ def _pair(day: str, g: dict[str, Any], d: dict[str, Any], tol: Tolerance) -> dic
 
 
 def _grid_strikes(g: dict[str, Any]) -> str:
-    """The grid's short strikes in the desk's form (``4960P/5090C``)."""
-    legs = [(g["short_put"], "P"), (g["short_call"], "C")]
+    """The grid's strikes in the desk's form, low to high (``4960P/5090C``)."""
+    legs = [(g["long_put"], "P"), (g["short_put"], "P"), (g["short_call"], "C"),
+            (g["long_call"], "C")]  # fmt: skip
     return "/".join(f"{k:g}{r}" for k, r in legs if k == k)  # NaN: no such leg
 
 

@@ -9,7 +9,9 @@ list), so a config copied out of a grid file runs as is.
 
 What the desk does with each axis (the grid's meaning, the desk's rules):
 
-* ``strategy`` ``short_strangle``; ``entry_time`` the one entry attempt (New York time);
+* ``strategy`` ``short_strangle`` or ``iron_condor`` (its long wings ``wings`` points beyond
+  the shorts, the nearest quoted strike within half the width: the grid's rule, bought with the
+  shorts in one order); ``entry_time`` the one entry attempt (New York time);
   ``dte`` sessions to expiry; ``strikes`` ``delta:X`` the put and the call each nearest
   X (the grid's rule: ``AutoConfig.nearest``); ``sizing`` ``contracts:N``.
 * ``profit_target_pct`` closes all at that % of the credit (the ``profit_target`` rule),
@@ -21,7 +23,7 @@ What the desk does with each axis (the grid's meaning, the desk's rules):
   and so is the entry rule's filter (the grid enters whenever its structure exists): the desk
   trades what the grid trades.
 * Filters (``vix_regime``, ``iv_rank``, ``trend``, ``weekdays``), ``trailing``,
-  ``exit_delta``, ``exit_dte``, other strike rules and structures, cost models other than the
+  ``exit_delta``, ``exit_dte``, other strike rules, credit spreads, cost models other than the
   paper broker's are not modelled by the desk yet: a config that sets them is refused with one
   line naming the axis. ``wings`` means nothing to a strangle; ``min_credit`` is not enforced
   (the desk enters below it: a listed difference).
@@ -41,6 +43,7 @@ from kit.portfolio.strategies import DeltaBand, LiquidityFilter
 from kit.research.grid.spec import AXES, Grid, minute_of, parse_grid, parse_strike_rule
 from kit.risk.rules import Rules, load_rules
 
+TRADED = ("short_strangle", "iron_condor")
 BAND_HALF_WIDTH = 0.05  # delta:X: the autopilot's band around X (its midpoint is X)
 CLOSE_MINUTE = 16 * 60  # minutes_to_close is counted to the 16:00 close
 # axes whose non-default values the desk cannot trade yet, with their "off" values
@@ -110,9 +113,9 @@ class BacktestConfig:
 
     def check(self) -> None:
         r = self.row
-        if r["strategy"] != "short_strangle":
+        if r["strategy"] not in TRADED:
             raise ConfigError(f"strategy {r['strategy']!r}: the event-driven backtest trades "
-                              "short_strangle so far")  # fmt: skip
+                              f"{' and '.join(TRADED)} so far")  # fmt: skip
         kind, _ = parse_strike_rule(r["strikes"])
         if kind != "delta":
             raise ConfigError(f"strikes {r['strikes']!r}: the event-driven backtest picks "
@@ -159,10 +162,12 @@ class BacktestConfig:
     def auto(self) -> AutoConfig:
         """The autopilot's entry: one attempt at ``entry_time``."""
         sid = f"bt-{self.config_id}" if self.config_id is not None else "bt"
+        condor = self.row["strategy"] == "iron_condor"
+        wings = float(self.row["wings"]) if condor else 0.0
         return AutoConfig(strategy_id=sid, dte=int(self.row["dte"]), band=self.band(),
                           liquidity=OPEN_LIQUIDITY, quantity=self.quantity,
                           first_entry=self.entry_time, last_entry=self.entry_time,
-                          nearest=True)  # fmt: skip
+                          nearest=True, wing_width=wings)  # fmt: skip
 
     def rule_overrides(self, snapshot_s: float | None = None) -> dict[str, Any]:
         """The risk rules' tables for this config's exits (and nothing else that trades). The

@@ -215,8 +215,9 @@ def _trade(
             "entry_ts": from_ns(entry).isoformat(), "exit_ts": from_ns(exit_).isoformat(),
             "entry_ts_ns": entry, "exit_ts_ns": exit_,
             "exit_reason": "settlement" if settled else closed_by or "close",
-            "strikes": "/".join(f"{f.contract.strike:g}{f.contract.right.value}"
-                                for f in opened),
+            "strikes": "/".join(f"{c.strike:g}{c.right.value}" for c in
+                                sorted({f.contract for f in opened},
+                                       key=lambda c: (c.strike, c.is_call))),
             "contracts": max(f.quantity for f in opened), "premium": round(premium, 2),
             "fees": round(sum(f.commission for f in fills), 2),
             "pnl": round(sum(f.cash_flow for f in fills), 2),
