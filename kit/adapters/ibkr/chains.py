@@ -5,8 +5,7 @@ details for an expiry's listing, a ticker snapshot for its quotes.
 (25% vol, between 1.5% and 20% of spot), as the simulator's core strikes: what the desk quotes.
 A whole SPXW expiry is hundreds of strikes and IBKR allows 100 market data lines by default.
 Open interest is what the feed has streamed (generic tick 101; snapshots carry no generic
-ticks). IV history needs historical bars, which this source does not read: None, so IV rank
-is unknown on this feed.
+ticks). The IV history is a year of daily VIX closes (``reqHistoricalData``), as with ThetaData.
 """
 
 from __future__ import annotations
@@ -28,6 +27,7 @@ from kit.core.symbology import from_ibkr
 
 log = logging.getLogger(__name__)
 
+VOL_INDEX = {"SPX": "VIX", "SPY": "VIX"}
 BAND_VOL = 0.25
 BAND_SD = 4.0
 
@@ -110,7 +110,25 @@ class IbkrChainSource:
         return ChainSnapshot(events, oi)
 
     async def iv_history(self, underlying: str) -> np.ndarray | None:
-        return None
+        """A year of daily VIX closes (the IV rank traders quote for SPX/SPY options), before
+        today; None for other underlyings or when TWS has no VIX history (no CBOE data)."""
+        if underlying not in VOL_INDEX:
+            return None
+        vix = await self.feed.qualify(VOL_INDEX[underlying])
+        if vix is None:
+            return None
+        bars = await self.ib.reqHistoricalDataAsync(vix, "", "1 Y", "1 day", "TRADES", True)
+        today = self.feed.clock.now().astimezone(NEW_YORK).date()
+        closes = [b.close for b in bars or () if _day(b.date) < today and b.close > 0]
+        return np.array(closes, dtype=float) if closes else None
+
+
+def _day(value: date | datetime | str) -> date:
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    return datetime.strptime(str(value)[:8], "%Y%m%d").date()
 
 
 def _kw(c: Contract) -> dict:

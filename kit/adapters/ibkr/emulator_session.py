@@ -21,7 +21,7 @@ import numpy as np
 from kit.adapters.ibkr import emulator_protocol as wire
 from kit.adapters.ibkr.emulator_orders import NO_DEFINITION, place
 from kit.adapters.ibkr.emulator_protocol import Cursor, IbContract
-from kit.core.clock import from_ns
+from kit.core.clock import NEW_YORK, from_ns, sessions_before
 from kit.core.model import Contract, ModelError, Order
 from kit.execution.broker import BrokerError
 
@@ -304,6 +304,28 @@ class Session:
             self.subs.pop(req_id, None)
             self.send([57, 1, req_id])
 
+    async def req_historical_data(self, f: list[str]) -> None:
+        """Daily bars of VIX only (the simulator's 30-day SPX implied vol, one bar per session
+        before today's, as the IV history behind IV rank); anything else has no data (162)."""
+        r = Cursor(f, 1)
+        req_id = r.int()
+        spec = r.contract()
+        r.skip(2)  # includeExpired, endDateTime
+        bar_size = r.str()
+        if (spec["symbol"], spec["secType"], bar_size) != ("VIX", "IND", "1 day"):
+            self.send(wire.error(req_id, 162, "Historical Market Data Service error message:"
+                                 "HMDS query returned no data"))  # fmt: skip
+            return
+        today = from_ns(self.emu.clock.now_ns()).astimezone(NEW_YORK).date()
+        closes = self.emu.sim.iv_history("SPX")
+        days = sessions_before(today, len(closes))
+        bars: list[Any] = []
+        for d, v in zip(days, closes, strict=True):
+            x = round(float(v), 2)
+            bars += [f"{d:%Y%m%d}", x, x, x, x, 0, x, 0]
+        start, end = f"{days[0]:%Y%m%d} 00:00:00", f"{today:%Y%m%d} 00:00:00"
+        self.send([17, req_id, start, end, len(days), *bars])
+
     async def cancel_mkt_data(self, f: list[str]) -> None:
         self.subs.pop(int(f[2]), None)
 
@@ -345,7 +367,7 @@ HANDLERS: dict[int, Callable[[Session, list[str]], Any]] = {
     9: Session.req_contract_details, 78: Session.req_sec_def_opt_params,
     59: Session.req_market_data_type, 1: Session.req_mkt_data, 2: Session.cancel_mkt_data,
     8: Session.req_ids, 49: Session.req_current_time, 17: Session.req_managed_accounts,
-    3: Session.place_order, 4: Session.cancel_order,
+    3: Session.place_order, 4: Session.cancel_order, 20: Session.req_historical_data,
 }  # fmt: skip
 
 
