@@ -26,6 +26,7 @@ from kit.core.clock import NEW_YORK, SimClock, from_ns, us_session
 from kit.core.model import Decision
 from kit.engine.alerts import AlertSink, record_to_json
 from kit.engine.desk import Desk
+from kit.execution.broker import OrderRejectedError
 from kit.execution.intents import open_intent
 from kit.execution.manager import ManagerConfig, OrderManager
 from kit.execution.state import StateStore
@@ -251,7 +252,10 @@ async def _try_entry(run: Run, cfg: AutoConfig, day: date) -> bool:
                          intent_id=f"{pid}.open", source="autopilot")  # fmt: skip
     desk.record(Decision(now, "entry", f"selling {position.note}: {intent.reason}", pid,
                          check.inputs))  # fmt: skip
-    orders.submit(intent)
+    try:
+        orders.submit(intent)
+    except OrderRejectedError as exc:  # recorded by the manager; the session goes on
+        return _skip(desk, f"the order manager refused it: {exc}")
     return True
 
 
