@@ -168,15 +168,23 @@ def cmd_run(args: argparse.Namespace) -> int:
         store = JsonStateStore(args.state) if args.state else None
         if args.feed.kind == "thetadata":
             speed = 1.0  # a vendor's market flows with the wall
+        config = None
+        if args.strategy is not None:  # a config backtested with kit backtest run, traded
+            from kit.research.backtest import BacktestConfig
+
+            picked = BacktestConfig.from_toml(args.strategy)
+            rules, config = picked.rules(), picked.auto()
         result = asyncio.run(run_auto(
             day=args.date, seed=AUTO_SEED if args.seed is None else args.seed, speed=speed,
-            rules=rules, script=args.script or (), store=store, db=args.db,
+            rules=rules, config=config, script=args.script or (), store=store, db=args.db,
             start=args.start, sinks=sinks, feed=args.feed,
             emit=emit if args.jsonl else None,
         ))  # fmt: skip
         if not args.jsonl:
             emit(result.summary)
         return 0
+    if args.strategy is not None:
+        raise ValueError("--strategy FILE trades a backtest config under --auto")
     if args.feed.kind != "sim":
         from kit.app.replay import watch
 
@@ -312,6 +320,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "timed from the open, under --auto)")  # fmt: skip
     s.add_argument("--auto", action="store_true", help="an auto-managed paper session from the "
                    "open to the close, entering by the strategy's rules")  # fmt: skip
+    s.add_argument("--strategy", type=args_.input_file, metavar="FILE", help="under --auto: "
+                   "trade this backtest config (kit backtest run --config-file): its entry and "
+                   "exits as rules, instead of the default strangle and rules")  # fmt: skip
     s.add_argument(
         "--speed",
         type=args_.speed,
