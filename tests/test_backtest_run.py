@@ -150,3 +150,30 @@ def test_missing_results_and_rows(results, capsys):
     with pytest.raises(ValueError, match="no sessions"):
         run_backtest(BacktestConfig.from_results(results, 0), date(2024, 3, 16),
                      date(2024, 3, 17))  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("strategy", "entered"),
+    [("short_strangle", True), ("iron_condor", False)],  # late 0DTE wings are bid at 0
+)
+def test_kit_run_auto_trades_a_backtest_config(tmp_path, capsys, strategy, entered):
+    """The paper leg of the loop: ``kit run --auto --strategy FILE`` trades the config's entry
+    and exits. From 15:30 (a short session): the strangle is sold at 15:31; the iron condor's
+    25-point wing has no two-sided quote by then, which the order manager refuses, and the
+    session goes on and says why instead of aborting."""
+    path = tmp_path / "late.toml"
+    path.write_text(f'[grid]\nstrategy = "{strategy}"\nentry_time = "15:31"\n'
+                    'strikes = "delta:0.16"\nwings = 25\nprofit_target_pct = 50\n')  # fmt: skip
+    assert main(["run", "--auto", "--strategy", str(path), "--from", "15:30", "--jsonl"]) == 0
+    docs = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    summary = docs[-1]
+    assert summary["kind"] == "summary" and summary["entered"] is entered and summary["flat"]
+    entries = [d["message"] for d in docs if d.get("decision") == "entry"]
+    assert entries[0].startswith("selling short 0.16-delta strangle")
+    if entered:
+        assert "bt-20240312.open" in summary["intents"]
+        assert summary["fills"] >= 2
+    else:
+        assert "no entry: the order manager refused it: no two-sided quote" in entries[-1]
+    assert main(["run", "--strategy", str(path), "--script", "quiet"]) == 2
+    assert "under --auto" in capsys.readouterr().err
