@@ -12,13 +12,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
 from kit.core import pricing, pricing_jit
+
+sys.path.insert(0, str(Path(__file__).parent))  # _stable, also when loaded by file path
+from _stable import load, paired
 
 R, Q = 0.05, 0.01
 
@@ -106,7 +111,7 @@ def main() -> None:
     S, K, T, sig, c = x["S"], x["K"], x["T"], x["sigma"], x["is_call"]
     print(
         f"pricing benchmark: {args.n:,} options for Greeks, {args.n_iv:,} for IV, "
-        f"best of {args.repeat}"
+        f"best of {args.repeat}; {load()}"
     )
 
     # --- Greeks ---
@@ -122,19 +127,21 @@ def main() -> None:
     # the anchor in this process: the NumPy path (the reference the compiled kernel is tested
     # against), alternated with the default path so machine load hits both alike
     jit = pricing_jit.kernel() is not None
-    ratios, numpy_times = [], []
-    for _ in range(args.repeat):
-        t_fast = best_of(lambda: pricing.greeks(S, K, T, R, Q, sig, c), 1)
+
+    def default_path() -> float:
+        return args.n / best_of(lambda: pricing.greeks(S, K, T, R, Q, sig, c), 1)
+
+    def numpy_path() -> float:
         min_n, pricing_jit.MIN_N = pricing_jit.MIN_N, 10**12
         try:
-            t_np = best_of(lambda: pricing.greeks(S, K, T, R, Q, sig, c), 1)
+            return args.n / best_of(lambda: pricing.greeks(S, K, T, R, Q, sig, c), 1)
         finally:
             pricing_jit.MIN_N = min_n
-        ratios.append(t_np / t_fast)
-        numpy_times.append(t_np)
-    t_np = min(numpy_times)
-    out["greeks_numpy_per_s"] = args.n / t_np
-    out["greeks_per_s_ratio"] = float(np.median(ratios))  # default path / NumPy reference
+
+    _, anchor, ratio = paired(default_path, numpy_path)
+    t_np = args.n / anchor.median
+    out["greeks_numpy_per_s"] = anchor.median
+    out["greeks_per_s_ratio"] = ratio.median  # default path / NumPy reference
     out["greeks_compiled"] = int(jit)
     rows.append(
         ("greeks (9 outputs)", "NumPy reference path", args.n / t_np, f"{t_np * 1e3:.1f} ms")
@@ -251,8 +258,7 @@ def main() -> None:
     print(
         f"  target greeks >= 40M options/s on {out['cpus']} cores  {'met ' if ok else 'MISS'}  "
         f"{out['greeks_per_s'] / 1e6:.1f}M/s ({'numba kernel' if jit else 'NumPy, no numba'}; "
-        f"{out['greeks_per_s_ratio']:.2f}x the NumPy path, spread "
-        f"{min(ratios):.2f}..{max(ratios):.2f})"
+        f"vs the NumPy path {ratio.show('.2f')})"
     )
     print(json.dumps(out))
 
