@@ -112,6 +112,12 @@ async def test_partial_fill_and_a_restart_mid_order_neither_duplicates_nor_loses
                         limit_price=round(max(ask * 0.3, 0.05), 2))  # fmt: skip
         placed = await first.place(resting)
         await until(lambda: _status(first, "rest") is OrderStatus.WORKING)
+        gone = Order("gone", (Leg(put, 1),), Side.BUY, 1, OrderType.LIMIT, 0,
+                     limit_price=round(max(ask * 0.3, 0.05), 2))  # fmt: skip
+        await first.place(gone)
+        await until(lambda: _status(first, "gone") is OrderStatus.WORKING)
+        await first.cancel("gone")
+        await until(lambda: _status(first, "gone") is OrderStatus.CANCELLED)
         sent = emu.orders_received
         await first.close()  # the process stops with the order working at TWS
         second = IbkrBroker(cfg, connection=IbConnection(cfg))  # restarted, same client id
@@ -123,6 +129,8 @@ async def test_partial_fill_and_a_restart_mid_order_neither_duplicates_nor_loses
         assert emu.orders_received == sent  # not sent again
         again = await second.place(big)  # the partly filled one is found too
         assert again.filled_qty >= part.filled_qty and emu.orders_received == sent
+        ended = await second.place(gone)  # cancelled, no executions: a completed order
+        assert ended.status is OrderStatus.CANCELLED and emu.orders_received == sent
         await second.replace("rest", limit_price=round(ask * 1.5, 2))
         await until(lambda: _status(second, "rest") is OrderStatus.FILLED
                     and sum(f.quantity for f in _fills(later, "rest")) == 2)  # fmt: skip

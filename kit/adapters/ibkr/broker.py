@@ -325,7 +325,7 @@ class IbkrBroker:
         execs = [f for f in await asyncio.wait_for(self.ib.reqExecutionsAsync(), timeout)
                  if f.execution.orderRef == cid and f.contract.secType == "OPT"]  # fmt: skip
         if not execs:
-            return None
+            return await self._adopt_completed(order)
         first = execs[0].execution
         units = sum(f.execution.shares for f in execs) / sum(abs(leg.ratio) for leg in order.legs)
         by_leg: dict[int, list[float]] = {}
@@ -339,6 +339,22 @@ class IbkrBroker:
         self._seen.update(f.execution.execId for f in execs)
         log.info("ibkr: %s already executed at TWS (order %s): adopted, not resent", cid,
                  state.broker_id)  # fmt: skip
+        self._remember(state)
+        return state
+
+    async def _adopt_completed(self, order: Order) -> OrderState | None:
+        """An order done at TWS without executions (cancelled, rejected): adopted as it ended,
+        never sent again. TWS reports completed orders by permId only."""
+        done = await asyncio.wait_for(self.ib.reqCompletedOrdersAsync(False), self.config.timeout_s)
+        trade = next((t for t in done if t.order.orderRef == order.client_id), None)
+        if trade is None:
+            return None
+        status = DONE.get(trade.orderStatus.status, OrderStatus.CANCELLED)
+        state = OrderState(order, status, 0, 0.0, f"perm:{trade.order.permId}",
+                           reason=f"completed at TWS ({trade.orderStatus.status})",
+                           ts_ns=self._now())  # fmt: skip
+        log.info("ibkr: %s already completed at TWS (%s): adopted, not resent", order.client_id,
+                 trade.orderStatus.status)  # fmt: skip
         self._remember(state)
         return state
 

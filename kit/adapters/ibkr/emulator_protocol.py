@@ -291,6 +291,25 @@ def open_order(o: OrderView, c: IbContract) -> list[Any]:
     return f
 
 
+def completed_order(o: OrderView, c: IbContract, filled: float, when: str) -> list[Any]:
+    """completedOrder at 170 <= v < 177, field for field as ib_async's ``completedOrder`` (no
+    order id or client id: TWS keys completed orders by permId)."""
+    lmt = UNSET_DOUBLE if o.lmt_price is None else o.lmt_price
+    f: list[Any] = [101, *c.fields(), o.action, o.quantity, o.order_type, lmt, UNSET_DOUBLE,
+                    o.tif, "", o.account, "O", 0, o.order_ref, o.perm_id, False, False, 0.0, "",
+                    "", "", "", ""]  # fmt: skip
+    f += ["", "", "", "", "", 0, "", -1, "", "", "", "", "", 0, False, False, "", 0, 0, "", 0,
+          "", ""]  # fmt: skip
+    descr = ",".join(f"{cid}|{ratio}" for cid, ratio, _ in o.legs)
+    f += [False, 0, "", "", descr, len(o.legs)]
+    for con_id, ratio, action in o.legs:
+        f += [con_id, ratio, action, "SMART", 0, 0, "", -1]
+    f += [0, 0, "", "", "", "", "", "", False, 0, "", False, o.status, False, False, 0]
+    f += ["", "", "", False, False, "", filled, 0, False, "", False, False, 0, when, o.status]
+    f += ["", "", "", "", ""]
+    return f
+
+
 # --- client -> server: the request fields the emulator reads ---
 
 

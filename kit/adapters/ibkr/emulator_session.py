@@ -167,6 +167,15 @@ class Session:
         await self.req_open_orders(f, all_clients=True)
 
     async def req_completed(self, f: list[str]) -> None:
+        """The account's orders that are done (filled, cancelled, rejected) today."""
+        emu = self.emu
+        for rec in list(emu.orders.values()):
+            st = emu.paper.order(rec.engine_id)
+            if st is None or not st.status.done:
+                continue
+            when = f"{from_ns(st.ts_ns).astimezone(NEW_YORK):%Y%m%d %H:%M:%S} America/New_York"
+            self.send(wire.completed_order(emu.order_view(rec), rec.contract,
+                                           float(st.filled_qty), when))  # fmt: skip
         self.send(wire.completed_orders_end())
 
     async def _account_rows(self) -> list[tuple[str, str]]:
