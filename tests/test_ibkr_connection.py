@@ -133,3 +133,21 @@ async def test_client_id_in_use_is_named() -> None:
         finally:
             await second.close()
             await first.close()
+
+
+async def test_requests_are_paced_at_50_per_second() -> None:
+    """IBKR disconnects clients that send more than 50 messages a second: a burst of 120
+    requests reaches TWS spread so that no one-second window holds more than 50."""
+    async with TwsEmulator() as emu:
+        conn = IbConnection(IbkrConfig(port=emu.port, client_id=4, timeout_s=3.0))
+        await conn.acquire()
+        try:
+            before = len(emu.arrivals)
+            for _ in range(120):
+                conn.ib.client.reqCurrentTime()
+            await until(lambda: len(emu.arrivals) - before >= 120)
+            times = emu.arrivals[before:]
+            busiest = max(sum(1 for t in times if s <= t < s + 0.95) for s in times)
+            assert busiest <= 50 and times[-1] - times[0] >= 2.0
+        finally:
+            await conn.close()

@@ -102,6 +102,7 @@ class TwsEmulator:
         self.connections = 0  # sockets accepted, ever
         self.orders_received = 0  # new orders (not modifications, not what-ifs)
         self.requests: list[int] = []  # message ids of every request, for tests
+        self.arrivals: list[float] = []  # when each request arrived (loop time), for pacing
         self.orders: dict[tuple[int, int], OrderRec] = {}  # (client id, order id)
         self.by_engine: dict[str, OrderRec] = {}
         self.executions: list[ExecRec] = []

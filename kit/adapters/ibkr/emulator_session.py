@@ -120,6 +120,7 @@ class Session:
     async def handle(self, fields: list[str]) -> None:
         msg_id = int(fields[0])
         self.emu.requests.append(msg_id)
+        self.emu.arrivals.append(asyncio.get_running_loop().time())
         handler = HANDLERS.get(msg_id)
         if handler is None:
             log.debug("tws emulator: request %s ignored", msg_id)
