@@ -17,6 +17,7 @@ from kit.adapters.ibkr.emulator import TwsEmulator
 from kit.adapters.ibkr.feed import IbkrFeed
 from kit.core.backoff import Backoff
 from kit.core.model import Event, FeedState, FeedStatus, Quote
+from kit.core.symbology import to_occ
 
 FAST = Backoff(0.05, 2.0, 0.3, 0.1)
 
@@ -151,3 +152,36 @@ async def test_requests_are_paced_at_50_per_second() -> None:
             assert busiest <= 50 and times[-1] - times[0] >= 2.0
         finally:
             await conn.close()
+
+
+async def test_delayed_and_unpermitted_market_data_are_shown() -> None:
+    async with TwsEmulator() as emu:
+        emu.faults.delayed_only = True
+        w = Watch(emu)
+        await w.start()
+        try:
+            await until(lambda: bool(w.quotes()))  # delayed quotes still flow ...
+            name = f"ibkr:{to_occ(w.put, padded=False)}"
+            delayed = await_status(w, name)
+            await until(lambda: delayed() is not None)
+            assert "DELAYED" in delayed().detail and "10167" in delayed().detail
+            assert 10167 in w.feed.notices
+            emu.faults.delayed_only, emu.faults.no_permission = False, True
+            call = next(c for c in emu.sim.chain("SPXW") if c.expiry == w.put.expiry
+                        and c.is_call and c.strike == w.put.strike)  # fmt: skip
+            await w.feed.subscribe([call])
+            refused = await_status(w, f"ibkr:{to_occ(call, padded=False)}")
+            await until(lambda: refused() is not None)
+            assert refused().state is FeedState.STALE and "354" in refused().detail
+        finally:
+            await w.close()
+
+
+def await_status(w: Watch, name: str) -> Any:
+    """The latest status event of ``name`` (a feed:contract key), or None."""
+
+    def latest() -> FeedStatus | None:
+        return next((e for e in reversed(w.events)
+                     if isinstance(e, FeedStatus) and e.feed == name), None)  # fmt: skip
+
+    return latest

@@ -213,8 +213,9 @@ class IbkrFeed(StreamingFeed):
         if code in (354, 200, 101):
             self._reject(f"{text} ({code})", key)
             self._key_status(key, FeedState.STALE, f"{text} ({code})")
-        elif code == 10167:
-            log.warning("%s: %s: delayed market data (10167): %s", self.name, key, text)
+        elif code in (10167, 10090):  # shown on the contract's status, the data still flows
+            log.warning("%s: %s: delayed market data (%d): %s", self.name, key, code, text)
+            self._key_status(key, FeedState.LIVE, f"DELAYED market data ({code}): {text}")
 
     def _parse(self, frame: Any) -> Iterable[Event]:
         if isinstance(frame, tuple):
