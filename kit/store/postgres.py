@@ -26,6 +26,14 @@ from psycopg.types.string import TextLoader
 from kit.store.base import Store, StoreError, StoreUnavailableError, placeholders
 from kit.store.schema import TABLES, Table
 
+try:  # binary COPY straight from Arrow: the server parses no text (~2x CSV, issue 27)
+    from pgpq import ArrowToPostgresBinaryEncoder
+except ImportError:  # optional: CSV COPY then
+    ArrowToPostgresBinaryEncoder = None
+# binary forms equal to what these frame dtypes encode to (JSON and UUID columns: CSV)
+_BINARY = {"text": pl.String(), "float": pl.Float64(), "int": pl.Int64(), "bool": pl.Boolean(),
+           "ts": pl.Datetime("us", "UTC"), "date": pl.Date()}  # fmt: skip
+
 log = logging.getLogger(__name__)
 
 
@@ -106,9 +114,11 @@ class PostgresStore(Store):
                     if table.key:
                         cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {target} "
                                     f"(LIKE {table.name}) ON COMMIT DELETE ROWS")  # fmt: skip
-                    data = frame.write_csv(include_header=False,
-                                           datetime_format="%Y-%m-%d %H:%M:%S%.6f+00")  # fmt: skip
-                    with cur.copy(f"COPY {target} ({cols}) FROM STDIN (FORMAT csv)") as copy:
+                    data, fmt = _binary(table, frame), "binary"
+                    if data is None:
+                        data, fmt = frame.write_csv(include_header=False,
+                            datetime_format="%Y-%m-%d %H:%M:%S%.6f+00"), "csv"  # fmt: skip
+                    with cur.copy(f"COPY {target} ({cols}) FROM STDIN (FORMAT {fmt})") as copy:
                         copy.write(data)
                     if table.key:
                         updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in table.names
@@ -148,3 +158,21 @@ class PostgresStore(Store):
 
 def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def _binary(table: Table, frame: pl.DataFrame) -> bytes | None:
+    """``frame`` in PostgreSQL's binary COPY format, or None for CSV: without pgpq, with a JSON
+    or UUID column (their binary forms are not text), or a column of another dtype."""
+    if ArrowToPostgresBinaryEncoder is None or tuple(frame.columns) != table.names:
+        return None
+    schema = frame.schema
+    if any(_BINARY.get(c.type) != schema[c.name] for c in table.columns):
+        return None
+    arrow = frame.to_arrow()
+    try:
+        enc = ArrowToPostgresBinaryEncoder(arrow.schema)
+        parts = [enc.write_header(), *(enc.write_batch(b) for b in arrow.to_batches())]
+        return b"".join([*parts, enc.finish()])
+    except Exception as exc:  # an Arrow layout it does not know: CSV, which always works
+        log.debug("postgres: binary COPY unavailable for %s (%s): CSV", table.name, exc)
+        return None
