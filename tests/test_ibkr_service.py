@@ -1,7 +1,8 @@
 """The monitor's service (``kit serve --feed ibkr --broker ibkr``) against the TWS emulator: a
-client connected as the monitor is sees the feed LIVE, sends the order ticket's ``open_strangle``
-and the strangle reaches TWS as one combo order, fills, and shows in the snapshot with its legs;
-the autopilot switch is accepted on that desk."""
+client connected as the monitor is sees the feed LIVE, previews the order ticket's
+``open_strangle`` (its buying power from TWS's what-if order, nothing sent), sends it, and the
+strangle reaches TWS as one combo order, fills and shows in the snapshot with its legs; the
+autopilot switch is accepted on that desk."""
 
 from __future__ import annotations
 
@@ -34,6 +35,8 @@ async def test_monitor_service_trades_a_strangle_through_tws(monkeypatch, tmp_pa
             band = {"delta_low": 0.03, "delta_high": 0.3}
             preview = await c.command("open_strangle", strategy="tws", preview=True, **band)
             assert preview["checks"]["ok"], preview["checks"]
+            assert preview["buying_power_source"] == "ibkr what-if"  # TWS's margin, not Reg-T
+            assert preview["buying_power"] > 1000 and emu.orders_received == 0
             out = await c.command("open_strangle", strategy="tws", **band)
             assert out["status"] == "accepted" and len(out["legs"]) == 2
             pos = await until(lambda: next((p for p in c.snapshot["positions"]

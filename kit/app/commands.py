@@ -10,6 +10,7 @@ cannot trade twice. Switches and acknowledgements go to the desk, which audits t
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from collections.abc import Awaitable, Callable
@@ -20,7 +21,17 @@ from typing import Any
 from kit.app.ticket import describe, preview
 from kit.core.clock import NEW_YORK, from_ns
 from kit.core.config import ConfigError
-from kit.core.model import ActionKind, Contract, ModelError, Right, Severity
+from kit.core.model import (
+    ActionKind,
+    Contract,
+    ModelError,
+    Order,
+    OrderType,
+    Position,
+    Right,
+    Severity,
+    Side,
+)
 from kit.engine.desk import Desk
 from kit.execution.broker import OrderRejectedError
 from kit.execution.intents import (
@@ -44,6 +55,8 @@ from kit.portfolio.strategies import (
 )
 from kit.risk.limits import loosened
 from kit.risk.rules import Rules, load_rules
+
+log = logging.getLogger(__name__)
 
 ChainLoader = Callable[[str, int], Awaitable[list[Contract]]]
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
@@ -209,7 +222,7 @@ class Commands:
                              [r.intent for r in self.orders.pending()])  # fmt: skip
             except OrderRejectedError as exc:
                 refusals.append(str(exc))
-            return preview(desk, position, check, refusals)
+            return await self._broker_margin(preview(desk, position, check, refusals), position)
         check = desk.check_entry(position)
         if not check.ok:
             raise CommandError("open_strangle: entry check failed: " + "; ".join(check.failures))
@@ -219,6 +232,24 @@ class Commands:
         return {"intent": rec.intent.id, "position": pid, "status": rec.status,
                 "legs": [str(leg.contract) for leg in position.legs],
                 "summary": "sent: sell " + describe(position)}  # fmt: skip
+
+    async def _broker_margin(self, doc: dict[str, Any], position: Position) -> dict[str, Any]:
+        """A broker that prices margin itself (IBKR's what-if orders: ``what_if``) gives the
+        preview's buying power; the Reg-T estimate stays when it cannot answer."""
+        what_if = getattr(self.orders.broker, "what_if", None)
+        legs = doc.get("legs") or []
+        if what_if is None or any(leg.get("mid") is None for leg in legs):
+            return doc
+        net = round(sum(leg["ratio"] * leg["mid"] for leg in legs), 2)
+        order = Order(f"what-if-{position.id}", position.legs, Side.BUY, position.quantity,
+                      OrderType.LIMIT, self.desk.clock.now_ns(), limit_price=net)  # fmt: skip
+        try:
+            margin = await what_if(order)
+        except Exception as exc:  # the estimate is still shown; the broker's reason logged
+            log.warning("what-if margin for %s unavailable: %s", position.id, exc)
+            return doc
+        return {**doc, "buying_power": round(float(margin), 2),
+                "buying_power_source": f"{self.orders.broker.name} what-if"}  # fmt: skip
 
     async def _cancel(self, p: dict[str, Any], request: str | None, who: str) -> dict:
         await self.orders.cancel(p["intent"], f"cancelled from the {who}")
