@@ -90,7 +90,7 @@ class StoreWriter:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
-        self._in_flight = 0  # leading pending batches being converted or written: never cut
+        self._writing = False
         self._warned = False
         self._reject_logged: dict[str, float] = {}
         # seconds each batch took to write (the metrics' histogram); None: not measured
@@ -215,55 +215,29 @@ class StoreWriter:
         self._bound()
 
     async def _drain(self) -> None:
-        """Write pending batches oldest first; an outage stops it (StoreUnavailableError).
-
-        While a batch is written (the database inserts without holding the GIL) the next one
-        is converted, so conversion and insert overlap on two cores (issue 27: they were the
-        writer's two costs, one after the other)."""
-        ahead: asyncio.Future[Batch] | None = None  # the next batch's frames, being built
-        try:
-            while self._pending:
-                batch = self._pending[0]
-                rows = sum(_height(x) for _, x in batch)
-                self._in_flight = 1  # the bound leaves the batches in flight alone
-                try:
-                    if ahead is None:
-                        frames = await asyncio.to_thread(self._build, batch)
-                    else:
-                        frames, ahead = await ahead, None
-                    self._pending[0] = frames  # converted once, kept as frames while retrying
-                    started = time.perf_counter()
-                    writing = asyncio.ensure_future(asyncio.to_thread(self._write, frames))
-                    ahead = self._build_next()
-                    written = await writing
-                    if self.on_write is not None:
-                        self.on_write(time.perf_counter() - started)
-                except StoreUnavailableError as exc:
-                    self._down(exc)
-                    raise
-                self._pending.popleft()
-                self._pending_rows -= rows
-                self.stats["written"] += written
-                self.stats["batches"] += 1
-                self._up()
-                self._durable(1)
-        finally:
-            if ahead is not None:  # the write failed: keep what was converted meanwhile
-                with contextlib.suppress(Exception):
-                    frames = await ahead
-                    if len(self._pending) > 1:
-                        self._pending[1] = frames
-            self._in_flight = 0
-
-    def _build_next(self) -> asyncio.Future[Batch] | None:
-        """Start converting the batch after the one being written: a table already full is
-        cut now (as ``put`` would have it flushed), then ``_pending[1]`` goes to a thread."""
-        if any(len(b) >= self.config.batch_rows for b in self._bufs.values()):
-            self._take()
-        if len(self._pending) < 2:
-            return None
-        self._in_flight = 2
-        return asyncio.ensure_future(asyncio.to_thread(self._build, self._pending[1]))
+        """Write pending batches oldest first; an outage stops it (StoreUnavailableError)."""
+        while self._pending:
+            batch = self._pending[0]
+            rows = sum(_height(x) for _, x in batch)
+            self._writing = True  # the bound leaves the batch in flight alone
+            try:
+                frames = await asyncio.to_thread(self._build, batch)
+                self._pending[0] = frames  # converted once, kept as frames while retrying
+                started = time.perf_counter()
+                written = await asyncio.to_thread(self._write, frames)
+                if self.on_write is not None:
+                    self.on_write(time.perf_counter() - started)
+            except StoreUnavailableError as exc:
+                self._down(exc)
+                raise
+            finally:
+                self._writing = False
+            self._pending.popleft()
+            self._pending_rows -= rows
+            self.stats["written"] += written
+            self.stats["batches"] += 1
+            self._up()
+            self._durable(1)
 
     def _write(self, frames: Batch) -> int:
         try:
@@ -375,7 +349,7 @@ class StoreWriter:
             return
         dropped = 0
         for k, batch in enumerate(self._pending):  # oldest first
-            if k < self._in_flight:
+            if k == 0 and self._writing:
                 continue
             for i, (table, rows) in enumerate(batch):
                 if excess <= 0:
