@@ -328,13 +328,15 @@ class IbkrBroker:
             return await self._adopt_completed(order)
         first = execs[0].execution
         units = sum(f.execution.shares for f in execs) / sum(abs(leg.ratio) for leg in order.legs)
-        by_leg: dict[int, list[float]] = {}
-        for f in execs:
-            by_leg.setdefault(f.contract.conId, []).append(f.execution.shares * f.execution.price)
-        avg = sum(sum(v) for v in by_leg.values()) / max(sum(f.execution.shares for f in execs), 1)
+        net = 0.0  # the order's net price per unit: sum of ratio x each leg's average price
+        for leg in order.legs:
+            con_id = (await self._option(leg.contract)).conId
+            mine = [f.execution for f in execs if f.contract.conId == con_id]
+            shares = sum(e.shares for e in mine)
+            net += leg.ratio * (sum(e.shares * e.price for e in mine) / shares if shares else 0.0)
         filled = round(units)
         status = OrderStatus.FILLED if filled >= order.quantity else OrderStatus.CANCELLED
-        state = OrderState(order, status, filled, avg if len(order.legs) == 1 else 0.0,
+        state = OrderState(order, status, filled, round(net, 9),
                            f"{first.clientId}:{first.orderId}", ts_ns=self._now())  # fmt: skip
         self._seen.update(f.execution.execId for f in execs)
         log.info("ibkr: %s already executed at TWS (order %s): adopted, not resent", cid,
