@@ -351,7 +351,7 @@ def main() -> None:
     pool = row_pool(quote_frame(200_000, seed=1))
     gc.freeze()  # as `kit run` does once started: long-lived objects leave the collector's scans
     tables = arrow_tables(pool)
-    print(f"{load()} (other processes skew every figure; the ratios hold)")
+    print(f"{load()} (other processes skew every figure, the ratios less)")
     print(f"store benchmark: {len(contracts())} contracts, bulk {bulk_rows:,} rows in "
           f"{FRAME_ROWS:,}-row frames; writer runs of {seconds:g} s, bursts of {BURST:,} rows, "
           f"shed above {CAP:,} unwritten")  # fmt: skip
