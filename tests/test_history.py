@@ -20,6 +20,7 @@ import duckdb
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
+from reference_pricing import bsm
 
 from kit.adapters.sim.market import DEFAULT_UNDERLYINGS
 from kit.cli.main import main
@@ -43,7 +44,6 @@ from kit.research.history.schema import (
     write_day,
 )
 from kit.research.history.sim import SimHistory
-from tests.reference_pricing import bsm
 
 MON, FRI = date(2024, 3, 11), date(2024, 3, 15)
 SMALL = Band(max_dte=2, strike_pct=0.03)  # a few hundred contracts: fast, still several expiries

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from reference_pricing import bsm
 
 from kit.cli.main import main
 from kit.core.clock import expiry_time, us_session
@@ -21,7 +22,6 @@ from kit.research.history.schema import complete_days, read_history
 from kit.research.history.store import StoreHistory
 from kit.store import open_store
 from kit.store.schema import TABLES, frame_schema
-from tests.reference_pricing import bsm
 
 DAY, SHORT = date(2024, 3, 11), date(2024, 3, 12)
 EXP1 = date(2024, 3, 12)

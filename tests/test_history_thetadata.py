@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from reference_pricing import bsm
 
 from kit.adapters.sim.market import SimConfig
 from kit.adapters.thetadata.config import ThetaDataConfig, ThetaDataError
@@ -25,7 +26,6 @@ from kit.research.history.build import run_build
 from kit.research.history.enrich import quoted
 from kit.research.history.schema import complete_days, iter_days, read_history
 from kit.research.history.thetadata import ThetaHistory, contract_rows
-from tests.reference_pricing import bsm
 
 BAND = Band(max_dte=2, strike_pct=0.02)
 D1, D2 = date(2024, 3, 11), date(2024, 3, 12)
