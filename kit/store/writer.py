@@ -37,7 +37,8 @@ import polars as pl
 
 from kit.core.model import Severity
 from kit.store.base import Store, StoreError, StoreUnavailableError
-from kit.store.schema import TABLES, Table, frame_schema
+from kit.store.frames import ARROW_ERRORS, arrow_spec, columns, from_structs, to_struct
+from kit.store.schema import TABLES, Table
 
 log = logging.getLogger(__name__)
 
@@ -258,27 +259,65 @@ class StoreWriter:
 
     def _build(self, batch: Sequence[tuple[Table, Any]]) -> Batch:
         """Rows → frames of each table's schema, converted in chunks (the GIL is released
-        between them, bounding how long the event loop can wait) and checked once per table."""
+        between them, bounding how long the event loop can wait) and checked once per table.
+        Tables of text, numbers and times go through Arrow (:mod:`kit.store.frames`)."""
         out: Batch = []
         for table, rows in batch:
             if isinstance(rows, pl.DataFrame):
                 out.append((table, rows))
                 continue
-            chunks = []
-            step = self.config.chunk_rows
-            for i in range(0, len(rows), step):
-                chunks.append(self._convert(table, rows[i : i + step]))
-                time.sleep(0)  # let the event loop have the GIL between chunks
-            frame = self._check(table, pl.concat(chunks) if len(chunks) > 1 else chunks[0])
+            frame = self._frame(table, rows)
+            frame = self._check(table, frame)
             if frame.height:
                 out.append((table, frame))
         return out
+
+    def _frame(self, table: Table, rows: list[tuple[Any, ...]]) -> pl.DataFrame:
+        step = self.config.chunk_rows
+        spec = arrow_spec(table.name)
+        frames: list[pl.DataFrame] = []
+        structs: list[Any] = []  # Arrow chunks not yet made into a frame, from row ``start``
+        start = 0
+        for i in range(0, len(rows), step):
+            chunk = rows[i : i + step]
+            if spec is not None:
+                try:
+                    structs.append(to_struct(spec, chunk))
+                    time.sleep(0)  # let the event loop have the GIL between chunks
+                    continue
+                except ARROW_ERRORS:
+                    pass
+            if structs:
+                frames.append(self._structs(table, structs, rows[start:i]))
+                structs = []
+            frames.append(self._convert(table, chunk))
+            start = i + step
+            time.sleep(0)
+        if structs:
+            frames.append(self._structs(table, structs, rows[start:]))
+        if not frames:
+            return columns(table, [])
+        return pl.concat(frames) if len(frames) > 1 else frames[0]
+
+    def _structs(
+        self, table: Table, structs: list[Any], rows: list[tuple[Any, ...]]
+    ) -> pl.DataFrame:
+        """Arrow chunks → a frame; an int or time value Arrow took but polars refuses (a
+        float, say) sends these rows to the reference path, which rejects it with its reason."""
+        spec = arrow_spec(table.name)
+        assert spec is not None
+        try:
+            return from_structs(table, spec, structs, rows)
+        except ARROW_ERRORS:
+            step = self.config.chunk_rows
+            parts = [self._convert(table, rows[i : i + step]) for i in range(0, len(rows), step)]
+            return pl.concat(parts) if len(parts) > 1 else parts[0]
 
     def _convert(self, table: Table, rows: list[tuple[Any, ...]]) -> pl.DataFrame:
         """Strict conversion; a chunk that does not convert is redone row by row, rejecting the
         rows that fail with their reason."""
         try:
-            return _columns(table, rows)
+            return columns(table, rows)
         except (
             TypeError,
             ValueError,
@@ -289,12 +328,12 @@ class StoreWriter:
             good = []
             for row in rows:
                 try:
-                    _columns(table, [row])
+                    columns(table, [row])
                 except Exception as exc:
                     self._reject(table.name, 1, _why(exc), row)
                 else:
                     good.append(row)
-            return _columns(table, good)
+            return columns(table, good)
 
     def _check(self, table: Table, frame: pl.DataFrame) -> pl.DataFrame:
         """NaN in an optional number becomes NULL; NaN, infinity or NULL in a required column
@@ -303,10 +342,11 @@ class StoreWriter:
                     if c.type == "float" and c.nullable]  # fmt: skip
         if optional:
             frame = frame.with_columns(optional)
+        required = [c for c in table.columns if not c.nullable]
+        if all(c.type != "float" and not frame[c.name].null_count() for c in required):
+            return frame  # the usual case, and a null count is O(1): no mask to build
         bad = None
-        for c in table.columns:
-            if c.nullable:
-                continue
+        for c in required:
             col = pl.col(c.name)
             bad = _or(bad, col.is_null())
             if c.type == "float":
@@ -446,29 +486,3 @@ def _height(rows: Any) -> int:
 
 def _or(a: pl.Expr | None, b: pl.Expr) -> pl.Expr:
     return b if a is None else a | b
-
-
-def _plain(obj: Any) -> Any:
-    return obj.tolist() if hasattr(obj, "tolist") else str(obj)
-
-
-def _json(value: Any) -> str | None:
-    if value is None or isinstance(value, str):
-        return value
-    return msgspec.json.encode(value, enc_hook=_plain).decode()
-
-
-def _columns(table: Table, rows: list[tuple[Any, ...]]) -> pl.DataFrame:
-    """Strict column-wise conversion: a value of the wrong type raises."""
-    schema = frame_schema(table)
-    cols = list(zip(*rows, strict=True)) if rows else [()] * len(table.columns)
-    data = {}
-    for c, values in zip(table.columns, cols, strict=True):
-        if c.type == "ts":
-            s = pl.Series(c.name, values, dtype=pl.Int64, strict=True)
-            data[c.name] = s.cast(pl.Datetime("ns", "UTC")).dt.cast_time_unit("us")
-        elif c.type == "json":
-            data[c.name] = pl.Series(c.name, [_json(v) for v in values], dtype=pl.String)
-        else:
-            data[c.name] = pl.Series(c.name, values, dtype=schema[c.name], strict=True)
-    return pl.DataFrame(data)

@@ -1,0 +1,112 @@
+"""Rows (tuples, as ``StoreWriter.put`` takes them) → polars frames of a table's schema.
+
+The writer's cost per row is here: every value is a Python object that must be read once
+and copied into a column. Two paths give the same frames:
+
+- **Arrow** (tables whose columns are all text, float, int or time, e.g. ``quotes``): one
+  ``pyarrow.array(rows, struct)`` call transposes and converts a chunk of tuples in C++, with
+  no intermediate per-column tuples (``zip(*rows)`` alone cost as much as the conversion).
+  Int and time columns are then converted again strictly by polars, because Arrow would
+  truncate a float (``1.5`` → ``1``) where the reference path refuses it. Anything Arrow
+  refuses raises, and the caller redoes that chunk on the reference path, so a bad value is
+  rejected with the same reason as before.
+- **Reference** (:func:`columns`): ``zip(*rows)`` and one strict ``pl.Series`` per column; also
+  the only path for tables with JSON, UUID, boolean or date columns.
+
+Measured on 10k ``quotes`` rows (min of 11, load 2.4): the Arrow path 4.4 ms in 1,024-row
+chunks, the reference path 7.7 ms.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from operator import itemgetter
+from typing import Any
+
+import msgspec
+import polars as pl
+import pyarrow as pa
+
+from kit.store.schema import TABLES, Table, frame_schema
+
+_ARROW = {
+    "text": pa.string_view(),  # polars takes string views without a copy
+    "float": pa.float64(),
+    "int": pa.int64(),
+    "ts": pa.int64(),
+}
+# what the Arrow path can refuse: the chunk is then redone on the reference path
+ARROW_ERRORS = (pa.ArrowException, TypeError, ValueError, OverflowError)
+
+
+@dataclass(frozen=True)
+class ArrowSpec:
+    """How a table's tuples convert through Arrow: the struct type, and the int/time columns
+    that polars re-reads strictly (by position)."""
+
+    struct: pa.StructType
+    strict: tuple[int, ...]
+
+
+@cache
+def arrow_spec(name: str) -> ArrowSpec | None:
+    """The Arrow path for table ``name``, or None when one of its columns needs the reference
+    path (JSON text, UUID, boolean, date)."""
+    table = TABLES[name]
+    if any(c.type not in _ARROW for c in table.columns):
+        return None
+    struct = pa.struct([(c.name, _ARROW[c.type]) for c in table.columns])
+    strict = tuple(k for k, c in enumerate(table.columns) if c.type in ("int", "ts"))
+    return ArrowSpec(struct, strict)
+
+
+def to_struct(spec: ArrowSpec, rows: list[tuple[Any, ...]]) -> pa.StructArray:
+    """One chunk through Arrow (raises one of ``ARROW_ERRORS`` on a value it refuses)."""
+    return pa.array(rows, type=spec.struct)
+
+
+def from_structs(
+    table: Table, spec: ArrowSpec, parts: list[pa.StructArray], rows: list[tuple[Any, ...]]
+) -> pl.DataFrame:
+    """The frame of ``rows``, given their Arrow chunks ``parts`` (in order). Raises TypeError
+    (or another of ``ARROW_ERRORS``) when an int or time value is not an integer."""
+    frame = pl.from_arrow(pa.Table.from_struct_array(pa.chunked_array(parts, spec.struct)),
+                          rechunk=False)  # fmt: skip
+    assert isinstance(frame, pl.DataFrame)
+    fixed = []
+    for k in spec.strict:
+        c = table.columns[k]
+        s = pl.Series(c.name, list(map(itemgetter(k), rows)), dtype=pl.Int64, strict=True)
+        fixed.append(_ts(s) if c.type == "ts" else s)
+    return frame.with_columns(fixed) if fixed else frame
+
+
+def columns(table: Table, rows: list[tuple[Any, ...]]) -> pl.DataFrame:
+    """The reference path: strict column-wise conversion, a value of the wrong type raises."""
+    schema = frame_schema(table)
+    cols = list(zip(*rows, strict=True)) if rows else [()] * len(table.columns)
+    data = {}
+    for c, values in zip(table.columns, cols, strict=True):
+        if c.type == "ts":
+            data[c.name] = _ts(pl.Series(c.name, values, dtype=pl.Int64, strict=True))
+        elif c.type == "json":
+            data[c.name] = pl.Series(c.name, [_json(v) for v in values], dtype=pl.String)
+        else:
+            data[c.name] = pl.Series(c.name, values, dtype=schema[c.name], strict=True)
+    return pl.DataFrame(data)
+
+
+def _ts(ns: pl.Series) -> pl.Series:
+    """Int ns since the epoch → the store's UTC microseconds."""
+    return ns.cast(pl.Datetime("ns", "UTC")).dt.cast_time_unit("us")
+
+
+def _plain(obj: Any) -> Any:
+    return obj.tolist() if hasattr(obj, "tolist") else str(obj)
+
+
+def _json(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    return msgspec.json.encode(value, enc_hook=_plain).decode()
