@@ -22,7 +22,8 @@ from numpy.typing import NDArray
 
 from kit.core.clock import NS_PER_S, expiry_time, to_ns
 from kit.core.model import Contract, Greeks, ModelError, Quote, UnderlyingTick
-from kit.core.pricing import greeks, implied_vol_near
+from kit.core.pricing import GreekArrays, greeks, implied_vol_near
+from kit.portfolio.refresh_jit import iv_and_greeks
 
 YEAR_NS = 365 * 24 * 3600 * NS_PER_S
 
@@ -294,9 +295,14 @@ class MarketState:
         K, r, q = self.strike[idx], self.rate[idx], self.div_yield[idx]
         T = np.maximum(self.expiry_ns[idx] - now_ns, 0) / YEAR_NS
         is_call = self.is_call[idx]
-        iv = implied_vol_near(self.mark[idx], S, K, T, r, q, is_call, self.iv[idx])
-        iv = np.where(np.isfinite(iv), iv, self.iv[idx])
-        g = greeks(S, K, T, r, q, iv, is_call)
+        mark, prev = self.mark[idx], self.iv[idx]
+        fast = iv_and_greeks(mark, S, K, T, r, q, is_call, prev)  # compiled, a few rows
+        if fast is None:
+            iv = implied_vol_near(mark, S, K, T, r, q, is_call, prev)
+            iv = np.where(np.isfinite(iv), iv, prev)
+            g = greeks(S, K, T, r, q, iv, is_call)
+        else:
+            iv, g = fast[0], GreekArrays(*fast[1])
         self.iv[idx] = iv
         self.model_price[idx] = g.price
         self.delta[idx] = g.delta
