@@ -26,15 +26,16 @@ Credit, three ways (README "Accounting"):
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
 
 from kit.core.model import Fill, Leg, Position, shape_of
-from kit.core.payoff import Legs, Profile, profile, stress_loss
+from kit.core.payoff import Legs, Profile, profile
 from kit.portfolio.market import MarketState
+from kit.portfolio.valuation import PositionView, Valuation
 
 F64 = NDArray[np.float64]
 
@@ -53,69 +54,6 @@ class BookConfig:
     benchmark: str = "SPY"
     gamma_move_pct: float = 1.0  # gamma is reported as the change of delta for this move
     stress_move_pct: float = 10.0  # risk = worst expiry loss within +/- this spot move
-
-
-@dataclass(frozen=True)
-class PositionView:
-    """Per-position metrics, one array element per position row: what rules read.
-
-    Dollar fields: ``open_pnl``, ``realized``, ``total_pnl``, ``day_pnl``, ``credit``,
-    ``theta_per_day``, ``vega_per_point``. Per-unit (divided by quantity, dimensionless):
-    ``delta_unit`` and ``gamma_unit`` (delta change per ``gamma_move_pct`` move). Share
-    equivalents: ``delta_shares``, ``vanna_shares`` (per vol point), ``charm_shares`` (per day),
-    ``beta_delta_spy`` (SPY shares). ``short_dist_pct`` is the signed distance of spot to the
-    nearest short strike in % of spot (positive = out of the money); ``tested`` is +1 when that
-    strike is a put (spot fell towards it), -1 for a call, 0 without short legs.
-
-    ``credit`` is the net credit of the units held and ``held_pnl`` their P&L (open P&L plus
-    what rolled-out legs banked, less the fees still in the legs); ``pnl_pct`` is ``held_pnl`` in
-    % of ``|credit|`` while open, the total P&L in % of ``|original_credit|`` once flat.
-    ``net_credit`` (cash) and ``original_credit`` are dollars; ``units`` the filled units. The
-    last four default to ``credit``/``total_pnl``/``quantity`` for views built by hand.
-    """
-
-    ts_ns: int
-    ids: list[str]
-    is_open: NDArray[np.bool_]
-    quantity: F64
-    spot: F64
-    open_pnl: F64
-    realized: F64
-    total_pnl: F64
-    day_pnl: F64
-    credit: F64
-    pnl_pct: F64
-    peak_pct: F64
-    delta_unit: F64
-    gamma_unit: F64
-    delta_shares: F64
-    beta_delta_spy: F64
-    theta_per_day: F64
-    vega_per_point: F64
-    vanna_shares: F64
-    charm_shares: F64
-    short_dist_pct: F64
-    tested: NDArray[np.int64]
-    stale: NDArray[np.bool_]
-    max_spread_pct: F64
-    nearest_expiry_ns: F64
-    risk: F64
-    underlying: list[str]
-    net_credit: F64 | None = None
-    original_credit: F64 | None = None
-    held_pnl: F64 | None = None
-    units: F64 | None = None
-    stop_pct: F64 | None = None  # pnl_pct with held marks at the worse side (the stop reads it)
-
-    def __post_init__(self) -> None:
-        for name, default in (("net_credit", self.credit), ("original_credit", self.credit),
-                              ("held_pnl", self.total_pnl), ("units", self.quantity),
-                              ("stop_pct", self.pnl_pct)):  # fmt: skip
-            if getattr(self, name) is None:
-                object.__setattr__(self, name, default)
-
-    def __len__(self) -> int:
-        return len(self.ids)
 
 
 # fee: opening commissions still in the leg (scaled down as it is reduced); entry: 1 for the
@@ -146,6 +84,8 @@ class Book:
             setattr(self, f"pos_{name}", np.zeros(0))
         self.pos_open = np.zeros(0, dtype=bool)
         self.pos_und: list[str] = []
+        self.version = 0  # bumped by every change to positions or legs: valuation caches on it
+        self._valuation = Valuation(self)
 
     # --- positions and fills ---
 
@@ -154,6 +94,7 @@ class Book:
         if position.id in self.positions:
             raise BookError(f"position {position.id!r} already exists")
         row = len(self.ids)
+        self.version += 1
         self.positions[position.id] = position
         self.rows[position.id] = row
         self.ids.append(position.id)
@@ -189,6 +130,7 @@ class Book:
         row = self.rows.get(position.id)
         if row is None:
             raise BookError(f"cannot amend unknown position {position.id!r}")
+        self.version += 1
         legs = self.legs_of(position.id)
         ratio = {self.market.track(leg.contract): leg.ratio for leg in position.legs}
         self.leg_ratio[legs] = [ratio.pop(int(r), 0) for r in self.leg_row[legs]]
@@ -270,6 +212,7 @@ class Book:
                 f"fill {fill.fill_id}: {fill.contract} is not a leg of position {position_id!r}"
             )
         j = int(match[0])
+        self.version += 1
         self._fill_ids.add(fill.fill_id)
         self.fills.append((position_id, fill))
         row, mult = self.rows[position_id], fill.contract.multiplier
@@ -317,6 +260,7 @@ class Book:
 
     def roll_day(self) -> None:
         """A new session: today's P&L restarts from the current marks."""
+        self.version += 1
         marks = self.market.mark[self.leg_row]
         self.leg_day_ref = np.where(np.isfinite(marks), marks, self.leg_day_ref)
         self.leg_realized_day[:] = 0.0
@@ -324,143 +268,10 @@ class Book:
     # --- valuation ---
 
     def view(self, now_ns: int) -> PositionView:
-        """Every position's P&L, Greeks and distances, vectorised over legs.
-
-        Valuing also advances each open position's peak P&L %, the trailing stop's memory: the
-        peak is a fact about the position's history, so the book keeps it and rules stay pure.
-        """
-        m, n = self.market, len(self.ids)
-        lp, lr, qty = self.leg_pos, self.leg_row, self.leg_qty
-        mult = m.multiplier[lr]
-
-        def per_pos(values: F64) -> F64:
-            values[np.isnan(values)] = 0.0  # a leg without Greeks yet adds nothing
-            return np.bincount(lp, weights=values, minlength=n)
-
-        mark = m.mark[lr]
-        mark = np.where(np.isfinite(mark), mark, self.leg_avg)  # unmarked legs: flat P&L
-        open_pnl = per_pos(qty * (mark - self.leg_avg) * mult)
-        realized = per_pos(self.leg_realized)
-        day_pnl = per_pos(qty * (mark - self.leg_day_ref) * mult + self.leg_realized_day)
-        total = open_pnl + realized
-        basis = per_pos(-qty * self.leg_avg * mult)  # premium of the contracts held
-        net_credit = basis + realized  # cash: sold - bought - fees (realised holds every fee)
-        units = self._view_units(per_pos)
-        carried = self.pos_carried.copy()
-        held_fees = per_pos(self.leg_fee.copy())
-        credit = basis - held_fees + carried
-        held_pnl = open_pnl - held_fees + carried
-        # a held mark (wide or no quote) must not blind a stop: such legs are valued at the
-        # worse of the held mark and the price to close them now (shorts' ask, longs' bid)
-        close_px = np.where(qty < 0, m.ask[lr], m.bid[lr])
-        held = (m.wide[lr] | ~np.isfinite(m.mark[lr])) & (close_px >= 0) & (qty != 0)
-        worse = np.where(qty < 0, np.fmax(mark, close_px), np.fmin(mark, close_px))
-        stop_pnl = held_pnl + per_pos(np.where(held, qty * (worse - mark) * mult, 0.0))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            pnl_pct = np.where(
-                self.pos_open,
-                np.where(credit != 0, held_pnl / np.abs(credit) * 100, np.nan),
-                np.where(self.pos_original != 0, total / np.abs(self.pos_original) * 100, np.nan),
-            )
-            stop_pct = np.where(self.pos_open & (credit != 0), stop_pnl / np.abs(credit) * 100,
-                                pnl_pct)  # fmt: skip
-        live = self.pos_open & np.isfinite(pnl_pct)
-        self.pos_peak_pct = np.where(live, np.fmax(self.pos_peak_pct, pnl_pct), self.pos_peak_pct)
-        und_row = np.array([m.underlyings.get(u, -1) for u in self.pos_und], dtype=np.int64)
-        spot = np.where(und_row >= 0, m.spot[np.maximum(und_row, 0)], np.nan) if n else np.zeros(0)
-        leg_spot = spot[lp]
-        delta_shares = per_pos(qty * m.delta[lr] * mult)
-        bench = m.spot_of(self.config.benchmark)
-        betas = np.array([self.config.betas.get(u, 1.0) for u in self.pos_und])
-        # per-unit delta: contracts x delta / filled units (the multiplier cancels out)
-        per_unit = np.maximum(units, 1e-12)  # a flat position's Greeks are 0 whatever divides
-        delta_unit = per_pos(qty * m.delta[lr]) / per_unit
-        move = self.config.gamma_move_pct / 100
-        gamma_unit = per_pos(qty * m.gamma[lr] * leg_spot) * move / per_unit
-        dist, tested = self._short_distances(spot)
-        mid = 0.5 * (m.ask[lr] + m.bid[lr])  # the latest quote's, as the liquidity guard reads it
-        width = m.ask[lr] - m.bid[lr]
-        spread = np.where(mid > 0, width / mid * 100, np.inf)
-        spread[width <= m.config.max_spread + 1e-9] = 0.0  # a one- or two-tick market is liquid
-        active = qty != 0
-        max_spread = np.full(n, 0.0)
-        # no two-sided quote is an infinite spread (nan_to_num would make it 1.8e308)
-        np.maximum.at(max_spread, lp[active], np.where(np.isnan(spread[active]), np.inf,
-                                                       spread[active]))  # fmt: skip
-        stale = np.zeros(n, dtype=bool)
-        np.logical_or.at(stale, lp[active], m.wide[lr][active] | ~np.isfinite(m.mark[lr][active]))
-        nearest = np.full(n, np.inf)
-        np.minimum.at(nearest, lp[active], m.expiry_ns[lr][active])
-        return PositionView(
-            ts_ns=now_ns,
-            ids=list(self.ids),  # a snapshot: positions opened later must not join this view
-            is_open=self.pos_open.copy(),
-            quantity=self.pos_quantity,
-            spot=spot,
-            open_pnl=open_pnl,
-            realized=realized,
-            total_pnl=total,
-            day_pnl=day_pnl,
-            credit=credit,
-            pnl_pct=pnl_pct,
-            peak_pct=self.pos_peak_pct.copy(),
-            delta_unit=delta_unit,
-            gamma_unit=gamma_unit,
-            delta_shares=delta_shares,
-            beta_delta_spy=delta_shares * spot * betas / bench,
-            theta_per_day=per_pos(qty * m.theta_per_day[lr] * mult),
-            vega_per_point=per_pos(qty * m.vega_per_point[lr] * mult),
-            vanna_shares=per_pos(qty * m.vanna_per_point[lr] * mult),
-            charm_shares=per_pos(qty * m.charm_per_day[lr] * mult),
-            short_dist_pct=dist,
-            tested=tested,
-            stale=stale,
-            max_spread_pct=max_spread,
-            nearest_expiry_ns=nearest,
-            risk=self._stress_loss(spot, carried - held_fees),
-            underlying=self.pos_und,
-            net_credit=net_credit,
-            original_credit=self.pos_original.copy(),
-            held_pnl=held_pnl,
-            units=units,
-            stop_pct=stop_pct,
-        )
-
-    def _view_units(self, per_pos: Callable[[F64], F64]) -> F64:
-        """:meth:`_units` of every position at once (see there)."""
-        q, r = np.abs(self.leg_qty), np.abs(self.leg_ratio)
-        held = (q != 0) & (r != 0)
-        num, den = per_pos(np.where(held, q, 0.0)), per_pos(np.where(held, r, 0.0))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where(den > 0, num / den, 0.0)
-
-    def _stress_loss(self, spot: F64, banked: F64) -> F64:
-        """Worst expiry loss (dollars, >= 0) of each position's held units for spots within the
-        stress move, counting what they ``banked`` (rolled-out legs' P&L less the fees in the
-        legs) (:func:`kit.core.payoff.stress_loss`, legs grouped by position as stored)."""
-        n = len(self.ids)
-        if not n:
-            return np.zeros(0)
-        m, lr = self.market, self.leg_row
-        return stress_loss(spot[self.leg_pos], m.strike[lr], m.is_call[lr],
-                           self.leg_qty * m.multiplier[lr], self.leg_avg,
-                           self.config.stress_move_pct, self.leg_pos, n,
-                           realized=banked)  # fmt: skip
-
-    def _short_distances(self, spot: F64) -> tuple[F64, NDArray[np.int64]]:
-        """Signed % distance of spot to the nearest short strike, and which side that is."""
-        m, n = self.market, len(self.ids)
-        short = self.leg_qty < 0
-        lp, lr = self.leg_pos[short], self.leg_row[short]
-        s = spot[lp]
-        is_call = m.is_call[lr]
-        dist = np.where(is_call, m.strike[lr] - s, s - m.strike[lr]) / s * 100
-        best = np.full(n, np.inf)
-        np.minimum.at(best, lp, np.nan_to_num(dist, nan=np.inf))
-        tested = np.zeros(n, dtype=np.int64)
-        at_best = dist == best[lp]
-        tested[lp[at_best]] = np.where(is_call[at_best], -1, 1)
-        return best, tested
+        """Every position's P&L, Greeks and distances (:mod:`kit.portfolio.valuation`, which
+        keeps what a tick leaves unchanged until :attr:`version` moves). Valuing also advances
+        each open position's peak P&L %, the trailing stop's memory."""
+        return self._valuation.view(now_ns)
 
     # --- risk profile ---
 
