@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property, partial
+from itertools import compress
 from typing import Any
 
 import numpy as np
@@ -139,19 +140,30 @@ def _level_rule(
     ``extra`` arrays join each finding's inputs (the metric's own ingredients)."""
     v, out = ctx.view, []
     live = v.is_open & np.isfinite(metric)
+    # the loosest level first: a book where it holds nowhere (most ticks) costs one comparison
+    ats = [lv.at for lv in cfg.levels]
+    loosest = min(ats, default=0.0) if reached is _ge else max(ats, default=0.0)
+    if reached in (_ge, _le) and not (live & reached(metric, loosest)).any():
+        return out
     for level in cfg.levels:
         mask = live & reached(metric, level.at)
         if level.profitable_only:
             mask &= v.total_pnl > 0
         key = f"{level.at:g}"
-        for i in np.flatnonzero(mask):
+        for i in np.flatnonzero(mask).tolist():
             action = _resolve(level.action, v, i)
             msg = partial(_described, describe, i, level, action)
-            more = {k: a[i] for k, a in (extra or {}).items()}
             out.append(Finding(ctx.now_ns, rule, level.severity, msg,
-                                partial(_inputs, v, i, threshold=level.at, **more),
+                                partial(_level_inputs, v, i, level.at, extra),
                                 position_id=v.ids[i], key=key, action=action))  # fmt: skip
     return out
+
+
+def _level_inputs(
+    v: PositionView, i: int, at: float, extra: Mapping[str, np.ndarray] | None
+) -> dict[str, Any]:
+    """A level finding's inputs, read when its alert is built (most findings are repeats)."""
+    return _inputs(v, i, threshold=at, **{k: a[i] for k, a in (extra or {}).items()})
 
 
 def _described(describe: Callable[[int, Level], str], i: int, level: Level, action: str) -> str:
@@ -264,7 +276,7 @@ def liquidity(ctx: Context) -> list[Finding]:
 
 def rapid_move(ctx: Context) -> list[Finding]:
     cfg, v, out = ctx.rules.rapid_move, ctx.view, []
-    held = {u for u, o in zip(v.underlying, v.is_open, strict=True) if o}
+    held = set(compress(v.underlying, v.is_open.tolist()))
     for sym in sorted(held | {s for s in cfg.watch if s in ctx.market.underlyings}):
         rise, fall = ctx.market.move_pct(sym, cfg.window_s, ctx.now_ns)
         move = rise if rise >= fall else -fall
@@ -279,14 +291,14 @@ def rapid_move(ctx: Context) -> list[Finding]:
 
 def feed_stale(ctx: Context) -> list[Finding]:
     cfg, m = ctx.rules.feed_stale, ctx.market
-    crypto = any(u in ("BTC", "ETH") for u in ctx.view.underlying)
-    if not crypto and session_at(from_ns(ctx.now_ns)) is None:
-        return []  # a closed market is quiet, not stale
     silent_s = (ctx.now_ns - ctx.last_data_ns) / NS_PER_S
     down = {f: (ctx.now_ns - t) / NS_PER_S for f, t in ctx.feed_down_since.items()}
     worst = max(down.values(), default=0.0)
     if max(silent_s, worst) < cfg.after_s:
-        return []
+        return []  # fresh data: the usual case, decided before the calendar look-up below
+    crypto = any(u in ("BTC", "ETH") for u in ctx.view.underlying)
+    if not crypto and session_at(from_ns(ctx.now_ns)) is None:
+        return []  # a closed market is quiet, not stale
     why = (f"no market data for {silent_s:.0f} s" if silent_s >= worst
            else f"feed {max(down, key=down.get)} down for {worst:.0f} s")  # fmt: skip
     inputs = {"silent_s": _f(silent_s), "feeds_down": {f: _f(s) for f, s in down.items()},

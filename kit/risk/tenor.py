@@ -46,6 +46,9 @@ REUSE_S = 1.0  # an expiry's ATM IV is looked up again after this much market ti
 _memo: WeakKeyDictionary[MarketState, dict[tuple[int, float], tuple[int, float, float]]] = (
     WeakKeyDictionary()
 )
+_group_memo: WeakKeyDictionary[MarketState, tuple[tuple[object, ...], list, np.ndarray]] = (
+    WeakKeyDictionary()
+)
 
 
 @dataclass(frozen=True)
@@ -95,25 +98,44 @@ def _atm_iv_memo(market: MarketState, und: int, expiry: float, spot: float, now_
     return iv
 
 
+def _groups(view: PositionView, market: MarketState) -> list[tuple[float, int, NDArray[np.int64]]]:
+    """The live positions grouped by (nearest expiry, underlying row), in the order of
+    :func:`sigma_greeks`. Reused while the view's book arrays are the same objects and the same
+    positions are live: consecutive views of an unchanged book share them
+    (:mod:`kit.portfolio.valuation`), so a tick does not regroup 50 positions."""
+    n, names = len(view), view.underlying
+    hit = _group_memo.get(market)
+    if hit is not None and hit[0][0] is names and hit[0][2] == (n, len(market.underlyings)):
+        und = hit[2]
+    else:
+        und = np.fromiter((market.underlyings.get(u, -1) for u in names), np.int64, n)
+    live = view.is_open & (und >= 0) & np.isfinite(view.nearest_expiry_ns) & (view.spot > 0)
+    key = (names, view.nearest_expiry_ns, (n, len(market.underlyings)), live.tobytes())
+    if hit is not None and hit[0][0] is key[0] and hit[0][1] is key[1] and hit[0][2:] == key[2:]:
+        return hit[1]
+    idx = np.flatnonzero(live)
+    expiries, group = np.unique(view.nearest_expiry_ns[idx], return_inverse=True)
+    out = []
+    for g, expiry in enumerate(expiries.tolist()):
+        same = idx[group.ravel() == g]
+        for u in np.unique(und[same]).tolist():
+            out.append((expiry, u, same[und[same] == u]))
+    _group_memo[market] = (key, out, und)  # holds the keyed objects: ids cannot be reused
+    return out
+
+
 def sigma_greeks(view: PositionView, market: MarketState, now_ns: int) -> SigmaGreeks:
     """:class:`SigmaGreeks` of every position of ``view``: one IV look-up and one expected move
     per (underlying, expiry), broadcast to its positions (a book of 500 strangles on one expiry
     costs one look-up, not 500)."""
     n = len(view)
     iv, move = np.full(n, np.nan), np.full(n, np.nan)
-    und = np.fromiter((market.underlyings.get(u, -1) for u in view.underlying), np.int64, n)
-    live = view.is_open & (und >= 0) & np.isfinite(view.nearest_expiry_ns) & (view.spot > 0)
-    idx = np.flatnonzero(live)
-    expiries, group = np.unique(view.nearest_expiry_ns[idx], return_inverse=True)
-    for g, expiry in enumerate(expiries.tolist()):
-        same = idx[group.ravel() == g]
+    for expiry, u, members in _groups(view, market):
         days = max(expiry - now_ns, 0) / NS_PER_DAY
-        for u in np.unique(und[same]).tolist():
-            members = same[und[same] == u]
-            sigma = _atm_iv_memo(market, u, expiry, float(view.spot[members[0]]), now_ns)
-            iv[members] = sigma
-            if np.isfinite(sigma):
-                move[members] = expected_move(100.0, sigma, days)
+        sigma = _atm_iv_memo(market, u, expiry, float(view.spot[members[0]]), now_ns)
+        iv[members] = sigma
+        if np.isfinite(sigma):
+            move[members] = expected_move(100.0, sigma, days)
     gamma_1s = np.abs(view.gamma_unit) * move
     delta_1s = np.abs(view.delta_unit) / np.fmax(gamma_1s, GAMMA_FLOOR)  # NaN stays NaN
     return SigmaGreeks(iv, move, gamma_1s, delta_1s)
