@@ -28,6 +28,7 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, Self, runtime_checkable
 
+from kit.adapters.ingest import FrameBatch, FrameIngest, MalformedFrameError
 from kit.adapters.sink import EventSink, FeedStats, event_key
 from kit.core.backoff import Backoff
 from kit.core.clock import NS_PER_S, Clock, LiveClock, from_ns
@@ -35,15 +36,11 @@ from kit.core.model import Contract, Event, FeedState, FeedStatus, Quote
 from kit.core.symbology import to_occ
 from kit.core.tasks import cancel
 
-__all__ = ["Backoff", "EventSink", "FeedStats", "event_key"]  # re-exported: one import site
+__all__ = ["Backoff", "EventSink", "FeedStats", "MalformedFrameError", "event_key"]  # one site
 
 log = logging.getLogger(__name__)
 
 SubKey = Contract | str  # an option contract, or an underlying/index symbol ("SPX", "VIX")
-
-
-class MalformedFrameError(ValueError):
-    """A frame could not be decoded into events; counted and logged, never fatal."""
 
 
 @dataclass(frozen=True)
@@ -140,17 +137,16 @@ class FeedBase(ABC):
     async def __aiter__(self) -> AsyncIterator[Event]:
         queue = self._sink.queue
         while True:
-            item = await queue.get()
+            item = queue.poll()
+            if item is None:
+                item = await queue.get()
             if item is _CLOSED:
                 return
             yield item
 
     def get_nowait(self) -> Event | None:
         """Next event if one is ready (for consumers that poll in batches)."""
-        try:
-            item = self._sink.queue.get_nowait()
-        except asyncio.QueueEmpty:
-            return None
+        item = self._sink.queue.poll()
         return None if item is _CLOSED else item
 
     def _set_state(self, state: FeedState, detail: str = "") -> None:
@@ -165,7 +161,7 @@ class FeedBase(ABC):
         log.warning("%s: %s refused: %s", self.name, what, reason)
 
 
-class StreamingFeed(FeedBase):
+class StreamingFeed(FrameIngest, FeedBase):
     """Base class of every network adapter: subclasses implement the vendor hooks below."""
 
     def __init__(
@@ -203,7 +199,7 @@ class StreamingFeed(FeedBase):
 
     @abstractmethod
     def _frames(self, conn: Any) -> AsyncIterator[Any]:
-        """Raw frames until the connection ends."""
+        """Raw frames until the connection ends (or :class:`FrameBatch` es of them)."""
 
     @abstractmethod
     def _parse(self, frame: Any) -> Iterable[Event]:
@@ -256,53 +252,6 @@ class StreamingFeed(FeedBase):
 
     # --- machinery ---
 
-    def _on_frame(self, frame: Any) -> None:
-        now = self.clock.now_ns()
-        gap_s = self.config.silence_gap_s
-        silent = gap_s is not None and now - self._last_frame_ns > gap_s * NS_PER_S
-        if self._first_frame:
-            # a vendor may stay silent after we reconnect: a fetch made at connect time would
-            # miss what it dropped before this first frame, so the gap is fetched from here
-            self._first_frame = False
-            self._start_backfill()
-        elif silent and self._conn is not None:
-            # heartbeats stopped and came back: whatever the vendor sent meanwhile is lost on
-            # the wire, so fetch it (this frame and later ones are held behind the backfill)
-            self.stats.silences += 1
-            self._note_gap()
-            self._sink.hold()
-            self._start_backfill()
-        self._last_frame_ns = now
-        self.stats.frame(frame)
-        try:
-            for ev in self._parse(frame):
-                if not self.in_window(ev, now):
-                    continue
-                self._sink.emit(ev)
-                if self.state is FeedState.DISCONNECTED:
-                    self.vendor_up()  # data flows again before the vendor's status says so
-        except MalformedFrameError as exc:
-            self.stats.malformed += 1
-            if self._malformed_logged < 20 or self.stats.malformed % 1000 == 0:
-                self._malformed_logged += 1
-                log.warning("%s: malformed frame #%d: %s", self.name, self.stats.malformed, exc)
-
-    def in_window(self, ev: Event, now: int | None = None) -> bool:
-        """False (counted, logged) for an event stamped outside the sane window of the clock."""
-        if isinstance(ev, FeedStatus):
-            return True
-        now = self.clock.now_ns() if now is None else now
-        ahead_s = (ev.ts_ns - now) / NS_PER_S
-        if -self.config.max_behind_s <= ahead_s <= self.config.max_ahead_s:
-            return True
-        self.stats.out_of_window += 1
-        if self._window_logged < 20 or self.stats.out_of_window % 1000 == 0:
-            self._window_logged += 1
-            log.warning("%s: refused %s stamped %+.0f s from the clock (window -%g/+%g s)",
-                        self.name, type(ev).__name__, ahead_s, self.config.max_behind_s,
-                        self.config.max_ahead_s)  # fmt: skip
-        return False
-
     def vendor_down(self, detail: str) -> None:
         """The vendor says its upstream is down although our socket is fine (e.g. ThetaData
         DISCONNECTED status): report it and remember where the gap started."""
@@ -350,7 +299,10 @@ class StreamingFeed(FeedBase):
                 await self._send_subscribe(conn, list(self._subs), True)
                 self._first_frame = True  # the gap is fetched once the stream flows again
                 async for frame in self._frames(conn):
-                    self._on_frame(frame)
+                    if type(frame) is FrameBatch:  # all a socket read brought (wsbatch)
+                        self._on_frames(frame)
+                    else:
+                        self._on_frame(frame)
                 detail = "connection closed by peer"
             except Exception as exc:  # OSError, or a vendor library's "connection closed"
                 detail = f"connection lost: {type(exc).__name__}: {exc}"

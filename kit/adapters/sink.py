@@ -5,6 +5,8 @@ backfilled, and per key while that key's gap could not be fetched yet."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +40,65 @@ class FeedStats:
             self.bytes += len(frame)
 
 
+class EventQueue:
+    """The subset of :class:`asyncio.Queue` a feed uses (unbounded, FIFO), at a deque's cost.
+
+    A feed puts one item per event and its consumer drains them in batches. ``asyncio.Queue``
+    spent ~0.9 µs per event on bookkeeping no feed uses (``task_done`` counts, a getter scan
+    on every put, the QueueEmpty exception on every drain's last poll); here a put is a deque
+    append and wakes a getter only when one is waiting, and :meth:`poll` ends a drain with
+    None instead of an exception."""
+
+    __slots__ = ("_getters", "_items")
+
+    def __init__(self) -> None:
+        self._items: deque[Any] = deque()
+        self._getters: deque[asyncio.Future[None]] = deque()
+
+    def qsize(self) -> int:
+        return len(self._items)
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def put_nowait(self, item: Any) -> None:
+        self._items.append(item)
+        if self._getters:
+            self._wake()
+
+    def _wake(self) -> None:
+        while self._getters:
+            getter = self._getters.popleft()
+            if not getter.done():
+                getter.set_result(None)
+                return
+
+    def poll(self) -> Any:
+        """The next item, or None when there is none (items are never None)."""
+        items = self._items
+        return items.popleft() if items else None
+
+    def get_nowait(self) -> Any:
+        if not self._items:
+            raise asyncio.QueueEmpty
+        return self._items.popleft()
+
+    async def get(self) -> Any:
+        while not self._items:
+            getter = asyncio.get_running_loop().create_future()
+            self._getters.append(getter)
+            try:
+                await getter
+            except BaseException:
+                getter.cancel()
+                with contextlib.suppress(ValueError):
+                    self._getters.remove(getter)
+                if self._items and not getter.cancelled():
+                    self._wake()  # woken, then cancelled: pass the wake-up on
+                raise
+        return self._items.popleft()
+
+
 class _Watermark:
     """Last timestamp emitted for one key, and what was emitted at exactly that timestamp."""
 
@@ -68,7 +129,7 @@ class EventSink:
     MAX_HELD = 50_000  # per suspended key; beyond it, held events are dropped and re-fetched
 
     def __init__(self, stats: FeedStats) -> None:
-        self.queue: asyncio.Queue[Any] = asyncio.Queue()
+        self.queue = EventQueue()
         self.stats = stats
         self._marks: dict[Any, _Watermark] = {}
         self._holding: list[Event] | None = None
@@ -82,11 +143,12 @@ class EventSink:
         self._deliver(event)
 
     def _deliver(self, event: Event) -> None:
-        key = event_key(event)
+        t = type(event)  # the per-quote path: event_key's answer without its isinstance calls
+        key = (t, event.contract) if t is Quote or t is Trade else event_key(event)
         if key is None:
             self.queue.put_nowait(event)
             return
-        held = self._suspended.get(key)
+        held = self._suspended.get(key) if self._suspended else None
         if held is not None:
             if len(held) >= self.MAX_HELD:  # all in the vendor's history: fetched again
                 self.stats.held_overflow += len(held)

@@ -35,6 +35,7 @@ from kit.adapters.base import FeedConfig, MalformedFrameError, StreamingFeed, Su
 from kit.adapters.thetadata.config import ThetaDataConfig
 from kit.adapters.thetadata.parsing import FrameContract, Header, decode_frame, ms_of_day_to_ns
 from kit.adapters.thetadata.rest import ThetaDataREST
+from kit.adapters.wsbatch import BatchingConnection
 from kit.core.clock import Clock
 from kit.core.model import Contract, Event, ModelError, Quote, Trade
 from kit.core.symbology import from_thetadata, to_thetadata
@@ -79,7 +80,8 @@ class ThetaDataFeed(StreamingFeed):
 
     async def _connect(self) -> Any:
         return await connect(self.td.ws_url, compression=None, open_timeout=self.td.timeout_s,
-                             max_size=2**20, ping_interval=None)  # fmt: skip
+                             max_size=2**20, ping_interval=None,
+                             create_connection=BatchingConnection)  # fmt: skip
 
     async def _send_subscribe(self, conn: Any, keys: Sequence[SubKey], add: bool) -> None:
         for key in keys:
@@ -94,7 +96,7 @@ class ThetaDataFeed(StreamingFeed):
                 }))  # fmt: skip
 
     def _frames(self, conn: Any) -> AsyncIterator[Any]:
-        return aiter(conn)  # the connection's own iterator: no generator layer per frame
+        return conn.batches()  # what each socket read brought, at once (kit.adapters.wsbatch)
 
     def _contract(self, c: FrameContract) -> Contract:
         key = (c.root, c.expiration, c.strike, c.right)
