@@ -18,6 +18,8 @@ import polars as pl
 from kit.store.base import Store, StoreError, StoreUnavailableError, placeholders
 from kit.store.schema import TABLES, Table
 
+_NEWEST = pl.CompatLevel.newest()
+
 
 class DuckDBStore(Store):
     dialect = "duckdb"
@@ -67,7 +69,9 @@ class DuckDBStore(Store):
             con.execute("BEGIN").fetchall()
             try:
                 for table, frame in batches:
-                    con.register("kit_batch", frame)
+                    # as Arrow with string views: polars hands them over without a copy
+                    # (a registered frame is exported with large strings, copied)
+                    con.register("kit_batch", frame.to_arrow(compat_level=_NEWEST))
                     verb = "INSERT OR REPLACE" if table.key else "INSERT"
                     cols = ", ".join(table.names)
                     con.execute(
