@@ -144,11 +144,14 @@ async def run_auto(
     simulator's settings (a SimConfig; default the scenario's). ``on_start``
     is called with the started run (a test's hand on the desk: a manual close mid-session)."""
     cfg = config or AutoConfig()
+    feed = FeedSpec.parse(feed) if isinstance(feed, str) else feed
+    if feed.kind not in ("sim", "replay"):
+        speed = 1.0  # a vendor's market flows with the wall: never stepped, never jumped ahead
     steps, market = sim_setup(script)  # a scenario's shocks and market (quiet: a calm one)
     market = sim if sim is not None else market  # a SimConfig of the caller's (a backtest's)
     spec = RunSpec(
         mode="backtest" if speed is None else "paper",
-        feed=FeedSpec.parse(feed) if isinstance(feed, str) else feed, db=db, rules=rules,
+        feed=feed, db=db, rules=rules,
         day=day, start=start, seed=seed, speed=speed, script=steps, sim=market, auto_manage=True,
         sinks=tuple(sinks), state=store, resume_key="autopilot", manager=manager, paper=paper,
         listener=(lambda event: emit(record_to_json(event))) if emit is not None else None,

@@ -166,8 +166,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         from kit.execution.state import JsonStateStore
 
         store = JsonStateStore(args.state) if args.state else None
-        if args.feed.kind == "thetadata":
-            speed = 1.0  # a vendor's market flows with the wall
         config = None
         if args.strategy is not None:  # a config backtested with kit backtest run, traded
             from kit.research.backtest import BacktestConfig
