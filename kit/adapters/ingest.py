@@ -27,8 +27,8 @@ _MARGIN_NS = 1_000_000  # the integer fast check stays 1 ms inside the exact win
 
 
 class FrameBatch(list[Any]):
-    """Frames that arrived together (one socket read), in order: a feed parses them as one
-    batch, with one clock read and one silence check (see :mod:`kit.adapters.wsbatch`)."""
+    """Payloads (bytes or str) that arrived together, one socket read, in order: a feed parses
+    them as one batch, with one clock read and one silence check (:mod:`kit.adapters.wsbatch`)."""
 
     __slots__ = ()
 
@@ -82,17 +82,16 @@ class FrameIngest:
         # (float, logged) check of in_window decides
         lo = now - int(cfg.max_behind_s * NS_PER_S) + _MARGIN_NS
         hi = now + int(cfg.max_ahead_s * NS_PER_S) - _MARGIN_NS
-        emit, parse = self._sink.emit, self._parse
+        emit, parse, disconnected = self._sink.emit, self._parse, FeedState.DISCONNECTED
+        stats.frames += len(frames)
+        stats.bytes += sum([len(f) for f in frames if isinstance(f, _SIZED)])
         for frame in frames:
-            stats.frames += 1
-            if isinstance(frame, _SIZED):
-                stats.bytes += len(frame)
             try:
                 for ev in parse(frame):
                     if not lo < ev.ts_ns < hi and not self.in_window(ev, now):
                         continue
                     emit(ev)
-                    if self.state is FeedState.DISCONNECTED:
+                    if self.state is disconnected:
                         self.vendor_up()  # data flows again before the vendor's status says so
             except MalformedFrameError as exc:
                 stats.malformed += 1

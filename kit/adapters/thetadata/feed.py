@@ -33,7 +33,13 @@ from websockets.asyncio.client import connect
 
 from kit.adapters.base import FeedConfig, MalformedFrameError, StreamingFeed, SubKey
 from kit.adapters.thetadata.config import ThetaDataConfig
-from kit.adapters.thetadata.parsing import FrameContract, Header, decode_frame, ms_of_day_to_ns
+from kit.adapters.thetadata.parsing import (
+    FrameContract,
+    Header,
+    decode_frame,
+    midnight_ns,
+    ms_of_day_to_ns,
+)
 from kit.adapters.thetadata.rest import ThetaDataREST
 from kit.adapters.wsbatch import BatchingConnection
 from kit.core.clock import Clock
@@ -111,11 +117,13 @@ class ThetaDataFeed(StreamingFeed):
         try:
             f = decode_frame(frame)
             kind = f.header.type
-            if kind == "QUOTE" and f.quote is not None and f.contract is not None:
-                q = f.quote
-                ts = ms_of_day_to_ns(q.date, q.ms_of_day)
+            if kind == "QUOTE" and (q := f.quote) is not None and (c := f.contract) is not None:
+                # the per-quote path, paid 100k+ times a second: the contract cache and the
+                # day's midnight (lru-cached) read inline
+                contract = self._contracts.get((c.root, c.expiration, c.strike, c.right))
+                ts = midnight_ns(q.date) + q.ms_of_day * 1_000_000
                 return (
-                    Quote(self._contract(f.contract), q.bid, q.ask, q.bid_size, q.ask_size, ts),
+                    Quote(contract or self._contract(c), q.bid, q.ask, q.bid_size, q.ask_size, ts),
                 )
             if kind == "TRADE" and f.trade is not None and f.contract is not None:
                 t = f.trade

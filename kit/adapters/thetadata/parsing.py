@@ -34,7 +34,7 @@ RETRYABLE = frozenset({429, 474, 571})
 
 
 @lru_cache(maxsize=64)
-def _midnight_ns(yyyymmdd: int) -> int:
+def midnight_ns(yyyymmdd: int) -> int:
     """UTC ns of midnight New York wall time on that date (offset taken at noon: no DST jump
     happens during market hours)."""
     d = date(yyyymmdd // 10000, yyyymmdd // 100 % 100, yyyymmdd % 100)
@@ -43,7 +43,7 @@ def _midnight_ns(yyyymmdd: int) -> int:
 
 
 def ms_of_day_to_ns(yyyymmdd: int, ms_of_day: int) -> int:
-    return _midnight_ns(yyyymmdd) + ms_of_day * 1_000_000
+    return midnight_ns(yyyymmdd) + ms_of_day * 1_000_000
 
 
 def parse_timestamp(text: str) -> int:
