@@ -12,7 +12,7 @@ from kit.core.model import Contract, Fill, Leg, Position, Quote, Side, StrategyT
 from kit.core.model import UnderlyingTick as Tick
 from kit.portfolio.book import Book
 from kit.portfolio.market import MarketState
-from kit.portfolio.valuation import PositionView, Valuation
+from kit.portfolio.valuation import PositionView, Valuation, leg_kernel
 
 EXPIRY = date(2024, 3, 15)
 NOW = to_ns(datetime(2024, 3, 12, 11, 0, tzinfo=NEW_YORK))
@@ -24,8 +24,11 @@ def _c(strike: float, right: str) -> Contract:
 
 
 def _same(book: Book, now: int) -> PositionView:
-    """The book's (cached) view equals one computed from scratch, NaN and -0.0 included."""
-    got, ref = book.view(now), Valuation(book).view(now)
+    """The book's (cached, compiled) view equals one computed from scratch in NumPy, NaN and
+    -0.0 included."""
+    fresh = Valuation(book)
+    fresh._legs = fresh._legs_numpy  # type: ignore[method-assign]  # the reference
+    got, ref = book.view(now), fresh.view(now)
     for f in fields(PositionView):
         a, b = getattr(got, f.name), getattr(ref, f.name)
         if isinstance(a, np.ndarray):
@@ -82,3 +85,5 @@ def test_cached_view_equals_a_fresh_one_through_the_book_changes() -> None:
             book.roll_day()
         view = _same(book, t)
     assert len(view) == 3 and view.units[0] > 0
+    assert view.stale.any() or view.max_spread_pct.max() > 0  # the wide quotes were seen
+    assert leg_kernel() is not None  # numba is in the dev extra: the compiled loop was compared

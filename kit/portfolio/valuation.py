@@ -21,7 +21,10 @@ through fills, spot moves and new positions).
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -32,6 +35,7 @@ from kit.core.payoff import stress_loss
 if TYPE_CHECKING:
     from kit.portfolio.book import Book
 
+log = logging.getLogger(__name__)
 F64 = NDArray[np.float64]
 
 
@@ -101,6 +105,24 @@ class PositionView:
         return len(self.ids)
 
 
+@cache
+def leg_kernel() -> Callable[..., None] | None:
+    """The compiled per-leg loop (:mod:`kit.portfolio.valuation_numba`), or None without numba
+    or if it fails to compile: then the NumPy path, which is also the reference."""
+    try:
+        from kit.portfolio.valuation_numba import leg_sums
+    except ImportError:
+        return None
+    try:  # compile (or load from the disk cache) now, on one leg
+        f, i, z = np.ones(1), np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.bool_)
+        leg_sums(i, i, f, f, f, f, f, f, f, f, f, z, f, f, f, f, f, f, 0.1, np.zeros((10, 1)),
+                 np.zeros(1), z.copy())  # fmt: skip
+    except Exception as exc:  # a broken numba/llvmlite install must not take the desk down
+        log.warning("valuation: numba kernel unavailable (%s); using NumPy", exc)
+        return None
+    return leg_sums
+
+
 class Valuation:
     """The view of one book, with what a tick leaves unchanged kept between views."""
 
@@ -164,23 +186,25 @@ class Valuation:
         self._spot_key, self._by_spot = (key, spot.copy()), (spot[b.leg_pos], dist, tested, risk)
         return self._by_spot
 
-    def view(self, now_ns: int) -> PositionView:
-        """Every position's P&L, Greeks and distances, vectorised over legs.
-
-        Valuing also advances each open position's peak P&L %, the trailing stop's memory: the
-        peak is a fact about the position's history, so the book keeps it and rules stay pure.
-        """
+    def _legs(self, s: dict[str, Any], leg_spot: F64) -> tuple[F64, F64, NDArray[np.bool_]]:
+        """Per position: the ten per-leg sums (10, n), the widest spread of its held legs (% of
+        mid) and whether one of them has a held mark; compiled when numba is installed."""
         b, m = self.book, self.book.market
-        s = self._static()
+        n = s["n"]
+        kernel = leg_kernel()
+        if kernel is None or not b.n_legs:
+            return self._legs_numpy(s, leg_spot)
+        sums, max_spread, stale = np.zeros((s["k"], n)), np.zeros(n), np.zeros(n, dtype=bool)
+        kernel(b.leg_pos, b.leg_row, b.leg_qty, b.leg_avg, b.leg_day_ref, b.leg_realized_day,
+               s["mult"], leg_spot, m.mark, m.ask, m.bid, m.wide, m.delta, m.gamma,
+               m.theta_per_day, m.vega_per_point, m.vanna_per_point, m.charm_per_day,
+               m.config.max_spread + 1e-9, sums, max_spread, stale)  # fmt: skip
+        return sums, max_spread, stale
+
+    def _legs_numpy(self, s: dict[str, Any], leg_spot: F64) -> tuple[F64, F64, NDArray[np.bool_]]:
+        """:meth:`_legs` in NumPy: the reference, and the path without numba."""
+        b, m = self.book, self.book.market
         n, lr, qty, mult = s["n"], b.leg_row, b.leg_qty, s["mult"]
-        und_row = s["und_row"]
-        if not n:
-            spot = np.zeros(0)
-        elif s["has_und"]:
-            spot = m.spot[und_row]
-        else:
-            spot = np.where(und_row >= 0, m.spot[np.maximum(und_row, 0)], np.nan)
-        leg_spot, dist, tested, risk = self._spot_parts(s, spot)
         raw_mark = m.mark[lr]
         marked = np.isfinite(raw_mark)
         mark = np.where(marked, raw_mark, b.leg_avg)  # unmarked legs: flat P&L
@@ -206,6 +230,37 @@ class Valuation:
         x[9] = qty * m.charm_per_day[lr] * mult
         x[np.isnan(x)] = 0.0  # a leg without Greeks yet adds nothing
         sums = np.bincount(s["bins"], weights=x.ravel(), minlength=s["k"] * n).reshape(s["k"], n)
+        mid = 0.5 * (ask + bid)  # the latest quote's, as the liquidity guard reads it
+        width = ask - bid
+        with np.errstate(divide="ignore", invalid="ignore"):
+            spread = np.where(mid > 0, width / mid * 100, np.inf)
+        spread[width <= m.config.max_spread + 1e-9] = 0.0  # a one- or two-tick market is liquid
+        active, lp_active = s["active"], s["lp_active"]
+        max_spread = np.full(n, 0.0)
+        # no two-sided quote is an infinite spread (nan_to_num would make it 1.8e308)
+        spread_a = spread[active]
+        np.maximum.at(max_spread, lp_active, np.where(np.isnan(spread_a), np.inf, spread_a))
+        stale = np.zeros(n, dtype=bool)
+        np.logical_or.at(stale, lp_active, unmarked[active])
+        return sums, max_spread, stale
+
+    def view(self, now_ns: int) -> PositionView:
+        """Every position's P&L, Greeks and distances, vectorised over legs.
+
+        Valuing also advances each open position's peak P&L %, the trailing stop's memory: the
+        peak is a fact about the position's history, so the book keeps it and rules stay pure.
+        """
+        b, m = self.book, self.book.market
+        s = self._static()
+        n, und_row = s["n"], s["und_row"]
+        if not n:
+            spot = np.zeros(0)
+        elif s["has_und"]:
+            spot = m.spot[und_row]
+        else:
+            spot = np.where(und_row >= 0, m.spot[np.maximum(und_row, 0)], np.nan)
+        leg_spot, dist, tested, risk = self._spot_parts(s, spot)
+        sums, max_spread, stale = self._legs(s, leg_spot)
         open_pnl, day_pnl = sums[0], sums[1]
         realized, credit, carried, held_fees = (s["realized"], s["credit"], s["carried"],
                                                 s["held_fees"])  # fmt: skip
@@ -227,18 +282,6 @@ class Valuation:
         bench = m.spot_of(b.config.benchmark)
         per_unit = s["per_unit"]  # per-unit delta: contracts x delta / units (multiplier cancels)
         move = b.config.gamma_move_pct / 100
-        mid = 0.5 * (ask + bid)  # the latest quote's, as the liquidity guard reads it
-        width = ask - bid
-        with np.errstate(divide="ignore", invalid="ignore"):
-            spread = np.where(mid > 0, width / mid * 100, np.inf)
-        spread[width <= m.config.max_spread + 1e-9] = 0.0  # a one- or two-tick market is liquid
-        active, lp_active = s["active"], s["lp_active"]
-        max_spread = np.full(n, 0.0)
-        # no two-sided quote is an infinite spread (nan_to_num would make it 1.8e308)
-        spread_a = spread[active]
-        np.maximum.at(max_spread, lp_active, np.where(np.isnan(spread_a), np.inf, spread_a))
-        stale = np.zeros(n, dtype=bool)
-        np.logical_or.at(stale, lp_active, unmarked[active])
         return PositionView(
             ts_ns=now_ns,
             ids=s["ids"],  # a snapshot: positions opened later must not join this view
