@@ -180,8 +180,9 @@ class AlertManager:
         return record
 
     def _clear(self, scope: Collection[str | None], offered: set[AlertKey]) -> None:
-        for position_id in scope:
-            rules = self._active.get(position_id)
+        # the positions with active keys are few: intersect, not look up every one in scope
+        for position_id in self._active.keys() & scope:
+            rules = self._active[position_id]
             if not rules:
                 continue
             gone = [rk for rk in rules if (rk[0], position_id, rk[1]) not in offered]

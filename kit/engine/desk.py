@@ -17,16 +17,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from msgspec.structs import replace
 
 from kit.adapters.base import Feed
-from kit.core.clock import NEW_YORK, NS_PER_S, Clock, from_ns
+from kit.core.clock import NEW_YORK, NS_PER_S, Clock, from_ns, to_ns
 from kit.core.model import (
     Action,
     ActionKind,
@@ -51,7 +51,7 @@ from kit.engine.ports import Executor, OrderFlow
 from kit.engine.snapshot import Snapshot, build_snapshot
 from kit.portfolio.book import Book, BookConfig, PositionView
 from kit.portfolio.market import MarketConfig, MarketState
-from kit.risk.checks import Context, EntryCheck, Finding, check_entry, evaluate
+from kit.risk.checks import BlockedBy, Context, EntryCheck, Finding, check_entry, evaluate
 from kit.risk.rules import Rules, load_rules
 from kit.signals import iv_rank
 
@@ -116,7 +116,7 @@ class Desk:
         self.auto_manage = auto_manage
         self.killed = False
         self.frozen = False
-        self.blocked_by: dict[str, str] = {}
+        self.blocked_by: Mapping[str, str] = {}
         self.alert_only: set[str] = set()  # positions traded elsewhere: alerts, never orders
         self.iv_history: dict[str, np.ndarray] = {}
         self.feed_states: dict[str, FeedState] = {}
@@ -126,6 +126,7 @@ class Desk:
         self.view: PositionView = self.book.view(self.last_data_ns)
         self._scope: set[str | None] = {None}
         self._day: date | None = None
+        self._day_ns = (0, 0)  # [start, end) of self._day, epoch ns
         self._evaluated_ns = 0
         self._tasks: list[asyncio.Task[None]] = []
         self._pending: set[asyncio.Task[None]] = set()
@@ -308,11 +309,15 @@ class Desk:
         return emitted
 
     def _roll_day(self, now: int) -> None:
+        if self._day_ns[0] <= now < self._day_ns[1]:
+            return  # the New York day of the last evaluation (no time zone look-up per tick)
         day = from_ns(now).astimezone(NEW_YORK).date()
         if day != self._day:
             if self._day is not None:
                 self.book.roll_day()
             self._day = day
+        start = datetime.combine(day, time(), NEW_YORK)
+        self._day_ns = (to_ns(start), to_ns(start + timedelta(days=1)))
 
     def _apply_states(self, findings: list[Finding], now: int) -> None:
         """Freeze and entry blocks hold exactly while their conditions hold."""
@@ -322,11 +327,7 @@ class Desk:
                           "resumes", key="resumed")  # fmt: skip
             self._publish(self.alerts.notify(alert))
         self.frozen = frozen
-        self.blocked_by = {
-            f"{f.rule}:{f.key}": f.alert.message
-            for f in findings
-            if f.action_kind == ActionKind.BLOCK_ENTRIES
-        }
+        self.blocked_by = BlockedBy(findings)  # messages formatted when read, not each tick
 
     def _release_held(self, findings: list[Finding], view: PositionView) -> None:
         """Fresh data after a freeze: act on the held actions whose conditions still hold."""

@@ -130,6 +130,7 @@ class MarketState:
         self._tight = cfg.max_spread + 1e-9  # float noise: 0.35 - 0.25 > 0.10
         self.last_event_ns = 0  # newest event of any kind: the feed-outage rule watches it
         self.vendor_source: dict[int, str] = {}  # row -> who sent its vendor Greeks
+        self._rows_memo: tuple[tuple | None, tuple] = (None, ())  # refresh(): last rows' statics
 
     # --- rows ---
 
@@ -283,18 +284,26 @@ class MarketState:
         Rows without a mark or a spot keep NaN. A mark the model cannot invert (below intrinsic
         after the spot moved first) keeps the row's previous IV, so Greeks stay usable.
         """
-        if rows is None:
-            idx = np.flatnonzero(self.fresh[: self.size])
-        else:  # np.unique sorts (~12 us a tick); a mask gives the same sorted unique rows
-            mask = np.zeros(self.size, dtype=bool)
-            mask[rows] = True
-            idx = np.flatnonzero(mask)
+        key = (rows.dtype.num, rows.tobytes()) if isinstance(rows, np.ndarray) else None
+        if key is not None and self._rows_memo[0] == key:  # the desk's open legs, tick after tick
+            idx, und, K, r, q, expiry, is_call = self._rows_memo[1]
+        else:
+            if rows is None:
+                idx = np.flatnonzero(self.fresh[: self.size])
+            else:  # np.unique sorts (~12 us a tick); a mask gives the same sorted unique rows
+                mask = np.zeros(self.size, dtype=bool)
+                mask[rows] = True
+                idx = np.flatnonzero(mask)
+            # a row's static columns never change once tracked: kept with its rows
+            static = (idx, self.und[idx], self.strike[idx], self.rate[idx], self.div_yield[idx],
+                      self.expiry_ns[idx], self.is_call[idx])  # fmt: skip
+            idx, und, K, r, q, expiry, is_call = static
+            if key is not None:
+                self._rows_memo = (key, static)
         if idx.size == 0:
             return
-        S = self.spot[self.und[idx]]
-        K, r, q = self.strike[idx], self.rate[idx], self.div_yield[idx]
-        T = np.maximum(self.expiry_ns[idx] - now_ns, 0) / YEAR_NS
-        is_call = self.is_call[idx]
+        S = self.spot[und]
+        T = np.maximum(expiry - now_ns, 0) / YEAR_NS
         mark, prev = self.mark[idx], self.iv[idx]
         fast = iv_and_greeks(mark, S, K, T, r, q, is_call, prev)  # compiled, a few rows
         if fast is None:

@@ -11,7 +11,7 @@ records only for the positions that fire, so a clean book costs a few array comp
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property, partial
 from itertools import compress
@@ -78,6 +78,35 @@ class Finding:
     def action(self) -> Action | None:
         self.alert  # noqa: B018 - building the alert builds its action
         return self._action
+
+
+class BlockedBy(Mapping[str, str]):
+    """The entry blocks in force, ``"rule:key"`` -> the alert's message, from one evaluation's
+    findings. Built when first read: the conditions hold tick after tick (a book over its risk
+    limit) and their messages are read only by an entry check or a snapshot."""
+
+    __slots__ = ("_d", "_findings")
+
+    def __init__(self, findings: Iterable[Finding] = ()) -> None:
+        self._findings = [f for f in findings if f.action_kind == ActionKind.BLOCK_ENTRIES]
+        self._d: dict[str, str] | None = None
+
+    def _map(self) -> dict[str, str]:
+        if self._d is None:
+            self._d = {f"{f.rule}:{f.key}": f.alert.message for f in self._findings}
+        return self._d
+
+    def __getitem__(self, key: str) -> str:
+        return self._map()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._map())
+
+    def __len__(self) -> int:
+        return len(self._map())
+
+    def __repr__(self) -> str:
+        return repr(self._map())
 
 
 @dataclass(frozen=True)
@@ -228,6 +257,8 @@ def gamma(ctx: Context) -> list[Finding]:
 def trailing_stop(ctx: Context) -> list[Finding]:
     cfg, v = ctx.rules.trailing_stop, ctx.view
     armed = v.is_open & (v.peak_pct >= cfg.arm_pct)
+    if not armed.any():  # no position ever reached the arming profit: the usual tick
+        return []
     stop = np.where(v.peak_pct >= cfg.tighten_from_pct, v.peak_pct - cfg.trail_pct, 0.0)
     out = []
     for i in np.flatnonzero(armed & (v.pnl_pct <= stop)):
@@ -248,7 +279,9 @@ def time_stop(ctx: Context) -> list[Finding]:
         left = np.inf if s is None else (s.close - from_ns(ctx.now_ns)).total_seconds()
         to_close_s = np.full(len(v), left)
     near = (to_close_s > 0) & (to_close_s <= cfg.minutes_to_close * 60)
-    out = []
+    out: list[Finding] = []
+    if not near.any():  # hours from the close: the usual tick
+        return out
     for i in np.flatnonzero(v.is_open & near & (v.pnl_pct >= cfg.min_profit_pct)):
         msg = (f"{to_close_s[i] / 60:.0f} min to the close with profit {v.pnl_pct[i]:.1f}% "
                f"≥ {cfg.min_profit_pct:g}% → {cfg.action}")  # fmt: skip
@@ -310,6 +343,8 @@ def feed_stale(ctx: Context) -> list[Finding]:
 def correlation_break(ctx: Context) -> list[Finding]:
     cfg, m = ctx.rules.correlation_break, ctx.market
     idx = m.window_return_pct(cfg.index, cfg.window_s, ctx.now_ns)
+    if not idx <= -cfg.index_down_pct:  # the index did not fall (or is unknown): no break
+        return []
     vol = m.window_return_pct(cfg.vol_index, cfg.window_s, ctx.now_ns)
     if not is_correlation_break(idx, vol, cfg.index_down_pct, cfg.vol_down_pct):
         return []
@@ -326,7 +361,7 @@ def limits(ctx: Context) -> list[Finding]:
     n_open = int(v.is_open.sum())
     total_risk = float(v.risk[v.is_open].sum())
     day = float(v.day_pnl.sum())
-    book = {"open_positions": n_open, "total_risk": _f(total_risk), "day_pnl": _f(day)}
+    book = partial(_book_inputs, n_open, total_risk, day)  # built with an alert, not each tick
     if day <= -cfg.daily_loss_limit:
         msg = f"day P&L ${day:,.0f} hit the daily loss limit ${cfg.daily_loss_limit:,.0f}"
         out.append(Finding(ctx.now_ns, "limits", Severity.CRITICAL, msg, book, key="daily_loss",
@@ -345,6 +380,10 @@ def limits(ctx: Context) -> list[Finding]:
                             _inputs(v, i, quantity=v.quantity[i]), position_id=v.ids[i],
                             key="size"))  # fmt: skip
     return out
+
+
+def _book_inputs(n_open: int, total_risk: float, day: float) -> dict[str, Any]:
+    return {"open_positions": n_open, "total_risk": _f(total_risk), "day_pnl": _f(day)}
 
 
 RULES: dict[str, Callable[[Context], list[Finding]]] = {
