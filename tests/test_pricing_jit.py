@@ -72,3 +72,32 @@ def test_without_numba_pricing_falls_back_to_numpy(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(pricing_jit, "kernel", lambda: None)
     assert pricing_jit.greeks_into(list(args), N, None) is None
     _same(pricing.greeks(*args), fused)
+
+
+def test_the_kernels_normal_cdf_matches_scipy_in_the_body_and_the_tails() -> None:
+    from scipy.special import ndtr
+
+    from kit.core.greeks_numba import _ncdf
+
+    x = np.concatenate([np.linspace(-40.0, 40.0, 20_001), [-1e-300, 0.0, 1e-300, np.inf, -np.inf]])
+    got = np.array([_ncdf(v, np.exp(-0.5 * v * v)) for v in x])
+    ref = ndtr(x)
+    normal = ref > 1e-300  # below: SciPy flushes to 0, the kernel keeps a subnormal
+    rel = np.abs(got - ref)[normal] / ref[normal]
+    assert rel[np.abs(x[normal]) < 8].max() < 2e-14  # the body: a few ulp
+    assert rel.max() < 1e-12  # the far tails: exp(-x²/2) carries x² ulp of error, as SciPy's
+    assert np.abs(got - ref)[~normal].max() < 1e-300
+    assert np.isnan(_ncdf(np.nan, np.nan))
+
+
+def test_absurd_rates_give_what_numpy_gives(monkeypatch: pytest.MonkeyPatch) -> None:
+    x = _inputs(11)
+    x["r"][:200], x["q"][200:400] = 800.0, 800.0  # discounts under- and overflow
+    x["r"][400:600], x["q"][600:800] = -800.0, -800.0
+    args = (x["S"], x["K"], x["T"], x["r"], x["q"], x["sigma"], x["is_call"])
+    got, ref = pricing.greeks(*args), _numpy(monkeypatch, *args)
+    for name, a, b in zip(got._fields, got, ref, strict=True):
+        inf = np.isinf(b)
+        assert np.array_equal(np.isinf(a), inf) and np.array_equal(a[inf], b[inf]), name
+        a[inf] = b[inf] = 0.0  # equal infinities: the rest is held to 1e-12 below
+    _same(got, ref)
