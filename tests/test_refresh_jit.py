@@ -72,10 +72,10 @@ def test_market_refresh_is_the_same_with_and_without_the_kernel(
 
 
 def test_without_numba_the_market_keeps_the_numpy_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    refresh_jit.iv_kernel.cache_clear()
+    refresh_jit.kernels.cache_clear()
     monkeypatch.setitem(__import__("sys").modules, "kit.portfolio.refresh_numba", None)
     try:
         assert refresh_jit.iv_kernel() is None
         assert refresh_jit.iv_and_greeks(*_rows(40)) is None
     finally:
-        refresh_jit.iv_kernel.cache_clear()
+        refresh_jit.kernels.cache_clear()

@@ -23,7 +23,7 @@ from numpy.typing import NDArray
 from kit.core.clock import NS_PER_S, expiry_time, to_ns
 from kit.core.model import Contract, Greeks, ModelError, Quote, UnderlyingTick
 from kit.core.pricing import GreekArrays, greeks, implied_vol_near
-from kit.portfolio.refresh_jit import iv_and_greeks
+from kit.portfolio.refresh_jit import iv_and_greeks, scatter_kernel
 
 YEAR_NS = 365 * 24 * 3600 * NS_PER_S
 
@@ -310,6 +310,11 @@ class MarketState:
             iv = implied_vol_near(mark, S, K, T, r, q, is_call, prev)
             iv = np.where(np.isfinite(iv), iv, prev)
             g = greeks(S, K, T, r, q, iv, is_call)
+        elif (write := scatter_kernel()) is not None:  # one call instead of 12 NumPy ones
+            write(idx, fast[0], fast[1], S, self.iv, self.model_price, self.delta, self.gamma,
+                  self.theta_per_day, self.vega_per_point, self.vanna_per_point,
+                  self.charm_per_day, self.fresh)  # fmt: skip
+            return
         else:
             iv, g = fast[0], GreekArrays(*fast[1])
         self.iv[idx] = iv

@@ -31,20 +31,33 @@ MAX_N = 4096  # above this the NumPy path's chunks (and the parallel kernel) tak
 
 
 @cache
-def iv_kernel() -> Callable[..., None] | None:
-    """The compiled IV kernel, or None without numba (or if compiling fails)."""
+def kernels() -> tuple[Callable[..., None], Callable[..., None]] | None:
+    """The compiled IV and write-back kernels, or None without numba (or if compiling fails)."""
     try:
-        from kit.portfolio.refresh_numba import iv_near
+        from kit.portfolio.refresh_numba import iv_near, scatter
     except ImportError:
         return None
     try:  # compile (or load from the disk cache) now, on one option
-        one = np.ones(1)
-        iv_near(one, one, one, one, one, one, np.ones(1, dtype=np.bool_), one, np.empty(1),
-                np.empty(1, dtype=np.bool_))  # fmt: skip
+        one, yes = np.ones(1), np.ones(1, dtype=np.bool_)
+        iv_near(one, one, one, one, one, one, yes, one, np.empty(1), yes.copy())
+        scatter(np.zeros(1, dtype=np.int64), one, np.ones((9, 1)), *(np.ones(1) for _ in
+                range(9)), yes.copy())  # fmt: skip
     except Exception as exc:  # a broken numba/llvmlite install must not take the desk down
         log.warning("market: numba IV kernel unavailable (%s); using NumPy", exc)
         return None
-    return iv_near
+    return iv_near, scatter
+
+
+def iv_kernel() -> Callable[..., None] | None:
+    """The compiled IV kernel, or None without numba."""
+    k = kernels()
+    return None if k is None else k[0]
+
+
+def scatter_kernel() -> Callable[..., None] | None:
+    """The compiled write-back of a refresh into the market's columns, or None without numba."""
+    k = kernels()
+    return None if k is None else k[1]
 
 
 def iv_and_greeks(

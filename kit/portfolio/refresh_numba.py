@@ -56,3 +56,26 @@ def iv_near(
         else:
             out[i] = sig
             bad[i] = not (done and math.isfinite(sig) and sig > 0)
+
+
+@numba.njit(cache=True)
+def scatter(
+    idx: NDArray[np.int64], iv: F64, out: F64, S: F64, iv_col: F64, price_col: F64,
+    delta_col: F64, gamma_col: F64, theta_col: F64, vega_col: F64, vanna_col: F64,
+    charm_col: F64, fresh: B,
+) -> None:  # fmt: skip
+    """Write the rows' IV and Greeks (``out`` in ``GreekArrays`` order) into the market's
+    columns in the units they keep (per day, per vol point), as the NumPy path's assignments
+    do; a row with a spot is no longer fresh."""
+    for i in range(idx.shape[0]):
+        r = idx[i]
+        iv_col[r] = iv[i]
+        price_col[r] = out[0, i]
+        delta_col[r] = out[1, i]
+        gamma_col[r] = out[2, i]
+        theta_col[r] = out[3, i] / 365.0
+        vega_col[r] = out[4, i] / 100.0
+        vanna_col[r] = out[6, i] / 100.0
+        charm_col[r] = out[7, i] / 365.0
+        if math.isfinite(S[i]):
+            fresh[r] = False
