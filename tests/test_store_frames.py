@@ -7,8 +7,10 @@ same rows rejected with the same reasons, order kept across chunks that fall bac
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
+import threading
 
 import numpy as np
 import polars as pl
@@ -16,6 +18,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 import kit.store.writer as writer_module
+from kit.store.base import StoreUnavailableError
 from kit.store.duck import DuckDBStore
 from kit.store.frames import arrow_spec
 from kit.store.schema import TABLES
@@ -93,3 +96,65 @@ def test_bad_values_are_rejected_as_before_and_order_is_kept(tmp_path, monkeypat
 def test_rows_trimmed_to_nothing_build_nothing(tmp_path, monkeypatch):
     frame, rejected = build(tmp_path, QUOTES, [], arrow=True, monkeypatch=monkeypatch)
     assert frame is None and rejected == 0
+
+
+class GatedStore(DuckDBStore):
+    """A DuckDB store whose writes each wait for the test's go, and the first ``fail`` of them
+    then find the database unavailable: the test decides what is in flight when."""
+
+    def __init__(self, path, fail: int) -> None:
+        super().__init__(path)
+        self.fail = fail
+        self.started: list[int] = []  # rows per write call, as each starts
+        self.gates = [threading.Event() for _ in range(10)]
+
+    def write(self, batches):
+        k = len(self.started)
+        self.started.append(sum(f.height for _, f in batches))
+        assert self.gates[k].wait(10), f"write {k} was never let go"
+        if k < self.fail:
+            raise StoreUnavailableError("down for the test")
+        return super().write(batches)
+
+
+async def test_the_next_batch_is_converted_during_a_write_and_kept_through_an_outage(
+    tmp_path, monkeypatch
+):
+    store = GatedStore(tmp_path / "desk.duckdb", fail=2)
+    store.migrate()
+    w = StoreWriter(store, WriterConfig(spool_dir=None, flush_s=0.01, retry_s=(0.01,)))
+    built: list[int] = []
+    frame = w._frame
+    monkeypatch.setattr(w, "_frame", lambda t, rows: built.append(len(rows)) or frame(t, rows))
+    durable: list[str] = []
+
+    async def until(n: int, seen: list[int] = store.started) -> None:
+        for _ in range(500):  # polled: the writes and conversions run in worker threads
+            if len(seen) >= n:
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"{n} expected, {len(seen)} seen")
+
+    async def put(name: str, first: int) -> None:
+        for i in range(first, first + 10):
+            assert w.put("quotes", quote(i))
+        w.when_durable(lambda: durable.append(name))
+
+    await w.start()
+    await put("A", 0)
+    await until(1)  # A is in the database: B arrives
+    await put("B", 10)
+    store.gates[0].set()  # A fails
+    await until(2)  # A again, and B is converted while A is in the database
+    await until(2, built)
+    await put("C", 20)
+    store.gates[1].set()  # A fails again: B's conversion is kept
+    for k in range(2, 5):
+        await until(k + 1)
+        store.gates[k].set()
+    await w.close()
+    assert store.started == [10] * 5 and built == [10, 10, 10]  # each batch converted once
+    assert durable == ["A", "B", "C"] and w.stats["written"] == 30 and w.buffered == 0
+    ts = store.query("SELECT ts FROM quotes ORDER BY ts")["ts"].dt.epoch("us").to_list()
+    assert ts == [quote(i)[0] // 1_000 for i in range(30)]
+    store.close()

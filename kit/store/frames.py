@@ -97,6 +97,34 @@ def columns(table: Table, rows: list[tuple[Any, ...]]) -> pl.DataFrame:
     return pl.DataFrame(data)
 
 
+def check(table: Table, frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+    """NaN in an optional number becomes NULL; NaN, infinity or NULL in a required column
+    rejects the row. Returns the rows kept and those rejected (None: none)."""
+    optional = [pl.col(c.name).fill_nan(None) for c in table.columns
+                if c.type == "float" and c.nullable]  # fmt: skip
+    if optional:
+        frame = frame.with_columns(optional)
+    required = [c for c in table.columns if not c.nullable]
+    if all(c.type != "float" and not frame[c.name].null_count() for c in required):
+        return frame, None  # the usual case, and a null count is O(1): no mask to build
+    bad = None
+    for c in required:
+        col = pl.col(c.name)
+        bad = _or(bad, col.is_null())
+        if c.type == "float":
+            bad = _or(bad, col.is_nan() | col.is_infinite())
+    if bad is None:
+        return frame, None
+    mask = frame.select(bad.fill_null(True).alias("bad"))["bad"]
+    if not mask.any():
+        return frame, None
+    return frame.filter(~mask), frame.filter(mask)
+
+
+def _or(a: pl.Expr | None, b: pl.Expr) -> pl.Expr:
+    return b if a is None else a | b
+
+
 def _ts(ns: pl.Series) -> pl.Series:
     """Int ns since the epoch → the store's UTC microseconds."""
     return ns.cast(pl.Datetime("ns", "UTC")).dt.cast_time_unit("us")

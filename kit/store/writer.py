@@ -37,7 +37,7 @@ import polars as pl
 
 from kit.core.model import Severity
 from kit.store.base import Store, StoreError, StoreUnavailableError
-from kit.store.frames import ARROW_ERRORS, arrow_spec, columns, from_structs, to_struct
+from kit.store.frames import ARROW_ERRORS, arrow_spec, check, columns, from_structs, to_struct
 from kit.store.schema import TABLES, Table
 
 log = logging.getLogger(__name__)
@@ -91,7 +91,7 @@ class StoreWriter:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
-        self._writing = False
+        self._busy = 0  # leading pending batches being converted or written
         self._warned = False
         self._reject_logged: dict[str, float] = {}
         # seconds each batch took to write (the metrics' histogram); None: not measured
@@ -133,6 +133,9 @@ class StoreWriter:
                 fn()
             except Exception:
                 log.exception("store: a when_durable callback failed")
+
+    def _unbatched(self) -> int:
+        return sum(map(len, self._bufs.values()))
 
     @property
     def buffered(self) -> int:
@@ -216,29 +219,44 @@ class StoreWriter:
         self._bound()
 
     async def _drain(self) -> None:
-        """Write pending batches oldest first; an outage stops it (StoreUnavailableError)."""
-        while self._pending:
-            batch = self._pending[0]
-            rows = sum(_height(x) for _, x in batch)
-            self._writing = True  # the bound leaves the batch in flight alone
-            try:
-                frames = await asyncio.to_thread(self._build, batch)
+        """Write pending batches oldest first; an outage stops it (StoreUnavailableError).
+        While a batch is in the database (DuckDB and psycopg release the GIL), the rows put
+        since are cut into the next batch and converted: conversion and insert overlap."""
+        ahead: asyncio.Future[Batch] | None = None  # the frames of pending[1], being built
+        try:
+            while self._pending:
+                batch = self._pending[0]
+                rows = sum(_height(x) for _, x in batch)
+                self._busy = 1  # the bound leaves the batches in flight alone
+                if ahead is not None:
+                    frames, ahead = await ahead, None
+                else:
+                    frames = await asyncio.to_thread(self._build, batch)
                 self._pending[0] = frames  # converted once, kept as frames while retrying
                 started = time.perf_counter()
-                written = await asyncio.to_thread(self._write, frames)
+                write = asyncio.ensure_future(asyncio.to_thread(self._write, frames))
+                if len(self._pending) == 1 and self._unbatched() >= self.config.chunk_rows:
+                    self._take()  # a consistent cut, as every take: made on the loop
+                if len(self._pending) > 1 and not _built(self._pending[1]):
+                    self._busy = 2
+                    ahead = asyncio.ensure_future(asyncio.to_thread(self._build, self._pending[1]))
+                try:
+                    written = await write
+                except StoreUnavailableError as exc:
+                    if ahead is not None:  # keep its conversion for the retry
+                        self._pending[1], ahead = await ahead, None
+                    self._down(exc)
+                    raise
                 if self.on_write is not None:
                     self.on_write(time.perf_counter() - started)
-            except StoreUnavailableError as exc:
-                self._down(exc)
-                raise
-            finally:
-                self._writing = False
-            self._pending.popleft()
-            self._pending_rows -= rows
-            self.stats["written"] += written
-            self.stats["batches"] += 1
-            self._up()
-            self._durable(1)
+                self._pending.popleft()
+                self._pending_rows -= rows
+                self.stats["written"] += written
+                self.stats["batches"] += 1
+                self._up()
+                self._durable(1)
+        finally:
+            self._busy = 0
 
     def _write(self, frames: Batch) -> int:
         try:
@@ -336,30 +354,11 @@ class StoreWriter:
             return columns(table, good)
 
     def _check(self, table: Table, frame: pl.DataFrame) -> pl.DataFrame:
-        """NaN in an optional number becomes NULL; NaN, infinity or NULL in a required column
-        rejects the row."""
-        optional = [pl.col(c.name).fill_nan(None) for c in table.columns
-                    if c.type == "float" and c.nullable]  # fmt: skip
-        if optional:
-            frame = frame.with_columns(optional)
-        required = [c for c in table.columns if not c.nullable]
-        if all(c.type != "float" and not frame[c.name].null_count() for c in required):
-            return frame  # the usual case, and a null count is O(1): no mask to build
-        bad = None
-        for c in required:
-            col = pl.col(c.name)
-            bad = _or(bad, col.is_null())
-            if c.type == "float":
-                bad = _or(bad, col.is_nan() | col.is_infinite())
-        if bad is None:
-            return frame
-        mask = frame.select(bad.fill_null(True).alias("bad"))["bad"]
-        if not mask.any():
-            return frame
-        rejected = frame.filter(mask)
-        self._reject(table.name, rejected.height, "NaN, infinity or NULL in a required column",
-                     rejected.row(0))  # fmt: skip
-        return frame.filter(~mask)
+        frame, rejected = check(table, frame)
+        if rejected is not None:
+            self._reject(table.name, rejected.height, "NaN, infinity or NULL in a required "
+                         "column", rejected.row(0))  # fmt: skip
+        return frame
 
     # --- outages, bounds, rejects ---
 
@@ -389,7 +388,7 @@ class StoreWriter:
             return
         dropped = 0
         for k, batch in enumerate(self._pending):  # oldest first
-            if k == 0 and self._writing:
+            if k < self._busy:
                 continue
             for i, (table, rows) in enumerate(batch):
                 if excess <= 0:
@@ -484,5 +483,5 @@ def _height(rows: Any) -> int:
     return rows.height if isinstance(rows, pl.DataFrame) else len(rows)
 
 
-def _or(a: pl.Expr | None, b: pl.Expr) -> pl.Expr:
-    return b if a is None else a | b
+def _built(batch: Batch | list[tuple[Table, Any]]) -> bool:
+    return all(isinstance(x, pl.DataFrame) for _, x in batch)
