@@ -5,8 +5,14 @@ import numpy as np
 import pytest
 
 from kit.core import pricing
-from kit.portfolio import refresh_jit
+from kit.portfolio import jit_switch, refresh_jit
 from kit.portfolio.market import MarketState
+
+
+@pytest.fixture(autouse=True)
+def compiled(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The compiled path switched on, as a desk does when built (and off again after)."""
+    monkeypatch.setattr(jit_switch, "ON", True)
 
 
 def _rows(n: int = 400, seed: int = 3) -> tuple[np.ndarray, ...]:
@@ -79,3 +85,9 @@ def test_without_numba_the_market_keeps_the_numpy_path(monkeypatch: pytest.Monke
         assert refresh_jit.iv_and_greeks(*_rows(40)) is None
     finally:
         refresh_jit.kernels.cache_clear()
+
+
+def test_switched_off_the_market_keeps_the_numpy_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Until a desk switches it on (kit book values a book once: no numba import for that)."""
+    monkeypatch.setattr(jit_switch, "ON", False)
+    assert refresh_jit.iv_and_greeks(*_rows(40)) is None

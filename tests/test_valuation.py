@@ -6,13 +6,15 @@ from dataclasses import fields
 from datetime import date, datetime
 
 import numpy as np
+import pytest
 
 from kit.core.clock import NEW_YORK, to_ns
 from kit.core.model import Contract, Fill, Leg, Position, Quote, Side, StrategyType
 from kit.core.model import UnderlyingTick as Tick
+from kit.portfolio import jit_switch
 from kit.portfolio.book import Book
 from kit.portfolio.market import MarketState
-from kit.portfolio.valuation import PositionView, Valuation, leg_kernel
+from kit.portfolio.valuation import PositionView, Valuation, compile_tick_path
 
 EXPIRY = date(2024, 3, 15)
 NOW = to_ns(datetime(2024, 3, 12, 11, 0, tzinfo=NEW_YORK))
@@ -44,7 +46,11 @@ def _fill(book: Book, pid: str, c: Contract, side: Side, qty: float, px: float) 
     book.apply_fill(Fill(f"f{next(_ids)}", pid, c, side, qty, px, NOW, commission=0.65), pid)
 
 
-def test_cached_view_equals_a_fresh_one_through_the_book_changes() -> None:
+def test_cached_view_equals_a_fresh_one_through_the_book_changes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(jit_switch, "ON", False)
+    assert compile_tick_path()  # numba is in the dev extra: the compiled loop is compared
     m = MarketState()
     m.on_underlying(Tick("SPX", 5000.0, NOW))
     m.on_underlying(Tick("SPY", 500.0, NOW))
@@ -86,4 +92,3 @@ def test_cached_view_equals_a_fresh_one_through_the_book_changes() -> None:
         view = _same(book, t)
     assert len(view) == 3 and view.units[0] > 0
     assert view.stale.any() or view.max_spread_pct.max() > 0  # the wide quotes were seen
-    assert leg_kernel() is not None  # numba is in the dev extra: the compiled loop was compared

@@ -51,6 +51,7 @@ from kit.engine.ports import Executor, OrderFlow
 from kit.engine.snapshot import Snapshot, build_snapshot
 from kit.portfolio.book import Book, BookConfig, PositionView
 from kit.portfolio.market import MarketConfig, MarketState
+from kit.portfolio.valuation import compile_tick_path
 from kit.risk.checks import BlockedBy, Context, EntryCheck, Finding, check_entry, evaluate
 from kit.risk.rules import Rules, load_rules
 from kit.signals import iv_rank
@@ -107,6 +108,7 @@ class Desk:
         self.config = config or DeskConfig()
         windows = tuple(sorted({self.rules.rapid_move.window_s,
                                 self.rules.correlation_break.window_s}))  # fmt: skip
+        compile_tick_path()  # numba's kernels loaded now (~1 s, once), not on the first tick
         self.market = MarketState((market_config or MarketConfig()).with_windows(windows))
         self.book = Book(self.market, book_config)
         self.alerts = alerts or AlertManager(clock)

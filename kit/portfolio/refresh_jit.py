@@ -8,8 +8,8 @@ existing kernel (:mod:`kit.core.greeks_numba`, held to the NumPy path by tests);
 :func:`kit.core.pricing.implied_vol_near`'s, with rows that do not settle sent to the same cold
 solve. NumPy stays the reference: ``tests/test_refresh_jit.py`` holds this path to it.
 
-Without numba (or when it fails to compile) :func:`iv_and_greeks` returns None and the market
-takes the NumPy path.
+Until a desk switches the compiled path on (:mod:`kit.portfolio.jit_switch`), without numba or
+when it fails to compile, :func:`iv_and_greeks` returns None and the market takes the NumPy path.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from numpy.typing import NDArray
 
 from kit.core.pricing import implied_vol
 from kit.core.pricing_jit import kernel as greeks_kernel
+from kit.portfolio import jit_switch
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +66,9 @@ def iv_and_greeks(
 ) -> tuple[F64, F64] | None:
     """(implied vol, the nine Greeks as a (9, n) array in ``GreekArrays`` order) of 1-D float
     rows, the IV warm-started from ``guess`` and kept at ``guess`` where there is none; None to
-    take the NumPy path (no numba, or too many rows)."""
+    take the NumPy path (not switched on, no numba, or too many rows)."""
     n = len(price)
-    if n > MAX_N:
+    if not jit_switch.ON or n > MAX_N:
         return None
     iv_fn, g_fn = iv_kernel(), greeks_kernel()
     if iv_fn is None or g_fn is None:

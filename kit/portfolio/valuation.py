@@ -31,6 +31,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from kit.core.payoff import stress_loss
+from kit.portfolio import jit_switch
+from kit.portfolio.refresh_jit import kernels
 
 if TYPE_CHECKING:
     from kit.portfolio.book import Book
@@ -123,6 +125,14 @@ def leg_kernel() -> Callable[..., None] | None:
     return leg_sums
 
 
+def compile_tick_path() -> bool:
+    """Switch the tick path to its compiled kernels (the refresh's and the per-leg loop), loading
+    them now, ~1 s once per process, instead of on a tick (:mod:`kit.portfolio.jit_switch`).
+    False, and the NumPy path kept, without numba."""
+    jit_switch.ON = kernels() is not None and leg_kernel() is not None
+    return jit_switch.ON
+
+
 class Valuation:
     """The view of one book, with what a tick leaves unchanged kept between views."""
 
@@ -191,7 +201,7 @@ class Valuation:
         mid) and whether one of them has a held mark; compiled when numba is installed."""
         b, m = self.book, self.book.market
         n = s["n"]
-        kernel = leg_kernel()
+        kernel = leg_kernel() if jit_switch.ON else None
         if kernel is None or not b.n_legs:
             return self._legs_numpy(s, leg_spot)
         sums, max_spread, stale = np.zeros((s["k"], n)), np.zeros(n), np.zeros(n, dtype=bool)
