@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
 import threading
 
 import numpy as np
@@ -22,6 +23,7 @@ from kit.store.base import StoreUnavailableError
 from kit.store.duck import DuckDBStore
 from kit.store.frames import arrow_spec
 from kit.store.schema import TABLES
+from kit.store.threads import worker_pool
 from kit.store.writer import StoreWriter, WriterConfig
 
 T0 = 1_710_250_000_000_000_000
@@ -158,3 +160,16 @@ async def test_the_next_batch_is_converted_during_a_write_and_kept_through_an_ou
     ts = store.query("SELECT ts FROM quotes ORDER BY ts")["ts"].dt.epoch("us").to_list()
     assert ts == [quote(i)[0] // 1_000 for i in range(30)]
     store.close()
+
+
+def test_the_writer_threads_yield_the_cpu_to_the_event_loop():
+    def priority() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    base = priority()
+    pool = worker_pool("test-store", 1, WriterConfig().worker_nice)
+    try:
+        assert pool.submit(priority).result(5) == min(19, base + WriterConfig().worker_nice)
+    finally:
+        pool.shutdown()
+    assert priority() == base  # the calling thread keeps its priority

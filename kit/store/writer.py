@@ -28,6 +28,7 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ from kit.core.model import Severity
 from kit.store.base import Store, StoreError, StoreUnavailableError
 from kit.store.frames import ARROW_ERRORS, arrow_spec, check, columns, from_structs, to_struct
 from kit.store.schema import TABLES, Table
+from kit.store.threads import worker_pool
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +56,8 @@ class WriterConfig:
     while the database is unavailable. ``retry_s``: backoff between attempts during an outage
     (the last value repeats). ``chunk_rows``: rows converted between yields of the GIL, which
     bounds how long the worker can hold up the event loop. ``spool_dir``: where a close during
-    an outage leaves unwritten rows (None: they are lost, with a CRITICAL log)."""
+    an outage leaves unwritten rows (None: they are lost, with a CRITICAL log).
+    ``worker_nice``: see :mod:`kit.store.threads`."""
 
     flush_s: float = 0.25
     batch_rows: int = 10_000
@@ -64,6 +67,7 @@ class WriterConfig:
     chunk_rows: int = 1_024  # measured: 2,048 held the loop up to ~4 ms p99 at 500k rows/s
     close_timeout_s: float = 10.0
     spool_dir: str | None = "data/spool"
+    worker_nice: int = 10  # the worker threads' priority below the event loop's (Linux)
 
 
 class StoreWriter:
@@ -90,6 +94,7 @@ class StoreWriter:
         self._waiters: deque[tuple[int, Callable[[], None]]] = deque()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._pool: ThreadPoolExecutor | None = None  # two: a conversion and an insert at once
         self._closing = False
         self._busy = 0  # leading pending batches being converted or written
         self._warned = False
@@ -151,6 +156,11 @@ class StoreWriter:
             self._load_spool()
             self._task = asyncio.create_task(self._run(), name="store-writer")
 
+    def _in_worker(self, fn: Callable[[Any], Any], arg: Any) -> asyncio.Future[Any]:
+        if self._pool is None:
+            self._pool = worker_pool("store-writer", 2, self.config.worker_nice)
+        return asyncio.get_running_loop().run_in_executor(self._pool, fn, arg)
+
     async def flush(self) -> None:
         """Write everything queued so far (raises StoreUnavailableError during an outage)."""
         self._take()
@@ -177,6 +187,9 @@ class StoreWriter:
                 await self._drain()
         if self._pending:
             self._spool()
+        if self._pool is not None:  # a later start makes a new one
+            self._pool.shutdown(wait=False)
+            self._pool = None
 
     async def __aenter__(self) -> StoreWriter:
         await self.start()
@@ -231,15 +244,15 @@ class StoreWriter:
                 if ahead is not None:
                     frames, ahead = await ahead, None
                 else:
-                    frames = await asyncio.to_thread(self._build, batch)
+                    frames = await self._in_worker(self._build, batch)
                 self._pending[0] = frames  # converted once, kept as frames while retrying
                 started = time.perf_counter()
-                write = asyncio.ensure_future(asyncio.to_thread(self._write, frames))
+                write = self._in_worker(self._write, frames)
                 if len(self._pending) == 1 and self._unbatched() >= self.config.chunk_rows:
                     self._take()  # a consistent cut, as every take: made on the loop
                 if len(self._pending) > 1 and not _built(self._pending[1]):
                     self._busy = 2
-                    ahead = asyncio.ensure_future(asyncio.to_thread(self._build, self._pending[1]))
+                    ahead = self._in_worker(self._build, self._pending[1])
                 try:
                     written = await write
                 except StoreUnavailableError as exc:
