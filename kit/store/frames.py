@@ -9,7 +9,8 @@ and copied into a column. Two paths give the same frames:
   Int and time columns are then converted again strictly by polars, because Arrow would
   truncate a float (``1.5`` → ``1``) where the reference path refuses it. Anything Arrow
   refuses raises, and the caller redoes that chunk on the reference path, so a bad value is
-  rejected with the same reason as before.
+  rejected with the same reason as before. One difference is known: Arrow takes ``bytes``
+  holding UTF-8 in a text column (as that text) where the reference path rejects them.
 - **Reference** (:func:`columns`): ``zip(*rows)`` and one strict ``pl.Series`` per column; also
   the only path for tables with JSON, UUID, boolean or date columns.
 
