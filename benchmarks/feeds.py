@@ -11,11 +11,10 @@ The anchor (issue 27), in the same process and interleaved with the adapter's ru
 adapter's own msgspec decoder (``parsing.decode_frame``), nothing else. ``quotes_per_s_ratio`` is
 adapter / bare, the median of the pairs, repeated until it is stable (spread printed).
 
-The adapter takes messages per socket read (kit/adapters/wsbatch.py), below the anchor's
-one-message-per-``recv`` layer, and both run close to the sender on two shared cores, so the
-socket ratio says little about the adapter's own cost. ``in_process_ratio`` does: the decode
-alone / the adapter's whole path from bytes to a delivered ``Quote``, per frame, in this process
-with no socket. Prints a table, the targets met or missed and, last, one JSON line (keys
+Both sides can run close to the sender on two shared cores, where the socket ratio says
+little about the adapter's own cost. ``in_process_ratio`` does: the decode alone / the
+adapter's whole path from bytes to a delivered ``Quote``, per frame, in this process with no
+socket. Prints a table, the targets met or missed and, last, one JSON line (keys
 ``quotes_per_s``, ``p99_ms`` kept).
 """
 
@@ -143,11 +142,10 @@ async def run_bare(ports: tuple[int, int], pipe, n: int) -> tuple[list[int], lis
 
 def in_process(n: int = 50_000, batch: int = 64) -> tuple[float, float]:
     """The adapter's own path without a socket or a sender: ns per frame from bytes to a
-    delivered ``Quote`` (batches of ``batch`` through ``_on_frames``, drained as the desk's
-    pump drains), and ns per frame for the anchor's decode alone. Neither side waits on the
-    other process, so this ratio is the one the sender cannot cap."""
-    from kit.adapters.ingest import FrameBatch
-
+    delivered ``Quote`` (each frame through ``_on_frame`` as the live connection hands them
+    over, drained every ``batch`` frames as the desk's pump drains), and ns per frame for the
+    anchor's decode alone. Neither side waits on the other process, so this ratio is the one
+    the sender cannot cap."""
     payload = frames(n)
     feed = ThetaDataFeed(
         ThetaDataConfig(rest_port=1, ws_port=1),  # never connected
@@ -158,8 +156,10 @@ def in_process(n: int = 50_000, batch: int = 64) -> tuple[float, float]:
     feed._last_frame_ns = feed.clock.now_ns()
     t0 = time.perf_counter_ns()
     got = 0
+    on_frame = feed._on_frame
     for i in range(0, n, batch):
-        feed._on_frames(FrameBatch(payload[i : i + batch]))
+        for m in payload[i : i + batch]:
+            on_frame(m)
         while (ev := feed.get_nowait()) is not None:
             got += type(ev) is Quote
     t1 = time.perf_counter_ns()

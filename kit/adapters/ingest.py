@@ -52,6 +52,7 @@ class FrameIngest:
     _first_frame: bool
     _malformed_logged: int
     _window_logged: int
+    _win: tuple[Any, int, int] = (None, 0, 0)  # (config, behind, ahead): the window in ns
 
     def _on_frame(self, frame: Any) -> None:
         self._on_frames((frame,))
@@ -80,12 +81,16 @@ class FrameIngest:
         self._last_frame_ns = now
         # inside these bounds an event is in the window for sure; near or past them the exact
         # (float, logged) check of in_window decides
-        lo = now - int(cfg.max_behind_s * NS_PER_S) + _MARGIN_NS
-        hi = now + int(cfg.max_ahead_s * NS_PER_S) - _MARGIN_NS
+        win = self._win
+        if win[0] is not cfg:  # the bounds in ns, worked out once per config
+            behind, ahead = int(cfg.max_behind_s * NS_PER_S), int(cfg.max_ahead_s * NS_PER_S)
+            win = self._win = (cfg, behind - _MARGIN_NS, ahead - _MARGIN_NS)
+        lo, hi = now - win[1], now + win[2]
         emit, parse, disconnected = self._sink.emit, self._parse, FeedState.DISCONNECTED
         stats.frames += len(frames)
-        stats.bytes += sum([len(f) for f in frames if isinstance(f, _SIZED)])
         for frame in frames:
+            if isinstance(frame, _SIZED):
+                stats.bytes += len(frame)
             try:
                 for ev in parse(frame):
                     if not lo < ev.ts_ns < hi and not self.in_window(ev, now):
