@@ -302,7 +302,9 @@ async def test_restart_mid_entry_neither_duplicates_nor_loses_an_order(tmp_path,
     async with DeltaEmulator(api_key=KEY, api_secret=SECRET, clock=clock, tick_s=0.02) as emu:
         trader, close = await trader_on(engine, emu, tmp_path, monkeypatch, fill_wait_s=60.0,
                                         **HOLD)  # fmt: skip
-        driver = None if desk else run_market(emu.clock, 240.0)
+        # the market stands still until the restart (legs): a resting order cannot fill before
+        # the first process dies, however slow the machine (it did, now and then, under load)
+        driver = None
         task = asyncio.create_task(trader.run())
         async with asyncio.timeout(30):
             while not emu.exchange.orders:
@@ -312,6 +314,7 @@ async def test_restart_mid_entry_neither_duplicates_nor_loses_an_order(tmp_path,
         await close()
         assert trader.trade.phase == "entering" and len(emu.exchange.open_orders()) == 1
         trader2, close2 = await trader_on(engine, emu, tmp_path, monkeypatch, **HOLD)
+        driver = None if desk else run_market(emu.clock, 240.0)
         try:
             task = asyncio.create_task(trader2.run())
             if desk:  # the desk's day has no scheduled exit in reach: the panel's Stop ends it
