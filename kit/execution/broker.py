@@ -20,13 +20,14 @@ settlements arrive as fills at intrinsic value with ``client_id`` ``"settlement"
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Sequence
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
 import msgspec
 
-from kit.core.model import Contract, Fill, Order
+from kit.core.model import Contract, Fill, Order, OrderType
 
 SETTLEMENT = "settlement"  # client_id of expiry settlement fills
 
@@ -89,6 +90,21 @@ BrokerEvent = OrderState | Fill
 Listener = Callable[[BrokerEvent], None]
 
 log = logging.getLogger(__name__)
+
+
+def check_replace(state: OrderState, limit_price: object, quantity: int | None) -> None:
+    """Refuse a replace every venue refuses alike, before anything is sent: a finished or market
+    order, a limit that is not a finite number, a quantity below 1 or below what has filled (one
+    rule and one wording for every broker, which the shared contract suite holds them to)."""
+    cid, filled = state.order.client_id, state.filled_qty
+    if state.status.done or state.order.order_type is not OrderType.LIMIT:
+        why = state.status.value if state.status.done else "a market order"
+        raise OrderRejectedError(f"cannot replace {cid}: it is {why}")
+    if not isinstance(limit_price, int | float) or not math.isfinite(limit_price):
+        raise OrderRejectedError(f"replace {cid}: limit {limit_price!r} is not finite")
+    if quantity is not None and quantity < max(1, filled):
+        raise OrderRejectedError(f"replace {cid}: quantity {quantity} is below 1 or the {filled} "
+                                 "filled")  # fmt: skip
 
 
 def notify(listeners: Sequence[Listener], event: BrokerEvent, broker: str) -> None:

@@ -61,7 +61,7 @@ from kit.adapters.cpapi.session import CpApiSession
 from kit.core import config
 from kit.core.clock import Clock, LiveClock
 from kit.core.config import ConfigError
-from kit.core.model import Contract, Fill, ModelError, Order, OrderType
+from kit.core.model import Contract, Fill, ModelError, Order
 from kit.core.tasks import cancel
 from kit.execution.broker import (
     AccountSummary,
@@ -71,6 +71,7 @@ from kit.execution.broker import (
     OrderRejectedError,
     OrderState,
     OrderStatus,
+    check_replace,
     notify,
 )
 
@@ -214,14 +215,7 @@ class CpApiBroker:
         self, client_id: str, *, limit_price: float, quantity: int | None = None
     ) -> OrderState:
         state = self._known(client_id)
-        if state.status.done or state.order.order_type is not OrderType.LIMIT:
-            why = state.status.value if state.status.done else "a market order"
-            raise OrderRejectedError(f"cannot replace {client_id}: it is {why}")
-        if not isinstance(limit_price, int | float) or not math.isfinite(limit_price):
-            raise OrderRejectedError(f"replace {client_id}: limit {limit_price!r} is not finite")
-        if quantity is not None and (quantity < 1 or quantity < state.filled_qty):
-            raise OrderRejectedError(f"replace {client_id}: quantity {quantity} is below 1 or "
-                                     f"the {state.filled_qty} already filled")  # fmt: skip
+        check_replace(state, limit_price, quantity)
         order = replace(state.order, limit_price=float(limit_price),
                         quantity=quantity or state.order.quantity)  # fmt: skip
         body = await self._body(order)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 
 from ib_async import ComboLeg, LimitOrder, MarketOrder, Trade
 from ib_async import Contract as IbContract
@@ -43,6 +42,7 @@ from kit.execution.broker import (
     OrderRejectedError,
     OrderState,
     OrderStatus,
+    check_replace,
     notify,
 )
 
@@ -149,14 +149,7 @@ class IbkrBroker:
         self, client_id: str, *, limit_price: float, quantity: int | None = None
     ) -> OrderState:
         state = self._known(client_id)
-        if state.status.done or state.order.order_type is not OrderType.LIMIT:
-            why = state.status.value if state.status.done else "a market order"
-            raise OrderRejectedError(f"cannot replace {client_id}: it is {why}")
-        if not isinstance(limit_price, int | float) or not math.isfinite(limit_price):
-            raise OrderRejectedError(f"replace {client_id}: limit {limit_price!r} is not finite")
-        if quantity is not None and (quantity < 1 or quantity < state.filled_qty):
-            raise OrderRejectedError(f"replace {client_id}: quantity {quantity} is below 1 or "
-                                     f"the {state.filled_qty} already filled")  # fmt: skip
+        check_replace(state, limit_price, quantity)
         trade = self._trades.get(client_id)
         if trade is None:
             raise BrokerError(f"{client_id}: no order of this client to modify")

@@ -57,6 +57,7 @@ from kit.execution.broker import (
     OrderRejectedError,
     OrderState,
     OrderStatus,
+    check_replace,
     notify,
 )
 from kit.execution.state import StateStore
@@ -185,14 +186,7 @@ class PaperBroker:
     ) -> OrderState:
         rec = self._known(client_id)
         state = rec.state
-        if state.status.done or state.order.order_type is not OrderType.LIMIT:
-            why = state.status.value if state.status.done else "a market order"
-            raise OrderRejectedError(f"cannot replace {client_id}: it is {why}")
-        if not isinstance(limit_price, int | float) or not math.isfinite(limit_price):
-            raise OrderRejectedError(f"replace {client_id}: limit {limit_price!r} is not finite")
-        if quantity is not None and quantity < max(1, state.filled_qty):
-            msg = f"replace {client_id}: quantity {quantity} is below 1 or the {state.filled_qty}"
-            raise OrderRejectedError(f"{msg} filled")
+        check_replace(state, limit_price, quantity)
         self._check_open()
         self._request(rec, _Op("replace", float(limit_price), quantity))
         return state

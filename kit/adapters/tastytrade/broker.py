@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 from decimal import Decimal
 from typing import Any
 
@@ -36,6 +35,7 @@ from kit.execution.broker import (
     OrderRejectedError,
     OrderState,
     OrderStatus,
+    check_replace,
     notify,
 )
 
@@ -169,14 +169,8 @@ class TastytradeBroker:
         api, oid = self._ready(), self._id(client_id)
         state = self._states[client_id]
         old = state.order
-        if state.status.done:
-            raise OrderRejectedError(f"cannot replace {client_id}: it is {state.status.value}")
-        if not isinstance(limit_price, int | float) or not math.isfinite(limit_price):
-            raise OrderRejectedError(f"replace {client_id}: limit {limit_price!r} is not finite")
+        check_replace(state, limit_price, quantity)
         qty = old.quantity if quantity is None else quantity
-        if qty < max(1, state.filled_qty):
-            raise OrderRejectedError(f"replace {client_id}: quantity {qty} is below 1 or the "
-                                     f"{state.filled_qty} filled")  # fmt: skip
         new = Order(old.client_id, old.legs, old.side, qty, OrderType.LIMIT, self.clock.now_ns(),
                     limit_price=float(limit_price), position_id=old.position_id)  # fmt: skip
         sdk = await self._sdk_order(new)
