@@ -1,4 +1,4 @@
-"""``kit delta run`` (the daily BTC/ETH short strangle) and ``kit emulate delta``'s arguments.
+"""``kit delta run``: the daily BTC/ETH short strangle (``kit emulate delta``: kit.cli.emulate).
 
 The trader itself is :mod:`kit.app.delta_trader`; this module only parses arguments and prints.
 """
@@ -10,33 +10,6 @@ import asyncio
 import json
 from pathlib import Path
 from typing import Any
-
-from kit.cli import args as args_
-
-
-def add_emulate_delta_args(s: argparse.ArgumentParser) -> None:
-    """The ``kit emulate delta`` flags (beside the ThetaData ones on the same sub-command)."""
-    s.add_argument("--port", type=args_.port, default=None,
-                   help="delta: REST /v2 and socket port (default 8900); tws: the API port "
-                   "(default 7497)")  # fmt: skip
-    s.add_argument("--api-key", help="delta: the API key the emulator accepts")
-    s.add_argument("--api-secret", help="delta: its secret (signatures are checked with it)")
-
-
-def emulate_delta(args: argparse.Namespace) -> int:
-    from kit.adapters.delta.emulator import serve_forever
-
-    port = 8900 if args.port is None else args.port
-    if not args.api_key or not args.api_secret:
-        raise ValueError("kit emulate delta needs --api-key K --api-secret S")
-    try:
-        asyncio.run(serve_forever(port, args.api_key, args.api_secret, args.seed, args.speed))
-    except KeyboardInterrupt:
-        return 0
-    except OSError as exc:
-        why = exc.strerror or exc
-        raise ValueError(f"cannot listen on 127.0.0.1:{port} ({why})") from None
-    return 0
 
 
 def add_delta_parser(sub: Any) -> None:

@@ -83,36 +83,6 @@ def cmd_session(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_emulate(args: argparse.Namespace) -> int:
-    import asyncio
-
-    from kit.adapters.thetadata.emulator import serve_forever
-
-    if args.vendor == "delta":
-        from kit.cli.delta import emulate_delta
-
-        return emulate_delta(args)
-    if args.vendor == "cpapi":
-        from kit.cli.cpapi import emulate_cpapi
-
-        return emulate_cpapi(args)
-    if args.vendor == "tastytrade":
-        from kit.cli.tastytrade import emulate_tastytrade
-
-        return emulate_tastytrade(args)
-    if args.vendor == "tws":
-        from kit.cli.ibkr import emulate_tws
-
-        return emulate_tws(args)
-    try:
-        asyncio.run(serve_forever(args.rest_port, args.ws_port, args.seed, args.speed))
-    except KeyboardInterrupt:
-        return 0
-    except OSError as exc:
-        raise ValueError(f"cannot listen on 127.0.0.1 ({exc.strerror or exc})") from None
-    return 0
-
-
 def _feed(text: str) -> Any:
     from kit.app.build import FeedSpec
 
@@ -295,20 +265,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("day", type=args_.day, help="YYYY-MM-DD")
     s.set_defaults(func=cmd_session)
 
-    s = sub.add_parser("emulate", help="run a vendor emulator on 127.0.0.1 until Ctrl-C")
-    s.add_argument("vendor", choices=["thetadata", "delta", "tws", "cpapi", "tastytrade"],
-                   help="which vendor protocol to speak")  # fmt: skip
-    from kit.cli.delta import add_emulate_delta_args
-    from kit.cli.ibkr import add_emulate_tws_args
+    from kit.cli.emulate import add_emulate_parser
 
-    add_emulate_delta_args(s)
-    add_emulate_tws_args(s)
-    s.add_argument("--rest-port", type=args_.port, default=25503, help="REST v3 port (25503)")
-    s.add_argument("--ws-port", type=args_.port, default=25520, help="stream port (default 25520)")
-    s.add_argument("--seed", type=int, default=3,
-                   help="simulator seed (default 3: the demo market kit serve uses)")  # fmt: skip
-    s.add_argument("--speed", type=args_.positive, default=1.0, help="market time per second")
-    s.set_defaults(func=cmd_emulate)
+    add_emulate_parser(sub)
 
     from kit.app.scenarios import DEFAULT_DAY, SCENARIOS
 
