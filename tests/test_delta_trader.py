@@ -294,9 +294,13 @@ def traded(emu: DeltaEmulator) -> dict[tuple[str, str], int]:
     return out
 
 
+@pytest.mark.parametrize("away", ["resting", "filled"])
 @pytest.mark.parametrize("engine", ["legs", "desk"])
 async def test_restart_mid_entry_neither_duplicates_nor_loses_an_order(tmp_path, monkeypatch,
-                                                                       engine):  # fmt: skip
+                                                                       engine, away):  # fmt: skip
+    """The process dies with the first leg's order resting; while it is down that order either
+    rests on or fills (the market came to it). The restarted trader adopts it either way: its
+    fill counts once, under the id the desk knows, and nothing is sent twice."""
     desk = engine == "desk"
     clock = None if desk else SimClock(start_ist(16, 50))
     async with DeltaEmulator(api_key=KEY, api_secret=SECRET, clock=clock, tick_s=0.02) as emu:
@@ -313,6 +317,10 @@ async def test_restart_mid_entry_neither_duplicates_nor_loses_an_order(tmp_path,
         await asyncio.gather(task, return_exceptions=True)
         await close()
         assert trader.trade.phase == "entering" and len(emu.exchange.open_orders()) == 1
+        if away == "filled":  # a buyer lifts the resting sale while nobody watches
+            (resting,) = emu.exchange.open_orders()
+            await emu.exchange.edit({"id": resting["id"], "limit_price": 0.5})
+            assert emu.exchange.open_orders() == [] and len(emu.exchange.fills) == 1
         trader2, close2 = await trader_on(engine, emu, tmp_path, monkeypatch, **HOLD)
         driver = None if desk else run_market(emu.clock, 240.0)
         try:

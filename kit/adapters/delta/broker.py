@@ -117,8 +117,7 @@ class DeltaBroker:
             return known
         contract, side, size, _ = leg_of(order)
         pid = self._product(contract)
-        coid = client_order_id(order.client_id)
-        self._by_coid[coid] = order.client_id
+        coid = self._name(order.client_id)
         existing = await self.client.order_by_client_id(coid)
         if existing is None:
             held = self.held.get(contract, 0)
@@ -136,6 +135,22 @@ class DeltaBroker:
                     raise BrokerError(str(exc)) from None
         return self._update(order, existing)
 
+    def _name(self, client_id: str) -> str:
+        """Delta's ``client_order_id`` for ``client_id``, remembered both ways. A long id
+        travels hashed, and after a restart the reconciled orders and fills carry only the hash:
+        what was filled while the process was down is renamed here, when the resumed order
+        names its id again, and its fills are handed on under the id the desk knows (they
+        would otherwise stay "unknown" and the adopted order would look unfilled)."""
+        coid = client_order_id(client_id)
+        self._by_coid[coid] = client_id
+        if coid != client_id:
+            self._states.pop(coid, None)
+            for fid, f in list(self._fills.items()):
+                if f.client_id == coid:
+                    self._fills[fid] = f = msgspec.structs.replace(f, client_id=client_id)
+                    notify(self._listeners, f, self.name)
+        return coid
+
     async def place_batch(self, orders: Sequence[Order]) -> list[OrderState]:
         """Several new orders of one product in one request (``/v2/orders/batch``)."""
         fresh = [o for o in orders if o.client_id not in self._states]
@@ -144,7 +159,7 @@ class DeltaBroker:
             raise OrderRejectedError("a Delta batch holds orders of one product")
         if fresh:
             for o in fresh:
-                self._by_coid[client_order_id(o.client_id)] = o.client_id
+                self._name(o.client_id)
             body = [order_body(o, next(iter(pids)), reduce_only=False) for o in fresh]
             try:
                 rows = await self.client.batch_orders(next(iter(pids)), body)
