@@ -1,5 +1,7 @@
+import asyncio
 import random
 from datetime import UTC, date, datetime
+from typing import ClassVar
 
 import numpy as np
 
@@ -103,3 +105,84 @@ def test_every_feed_satisfies_the_feed_protocol(tmp_path):
     record([UnderlyingTick("SPX", 5000.0, 1)], tmp_path / "r.parquet")
     feeds = [SimFeed(clock), ThetaDataFeed(ThetaDataConfig()), ReplayFeed(tmp_path / "r.parquet")]
     assert all(isinstance(f, Feed) for f in feeds)
+
+
+C2 = Contract("SPXW", date(2024, 1, 19), 4810, "C")
+T0 = int(datetime(2024, 1, 19, 15, tzinfo=UTC).timestamp() * 1e9)
+
+
+class _AckingFeed(StreamingFeed):
+    """A vendor that streams a key only once it acknowledged the key's subscription, as the
+    ThetaData Terminal does. Its second connection acknowledges C2 one market step late: C2's
+    change in that step is on neither the stream nor a history fetched before the step."""
+
+    SCRIPTS: ClassVar[list[list[tuple]]] = [
+        [("ack", C), ("ack", C2), ("step", 1), ("q", C, 1), ("q", C2, 1)],  # then it drops
+        [("ack", C), ("step", 2), ("step", 3), ("q", C, 3), ("ack", C2), ("step", 4),
+         ("q", C, 4), ("q", C2, 4)],
+    ]  # fmt: skip
+
+    def __init__(self, clock: SimClock) -> None:
+        super().__init__("acking", clock=clock, config=FeedConfig(
+            backoff=Backoff(initial_s=1.0, factor=2.0, max_s=1.0, jitter=0.0)))  # fmt: skip
+        self.step, self.pending, self.connections = 0, set(), 0
+        self.done = asyncio.Event()
+
+    def _stream_ready(self) -> bool:
+        return not self.pending
+
+    async def _connect(self):
+        if self.connections == len(self.SCRIPTS):
+            self.done.set()
+            raise OSError("no more scripts")
+        self.connections += 1
+        return self.SCRIPTS[self.connections - 1]
+
+    async def _send_subscribe(self, conn, keys, add) -> None:
+        self.pending |= set(keys)
+
+    async def _frames(self, conn):
+        for frame in conn:
+            if frame[0] == "step":
+                self.step = frame[1]
+            else:
+                yield frame
+            await asyncio.sleep(0)  # a fetch started meanwhile runs now, at this step
+
+    def _parse(self, frame):
+        if frame[0] == "ack":
+            self.pending.discard(frame[1])
+            return ()
+        _, key, step = frame
+        return (Quote(key, float(step), step + 0.1, 1, 1, T0 + step * 10**9),)
+
+    async def _fetch_history(self, key, start_ns):
+        quotes = [Quote(key, float(s), s + 0.1, 1, 1, T0 + s * 10**9) for s in range(1, 5)]
+        return [x for x in quotes[: self.step] if x.ts_ns >= start_ns]
+
+    async def _close_conn(self, conn) -> None:
+        return None
+
+
+async def test_a_reconnect_backfill_waits_for_every_subscription_to_be_acknowledged():
+    """The gap is fetched once every key streams: C2's step-3 change, sent before its late
+    acknowledgement, comes from the history, so C2 has no hole."""
+    clock = SimClock(datetime(2024, 1, 19, 15, 0, 5, tzinfo=UTC), speed=1.0)
+    feed = _AckingFeed(clock)
+    await feed.subscribe([C, C2])
+    got: list[Quote] = []
+
+    async def collect():
+        async for ev in feed:
+            if isinstance(ev, Quote):
+                got.append(ev)
+
+    task = asyncio.create_task(collect())
+    async with feed:
+        async with asyncio.timeout(10):
+            await feed.done.wait()
+            while feed._backfilling or feed.state is not FeedState.DISCONNECTED:
+                await asyncio.sleep(0.01)
+    await task
+    by = {c: [round((x.ts_ns - T0) / 1e9) for x in got if x.contract == c] for c in (C, C2)}
+    assert by == {C: [1, 2, 3, 4], C2: [1, 2, 3, 4]}

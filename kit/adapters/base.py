@@ -264,7 +264,9 @@ class StreamingFeed(FrameIngest, FeedBase):
         the stream missed, then go LIVE. Live events have been held since ``vendor_down``: a
         newer live quote delivered first would lift the watermark above the gap and the
         backfill would be discarded as duplicates."""
-        if self.state is FeedState.DISCONNECTED and self._conn is not None:
+        # (a new connection's own backfill waits for its subscriptions: _first_frame)
+        up = self.state is FeedState.DISCONNECTED and self._conn is not None
+        if up and not self._first_frame:
             self._start_backfill()
 
     def _start_backfill(self) -> None:
@@ -325,8 +327,16 @@ class StreamingFeed(FrameIngest, FeedBase):
 
     async def _watchdog(self, conn: Any) -> None:
         timeout_ns = int(self.config.liveness_timeout_s * NS_PER_S)
+        began = self.clock.now_ns()
         while True:
             await self.clock.sleep(self.config.liveness_timeout_s / 4)
+            if self._first_frame and self.clock.now_ns() - began > timeout_ns:
+                # data flows but the vendor never confirmed every subscription: fetch the gap
+                # anyway rather than hold the stream back for ever (a hole stays possible)
+                log.warning("%s: subscriptions unconfirmed after %gs; backfilling anyway",
+                            self.name, self.config.liveness_timeout_s)  # fmt: skip
+                self._first_frame = False
+                self._start_backfill()
             if self.clock.now_ns() - self._last_frame_ns > timeout_ns:
                 self.stats.stale += 1
                 self._note_gap()

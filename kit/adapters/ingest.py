@@ -47,6 +47,11 @@ class FrameIngest:
     _window_logged: int
     _win: tuple[Any, int, int] = (None, 0, 0)  # (config, behind, ahead): the window in ns
 
+    def _stream_ready(self) -> bool:
+        """True once the vendor streams every subscribed key (after its acknowledgements, for a
+        vendor that sends them): the reconnect backfill waits for it. Default: at once."""
+        return True
+
     def _on_frame(self, frame: Any) -> None:
         self._on_frames((frame,))
 
@@ -55,13 +60,9 @@ class FrameIngest:
         check for all of them, then each parsed, windowed and emitted in order."""
         now = self.clock.now_ns()
         cfg, stats = self.config, self.stats
-        if self._first_frame:
-            # a vendor may stay silent after we reconnect: a fetch made at connect time would
-            # miss what it dropped before this first frame, so the gap is fetched from here
-            self._first_frame = False
-            self._start_backfill()
-        elif (
-            cfg.silence_gap_s is not None
+        if (
+            not self._first_frame
+            and cfg.silence_gap_s is not None
             and now - self._last_frame_ns > cfg.silence_gap_s * NS_PER_S
             and self._conn is not None
         ):
@@ -96,6 +97,13 @@ class FrameIngest:
                 if self._malformed_logged < 20 or stats.malformed % 1000 == 0:
                     self._malformed_logged += 1
                     log.warning("%s: malformed frame #%d: %s", self.name, stats.malformed, exc)
+        if self._first_frame and self._stream_ready():
+            # a vendor may stay silent after we reconnect, so a fetch made at connect time
+            # would miss what it dropped before the stream flows; and a key's quotes are only
+            # streamed once its subscription is in, so the gap is fetched once every key's is:
+            # from then on each change is on the stream, everything before in the history
+            self._first_frame = False
+            self._start_backfill()
 
     def in_window(self, ev: Event, now: int | None = None) -> bool:
         """False (counted, logged) for an event stamped outside the sane window of the clock."""

@@ -84,6 +84,7 @@ class ThetaDataFeed(StreamingFeed):
         await self.rest.aclose()
 
     async def _connect(self) -> Any:
+        self._pending.clear()  # a dead connection's unanswered requests are not waited for
         return await connect(self.td.ws_url, compression=None, open_timeout=self.td.timeout_s,
                              max_size=2**20, ping_interval=None)  # fmt: skip
 
@@ -98,6 +99,11 @@ class ThetaDataFeed(StreamingFeed):
                     "msg_type": "STREAM", "sec_type": "OPTION", "req_type": req_type, "add": add,
                     "id": req_id, "contract": to_thetadata(key),
                 }))  # fmt: skip
+
+    def _stream_ready(self) -> bool:
+        # the Terminal streams a contract from its REQ_RESPONSE on: a quote change before it
+        # is on neither the stream nor (if fetched earlier) the backfill, so wait for them all
+        return not self._pending
 
     def _frames(self, conn: Any) -> AsyncIterator[Any]:
         # the connection's own iterator: no generator layer per frame. Messages per socket read
