@@ -186,3 +186,40 @@ async def test_a_reconnect_backfill_waits_for_every_subscription_to_be_acknowled
     await task
     by = {c: [round((x.ts_ns - T0) / 1e9) for x in got if x.contract == c] for c in (C, C2)}
     assert by == {C: [1, 2, 3, 4], C2: [1, 2, 3, 4]}
+
+
+class _NeverAcksC2(_AckingFeed):
+    """A vendor that streams but never confirms C2's subscription."""
+
+    async def _connect(self):
+        self.connections += 1
+        return [("ack", C)] + [x for s in range(1, 30) for x in (("step", s), ("q", C, s))]
+
+    async def _frames(self, conn):
+        for frame in conn:
+            if frame[0] == "step":
+                self.step = frame[1]
+                await asyncio.sleep(0.03)
+            else:
+                yield frame
+
+
+async def test_a_vendor_that_never_confirms_a_subscription_is_backfilled_after_the_timeout(
+    caplog,
+):
+    """The held stream is released once the liveness timeout passes with frames flowing but a
+    confirmation missing: held back for ever, nothing would reach the desk."""
+    clock = SimClock(datetime(2024, 1, 19, 15, 0, 5, tzinfo=UTC), speed=1.0)
+    feed = _NeverAcksC2(clock)
+    feed.config = FeedConfig(liveness_timeout_s=0.3)
+    await feed.subscribe([C, C2])
+    async with feed:
+        async with asyncio.timeout(5):
+            while feed.state is not FeedState.LIVE:
+                await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)
+    got = []
+    while (ev := feed.get_nowait()) is not None:
+        got += [ev] if isinstance(ev, Quote) else []
+    assert len(got) >= 10 and all(x.contract == C for x in got)
+    assert "subscriptions unconfirmed after 0.3s; backfilling anyway" in caplog.text

@@ -330,7 +330,8 @@ class StreamingFeed(FrameIngest, FeedBase):
         began = self.clock.now_ns()
         while True:
             await self.clock.sleep(self.config.liveness_timeout_s / 4)
-            if self._first_frame and self.clock.now_ns() - began > timeout_ns:
+            flowing = self._last_frame_ns > began  # frames came, but not every confirmation
+            if self._first_frame and flowing and self.clock.now_ns() - began > timeout_ns:
                 # data flows but the vendor never confirmed every subscription: fetch the gap
                 # anyway rather than hold the stream back for ever (a hole stays possible)
                 log.warning("%s: subscriptions unconfirmed after %gs; backfilling anyway",

@@ -227,6 +227,10 @@ class ThetaDataEmulator:
                 self._conn = None
 
     async def _reply(self, ws: ServerConnection, req_id: int | None, response: str) -> None:
+        # a silent Terminal sends no frame at all, its replies included: they come (with the
+        # requests behind them) once the silence ends, as from a process that stalled
+        while (wait := self.faults.silent_until_ns - self.clock.now_ns()) > 0:
+            await self.clock.sleep(wait / 1e9)
         await ws.send(_encode({"header": {"type": "REQ_RESPONSE", "status": "CONNECTED",
                                           "response": response, "req_id": req_id}}))  # fmt: skip
 
