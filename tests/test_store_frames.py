@@ -173,3 +173,16 @@ def test_the_writer_threads_yield_the_cpu_to_the_event_loop():
     finally:
         pool.shutdown()
     assert priority() == base  # the calling thread keeps its priority
+
+
+def test_numpy_integers_in_a_time_column_read_as_the_reference_path(tmp_path, monkeypatch):
+    """Only plain ``int`` values keep Arrow's reading; NumPy integers (or a mix) in a time or
+    int column are read again strictly, per chunk, and give the reference path's frame."""
+    rows = [(f"f{i}", np.int64(T0 + i) if i % 3 else T0 + i, "c1", None, "SPXW240312C05100000",
+             "sell", np.int32(2) if i % 5 == 0 else 1, 2.5, 100.0, 0.65, 249.35)
+            for i in range(150)]  # fmt: skip
+    fast, r1 = build(tmp_path, FILLS, rows, arrow=True, monkeypatch=monkeypatch)
+    ref, r2 = build(tmp_path, FILLS, rows, arrow=False, monkeypatch=monkeypatch)
+    assert r1 == r2 == 0
+    assert_frame_equal(fast, ref)
+    assert fast["ts"].dt.epoch("us").to_list() == [(T0 + i) // 1_000 for i in range(150)]

@@ -6,8 +6,9 @@ and copied into a column. Two paths give the same frames:
 - **Arrow** (tables whose columns are all text, float, int or time, e.g. ``quotes``): one
   ``pyarrow.array(rows, struct)`` call transposes and converts a chunk of tuples in C++, with
   no intermediate per-column tuples (``zip(*rows)`` alone cost as much as the conversion).
-  Int and time columns are then converted again strictly by polars, because Arrow would
-  truncate a float (``1.5`` → ``1``) where the reference path refuses it. Anything Arrow
+  Int and time columns must hold only ``int`` (or None) for Arrow's reading to stand: Arrow
+  would truncate a float (``1.5`` → ``1``) where the reference path refuses it, so a column
+  holding other types is converted again strictly by polars, per chunk. Anything Arrow
   refuses raises, and the caller redoes that chunk on the reference path, so a bad value is
   rejected with the same reason as before. One difference is known: Arrow takes ``bytes``
   holding UTF-8 in a text column (as that text) where the reference path rejects them.
@@ -39,6 +40,7 @@ _ARROW = {
 }
 # what the Arrow path can refuse: the chunk is then redone on the reference path
 ARROW_ERRORS = (pa.ArrowException, TypeError, ValueError, OverflowError)
+_PLAIN_INT = frozenset((int, type(None)))  # int values Arrow reads exactly (bool is not int)
 
 
 @dataclass(frozen=True)
@@ -63,23 +65,33 @@ def arrow_spec(name: str) -> ArrowSpec | None:
 
 
 def to_struct(spec: ArrowSpec, rows: list[tuple[Any, ...]]) -> pa.StructArray:
-    """One chunk through Arrow (raises one of ``ARROW_ERRORS`` on a value it refuses)."""
-    return pa.array(rows, type=spec.struct)
+    """One chunk through Arrow (raises one of ``ARROW_ERRORS`` on a value it refuses). Int and
+    time columns holding only ``int`` and None are as Arrow read them (exact, or OverflowError);
+    a column holding anything else (a float, a NumPy integer) is read again as the reference
+    path reads it, so a float raises TypeError rather than being truncated. The check is one
+    C-level pass per column, inside the chunk: the re-read of a whole batch in one call held
+    the GIL against the event loop for 5-14 ms."""
+    arr = pa.array(rows, type=spec.struct)
+    fields: list[pa.Array] | None = None
+    for k in spec.strict:
+        if set(map(type, map(itemgetter(k), rows))) <= _PLAIN_INT:
+            continue
+        values = list(map(itemgetter(k), rows))
+        exact = pl.Series("", values, dtype=pl.Int64, strict=True).to_arrow()
+        fields = fields or arr.flatten()
+        fields[k] = exact
+    if fields is not None:
+        arr = pa.StructArray.from_arrays(fields, fields=list(spec.struct))
+    return arr
 
 
-def from_structs(
-    table: Table, spec: ArrowSpec, parts: list[pa.StructArray], rows: list[tuple[Any, ...]]
-) -> pl.DataFrame:
-    """The frame of ``rows``, given their Arrow chunks ``parts`` (in order). Raises TypeError
-    (or another of ``ARROW_ERRORS``) when an int or time value is not an integer."""
+def from_structs(table: Table, spec: ArrowSpec, parts: list[pa.StructArray]) -> pl.DataFrame:
+    """The frame of Arrow chunks ``parts`` (in order, from :func:`to_struct`): a view of them,
+    with time columns cast from int ns to the store's UTC microseconds."""
     frame = pl.from_arrow(pa.Table.from_struct_array(pa.chunked_array(parts, spec.struct)),
                           rechunk=False)  # fmt: skip
     assert isinstance(frame, pl.DataFrame)
-    fixed = []
-    for k in spec.strict:
-        c = table.columns[k]
-        s = pl.Series(c.name, list(map(itemgetter(k), rows)), dtype=pl.Int64, strict=True)
-        fixed.append(_ts(s) if c.type == "ts" else s)
+    fixed = [_ts(frame[c.name]) for k in spec.strict if (c := table.columns[k]).type == "ts"]
     return frame.with_columns(fixed) if fixed else frame
 
 

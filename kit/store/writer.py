@@ -333,12 +333,12 @@ class StoreWriter:
     def _structs(
         self, table: Table, structs: list[Any], rows: list[tuple[Any, ...]]
     ) -> pl.DataFrame:
-        """Arrow chunks → a frame; an int or time value Arrow took but polars refuses (a
-        float, say) sends these rows to the reference path, which rejects it with its reason."""
+        """Arrow chunks → a frame; should that fail, these rows go the reference path, which
+        rejects what it refuses with its reason (a float time is caught in the chunk)."""
         spec = arrow_spec(table.name)
         assert spec is not None
         try:
-            return from_structs(table, spec, structs, rows)
+            return from_structs(table, spec, structs)
         except ARROW_ERRORS:
             step = self.config.chunk_rows
             parts = [self._convert(table, rows[i : i + step]) for i in range(0, len(rows), step)]
