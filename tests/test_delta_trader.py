@@ -302,7 +302,8 @@ async def test_restart_mid_entry_neither_duplicates_nor_loses_an_order(tmp_path,
     rests on or fills (the market came to it). The restarted trader adopts it either way: its
     fill counts once, under the id the desk knows, and nothing is sent twice."""
     desk = engine == "desk"
-    clock = None if desk else SimClock(start_ist(16, 50))
+    # the desk engine's time flows (at the wall's rate) from a fixed hour: any hour CI runs at
+    clock = SimClock(start_ist(11, 0), speed=1.0) if desk else SimClock(start_ist(16, 50))
     async with DeltaEmulator(api_key=KEY, api_secret=SECRET, clock=clock, tick_s=0.02) as emu:
         trader, close = await trader_on(engine, emu, tmp_path, monkeypatch, fill_wait_s=60.0,
                                         **HOLD)  # fmt: skip
@@ -406,7 +407,8 @@ async def test_desk_engine_trades_the_day_through_the_order_manager(tmp_path, mo
     while it is open, STOP closes it, and the exchange ends flat."""
     from kit.app.delta_desk import desk_trader
 
-    async with DeltaEmulator(api_key=KEY, api_secret=SECRET, tick_s=0.05) as emu:
+    clock = SimClock(start_ist(11, 0), speed=1.0)  # a fixed hour, flowing: any hour CI runs at
+    async with DeltaEmulator(api_key=KEY, api_secret=SECRET, clock=clock, tick_s=0.05) as emu:
         for k, v in delta_live_env(emu).items():
             monkeypatch.setenv(k, v)
         settings = TraderSettings(window_start="00:00", window_end="23:59", fill_wait_s=0.2,
