@@ -127,6 +127,9 @@ def main() -> None:
     # the anchor in this process: the NumPy path (the reference the compiled kernel is tested
     # against), alternated with the default path so machine load hits both alike
     jit = pricing_jit.kernel() is not None
+    threads = pricing_jit.threads() if jit else pricing.CPUS
+    out["greeks_threads"] = threads
+    out["greeks_per_s_per_thread"] = out["greeks_per_s"] / threads
 
     def default_path() -> float:
         return args.n / best_of(lambda: pricing.greeks(S, K, T, R, Q, sig, c), 1)
@@ -259,6 +262,10 @@ def main() -> None:
         f"  target greeks >= 40M options/s on {out['cpus']} cores  {'met ' if ok else 'MISS'}  "
         f"{out['greeks_per_s'] / 1e6:.1f}M/s ({'numba kernel' if jit else 'NumPy, no numba'}; "
         f"vs the NumPy path {ratio.show('.2f')})"
+    )
+    print(
+        f"  per thread: {out['greeks_per_s_per_thread'] / 1e6:.1f}M/s on {threads} threads, "
+        f"{out['greeks_per_s_1_thread'] / 1e6:.1f}M/s on 1 (a busy neighbour's core shows here)"
     )
     print(json.dumps(out))
 

@@ -42,7 +42,9 @@ def _same(got: pricing.GreekArrays, ref: pricing.GreekArrays) -> None:
         assert a.shape == b.shape, name
         assert np.array_equal(np.isnan(a), np.isnan(b)), name
         err = np.nanmax(np.abs(a - b) / np.maximum(1.0, np.abs(b)))
-        assert err < 1e-13, (name, err)  # measured: 3e-14 (price), the rest below 1e-14
+        # measured: price 3e-14 here, up to 1.7e-13 on 1M wider options (the kernel before this
+        # one: 1.4e-13; NumPy's own rounding of S N(d1) - K N(d2)); the rest below 2e-14
+        assert err < 2e-13, (name, err)
 
 
 def test_the_compiled_kernel_is_there_and_matches_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -104,7 +106,7 @@ def test_absurd_rates_give_what_numpy_gives(monkeypatch: pytest.MonkeyPatch) -> 
     for name, a, b in zip(got._fields, got, ref, strict=True):
         inf = np.isinf(b)
         assert np.array_equal(np.isinf(a), inf) and np.array_equal(a[inf], b[inf]), name
-        a[inf] = b[inf] = 0.0  # equal infinities: the rest is held to 1e-13 below
+        a[inf] = b[inf] = 0.0  # equal infinities: the rest is held to 2e-13 below
     _same(got, ref)
 
 
