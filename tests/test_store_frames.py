@@ -186,3 +186,46 @@ def test_numpy_integers_in_a_time_column_read_as_the_reference_path(tmp_path, mo
     assert r1 == r2 == 0
     assert_frame_equal(fast, ref)
     assert fast["ts"].dt.epoch("us").to_list() == [(T0 + i) // 1_000 for i in range(150)]
+
+
+async def test_batches_are_cut_and_converted_while_a_write_runs(tmp_path, monkeypatch):
+    """The converter does not wait for a write to end: rows that fill a table during it are cut
+    into the next batch and converted at once, up to two batches ahead; rows beyond wait in the
+    buffer. Everything is then written in order, each batch converted once."""
+    store = GatedStore(tmp_path / "desk.duckdb", fail=0)
+    store.migrate()
+    w = StoreWriter(store, WriterConfig(spool_dir=None, flush_s=30.0, batch_rows=20,
+                                        chunk_rows=8))  # fmt: skip
+    built: list[int] = []
+    frame = w._frame
+    monkeypatch.setattr(w, "_frame", lambda t, rows: built.append(len(rows)) or frame(t, rows))
+
+    async def until(n: int, seen: list[int]) -> None:
+        for _ in range(500):  # polled: the writes and conversions run in worker threads
+            if len(seen) >= n:
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"{n} expected, {len(seen)} seen")
+
+    async def put(first: int) -> None:
+        for i in range(first, first + 20):  # a table full: the writer is woken
+            assert w.put("quotes", quote(i))
+
+    await w.start()
+    await put(0)
+    await until(1, store.started)  # A is in the database (held there)
+    await put(20)
+    await until(2, built)  # B: cut and converted during A's write
+    await put(40)
+    await until(3, built)  # C too
+    await put(60)  # D waits: two batches are converted ahead already
+    for _ in range(20):
+        await asyncio.sleep(0.005)
+    assert built == [20, 20, 20] and store.started == [20] and w.buffered == 80
+    for k in range(4):
+        store.gates[k].set()
+    await w.close()
+    assert store.started == [20] * 4 and built == [20] * 4
+    ts = store.query("SELECT ts FROM quotes ORDER BY ts")["ts"].dt.epoch("us").to_list()
+    assert ts == [quote(i)[0] // 1_000 for i in range(80)] and w.stats["written"] == 80
+    store.close()
