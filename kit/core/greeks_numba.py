@@ -21,8 +21,8 @@ import numba
 import numpy as np
 from numpy.typing import NDArray
 
-from kit.core.vmath_numba import fetch_add, vexp, vlog
 from kit.core.vmath_numba import ncdf as _ncdf
+from kit.core.vmath_numba import vexp, vlog
 
 F64 = NDArray[np.float64]
 B = NDArray[np.bool_]
@@ -158,16 +158,10 @@ def _block(
 
 @numba.njit(parallel=True, cache=True)
 def greeks9(S: F64, K: F64, T: F64, r: F64, q: F64, sigma: F64, is_call: B, out: F64) -> None:
-    """The nine outputs into ``out`` (9, n) on ``numba.get_num_threads()`` threads, each taking
-    the next block from a shared counter until none is left (dynamic: a thread whose core is
-    busy takes fewer blocks). Every row is computed the same way on any number of threads.
-    Up to 64 loop turns (a thread's first turn drains the counter, its later ones find it
-    empty): asking numba for the thread count would make the function uncacheable."""
+    """The nine outputs into ``out`` (9, n), blocks in parallel (``numba.set_num_threads``;
+    numba gives each thread a contiguous run of blocks). Every row is computed the same way on
+    any number of threads. Threads taking the next block from a shared counter were tried and
+    taken back: under load they used ~25% more CPU for the same work (README, Performance)."""
     n = out.shape[1]
-    blocks = (n + BLOCK - 1) // BLOCK
-    ticket = np.zeros(1, dtype=np.int64)
-    for _ in numba.prange(min(64, blocks)):
-        b = fetch_add(ticket, 1)
-        while b < blocks:
-            _block(S, K, T, r, q, sigma, is_call, out, b * BLOCK)
-            b = fetch_add(ticket, 1)
+    for b in numba.prange((n + BLOCK - 1) // BLOCK):
+        _block(S, K, T, r, q, sigma, is_call, out, b * BLOCK)

@@ -52,21 +52,6 @@ def i2f(typingctx, x):  # type: ignore[no-untyped-def]
     return types.float64(types.int64), codegen
 
 
-@intrinsic
-def fetch_add(typingctx, counter, inc):  # type: ignore[no-untyped-def]
-    """counter[0] += inc as one atomic step; returns the value before. Why: threads that take
-    the next block from a shared counter share the work by speed, where a static split waits
-    for the thread whose core a neighbour took."""
-    if not (isinstance(counter, types.Array) and counter.dtype == types.int64):
-        return None
-
-    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
-        data = context.make_array(signature.args[0])(context, builder, args[0]).data
-        return builder.atomic_rmw("add", data, args[1], "monotonic")
-
-    return types.int64(counter, types.int64), codegen
-
-
 _SHIFT = 6755399441055744.0  # 1.5 * 2**52: adding it rounds to an integer in the low bits
 _SHIFT_BITS = int(np.array(_SHIFT).view(np.int64))
 _LOG2E = 1.4426950408889634
