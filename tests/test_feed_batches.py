@@ -1,19 +1,73 @@
-"""The feed path's frame parse (kit/adapters/ingest.py: frames parsed together with one clock
-read and one silence check) and the sink's queue (kit/adapters/sink.py EventQueue), each against
-what it replaced."""
+"""Batch delivery on the feed path (issue 27): websockets messages per socket read
+(kit/adapters/wsbatch.py), the batch parse (kit/adapters/ingest.py) and the sink's queue
+(kit/adapters/sink.py EventQueue), each against what it replaced."""
 
 import asyncio
 from datetime import date
 
 import pytest
+from websockets.asyncio.client import connect
+from websockets.asyncio.server import serve
+from websockets.exceptions import ConnectionClosedError
 
 from kit.adapters.base import FeedConfig, MalformedFrameError, StreamingFeed
+from kit.adapters.ingest import FrameBatch
 from kit.adapters.sink import EventQueue
+from kit.adapters.wsbatch import BatchingConnection
 from kit.core.clock import NS_PER_S, SimClock, from_ns
 from kit.core.model import Contract, Quote
 
 C = Contract("SPXW", date(2024, 1, 19), 4800, "C")
 T0 = 1_705_676_400 * NS_PER_S  # 2024-01-19 15:00 UTC
+
+
+async def _collect(handler) -> tuple[list[bytes], int, BaseException | None]:
+    """Serve ``handler`` on a free loopback port; read it through batches()."""
+    async with serve(handler, "127.0.0.1", 0, compression=None) as server:
+        port = server.sockets[0].getsockname()[1]
+        url = f"ws://127.0.0.1:{port}"
+        async with connect(url, compression=None, create_connection=BatchingConnection) as ws:
+            got: list[bytes] = []
+            batches, error = 0, None
+            try:
+                async for batch in ws.batches():
+                    assert type(batch) is FrameBatch
+                    batches += 1
+                    got.extend(batch)
+            except ConnectionClosedError as exc:
+                error = exc
+            return got, batches, error
+
+
+def test_batches_carry_every_message_in_order_then_end_on_a_normal_close():
+    async def handler(ws):
+        for i in range(500):
+            await ws.send(f'{{"i":{i}}}')
+        await ws.send(["frag", "mented"])  # one message in three frames
+        await ws.send(b"\x00binary")
+        await ws.send("é")
+        await ws.close()
+
+    got, batches, error = asyncio.run(_collect(handler))
+    assert got == [f'{{"i":{i}}}'.encode() for i in range(500)] + [
+        b"fragmented",
+        b"\x00binary",
+        "é".encode(),
+    ]
+    assert error is None
+    assert batches < 500  # messages that arrived together came together
+
+
+def test_batches_raise_connection_closed_error_when_the_peer_drops():
+    async def handler(ws):
+        await ws.send("one")
+        await ws.send("two")
+        await (await ws.ping())  # the client answered: it has both messages
+        ws.transport.abort()  # no close frame: an abnormal end
+
+    got, _, error = asyncio.run(_collect(handler))
+    assert got == [b"one", b"two"]
+    assert isinstance(error, ConnectionClosedError)
 
 
 class _Feed(StreamingFeed):
@@ -36,7 +90,7 @@ class _Feed(StreamingFeed):
 
 def test_a_batch_counts_a_malformed_frame_and_goes_on_with_the_next():
     feed = _Feed("t", clock=SimClock(from_ns(T0)), config=FeedConfig(max_ahead_s=60.0))
-    feed._on_frames([1, -1, 2, 3, 120 * NS_PER_S, 4])
+    feed._on_frames(FrameBatch([1, -1, 2, 3, 120 * NS_PER_S, 4]))
     out = []
     while (ev := feed.get_nowait()) is not None:
         out.append(ev.ts_ns - T0)
@@ -46,7 +100,7 @@ def test_a_batch_counts_a_malformed_frame_and_goes_on_with_the_next():
 
 def test_the_window_edges_are_decided_exactly_as_before():
     feed = _Feed("t", clock=SimClock(from_ns(T0)), config=FeedConfig(max_ahead_s=1.0))
-    feed._on_frames([NS_PER_S, NS_PER_S + 1])  # on the edge: in; 1 ns past: out
+    feed._on_frames(FrameBatch([NS_PER_S, NS_PER_S + 1]))  # on the edge: in; 1 ns past: out
     assert feed.get_nowait().ts_ns == T0 + NS_PER_S
     assert feed.get_nowait() is None
     assert feed.stats.out_of_window == 1

@@ -28,7 +28,7 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, Self, runtime_checkable
 
-from kit.adapters.ingest import FrameIngest, MalformedFrameError
+from kit.adapters.ingest import FrameBatch, FrameIngest, MalformedFrameError
 from kit.adapters.sink import EventSink, FeedStats, event_key
 from kit.core.backoff import Backoff
 from kit.core.clock import NS_PER_S, Clock, LiveClock, from_ns
@@ -199,7 +199,7 @@ class StreamingFeed(FrameIngest, FeedBase):
 
     @abstractmethod
     def _frames(self, conn: Any) -> AsyncIterator[Any]:
-        """Raw frames until the connection ends."""
+        """Raw frames until the connection ends (or :class:`FrameBatch` es of them)."""
 
     @abstractmethod
     def _parse(self, frame: Any) -> Iterable[Event]:
@@ -301,7 +301,10 @@ class StreamingFeed(FrameIngest, FeedBase):
                 await self._send_subscribe(conn, list(self._subs), True)
                 self._first_frame = True  # the gap is fetched once the stream flows again
                 async for frame in self._frames(conn):
-                    self._on_frame(frame)
+                    if type(frame) is FrameBatch:  # all a socket read brought (wsbatch)
+                        self._on_frames(frame)
+                    else:
+                        self._on_frame(frame)
                 detail = "connection closed by peer"
             except Exception as exc:  # OSError, or a vendor library's "connection closed"
                 detail = f"connection lost: {type(exc).__name__}: {exc}"

@@ -26,6 +26,13 @@ _SIZED = (str, bytes, bytearray, memoryview)
 _MARGIN_NS = 1_000_000  # the integer fast check stays 1 ms inside the exact window
 
 
+class FrameBatch(list[Any]):
+    """Payloads (bytes or str) that arrived together, one socket read, in order: a feed parses
+    them as one batch, with one clock read and one silence check (:mod:`kit.adapters.wsbatch`)."""
+
+    __slots__ = ()
+
+
 class MalformedFrameError(ValueError):
     """A frame could not be decoded into events; counted and logged, never fatal."""
 
