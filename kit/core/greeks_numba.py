@@ -131,9 +131,16 @@ def _row(
 
 
 @numba.njit(cache=True)
+def _spread(x: NDArray, n: int) -> NDArray:
+    """An input of n as it is; a scalar's array of one spread over a block, once per call (a
+    block reads it as a contiguous array, which the SIMD loop needs)."""
+    return x if x.shape[0] == n else np.full(min(n, BLOCK), x[0])
+
+
+@numba.njit(cache=True)
 def _part(x: NDArray, n: int, lo: int, hi: int) -> NDArray:
-    """Rows lo..hi of an input: a view of an array of n, or a scalar spread over the block."""
-    return x[lo:hi] if x.shape[0] == n else np.full(hi - lo, x[0])
+    """Rows lo..hi of an input of n, or the first hi - lo of a spread scalar."""
+    return x[lo:hi] if x.shape[0] == n else x[: hi - lo]
 
 
 @numba.njit(cache=True)
@@ -163,5 +170,7 @@ def greeks9(S: F64, K: F64, T: F64, r: F64, q: F64, sigma: F64, is_call: B, out:
     any number of threads. Threads taking the next block from a shared counter were tried and
     taken back: under load they used ~25% more CPU for the same work (README, Performance)."""
     n = out.shape[1]
+    S, K, T, r, q = _spread(S, n), _spread(K, n), _spread(T, n), _spread(r, n), _spread(q, n)
+    sigma, is_call = _spread(sigma, n), _spread(is_call, n)
     for b in numba.prange((n + BLOCK - 1) // BLOCK):
         _block(S, K, T, r, q, sigma, is_call, out, b * BLOCK)
