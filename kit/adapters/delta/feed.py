@@ -69,6 +69,7 @@ class DeltaFeed(StreamingFeed):
         self.mark_ts: dict[Contract, int] = {}  # when each mark arrived (the feed's clock)
         self.spots: dict[str, float] = {}
         self.errors: list[str] = []  # the socket's error messages (refused channels)
+        self._unconfirmed = 0  # subscribe messages on this connection not yet answered
 
     async def load_products(self) -> dict[str, Contract]:
         """Every live BTC/ETH option, by symbol, sized by its ``contract_value``."""
@@ -91,6 +92,7 @@ class DeltaFeed(StreamingFeed):
             await self.rest.aclose()
 
     async def _connect(self) -> Any:
+        self._unconfirmed = 0  # a dead connection's unanswered requests are not waited for
         conn = await connect(self.delta.ws_url, compression=None, open_timeout=10,
                              ping_interval=None, max_size=2**22)  # fmt: skip
         await conn.send(json.dumps({"type": "enable_heartbeat"}))
@@ -106,7 +108,13 @@ class DeltaFeed(StreamingFeed):
         channels = [{"name": ch, "symbols": [f"MARK:{s}" for s in symbols] if ch == "mark_price"
                      else symbols} for ch in self.channels]  # fmt: skip
         kind = "subscribe" if add else "unsubscribe"
+        self._unconfirmed += 1
         await conn.send(json.dumps({"type": kind, "payload": {"channels": channels}}))
+
+    def _stream_ready(self) -> bool:
+        # each (un)subscribe is answered by one "subscriptions" message; the gap's REST tickers
+        # are read once the socket streams every symbol (base.StreamingFeed._stream_ready)
+        return self._unconfirmed <= 0
 
     async def _frames(self, conn: Any) -> AsyncIterator[Any]:
         async for message in conn:
@@ -126,7 +134,10 @@ class DeltaFeed(StreamingFeed):
                 self.marks[c] = num(doc.get("price"))
                 self.mark_ts[c] = self.clock.now_ns()
                 return ()
-            if kind in ("heartbeat", "subscriptions", "pong"):
+            if kind == "subscriptions":
+                self._unconfirmed -= 1
+                return ()
+            if kind in ("heartbeat", "pong"):
                 return ()
             if kind == "error":
                 self.errors.append(str(doc.get("message")))
