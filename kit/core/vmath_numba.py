@@ -29,24 +29,24 @@ from numpy.typing import NDArray
 
 
 @intrinsic
-def f2i(typingctx, x):  # type: ignore[no-untyped-def]
+def f2i(typingctx, x):
     """The bits of a float64 as an int64 (a register move, not a call)."""
     if x != types.float64:
         return None
 
-    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+    def codegen(context, builder, signature, args):
         return builder.bitcast(args[0], ir.IntType(64))
 
     return types.int64(types.float64), codegen
 
 
 @intrinsic
-def i2f(typingctx, x):  # type: ignore[no-untyped-def]
+def i2f(typingctx, x):
     """The float64 whose bits are an int64."""
     if x != types.int64:
         return None
 
-    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+    def codegen(context, builder, signature, args):
         return builder.bitcast(args[0], ir.DoubleType())
 
     return types.float64(types.int64), codegen
