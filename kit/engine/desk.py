@@ -133,7 +133,9 @@ class Desk:
         self._tasks: list[asyncio.Task[None]] = []
         self._pending: set[asyncio.Task[None]] = set()
         self._held: dict[tuple[str, str | None, str], Finding] = {}  # vetoed by a freeze only
-        self._done_once: set[tuple[str, str | None, str]] = set()  # partial closes carried out
+        # partial closes carried out, by (rule, position, level): the order manager rebuilds
+        # it from its journal after a restart, so a level never reduces a position twice
+        self.done_once: set[tuple[str, str | None, str]] = set()
         self.feed_seen_ns: dict[str, int] = {}  # when each feed last delivered a batch
         self.health = Health(self.notify, clock.now_ns)
 
@@ -343,14 +345,15 @@ class Desk:
         assert action is not None
         status = self._veto(action, view)
         once = (finding.rule, finding.position_id, finding.key)
-        if status is None and action.kind in _ONCE and once in self._done_once:
+        if status is None and action.kind in _ONCE and once in self.done_once:
             status = "proposed: this level already reduced the position once"
         if status == FROZEN:
             self._held[finding.rule, finding.position_id, finding.key] = finding
         if status is None and action.kind in _POSITION_ACTIONS and self.executor is not None:
             status = "executed"
-            if action.kind in _ONCE:
-                self._done_once.add(once)
+            if action.kind in _ONCE:  # the level goes with the intent into the journal
+                self.done_once.add(once)
+                action = replace(action, params={**action.params, "level": finding.key})
             self.stats["actions_executed"] += 1
             task = asyncio.get_running_loop().create_task(self._execute(action))
             self._pending.add(task)

@@ -155,7 +155,8 @@ def intent_for_action(
     held = book.held(pid) if pid in book.rows else None
     if held is None:
         raise ModelError(f"{action.kind}: position {pid!r} is not held")
-    source = f"auto:{action.rule}"
+    level = action.params.get("level")  # a partial close's level: the desk's once-memory
+    source = f"auto:{action.rule}" if level is None else f"auto:{action.rule}:{level}"
     why = f"{action.rule}: {action.reason}"
     if action.kind in CLOSE_FRACTIONS:
         return close_intent(held, strategy_id, CLOSE_FRACTIONS[action.kind], why, action.ts_ns,

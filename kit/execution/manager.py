@@ -82,6 +82,11 @@ class OrderManager:
         self._dirty = False  # fills applied, the desk not yet re-evaluated
         self._seq = 0
         self._load()
+        for rec in self.records.values():  # a level's partial close, journaled, stays done
+            i = rec.intent
+            if i.source.startswith("auto:") and i.kind is IntentKind.CLOSE and i.fraction < 1:
+                rule, _, level = i.source.removeprefix("auto:").partition(":")
+                desk.done_once.add((rule, i.position_id, level))
         broker.subscribe(self._on_broker_event)
         desk.executor = self.on_action
         desk.orders = self
