@@ -98,6 +98,11 @@ class CpApiConfig:
     timeout_s: float = 10.0
     tickle_s: float = 60.0
     auto_confirm: frozenset[str] = DEFAULT_AUTO_CONFIRM
+    # IBKR's gateway takes 10 requests a second (OAuth: 50); beyond, HTTP 429, and repeated
+    # violations put the IP in a penalty box for minutes: every call is paced below it (8, room
+    # for jitter), and a 429 is waited out (``retry_s``, doubling) and retried three times
+    max_rps: float = 8.0
+    retry_s: float = 1.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> CpApiConfig:
@@ -112,7 +117,11 @@ class CpApiConfig:
                 "URL (e.g. https://localhost:5000/v1/api) and the account id"
             )
         verify = config.env_bool("IBKR_CPAPI_VERIFY_TLS", True, environ=env)
-        return cls(url, account, verify_tls=verify)
+        rps = config.env_float("IBKR_CPAPI_MAX_RPS", 8.0, environ=env,
+                               what="requests a second, above 0")  # fmt: skip
+        if not rps > 0:
+            raise ConfigError(f"IBKR_CPAPI_MAX_RPS={rps:g}: give requests a second, above 0")
+        return cls(url, account, verify_tls=verify, max_rps=rps)
 
 
 class CpApiBroker:

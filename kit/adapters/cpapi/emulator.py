@@ -46,7 +46,7 @@ import tornado.web
 
 from kit.adapters.cpapi import replies
 from kit.adapters.cpapi.emulator_ws import StreamHandler, StreamHub
-from kit.adapters.cpapi.replies import COMBO_CONID, IB_STATUS, month
+from kit.adapters.cpapi.replies import COMBO_CONID, IB_STATUS, RequestLimit, month
 from kit.adapters.paper.broker import PaperBroker
 from kit.core.model import Contract, Leg, Order, OrderType, Side
 from kit.execution.broker import BrokerError, OrderRejectedError
@@ -85,6 +85,7 @@ class CpApiEmulator:
         self.requests: list[str] = []  # "METHOD /path" of every request, for tests
         self.tickets: list[dict[str, Any]] = []  # order and modify bodies as received
         self._failures: list[int] = []
+        self.limit = RequestLimit()  # the gateway's requests-a-second limit (off: set .rps)
         self._conids: dict[Contract, int] = {}
         self._contracts: dict[int, Contract] = {}
         self._underlyings: dict[str, int] = dict(UNDERLYING_CONIDS)
@@ -168,6 +169,8 @@ class CpApiEmulator:
     async def handle(self, method: str, path: str, args: dict[str, str], body: Any) -> Answer:
         """One request: (HTTP status, JSON body)."""
         self.requests.append(f"{method} /{path}")
+        if self.limit.refuse():
+            return 429, {"error": "Too Many Requests"}
         if self._failures:
             code = self._failures.pop(0)
             return code, {"error": f"emulated failure (HTTP {code})"}

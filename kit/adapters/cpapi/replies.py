@@ -9,6 +9,8 @@ adapter's own parsing (:mod:`kit.adapters.cpapi.parsing`): a shared mistake woul
 
 from __future__ import annotations
 
+import time
+from collections import deque
 from collections.abc import Sequence
 from datetime import date
 from typing import Any
@@ -220,3 +222,26 @@ def ledger(acc: AccountSummary, account: str, secs: int) -> dict[str, Any]:
                 "key": "LedgerList", "timestamp": secs, "severity": 0}  # fmt: skip
 
     return {"USD": one("USD"), "BASE": one("BASE")}
+
+
+class RequestLimit:
+    """The gateway's request limit as the emulator enforces it: with ``rps`` set, a request
+    beyond ``rps`` in the last second is refused (HTTP 429, counted in ``refused``). Off by
+    default: tests of other things, and unpaced clients such as ibind, burst."""
+
+    def __init__(self, rps: float | None = None) -> None:
+        self.rps = rps
+        self.refused = 0
+        self._recent: deque[float] = deque()  # monotonic times of the last second's requests
+
+    def refuse(self) -> bool:
+        if self.rps is None:
+            return False
+        now, recent = time.monotonic(), self._recent
+        while recent and recent[0] <= now - 1.0:
+            recent.popleft()
+        if len(recent) >= self.rps:
+            self.refused += 1
+            return True
+        recent.append(now)
+        return False

@@ -9,6 +9,11 @@ asks: the broker's poll and the feed both call :meth:`keepalive`) and the re-aut
 ``iserver/accounts``, which the gateway requires before market data and orders). Conids are
 resolved here too, once for both: an underlying by ``secdef/search``, an option by
 ``secdef/info`` for its month, strike and right (the row with its expiry and trading class).
+
+Every request is paced below the gateway's limit (``max_rps``, 8 a second against IBKR's 10): a
+chain's conid look-ups at start-up would otherwise burst past it. A 429 that still comes back
+(another client of the same gateway) is waited out (``Retry-After``, else ``retry_s`` doubling:
+1, 2, 4 s) and retried three times; then the call fails with a one-line error.
 """
 
 from __future__ import annotations
@@ -44,6 +49,8 @@ class CpApiSession:
         self.reauths = 0  # successful re-authentications (ssodh/init) since start
         self.conids: dict[Contract, int] = {}
         self.underlyings: dict[str, int] = {}
+        self._next_slot = 0.0  # loop time the next request may go out (pacing)
+        self.rate_limited = 0  # 429 answers received (each waited out and retried)
 
     @property
     def open(self) -> bool:
@@ -72,7 +79,16 @@ class CpApiSession:
             raise BrokerError("IBKR CP API: not connected (call connect() first)")
         where = f"{method} {path.replace(self.config.account_id, '{accountId}')}"
         try:
-            resp = await self._client.request(method, path, params=params, json=body)
+            for attempt in range(4):
+                await self._pace()
+                resp = await self._client.request(method, path, params=params, json=body)
+                if resp.status_code != 429 or attempt == 3:
+                    break
+                self.rate_limited += 1
+                wait = _retry_after(resp.headers.get("Retry-After"),
+                                    self.config.retry_s * 2.0**attempt)  # fmt: skip
+                log.warning("IBKR %s: HTTP 429 (rate limited): retrying in %.1f s", where, wait)
+                await asyncio.sleep(wait)
             data = resp.json() if resp.content else None
         except httpx.TimeoutException:
             raise BrokerError(f"IBKR {where}: no answer in {self.config.timeout_s:g} s") from None
@@ -89,6 +105,14 @@ class CpApiSession:
                 raise OrderRejectedError(f"IBKR rejected the order: {detail}")
             raise BrokerError(f"IBKR {where}: HTTP {resp.status_code}: {detail}")
         return data
+
+    async def _pace(self) -> None:
+        """Wait for this request's slot: at most ``max_rps`` requests a second, in call order."""
+        now = asyncio.get_running_loop().time()
+        slot = max(now, self._next_slot)
+        self._next_slot = slot + 1.0 / self.config.max_rps
+        if slot > now:
+            await asyncio.sleep(slot - now)
 
     async def tickle(self) -> str:
         """``POST /tickle``: keeps the session and returns its token (also kept)."""
@@ -154,3 +178,13 @@ class CpApiSession:
                                      f"{c.right.value} option (secdef/info)")  # fmt: skip
         self.conids[c] = conid
         return conid
+
+
+def _retry_after(header: str | None, default: float) -> float:
+    """Seconds to wait from a ``Retry-After`` header (seconds form), else ``default``; capped
+    at a minute so a bad header cannot stall the desk."""
+    try:
+        wait = float(header) if header else default
+    except ValueError:
+        wait = default
+    return min(max(wait, 0.0), 60.0) if wait == wait else default
