@@ -22,10 +22,16 @@ What the desk does with each axis (the grid's meaning, the desk's rules):
   would trade (delta rolls, gamma reductions, strike breach rolls, the trailing stop) is off,
   and so is the entry rule's filter (the grid enters whenever its structure exists): the desk
   trades what the grid trades.
-* Filters (``vix_regime``, ``iv_rank``, ``trend``, ``weekdays``), ``trailing``,
-  ``exit_delta``, ``exit_dte``, other strike rules, credit spreads, cost models other than the
-  paper broker's are not modelled by the desk yet: a config that sets them is refused with one
-  line naming the axis. ``wings`` means nothing to a strangle; ``min_credit`` is not enforced
+* The entry filters ``weekdays``, ``vix_regime``, ``iv_rank`` and ``trend`` are the grid's
+  own: each session's pre-trade context is computed from the history replayed with the grid's
+  functions, and a session the grid's test refuses is skipped (not run through the desk),
+  reported as a ``skipped`` decision naming the filter (:mod:`kit.research.backtest.filters`).
+  The simulator's sessions have no past, so there only ``weekdays`` is accepted; the others
+  need ``--history``. ``kit run --auto --strategy`` trades one live session and applies no
+  filter, so it refuses a filtered config.
+* ``trailing``, ``exit_delta``, ``exit_dte``, other strike rules, credit spreads, cost models
+  other than the paper broker's are not modelled by the desk yet: a config that sets them is
+  refused with one line naming the axis. ``wings`` means nothing to a strangle; ``min_credit`` is not enforced
   (the desk enters below it: a listed difference).
 """
 
@@ -35,20 +41,25 @@ import math
 import tomllib
 from dataclasses import dataclass
 from datetime import time
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from kit.app.autopilot import AutoConfig
 from kit.portfolio.strategies import DeltaBand, LiquidityFilter
-from kit.research.grid.spec import AXES, Grid, minute_of, parse_grid, parse_strike_rule
+from kit.research.grid.plan import Plan, compile_grid
+from kit.research.grid.spec import AXES, Grid, GridError, minute_of, parse_grid, parse_strike_rule
 from kit.risk.rules import Rules, load_rules
 
 TRADED = ("short_strangle", "iron_condor")
 BAND_HALF_WIDTH = 0.05  # delta:X: the autopilot's band around X (its midpoint is X)
 CLOSE_MINUTE = 16 * 60  # minutes_to_close is counted to the 16:00 close
 # axes whose non-default values the desk cannot trade yet, with their "off" values
-UNMODELLED = {"vix_regime": "any", "iv_rank": "any", "trend": "any", "weekdays": "any",
-              "trailing": "none", "exit_delta": "none", "exit_dte": "none"}  # fmt: skip
+UNMODELLED = {"trailing": "none", "exit_delta": "none", "exit_dte": "none"}
+# the grid's entry filters (kit.research.backtest.filters applies them per session); the data
+# filters read past sessions, so they need a history
+FILTERS = ("weekdays", "vix_regime", "iv_rank", "trend")
+DATA_FILTERS = ("vix_regime", "iv_rank", "trend")
 # a selection the grid would make: any two-sided quote (the grid checks no spread or OI)
 OPEN_LIQUIDITY = LiquidityFilter(max_spread_pct=1e6, min_open_interest=0.0, min_bid=0.05,
                                  max_spread=1e6)  # fmt: skip
@@ -130,6 +141,21 @@ class BacktestConfig:
         if not str(r["sizing"]).startswith("contracts:"):
             raise ConfigError(f"sizing {r['sizing']!r}: use contracts:N")
         self.band()  # a delta the band cannot hold
+        self.filter_plan  # noqa: B018 -- a filter value the grid's parser refuses
+
+    @property
+    def filtered(self) -> bool:
+        """Does the config set an entry filter (the grid's ``any`` is off)?"""
+        return any(str(self.row[a]).strip().lower() != "any" for a in FILTERS)
+
+    @cached_property
+    def filter_plan(self) -> Plan:
+        """The config compiled as the grid compiles it: its filters parsed by the grid's own
+        parsers, for the grid's own test (:func:`kit.research.grid.engine.allowed`)."""
+        try:
+            return compile_grid(Grid(self.settings, [self.row]))
+        except GridError as exc:
+            raise ConfigError(str(exc)) from None
 
     def band(self) -> DeltaBand:
         _, target = parse_strike_rule(self.row["strikes"])

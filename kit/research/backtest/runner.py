@@ -31,7 +31,7 @@ import tempfile
 import time as walltime
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,9 +41,10 @@ from kit.adapters.sim.chains import DEFAULT_CHAINS
 from kit.adapters.sim.market import SimConfig
 from kit.app.autopilot import AUTO_SEED, AutoConfig, run_auto
 from kit.app.build import FeedSpec, Run
-from kit.core.clock import NS_PER_S, from_ns, us_session
+from kit.core.clock import NEW_YORK, NS_PER_S, from_ns, us_session
 from kit.core.model import Contract, Fill
 from kit.research.backtest.config import BacktestConfig
+from kit.research.backtest.filters import session_contexts, skip_reason
 from kit.research.grid.stats import statistics
 
 SIM_CONFLATE_S = 15.0  # the simulator's batches in a backtest: 1,560 evaluations per session
@@ -67,6 +68,7 @@ class DayResult:
     evaluations: int
     seconds: float  # wall time of the session (build to close)
     cpu_seconds: float = float("nan")  # CPU time of this process meanwhile (load-independent)
+    skipped: str | None = None  # why the grid's entry filters kept the session out
 
     def to_json(self) -> dict[str, Any]:
         return {"kind": "day", "day": self.day.isoformat(), "entered": self.entered,
@@ -74,7 +76,8 @@ class DayResult:
                 "fees": round(self.fees, 2), "fills": self.fills, "orders": self.orders,
                 "events": self.events, "evaluations": self.evaluations,
                 "seconds": round(self.seconds, 3),
-                "cpu_seconds": round(self.cpu_seconds, 3)}  # fmt: skip
+                "cpu_seconds": round(self.cpu_seconds, 3),
+                **({"skipped": self.skipped} if self.skipped else {})}  # fmt: skip
 
 
 @dataclass
@@ -224,6 +227,17 @@ def _trade(
             "proposed": proposed}  # fmt: skip
 
 
+def _skipped(cfg: BacktestConfig, day: date, why: str, emit: Emit | None) -> DayResult:
+    """A session the grid's filters keep out: no desk run, a ``skipped`` decision at the time
+    the entry would have been tried, and an empty day."""
+    at = datetime.combine(day, cfg.entry_time, NEW_YORK).astimezone(UTC)
+    if emit is not None:
+        emit({"kind": "decision", "decision": "entry", "ts": at.isoformat(),
+              "ts_ns": int(at.timestamp()) * NS_PER_S, "rule": "filter", "status": "skipped",
+              "reason": why, "message": why, "position_id": None})  # fmt: skip
+    return DayResult(day, False, [], 0.0, 0.0, 0, 0, 0, 0, 0.0, 0.0, skipped=why)
+
+
 def run_backtest(
     cfg: BacktestConfig,
     date_from: date,
@@ -241,8 +255,14 @@ def run_backtest(
     if not days:
         raise ValueError(f"no sessions from {date_from} to {date_to}")
     out = BacktestResult(cfg)
+    ctxs = session_contexts(cfg, days, history) if cfg.filtered else {}
     with tempfile.TemporaryDirectory(prefix="kit-backtest-") as scratch:
         for i, day in enumerate(days):
+            if why := skip_reason(cfg, ctxs.get(day)):
+                out.days.append(_skipped(cfg, day, why, emit))
+                if emit is not None:
+                    emit(out.days[-1].to_json())
+                continue
             if history is None:
                 feed: FeedSpec | str = "sim"
                 pace, auto = conflate_s or SIM_CONFLATE_S, cfg.auto()
