@@ -155,3 +155,13 @@ def test_cli_json_reports_the_skip(history, tmp_path, capsys):
     assert docs[0]["reason"] == "filter: weekdays mon not in thu"
     assert docs[1]["kind"] == "day" and docs[1]["entered"] is False
     assert docs[-1]["kind"] == "backtest" and docs[-1]["trades"] == 0
+
+
+def test_kit_run_auto_refuses_a_filtered_config(tmp_path, capsys):
+    """Live, the autopilot trades the session it is given: a filter it would not apply is a
+    one-line refusal, not a silently unfiltered trade."""
+    path = tmp_path / "fri.toml"
+    path.write_text('[grid]\nstrategy = "short_strangle"\nweekdays = "fri"\n')
+    assert main(["run", "--auto", "--strategy", str(path), "--jsonl"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "weekdays" in err and "kit backtest run" in err

@@ -140,7 +140,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.strategy is not None:  # a config backtested with kit backtest run, traded
             from kit.research.backtest import BacktestConfig
 
-            picked = BacktestConfig.from_toml(args.strategy)
+            picked = BacktestConfig.from_toml(args.strategy).for_live()
             rules, config = picked.rules(), picked.auto()
         result = asyncio.run(run_auto(
             day=args.date, seed=AUTO_SEED if args.seed is None else args.seed, speed=speed,

@@ -31,8 +31,8 @@ What the desk does with each axis (the grid's meaning, the desk's rules):
   filter, so it refuses a filtered config.
 * ``trailing``, ``exit_delta``, ``exit_dte``, other strike rules, credit spreads, cost models
   other than the paper broker's are not modelled by the desk yet: a config that sets them is
-  refused with one line naming the axis. ``wings`` means nothing to a strangle; ``min_credit`` is not enforced
-  (the desk enters below it: a listed difference).
+  refused with one line naming the axis. ``wings`` means nothing to a strangle;
+  ``min_credit`` is not enforced (the desk enters below it: a listed difference).
 """
 
 from __future__ import annotations
@@ -147,6 +147,16 @@ class BacktestConfig:
     def filtered(self) -> bool:
         """Does the config set an entry filter (the grid's ``any`` is off)?"""
         return any(str(self.row[a]).strip().lower() != "any" for a in FILTERS)
+
+    def for_live(self) -> BacktestConfig:
+        """The config for ``kit run --auto --strategy``: one session traded as it comes, where
+        no filter is applied, so a filtered config is refused rather than traded unfiltered."""
+        if self.filtered:
+            axis = next(a for a in FILTERS if str(self.row[a]).strip().lower() != "any")
+            raise ConfigError(f"{axis} {self.row[axis]!r}: kit run --auto trades every "
+                              "session (entry filters apply in kit backtest run only); use "
+                              "any")  # fmt: skip
+        return self
 
     @cached_property
     def filter_plan(self) -> Plan:
