@@ -12,8 +12,8 @@ The models differ in known ways, each named in a row's ``causes``:
   manager works a limit ladder through the paper broker, seconds later, a tick or so off mid,
   with the paper broker's fees.
 * ``exit_snapshot``: the desk measures P&L on its own fills and marks, the grid on its credit
-  after slippage and its exit cost, so a threshold near the line is crossed a snapshot or more
-  apart.
+  after slippage and its exit cost, so a threshold near the line (a target, a stop, a trailing
+  stop's arming profit or its breakeven) is crossed a snapshot or more apart.
 * ``held_quote``: the desk never executes automatically on a position whose leg has no
   two-sided quote (a 0DTE wing bid at 0): its exit is only proposed, and the position settles;
   the grid closes at the ask.
@@ -36,7 +36,8 @@ from kit.research.backtest.runner import BacktestResult
 
 # grid exit reason -> the desk rule that carries it out
 EXIT_RULE = {"profit_target": "profit_target", "stop": "stop_loss", "exit_time": "time_stop",
-             "expiry": "settlement", "end_of_data": "settlement"}  # fmt: skip
+             "trailing": "trailing_stop", "expiry": "settlement",
+             "end_of_data": "settlement"}  # fmt: skip
 
 
 @dataclass(frozen=True)

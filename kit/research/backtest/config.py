@@ -19,7 +19,8 @@ What the desk does with each axis (the grid's meaning, the desk's rules):
   100 x mult %), ``exit_time`` closes all from that time on the expiry day (``time_stop``;
   the desk's rule closes only a position not at a loss, so a losing one is held to
   settlement where the grid closes it: one of the listed differences). Every other rule that
-  would trade (delta rolls, gamma reductions, strike breach rolls, the trailing stop) is off,
+  would trade (delta rolls, gamma reductions, strike breach rolls, the trailing stop unless
+  ``trailing`` sets it, below) is off,
   and so is the entry rule's filter (the grid enters whenever its structure exists): the desk
   trades what the grid trades.
 * The entry filters ``weekdays``, ``vix_regime``, ``iv_rank`` and ``trend`` are the grid's
@@ -29,10 +30,19 @@ What the desk does with each axis (the grid's meaning, the desk's rules):
   The simulator's sessions have no past, so there only ``weekdays`` is accepted; the others
   need ``--history``. ``kit run --auto --strategy`` trades one live session and applies no
   filter, so it refuses a filtered config.
-* ``trailing``, ``exit_delta``, ``exit_dte``, other strike rules, credit spreads, cost models
-  other than the paper broker's are not modelled by the desk yet: a config that sets them is
-  refused with one line naming the axis. ``wings`` means nothing to a strangle;
-  ``min_credit`` is not enforced (the desk enters below it: a listed difference).
+* ``trailing`` ``T:0`` (one tier, lock 0: once the profit reached T % of the credit, close
+  when it falls back to breakeven) is the ``trailing_stop`` rule armed at T % that never
+  tightens (its stop stays at breakeven). Any other lock, or more tiers, is refused: the
+  desk's stop trails its peak where the grid's stays at the lock.
+* ``exit_dte``: the grid closes from the session after the entry on; the backtest holds one
+  session, so it is accepted with ``dte = 0`` (where it never fires in the grid either) and
+  refused otherwise.
+* ``exit_delta`` (a short leg's |delta| reaching X) is refused: the desk's ``delta`` rule
+  measures the position's net delta in 1-sigma units, and no desk rule reads one leg's delta.
+  Other strike rules, credit spreads and cost models other than the paper broker's are not
+  modelled by the desk yet: a config that sets them is refused with one line naming the axis.
+  ``wings`` means nothing to a strangle; ``min_credit`` is not enforced (the desk enters below
+  it: a listed difference).
 """
 
 from __future__ import annotations
@@ -48,14 +58,23 @@ from typing import Any
 from kit.app.autopilot import AutoConfig
 from kit.portfolio.strategies import DeltaBand, LiquidityFilter
 from kit.research.grid.plan import Plan, compile_grid
-from kit.research.grid.spec import AXES, Grid, GridError, minute_of, parse_grid, parse_strike_rule
+from kit.research.grid.spec import (
+    AXES,
+    Grid,
+    GridError,
+    minute_of,
+    parse_grid,
+    parse_strike_rule,
+    parse_trailing,
+)
 from kit.risk.rules import Rules, load_rules
 
 TRADED = ("short_strangle", "iron_condor")
 BAND_HALF_WIDTH = 0.05  # delta:X: the autopilot's band around X (its midpoint is X)
 CLOSE_MINUTE = 16 * 60  # minutes_to_close is counted to the 16:00 close
 # axes whose non-default values the desk cannot trade yet, with their "off" values
-UNMODELLED = {"trailing": "none", "exit_delta": "none", "exit_dte": "none"}
+UNMODELLED = {"exit_delta": "none"}
+NEVER_TIGHTEN_PCT = 1e9  # the desk's trailing stop never trails its peak: it stays at breakeven
 # the grid's entry filters (kit.research.backtest.filters applies them per session); the data
 # filters read past sessions, so they need a history
 FILTERS = ("weekdays", "vix_regime", "iv_rank", "trend")
@@ -135,6 +154,15 @@ class BacktestConfig:
             if str(r[axis]) != off:
                 raise ConfigError(f"{axis} {r[axis]!r}: not modelled by the event-driven "
                                   f"backtest yet (use {off})")  # fmt: skip
+        tiers = parse_trailing(r["trailing"])
+        if tiers and (len(tiers) > 1 or tiers[0][1] != 0):
+            raise ConfigError(f"trailing {r['trailing']!r}: the desk's trailing stop arms at a "
+                              "profit and then stops at breakeven or trails its peak; only one "
+                              "TRIGGER:0 tier has the grid's meaning")  # fmt: skip
+        if r["exit_dte"] != "none" and int(r["dte"]) > 0:
+            raise ConfigError(f"exit_dte {r['exit_dte']!r}: the grid closes on a later session; "
+                              "the event-driven backtest holds one session (use none, or "
+                              "dte = 0, where it never fires)")  # fmt: skip
         if r["costs"] != "default":
             raise ConfigError(f"costs {r['costs']!r}: the desk's paper broker charges its own "
                               "fees (use default)")  # fmt: skip
@@ -193,7 +221,9 @@ class BacktestConfig:
         cid = f"config {self.config_id}: " if self.config_id is not None else ""
         return (f"{cid}{r['strategy']} {r['strikes']} at {r['entry_time']}, {r['dte']} DTE, "
                 f"target {r['profit_target_pct']}%, stop x{r['stop_mult']}, "
-                f"exit {r['exit_time']}")  # fmt: skip
+                f"exit {r['exit_time']}"
+                + (f", trailing {r['trailing']}" if r["trailing"] != "none" else "")
+                + "".join(f", {a} {r[a]}" for a in FILTERS if str(r[a]) != "any"))  # fmt: skip
 
     def auto(self) -> AutoConfig:
         """The autopilot's entry: one attempt at ``entry_time``."""
@@ -214,6 +244,10 @@ class BacktestConfig:
         out: dict[str, Any] = {"entry": off, "delta": off, "gamma": off, "strike_breach": off,
                                "trailing_stop": off,
                                "liquidity": {"max_spread_pct": 1e6}}  # fmt: skip
+        if tiers := parse_trailing(r["trailing"]):  # one TRIGGER:0 tier (check)
+            out["trailing_stop"] = {"arm_pct": tiers[0][0], "trail_pct": 0.0,
+                                    "tighten_from_pct": NEVER_TIGHTEN_PCT,
+                                    "action": "close_all"}  # fmt: skip
         if snapshot_s:
             out["feed_stale"] = {"after_s": 2.5 * snapshot_s}
         target, stop = r["profit_target_pct"], r["stop_mult"]
