@@ -28,7 +28,7 @@ GRID = {"grid": {"strategy": ["short_strangle"], "entry_time": ["10:00", "11:00"
                  "strikes": ["delta:0.10", "delta:0.16"], "min_credit": [0.0],
                  "profit_target_pct": [50], "stop_mult": [2.0],
                  "exit_time": ["15:45"]}}  # fmt: skip
-CAUSES = {"fill", "exit_snapshot", "held_quote", "time_stop_at_loss", "strikes", "entry"}
+CAUSES = {"fill", "exit_snapshot", "held_quote", "strikes", "entry"}
 
 
 @pytest.fixture(scope="module")

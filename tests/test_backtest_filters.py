@@ -37,7 +37,7 @@ BASE = {"strategy": ["short_strangle"], "entry_time": ["10:00"], "strikes": ["de
 FILTERS = {"vix_regime": ["any", "medium", "high", "low,very_low"],
            "trend": ["any", "sideways", "down", "up"],
            "weekdays": ["any", "mon,wed", "fri"], "iv_rank": ["any", "0-55"]}  # fmt: skip
-CAUSES = {"fill", "exit_snapshot", "held_quote", "time_stop_at_loss"}  # not strikes or entry
+CAUSES = {"fill", "exit_snapshot", "held_quote"}  # not strikes or entry
 
 
 @pytest.fixture(scope="module")

@@ -36,6 +36,9 @@ def test_a_user_file_overrides_what_it_names_and_keeps_the_rest(tmp_path):
     assert r.stop_loss.levels[0].at == 150 and r.stop_loss.levels[0].severity is Severity.CRITICAL
     assert r.feed_stale.after_s == 10
     assert r.delta == load_rules().delta
+    # a time stop may close losers too (a backtest's exit_time): its P&L floor may be < 0
+    stop = load_rules(overrides={"time_stop": {"min_profit_pct": -50.0}}).time_stop
+    assert stop.min_profit_pct == -50.0
 
 
 @pytest.mark.parametrize(

@@ -150,6 +150,8 @@ def _number(where: str, value: Any) -> float:
         raise ConfigError(f"{where}: must be a finite number, got {value!r}")
     if where.startswith("strike_breach."):  # a distance to the strike: <= 0 is in the money
         return x
+    if where == "time_stop.min_profit_pct":  # below 0 the time stop closes losers too
+        return x
     if where.startswith(_SIGMA_LEVELS) and where.endswith(".at") and not 0 < x <= SIGMA_LEVEL_MAX:
         raise ConfigError(f"{where}: a level in 1-sigma units, > 0 and <= "
                           f"{SIGMA_LEVEL_MAX:g} (0.60, not 60), got {value!r}")  # fmt: skip

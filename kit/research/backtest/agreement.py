@@ -17,8 +17,6 @@ The models differ in known ways, each named in a row's ``causes``:
 * ``held_quote``: the desk never executes automatically on a position whose leg has no
   two-sided quote (a 0DTE wing bid at 0): its exit is only proposed, and the position settles;
   the grid closes at the ask.
-* ``time_stop_at_loss``: the desk's time stop closes only a position not at a loss, the grid's
-  ``exit_time`` whatever the P&L.
 * ``strikes``: the desk's deltas (its own IV from the quotes) and the history's put another
   strike nearest the target.
 * ``entry``: one side entered and the other did not (a refused or unfillable entry).
@@ -93,8 +91,6 @@ def _pair(day: str, g: dict[str, Any], d: dict[str, Any], tol: Tolerance) -> dic
     if EXIT_RULE.get(grid["exit_reason"]) != desk_exit:
         if "proposed: illiquid quotes, no automatic execution" in d.get("proposed", ()):
             causes.append("held_quote")
-        elif grid["exit_reason"] == "exit_time" and desk_exit == "settlement":
-            causes.append("time_stop_at_loss")
         else:
             causes.append("exit_snapshot")
     elif desk_exit != "settlement":

@@ -16,9 +16,9 @@ What the desk does with each axis (the grid's meaning, the desk's rules):
   X (the grid's rule: ``AutoConfig.nearest``); ``sizing`` ``contracts:N``.
 * ``profit_target_pct`` closes all at that % of the credit (the ``profit_target`` rule),
   ``stop_mult`` closes all at a loss of that multiple of the credit (``stop_loss`` at
-  100 x mult %), ``exit_time`` closes all from that time on the expiry day (``time_stop``;
-  the desk's rule closes only a position not at a loss, so a losing one is held to
-  settlement where the grid closes it: one of the listed differences). Every other rule that
+  100 x mult %), ``exit_time`` closes all from that time on the expiry day (``time_stop``
+  whatever the P&L, as the grid does; the live default spares a position at a loss). Every
+  other rule that
   would trade (delta rolls, gamma reductions, strike breach rolls, the trailing stop unless
   ``trailing`` sets it, below) is off,
   and so is the entry rule's filter (the grid enters whenever its structure exists): the desk
@@ -259,8 +259,9 @@ class BacktestConfig:
             out["time_stop"] = off
         else:
             minutes = CLOSE_MINUTE - minute_of(r["exit_time"], "exit_time")
+            # whatever the P&L, as the grid's exit_time (the live default spares a loser)
             out["time_stop"] = {"minutes_to_close": float(max(minutes, 1)),
-                                "min_profit_pct": 0.0, "only_expiring_today": True,
+                                "min_profit_pct": -1e12, "only_expiring_today": True,
                                 "action": "close_all"}  # fmt: skip
         return out
 
