@@ -146,3 +146,28 @@ def test_notebook_runs_headless_against_the_service(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+async def test_a_switch_toggles_from_its_commands_answer_before_the_next_snapshot(
+    service: DeskService,
+) -> None:
+    """Auto-manage turned ON, then clicked again before a snapshot built after the answer is
+    drawn: the page asks to turn it OFF (it asked to turn it ON again, and sent ON twice)."""
+    m = await attached(service)
+    try:
+        await until(lambda: m._drawn is not None)
+        await m.stop()  # no snapshot drawn from here on: the page shows the one before
+        assert m._drawn is not None and m._drawn["auto_manage"] is False
+        m._ask("auto_manage")
+        assert "Turn auto-manage ON" in m.confirm_text.value
+        m.yes.click()
+        await until(lambda: "✓ auto_manage" in m.result.value)
+        assert service.desk.auto_manage is True
+        m._ask("auto_manage")
+        assert "Turn auto-manage OFF" in m.confirm_text.value
+        m.yes.click()
+        await until(lambda: service.desk.auto_manage is False)
+        m._drawn = {**m._drawn, "auto_manage": True, "wall_ns": 2**62}  # a newer snapshot wins
+        assert m._switch("auto_manage") is True
+    finally:
+        await m.client.close()

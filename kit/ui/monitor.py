@@ -127,6 +127,10 @@ class Monitor:
         self._pending: str | None = None
         self._latest: dict[str, Any] | None = None
         self._drawn: dict[str, Any] | None = None
+        # a switch's state as its command answered, with when: the next click toggles from it
+        # until a snapshot built after the answer is drawn (a click right after "✓ auto_manage"
+        # otherwise read the snapshot before it and asked to turn it ON again)
+        self._switches: dict[str, tuple[bool, int]] = {}
         self._wake = asyncio.Event()
         self._last_seen = time.monotonic()
         self._arrived = time.monotonic()  # when the newest snapshot came in (staleness)
@@ -214,8 +218,8 @@ class Monitor:
             self.alerts.update(s["alerts"])
             self.alerts.update_log(s.get("alert_log", []),
                                    {q["id"] for q in s["positions"] if q["open"]})  # fmt: skip
-            self.auto.description = "Auto-Manage: " + ("ON" if s["auto_manage"] else "OFF")
-            self.kill.description = "Reset kill switch" if s["killed"] else "KILL SWITCH"
+            self.auto.description = f"Auto-Manage: {'ON' if self._switch('auto_manage') else 'OFF'}"
+            self.kill.description = "Reset kill switch" if self._switch("killed") else "KILL SWITCH"
             self.working.update(s.get("working", []))
             if self.graph.portfolio.value:
                 self.graph.update_portfolio([q for q in s["positions"] if q["open"]],
@@ -241,11 +245,11 @@ class Monitor:
             return
         drawn = self._drawn or {}
         if cmd == "auto_manage":
-            on = not drawn.get("auto_manage", False)
+            on = not self._switch("auto_manage")
             text = f"Turn auto-manage {'ON: rules will trade' if on else 'OFF'}?"
         elif cmd == "kill":
             text = ("Reset the kill switch: entries and automation allowed again?"
-                    if drawn.get("killed") else "KILL SWITCH: stop automation, cancel every "
+                    if self._switch("killed") else "KILL SWITCH: stop automation, cancel every "
                     "working order and refuse new entries until reset?")  # fmt: skip
         else:
             pos = next((p for p in drawn.get("positions", [])
@@ -260,10 +264,8 @@ class Monitor:
         if cmd is None:
             return
         params: dict[str, Any] = {}
-        if cmd == "auto_manage":
-            params["on"] = not (self._drawn or {}).get("auto_manage", False)
-        elif cmd == "kill":
-            params["on"] = not (self._drawn or {}).get("killed", False)
+        if cmd in ("auto_manage", "kill"):
+            params["on"] = not self._switch("auto_manage" if cmd == "auto_manage" else "killed")
         elif cmd != "close_all" and self.selector.value:
             params["position"] = self.selector.value
         self.send(cmd, **params)
@@ -275,12 +277,24 @@ class Monitor:
         async def run() -> None:
             try:
                 out = await self.client.command(cmd, **params)
+                now = time.time_ns()
+                self._switches.update({k: (out[k], now) for k in ("auto_manage", "killed")
+                                       if isinstance(out.get(k), bool)})  # fmt: skip
                 text = f"<span class='kit-pos'>✓ {cmd}: {_summary(out)}</span>"
             except (CommandRefusedError, ConnectionError, TimeoutError) as exc:
                 text = f"<span class='kit-neg'>✗ {cmd}: {html.escape(why(exc))}</span>"
             set_html(self.result, text)
 
         asyncio.get_running_loop().create_task(run())
+
+    def _switch(self, key: str) -> bool:
+        """``auto_manage`` or ``killed``: as the last command answered, unless the drawn
+        snapshot was built after that answer (then as it says)."""
+        drawn = self._drawn or {}
+        answered = self._switches.get(key)
+        if answered is not None and answered[1] >= int(drawn.get("wall_ns") or 0):
+            return answered[0]
+        return bool(drawn.get(key, False))
 
     def _ack(self, seq: int) -> None:
         self.send("ack", seq=seq)
