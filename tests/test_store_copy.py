@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 import polars as pl
 import pytest
 from conftest import fresh_database
+from pgpq import ArrowToPostgresBinaryEncoder
 
 from kit.store import TABLES, open_store
 from kit.store import postgres as pgstore
@@ -64,6 +65,42 @@ def test_json_tables_and_a_store_without_pgpq_use_csv(
     assert pgstore._binary(TABLES["alerts"], alerts) is None  # JSON column: CSV
     assert pgstore._binary(QUOTES, _quotes().select(list(reversed(QUOTES.names)))) is None
     monkeypatch.setattr(pgstore, "ArrowToPostgresBinaryEncoder", None)
+    frame = _quotes()
+    assert pgstore._binary(QUOTES, frame) is None
+    got = _stored(fresh_database(pg_server), frame)
+    assert got.select(frame.columns).rows() == frame.rows()
+
+
+def test_a_batch_goes_to_the_server_slice_by_slice(
+    pg_server: LocalPostgres, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Slices of ENCODE_ROWS rows are encoded and sent one at a time (no joined copy of the
+    batch, which held the GIL 8 ms per 100k rows); every row still arrives, in order."""
+    monkeypatch.setattr(pgstore, "ENCODE_ROWS", 2)
+    frame = pl.concat([_quotes()] * 3).with_columns(
+        pl.col("ts").dt.offset_by((pl.int_range(0, 9) * 10).cast(pl.String) + "s")
+    )
+    parts = list(pgstore._binary(QUOTES, frame) or [])
+    slices = frame.to_arrow().to_batches(max_chunksize=2)
+    assert len(slices) >= 5 and len(parts) == len(slices) + 1  # + the trailer
+    enc = ArrowToPostgresBinaryEncoder(frame.to_arrow().schema)  # the whole batch in one call
+    whole = enc.write_header() + enc.write_batch(frame.to_arrow().combine_chunks().to_batches()[0])
+    assert b"".join(parts) == whole + enc.finish()
+    got = _stored(fresh_database(pg_server), frame)
+    assert got.select(frame.columns).rows() == frame.rows()
+
+
+def test_an_encoder_refusing_the_layout_falls_back_to_csv(
+    pg_server: LocalPostgres, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Refusing:
+        def __init__(self, schema: object) -> None:
+            pass
+
+        def write_header(self) -> bytes:
+            raise ValueError("unsupported Arrow type")
+
+    monkeypatch.setattr(pgstore, "ArrowToPostgresBinaryEncoder", Refusing)
     frame = _quotes()
     assert pgstore._binary(QUOTES, frame) is None
     got = _stored(fresh_database(pg_server), frame)

@@ -186,3 +186,35 @@ def test_numpy_integers_in_a_time_column_read_as_the_reference_path(tmp_path, mo
     assert r1 == r2 == 0
     assert_frame_equal(fast, ref)
     assert fast["ts"].dt.epoch("us").to_list() == [(T0 + i) // 1_000 for i in range(150)]
+
+
+async def test_rows_arriving_during_a_write_are_converted_before_it_ends(tmp_path, monkeypatch):
+    """A write already in the database when a table fills ``batch_rows`` does not wait to be
+    over: the new rows are cut and converted beside it (before this, conversion and insert
+    took turns whenever the rows came after the write had started)."""
+    store = GatedStore(tmp_path / "desk.duckdb", fail=0)
+    store.migrate()
+    w = StoreWriter(store, WriterConfig(spool_dir=None, flush_s=0.01, batch_rows=20))
+    built: list[int] = []
+    frame = w._frame
+    monkeypatch.setattr(w, "_frame", lambda t, rows: built.append(len(rows)) or frame(t, rows))
+    await w.start()
+    for i in range(5):
+        w.put("quotes", quote(i))
+    for _ in range(500):
+        if store.started:
+            break
+        await asyncio.sleep(0.01)
+    assert store.started == [5]  # the first batch is in the database, held there
+    for i in range(5, 30):  # 25 rows: the table passes batch_rows while the write is held
+        w.put("quotes", quote(i))
+    for _ in range(500):
+        if len(built) == 2:
+            break
+        await asyncio.sleep(0.01)
+    assert built == [5, 25] and store.started == [5]  # converted, the first write still held
+    for gate in store.gates:
+        gate.set()
+    await w.close()
+    assert store.started == [5, 25] and built == [5, 25] and w.stats["written"] == 30
+    store.close()

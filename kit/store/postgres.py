@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import polars as pl
@@ -116,12 +116,14 @@ class PostgresStore(Store):
                     if table.key:
                         cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {target} "
                                     f"(LIKE {table.name}) ON COMMIT DELETE ROWS")  # fmt: skip
-                    data, fmt = _binary(table, frame), "binary"
-                    if data is None:
-                        data, fmt = frame.write_csv(include_header=False,
-                            datetime_format="%Y-%m-%d %H:%M:%S%.6f+00"), "csv"  # fmt: skip
+                    parts, fmt = _binary(table, frame), "binary"
+                    if parts is None:
+                        parts, fmt = [frame.write_csv(include_header=False,
+                            datetime_format="%Y-%m-%d %H:%M:%S%.6f+00")], "csv"  # fmt: skip
                     with cur.copy(f"COPY {target} ({cols}) FROM STDIN (FORMAT {fmt})") as copy:
-                        copy.write(data)
+                        for part in parts:
+                            if part:  # pgpq keeps small slices until its buffer fills
+                                copy.write(part)
                     if table.key:
                         updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in table.names
                                             if c not in table.key)  # fmt: skip
@@ -162,28 +164,37 @@ def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
-# rows per pgpq encode call: the encoder holds the GIL through a call, so a whole 200k-row
-# batch held the event loop off for 12-18 ms (p99 of a sleeping thread's lag); in slices of
-# this size with a yield between them, 1.6 ms (measured in isolation, load ~1)
-ENCODE_ROWS = 16_384
+# rows per pgpq encode call: the encoder holds the GIL through a call (0.15 us a quotes row),
+# so a whole 200k-row batch held the event loop off for 12-18 ms; a 16,384-row slice for 2.1 ms,
+# this size for 0.6 ms, with a yield between slices
+ENCODE_ROWS = 4_096
 
 
-def _binary(table: Table, frame: pl.DataFrame) -> bytes | None:
-    """``frame`` in PostgreSQL's binary COPY format, or None for CSV: without pgpq, with a JSON
-    or UUID column (their binary forms are not text), or a column of another dtype."""
+def _binary(table: Table, frame: pl.DataFrame) -> Iterator[bytes] | None:
+    """``frame`` in PostgreSQL's binary COPY format, slice by slice, or None for CSV: without
+    pgpq, with a JSON or UUID column (their binary forms are not text), a column of another
+    dtype, or an Arrow layout the encoder refuses (found on the first slice, before the COPY
+    starts). The slices go to the server one by one: joining a batch into one bytes object
+    held the GIL for 8 ms per 100k rows."""
     if ArrowToPostgresBinaryEncoder is None or tuple(frame.columns) != table.names:
         return None
     schema = frame.schema
     if any(_BINARY.get(c.type) != schema[c.name] for c in table.columns):
         return None
     arrow = frame.to_arrow()
+    batches = arrow.to_batches(max_chunksize=ENCODE_ROWS)
     try:
         enc = ArrowToPostgresBinaryEncoder(arrow.schema)
-        parts = [enc.write_header()]
-        for b in arrow.to_batches(max_chunksize=ENCODE_ROWS):
-            parts.append(enc.write_batch(b))
-            time.sleep(HANDOFF_S)  # pgpq holds the GIL: the event loop's turn between slices
-        return b"".join([*parts, enc.finish()])
+        first = enc.write_header() + (enc.write_batch(batches[0]) if batches else b"")
     except Exception as exc:  # an Arrow layout it does not know: CSV, which always works
         log.debug("postgres: binary COPY unavailable for %s (%s): CSV", table.name, exc)
         return None
+    return _slices(enc, first, batches[1:])
+
+
+def _slices(enc: Any, first: bytes, rest: list[Any]) -> Iterator[bytes]:
+    yield first
+    for b in rest:
+        time.sleep(HANDOFF_S)  # pgpq holds the GIL: the event loop's turn between slices
+        yield enc.write_batch(b)
+    yield enc.finish()
