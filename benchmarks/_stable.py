@@ -66,16 +66,22 @@ def paired(
     max_runs: int = 15,
     tol: float = 0.03,
     budget_s: float = 120.0,
+    code_first: bool = False,
 ) -> tuple[Stat, Stat, Stat]:
     """Run ``anchor`` and ``code`` alternately (each returns its figure) until the median of
     the per-pair ratio is stable; returns (code, anchor, ratio). The ratio is code / anchor for
     a rate (``higher_is_better``) and anchor / code for a latency, so 1.0 means "as fast as the
-    anchor" either way and the targets read the same."""
+    anchor" either way and the targets read the same. ``code_first``: each pair runs the code
+    first, for an anchor that repeats what the code just did (the same number of rows)."""
     c, a, r = Stat(), Stat(), Stat()
     t0 = time.perf_counter()
     while len(r.values) < max_runs:
-        a.values.append(anchor())
-        c.values.append(code())
+        if code_first:
+            c.values.append(code())
+            a.values.append(anchor())
+        else:
+            a.values.append(anchor())
+            c.values.append(code())
         x, y = c.values[-1], a.values[-1]
         r.values.append(x / y if higher_is_better else y / x)
         if len(r.values) >= min_runs and (r.stable(tol) or time.perf_counter() - t0 > budget_s):
