@@ -286,9 +286,11 @@ class StoreWriter:
                 return None
             self._wake.clear()  # put sets it when a table holds batch_rows
             wake = asyncio.ensure_future(self._wake.wait())
-            await asyncio.wait((write, wake), return_when=asyncio.FIRST_COMPLETED)
-            woken = wake.done()
-            wake.cancel()
+            try:
+                await asyncio.wait((write, wake), return_when=asyncio.FIRST_COMPLETED)
+            finally:  # a cancelled writer leaves no waiter behind
+                wake.cancel()
+            woken = wake.done() and not wake.cancelled()
 
     def _write(self, frames: Batch) -> int:
         try:
@@ -479,13 +481,10 @@ class StoreWriter:
 
     def _dead_letter(self, table: Table, frame: pl.DataFrame, why: str) -> None:
         self.stats["rejected"] += frame.height
-        if self.config.spool_dir is None:
-            log.error("store: %d %s rows refused by the database: %s", frame.height,
-                      table.name, why)  # fmt: skip
-            return
-        path = spool.refused(self.config.spool_dir, table, frame)
-        log.error("store: %d %s rows refused by the database (%s): kept in %s",
-                  frame.height, table.name, why, path)  # fmt: skip
+        folder = self.config.spool_dir
+        kept = f": kept in {spool.refused(folder, table, frame)}" if folder else ""
+        log.error("store: %d %s rows refused by the database (%s)%s", frame.height,
+                  table.name, why, kept)  # fmt: skip
 
 
 def _why(exc: Exception) -> str:
