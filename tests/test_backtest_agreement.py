@@ -134,3 +134,24 @@ def test_a_trailing_stop_config_agrees_where_the_models_do(history):
                and r["desk"]["exit_reason"] == "trailing_stop"]  # fmt: skip
     assert len(trailed) >= 2 and all(r["grid"]["exit_reason"] == "trailing" for r in trailed)
     assert sum(r["status"] == "agree" for r in rows) >= 3, text
+
+
+def test_an_exit_delta_config_closes_where_the_grid_does(history):
+    """``exit_delta = 0.25`` (close once a short leg's |delta| reaches 0.25) is the desk's
+    ``leg_delta`` rule at 0.25, closing; both read the largest |delta| of the short legs.
+    Measured: 5 of 5 sessions agree, each exit by it within the snapshot (40 s here)."""
+    grid = parse_grid({"grid": {**GRID["grid"], "entry_time": ["10:00"],
+                                "strikes": ["delta:0.16"], "profit_target_pct": [80],
+                                "exit_delta": [0.25]}})  # fmt: skip
+    trades = run_grid(history, grid, workers=1).trades
+    cfg = BacktestConfig.from_grid(grid, 0)
+    cfg.check()
+    on = cfg.rules().leg_delta
+    assert on.enabled and on.levels[0].at == 0.25 and on.levels[0].action == "close_all"
+    rows = compare(trades, run_backtest(cfg, FIRST, LAST, history=history))
+    text = report(rows)
+    assert len(rows) == 5 and all(r["grid"] and r["desk"] for r in rows), text
+    by_delta = [r for r in rows if r["grid"]["exit_reason"] == "exit_delta"]
+    assert len(by_delta) >= 3, text  # the rule is exercised, not only configured
+    assert all(r["desk"]["exit_reason"] == "leg_delta" for r in by_delta), text
+    assert sum(r["status"] == "agree" for r in rows) >= 4, text

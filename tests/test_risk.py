@@ -243,3 +243,17 @@ def test_every_finding_carries_its_inputs_and_disabled_rules_stay_silent():
     assert all(f.action.inputs == f.alert.inputs for f in findings if f.action)
     off = load_rules(overrides={"delta": {"enabled": False}})
     assert not fired(risk.evaluate(ctx(view, rules=off)), "delta")
+
+
+def test_leg_delta_fires_at_a_short_legs_own_delta_when_enabled():
+    """The grid's exit_delta as a desk rule: the largest |delta| of the short legs, level by
+    level; off by default, NaN (no short leg) never fires."""
+    view = make_view(3, short_delta=[0.29999, 0.30, np.nan])
+    assert fired(risk.evaluate(ctx(view)), "leg_delta") == set()  # off by default
+    on = load_rules(overrides={"leg_delta": {"enabled": True, "levels": [
+        {"at": 0.30, "severity": "WARNING", "action": "close_all"}]}})  # fmt: skip
+    found = [f for f in risk.evaluate(ctx(view, rules=on)) if f.alert.rule == "leg_delta"]
+    assert [(f.alert.position_id, f.alert.key) for f in found] == [("P1", "0.3")]
+    assert found[0].action.kind is ActionKind.CLOSE_ALL
+    assert found[0].alert.inputs["short_delta"] == 0.30
+    assert "|delta| 0.300 reached 0.3" in found[0].alert.message

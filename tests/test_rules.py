@@ -23,9 +23,11 @@ def test_defaults_are_the_documented_seed_values():
     assert r.liquidity.max_spread_pct == 10 and r.feed_stale.after_s == 30
     assert (r.entry.max_spread_pct, r.entry.min_open_interest) == (2, 100)
     assert (r.entry.max_abs_delta, r.entry.min_iv_rank) == (0.05, 30)
+    assert not r.leg_delta.enabled and r.leg_delta.levels[0].at == 0.30  # a leg's own |delta|
     assert set(RULE_IDS) == {"entry", "delta", "profit_target", "trailing_stop", "stop_loss",
-                             "strike_breach", "time_stop", "gamma", "rapid_move", "liquidity",
-                             "feed_stale", "correlation_break", "limits"}  # fmt: skip
+                             "strike_breach", "leg_delta", "time_stop", "gamma", "rapid_move",
+                             "liquidity", "feed_stale", "correlation_break",
+                             "limits"}  # fmt: skip
 
 
 def test_a_user_file_overrides_what_it_names_and_keeps_the_rest(tmp_path):
@@ -54,6 +56,8 @@ def test_a_user_file_overrides_what_it_names_and_keeps_the_rest(tmp_path):
         ({"time_stop": {"action": "sell_everything"}}, "unknown action 'sell_everything'"),
         ({"rapid_move": {"watch": "SPX"}}, "rapid_move.watch: expected a list of strings"),
         ({"limits": 5}, "[limits] must be a table"),
+        ({"leg_delta": {"levels": [{"at": 30, "severity": "WARNING"}]}}, "(0.30, not 30)"),
+        ({"leg_delta": {"levels": [{"at": 1.0, "severity": "WARNING"}]}}, "between 0 and 1"),
     ],
 )
 def test_broken_settings_are_named_errors(overrides, message):

@@ -92,3 +92,25 @@ def test_cached_view_equals_a_fresh_one_through_the_book_changes(
         view = _same(book, t)
     assert len(view) == 3 and view.units[0] > 0
     assert view.stale.any() or view.max_spread_pct.max() > 0  # the wide quotes were seen
+
+
+def test_short_delta_is_the_largest_short_legs_own_delta() -> None:
+    """What ``leg_delta`` (the grid's exit_delta) reads: long legs never count, a position
+    without a short leg has none (NaN)."""
+    m = MarketState()
+    m.on_underlying(Tick("SPX", 5000.0, NOW))
+    for k, r in ((4900.0, "P"), (4950.0, "P"), (5100.0, "C")):
+        m.on_quote(Quote(_c(k, r), 20.0, 20.4, 5, 5, NOW))
+    m.refresh(None, NOW)
+    book = Book(m)
+    ratio = (Leg(_c(4950.0, "P"), 1), Leg(_c(4900.0, "P"), -2))  # the long leg's |delta| is larger
+    book.open(Position("R", StrategyType.CUSTOM, ratio, 1, NOW))
+    book.open(Position("L", StrategyType.CUSTOM, (Leg(_c(5100.0, "C"), 1),), 1, NOW))
+    _fill(book, "R", _c(4950.0, "P"), Side.BUY, 1, 20.2)
+    _fill(book, "R", _c(4900.0, "P"), Side.SELL, 2, 20.2)
+    _fill(book, "L", _c(5100.0, "C"), Side.BUY, 1, 20.2)
+    view = _same(book, NOW)
+    rows = {c: m.index[c] for c in (_c(4900.0, "P"), _c(4950.0, "P"))}
+    d_short, d_long = abs(m.delta[rows[_c(4900.0, "P")]]), abs(m.delta[rows[_c(4950.0, "P")]])
+    assert 0 < d_short < d_long < 1
+    assert view.short_delta[0] == d_short and np.isnan(view.short_delta[1])

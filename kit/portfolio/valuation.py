@@ -52,6 +52,7 @@ class PositionView:
     ``beta_delta_spy`` (SPY shares). ``short_dist_pct`` is the signed distance of spot to the
     nearest short strike in % of spot (positive = out of the money); ``tested`` is +1 when that
     strike is a put (spot fell towards it), -1 for a call, 0 without short legs.
+    ``short_delta`` is the largest |delta| of a held short leg (an option's own delta, 0-1).
 
     ``credit`` is the net credit of the units held and ``held_pnl`` their P&L (open P&L plus
     what rolled-out legs banked, less the fees still in the legs); ``pnl_pct`` is ``held_pnl`` in
@@ -95,6 +96,7 @@ class PositionView:
     held_pnl: F64 | None = None
     units: F64 | None = None
     stop_pct: F64 | None = None  # pnl_pct with held marks at the worse side (the stop reads it)
+    short_delta: F64 | None = None  # the largest |delta| of a held short leg (NaN: none)
 
     def __post_init__(self) -> None:
         for name, default in (("net_credit", self.credit), ("original_credit", self.credit),
@@ -102,6 +104,8 @@ class PositionView:
                               ("stop_pct", self.pnl_pct)):  # fmt: skip
             if getattr(self, name) is None:
                 object.__setattr__(self, name, default)
+        if self.short_delta is None:
+            object.__setattr__(self, "short_delta", np.full(len(self.ids), np.nan))
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -178,6 +182,7 @@ class Valuation:
             "betas": np.array([b.config.betas.get(u, 1.0) for u in b.pos_und]),
             "bins": (np.arange(k)[:, None] * n + lp).ravel(), "k": k,
             "qty_neg": qty < 0, "ids": list(b.ids), "und": list(b.pos_und),
+            "short_rows": lr[qty < 0], "short_pos": lp[qty < 0],
         }  # fmt: skip
         self._key, self._spot_key, self._by_spot = key, None, None
         return self._s
@@ -325,7 +330,17 @@ class Valuation:
             held_pnl=held_pnl,
             units=s["units"],
             stop_pct=stop_pct,
+            short_delta=_short_delta(n, s["short_pos"], m.delta[s["short_rows"]]),
         )
+
+
+def _short_delta(n: int, pos: NDArray[np.int64], delta: F64) -> F64:
+    """Per position, the largest |delta| among its held short legs (the grid's ``exit_delta``
+    reads the same); NaN without short legs, and a leg without Greeks yet is skipped."""
+    out = np.full(n, np.nan)
+    if len(pos):
+        np.fmax.at(out, pos, np.abs(delta))
+    return out
 
 
 def stress_risk(b: Book, spot: F64, banked: F64) -> F64:

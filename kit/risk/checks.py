@@ -245,6 +245,14 @@ def strike_breach(ctx: Context) -> list[Finding]:
                                      f"({v.short_dist_pct[i]:+.2f}%)")  # fmt: skip
 
 
+def leg_delta(ctx: Context) -> list[Finding]:
+    """A short leg's own |delta| (the grid's ``exit_delta``): the largest of the position's."""
+    v = ctx.view
+    return _level_rule(ctx, "leg_delta", ctx.rules.leg_delta, v.short_delta, _ge,
+                       lambda i, lv: f"a short leg's |delta| {v.short_delta[i]:.3f} reached "
+                                     f"{lv.at:g}", {"short_delta": v.short_delta})  # fmt: skip
+
+
 def gamma(ctx: Context) -> list[Finding]:
     """|Net delta change per unit| for a 1σ move over the time left (kit.risk.tenor)."""
     s = ctx.sigma
@@ -389,8 +397,8 @@ def _book_inputs(n_open: int, total_risk: float, day: float) -> dict[str, Any]:
 RULES: dict[str, Callable[[Context], list[Finding]]] = {
     "delta": delta, "profit_target": profit_target, "trailing_stop": trailing_stop,
     "stop_loss": stop_loss, "strike_breach": strike_breach, "time_stop": time_stop,
-    "gamma": gamma, "rapid_move": rapid_move, "liquidity": liquidity, "feed_stale": feed_stale,
-    "correlation_break": correlation_break, "limits": limits,
+    "leg_delta": leg_delta, "gamma": gamma, "rapid_move": rapid_move, "liquidity": liquidity,
+    "feed_stale": feed_stale, "correlation_break": correlation_break, "limits": limits,
 }  # fmt: skip
 
 
@@ -398,7 +406,7 @@ def evaluate(ctx: Context) -> list[Finding]:
     """Every enabled rule over the whole book, in a fixed order (portfolio rules first)."""
     out: list[Finding] = []
     for name in ("feed_stale", "rapid_move", "correlation_break", "limits", "stop_loss",
-                 "strike_breach", "delta", "gamma", "trailing_stop", "profit_target",
+                 "strike_breach", "leg_delta", "delta", "gamma", "trailing_stop", "profit_target",
                  "time_stop", "liquidity"):  # fmt: skip
         if getattr(ctx.rules, name).enabled:
             out.extend(RULES[name](ctx))

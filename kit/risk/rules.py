@@ -112,6 +112,7 @@ class Rules:
     trailing_stop: TrailingStopRule
     stop_loss: LevelRule
     strike_breach: LevelRule
+    leg_delta: LevelRule
     time_stop: TimeStopRule
     gamma: LevelRule
     rapid_move: RapidMoveRule
@@ -152,6 +153,9 @@ def _number(where: str, value: Any) -> float:
         return x
     if where == "time_stop.min_profit_pct":  # below 0 the time stop closes losers too
         return x
+    if where.startswith("leg_delta.levels[") and where.endswith(".at") and not 0 < x < 1:
+        raise ConfigError(f"{where}: an option's |delta|, between 0 and 1 (0.30, not 30), "
+                          f"got {value!r}")  # fmt: skip
     if where.startswith(_SIGMA_LEVELS) and where.endswith(".at") and not 0 < x <= SIGMA_LEVEL_MAX:
         raise ConfigError(f"{where}: a level in 1-sigma units, > 0 and <= "
                           f"{SIGMA_LEVEL_MAX:g} (0.60, not 60), got {value!r}")  # fmt: skip

@@ -22,6 +22,7 @@ NAMES = {  # how a trader reads the rule ids
     "entry": "Entry checks", "delta": "Delta (after a 1σ move)", "gamma": "Gamma (Δ change per 1σ)",
     "profit_target": "Profit target (% of credit)", "stop_loss": "Stop loss (% of credit)",
     "trailing_stop": "Trailing stop", "strike_breach": "Strike breach (% of spot)",
+    "leg_delta": "Short leg |delta|",
     "time_stop": "Time stop", "rapid_move": "Rapid move", "liquidity": "Liquidity",
     "feed_stale": "Stale feed", "correlation_break": "Correlation break",
     "limits": "Risk limits (tighten only)",

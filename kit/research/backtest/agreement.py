@@ -34,7 +34,7 @@ from kit.research.backtest.runner import BacktestResult
 
 # grid exit reason -> the desk rule that carries it out
 EXIT_RULE = {"profit_target": "profit_target", "stop": "stop_loss", "exit_time": "time_stop",
-             "trailing": "trailing_stop", "expiry": "settlement",
+             "trailing": "trailing_stop", "exit_delta": "leg_delta", "expiry": "settlement",
              "end_of_data": "settlement"}  # fmt: skip
 
 

@@ -37,8 +37,9 @@ What the desk does with each axis (the grid's meaning, the desk's rules):
 * ``exit_dte``: the grid closes from the session after the entry on; the backtest holds one
   session, so it is accepted with ``dte = 0`` (where it never fires in the grid either) and
   refused otherwise.
-* ``exit_delta`` (a short leg's |delta| reaching X) is refused: the desk's ``delta`` rule
-  measures the position's net delta in 1-sigma units, and no desk rule reads one leg's delta.
+* ``exit_delta`` (a short leg's |delta| reaching X) is the desk's ``leg_delta`` rule at X,
+  closing the position. Both read the largest |delta| of the short legs; the grid's is the
+  history's delta at each snapshot, the desk's its own from each quote.
   Other strike rules, credit spreads and cost models other than the paper broker's are not
   modelled by the desk yet: a config that sets them is refused with one line naming the axis.
   ``wings`` means nothing to a strangle; ``min_credit`` is not enforced (the desk enters below
@@ -72,8 +73,6 @@ from kit.risk.rules import Rules, load_rules
 TRADED = ("short_strangle", "iron_condor")
 BAND_HALF_WIDTH = 0.05  # delta:X: the autopilot's band around X (its midpoint is X)
 CLOSE_MINUTE = 16 * 60  # minutes_to_close is counted to the 16:00 close
-# axes whose non-default values the desk cannot trade yet, with their "off" values
-UNMODELLED = {"exit_delta": "none"}
 NEVER_TIGHTEN_PCT = 1e9  # the desk's trailing stop never trails its peak: it stays at breakeven
 # the grid's entry filters (kit.research.backtest.filters applies them per session); the data
 # filters read past sessions, so they need a history
@@ -150,10 +149,6 @@ class BacktestConfig:
         if kind != "delta":
             raise ConfigError(f"strikes {r['strikes']!r}: the event-driven backtest picks "
                               "strikes by delta (delta:X) so far")  # fmt: skip
-        for axis, off in UNMODELLED.items():
-            if str(r[axis]) != off:
-                raise ConfigError(f"{axis} {r[axis]!r}: not modelled by the event-driven "
-                                  f"backtest yet (use {off})")  # fmt: skip
         tiers = parse_trailing(r["trailing"])
         if tiers and (len(tiers) > 1 or tiers[0][1] != 0):
             raise ConfigError(f"trailing {r['trailing']!r}: the desk's trailing stop arms at a "
@@ -251,9 +246,11 @@ class BacktestConfig:
         if snapshot_s:
             out["feed_stale"] = {"after_s": 2.5 * snapshot_s}
         target, stop = r["profit_target_pct"], r["stop_mult"]
-        close = lambda at, sev: {"levels": [{"at": at, "severity": sev,  # noqa: E731
-                                             "action": "close_all"}]}  # fmt: skip
+        close = lambda at, sev: {"enabled": True, "levels": [{"at": at,  # noqa: E731
+                                 "severity": sev, "action": "close_all"}]}  # fmt: skip
         out["profit_target"] = off if target == "none" else close(float(target), "INFO")
+        leg = r["exit_delta"]
+        out["leg_delta"] = off if leg == "none" else close(float(leg), "WARNING")
         out["stop_loss"] = off if stop == "none" else close(100.0 * float(stop), "CRITICAL")
         if r["exit_time"] == "none":
             out["time_stop"] = off
