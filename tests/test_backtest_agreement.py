@@ -155,3 +155,23 @@ def test_an_exit_delta_config_closes_where_the_grid_does(history):
     assert len(by_delta) >= 3, text  # the rule is exercised, not only configured
     assert all(r["desk"]["exit_reason"] == "leg_delta" for r in by_delta), text
     assert sum(r["status"] == "agree" for r in rows) >= 4, text
+
+
+@pytest.mark.parametrize("strikes", ["otm_pct:1.0", "premium:2.0"])
+def test_strikes_by_distance_or_premium_are_the_grids(history, strikes):
+    """``otm_pct:X`` and ``premium:X`` rows: the desk sells the grid's two strikes every
+    session (strategies.nearest_otm is the grid's select_short). Measured: 4 of 5 and 2 of 5
+    sessions agree; the rest are a 0DTE quote held near the close (``held_quote``) or an exit a
+    snapshot apart."""
+    grid = parse_grid({"grid": {**GRID["grid"], "entry_time": ["10:00"],
+                                "strikes": [strikes]}})  # fmt: skip
+    trades = run_grid(history, grid, workers=1).trades
+    cfg = BacktestConfig.from_grid(grid, 0)
+    cfg.check()
+    assert cfg.auto().strikes == strikes and cfg.auto().nearest
+    rows = compare(trades, run_backtest(cfg, FIRST, LAST, history=history))
+    text = report(rows)
+    assert len(rows) == 5 and all(r["grid"] and r["desk"] for r in rows), text
+    assert all(r["desk"]["strikes"] == r["grid"]["strikes"] for r in rows), text
+    assert all(set(r["causes"]) <= {"held_quote", "exit_snapshot"} for r in rows), text
+    assert sum(r["status"] == "agree" for r in rows) >= 2, text

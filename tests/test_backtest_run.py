@@ -123,7 +123,7 @@ def test_a_grid_results_row(results, history):
     ("text", "message"),
     [
         ('[grid]\nstrategy = "put_credit_spread"', "trades short_strangle and iron_condor"),
-        ('[grid]\nstrategy = "short_strangle"\nstrikes = "P90"', "by delta"),
+        ('[grid]\nstrategy = "short_strangle"\nstrikes = "P90"', "P-band"),
         ('[grid]\nstrategy = "short_strangle"\ndte = 1\nexit_dte = 1', "exit_dte"),
         ('[grid]\nstrategy = "short_strangle"\ntrailing = "50:25"', "trailing"),
         ('[grid]\nstrategy = "short_strangle"\nweekdays = "funday"', "weekdays"),
@@ -179,3 +179,15 @@ def test_kit_run_auto_trades_a_backtest_config(tmp_path, capsys, strategy, enter
         assert "no entry: the order manager refused it: no two-sided quote" in entries[-1]
     assert main(["run", "--strategy", str(path), "--script", "quiet"]) == 2
     assert "under --auto" in capsys.readouterr().err
+
+
+def test_a_strike_rule_is_checked_where_the_strategy_is_read():
+    """An autopilot strategy (a stored config, a TOML) with a strike rule the desk cannot pick
+    by is a one-line error when read, not an exception at the entry."""
+    from kit.app.autopilot import AutoConfig, config_doc, config_from_doc
+
+    doc = config_doc(AutoConfig(strikes="otm_pct:1.5"))
+    assert config_from_doc(doc).rule == ("otm_pct", 1.5)
+    for bad in ("otm_pct:x", "premium:0", "P95", "delta:0.1"):
+        with pytest.raises(ValueError, match=r"^strategy: strikes .*otm_pct:X or premium:X"):
+            config_from_doc({**doc, "strikes": bad})

@@ -26,6 +26,7 @@ from kit.portfolio.strategies import (
     LiquidityFilter,
     StrategyError,
     nearest_delta,
+    nearest_otm,
     protected,
     roll_target,
     rolled,
@@ -455,3 +456,28 @@ def test_units_to_close_stays_in_bounds_and_near_the_fraction(quantity, fraction
     n = units_to_close(quantity, fraction)
     assert 1 <= n <= quantity
     assert abs(n - quantity * fraction) <= 0.5 + 1e-6 or n == 1
+
+
+def test_otm_pct_and_premium_pick_the_grids_strike_for_each_side():
+    """The grid's other rules (``select_short``): out of the money, quoted on both sides, the
+    strike nearest spot x (1 -/+ X%), or the mid nearest $X."""
+    rows = [(k, r, 0.0) for k in (4940.0, 4950.0, 4960.0, 5040.0, 5050.0, 5060.0) for r in "PC"]
+    market, chain = hand_market(rows, spot=5000.0)
+    for c in chain:  # the mid falls with the distance from spot: 5.00 at 40 points, 1.00 at 60
+        d = abs(c.strike - 5000.0)
+        requote(market, c, 5.0 - (d - 40) / 5 - 0.02, 5.0 - (d - 40) / 5 + 0.02)
+    pos = short_strangle(market, chain, "o", NOW, rule=("otm_pct", 1.0))
+    assert [leg.contract.strike for leg in pos.legs] == [4950.0, 5050.0]  # 1% of 5000 out
+    assert pos.note == "short 1% OTM strangle"
+    pos = short_strangle(market, chain, "p", NOW, rule=("premium", 1.2))
+    assert [leg.contract.strike for leg in pos.legs] == [4940.0, 5060.0]  # mid 1.00 nearest
+    assert pos.note == "short $1.20-premium strangle"
+    # in the money (a 5040 put, a 4960 call) never counts, nor a one-sided quote
+    puts = [c for c in chain if not c.is_call]
+    assert nearest_otm(market, puts, "otm_pct", 0.0).strike == 4960.0
+    requote(market, next(c for c in puts if c.strike == 4960.0), 0.0, 5.0)
+    assert nearest_otm(market, puts, "otm_pct", 0.0).strike == 4950.0
+    with pytest.raises(StrategyError, match="out-of-the-money"):
+        nearest_otm(market, [c for c in puts if c.strike >= 4960.0], "otm_pct", 1.0)
+    with pytest.raises(StrategyError, match="unknown strike rule"):
+        nearest_otm(market, puts, "band", 95.0)

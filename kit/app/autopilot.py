@@ -66,6 +66,26 @@ class AutoConfig:
     # an iron condor: long wings this many points beyond the shorts (the grid's ``wings``,
     # strategies.wings_at_width); 0: the strangle alone
     wing_width: float = 0.0
+    # the grid's ``otm_pct:X`` or ``premium:X`` rule, each side unfiltered as with ``nearest``
+    # (strategies.nearest_otm); "": by delta
+    strikes: str = ""
+
+    def __post_init__(self) -> None:
+        if self.strikes:
+            kind, _, x = self.strikes.partition(":")
+            try:
+                ok = kind in ("otm_pct", "premium") and float(x) > 0
+            except ValueError:
+                ok = False
+            if not ok:
+                raise ValueError(f"strikes {self.strikes!r}: otm_pct:X or premium:X with X > 0 "
+                                 "(empty: by the band's delta)")  # fmt: skip
+
+    @property
+    def rule(self) -> tuple[str, float] | None:
+        """The strike rule for ``strategies.short_strangle`` (None: by delta)."""
+        kind, _, x = self.strikes.partition(":")
+        return (kind, float(x)) if self.strikes else None
 
 
 CONFIG_DOC = "autopilot_config"  # state document per session day: the strategy and rules run
@@ -237,9 +257,9 @@ async def _try_entry(run: Run, cfg: AutoConfig, day: date) -> bool:
     pid = f"{cfg.strategy_id}-{day:%Y%m%d}"
     try:
         liquidity = cfg.liquidity or LiquidityFilter.for_entry(desk.rules.entry)
-        if cfg.nearest:
+        if cfg.nearest or cfg.strikes:
             position = short_strangle(desk.market, chain, pid, now, delta=cfg.band.mid,
-                                      quantity=cfg.quantity)  # fmt: skip
+                                      quantity=cfg.quantity, rule=cfg.rule)  # fmt: skip
         else:
             position = strangle(desk.market, chain, pid, now, band=cfg.band, liquidity=liquidity,
                                 quantity=cfg.quantity)  # fmt: skip

@@ -180,6 +180,31 @@ def nearest_delta(market: MarketState, contracts: Sequence[Contract], target: fl
     return contracts[int(np.nanargmin(gap))]
 
 
+def nearest_otm(market: MarketState, contracts: Sequence[Contract], kind: str,
+                x: float) -> Contract:  # fmt: skip
+    """The research grid's other strike rules, for one side: of the out-of-the-money contracts
+    quoted on both sides, the one nearest ``x`` % from spot (``otm_pct``) or whose mid is
+    nearest ``x`` dollars (``premium``)."""
+    if not contracts:
+        raise StrategyError("no contracts to choose from")
+    rows = market.rows(contracts)
+    call = np.array([c.is_call for c in contracts])
+    k = np.array([c.strike for c in contracts])
+    spot, bid, ask = market.spot[market.und[rows]], market.bid[rows], market.ask[rows]
+    with np.errstate(invalid="ignore"):
+        ok = np.where(call, k > spot, k < spot) & (bid > 0) & (ask > 0)
+        if kind == "otm_pct":
+            gap = np.abs(k - spot * (1 + np.where(call, x, -x) / 100))
+        elif kind == "premium":
+            gap = np.abs(0.5 * (bid + ask) - x)
+        else:
+            raise StrategyError(f"unknown strike rule {kind!r} (otm_pct or premium)")
+    gap = np.where(ok, gap, np.inf)
+    if not np.isfinite(gap).any():
+        raise StrategyError("no out-of-the-money contract quoted on both sides with a spot")
+    return contracts[int(np.argmin(gap))]
+
+
 def short_strangle(
     market: MarketState,
     chain: Sequence[Contract],
@@ -188,14 +213,25 @@ def short_strangle(
     *,
     delta: float = 0.10,
     quantity: int = 1,
+    rule: tuple[str, float] | None = None,
 ) -> Position:
     """Sell the put and the call nearest ``delta`` (absolute) from one expiry's ``chain``, with no
-    liquidity filter (the demo scenarios' original selection; :func:`strangle` filters)."""
+    liquidity filter (the demo scenarios' original selection; :func:`strangle` filters); or,
+    with ``rule`` (``("otm_pct", 1.0)``, ``("premium", 2.5)``), by :func:`nearest_otm`."""
     _one_expiry(chain, "a strangle")
-    put = nearest_delta(market, [c for c in chain if not c.is_call], -abs(delta))
-    call = nearest_delta(market, [c for c in chain if c.is_call], abs(delta))
+    puts, calls = [c for c in chain if not c.is_call], [c for c in chain if c.is_call]
+    if rule is None:
+        put, call = (
+            nearest_delta(market, puts, -abs(delta)),
+            nearest_delta(market, calls, abs(delta)),
+        )
+        note = f"short {abs(delta):g}-delta strangle"
+    else:
+        put, call = nearest_otm(market, puts, *rule), nearest_otm(market, calls, *rule)
+        note = (f"short {rule[1]:g}% OTM strangle" if rule[0] == "otm_pct"
+                else f"short ${rule[1]:.2f}-premium strangle")  # fmt: skip
     return Position(position_id, StrategyType.STRANGLE, (Leg(put, -1), Leg(call, -1)), quantity,
-                    opened_ts_ns, note=f"short {abs(delta):g}-delta strangle")  # fmt: skip
+                    opened_ts_ns, note=note)  # fmt: skip
 
 
 def strangle_strikes(

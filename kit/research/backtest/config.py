@@ -13,7 +13,9 @@ What the desk does with each axis (the grid's meaning, the desk's rules):
   the shorts, the nearest quoted strike within half the width: the grid's rule, bought with the
   shorts in one order); ``entry_time`` the one entry attempt (New York time);
   ``dte`` sessions to expiry; ``strikes`` ``delta:X`` the put and the call each nearest
-  X (the grid's rule: ``AutoConfig.nearest``); ``sizing`` ``contracts:N``.
+  X (the grid's rule: ``AutoConfig.nearest``), ``otm_pct:X`` / ``premium:X`` the grid's
+  out-of-the-money, two-sided strike nearest X % from spot / with a mid nearest $X
+  (``strategies.nearest_otm``); ``sizing`` ``contracts:N``.
 * ``profit_target_pct`` closes all at that % of the credit (the ``profit_target`` rule),
   ``stop_mult`` closes all at a loss of that multiple of the credit (``stop_loss`` at
   100 x mult %), ``exit_time`` closes all from that time on the expiry day (``time_stop``
@@ -40,7 +42,7 @@ What the desk does with each axis (the grid's meaning, the desk's rules):
 * ``exit_delta`` (a short leg's |delta| reaching X) is the desk's ``leg_delta`` rule at X,
   closing the position. Both read the largest |delta| of the short legs; the grid's is the
   history's delta at each snapshot, the desk's its own from each quote.
-  Other strike rules, credit spreads and cost models other than the paper broker's are not
+  P-band strikes (``P95``), credit spreads and cost models other than the paper broker's are not
   modelled by the desk yet: a config that sets them is refused with one line naming the axis.
   ``wings`` means nothing to a strangle; ``min_credit`` is not enforced (the desk enters below
   it: a listed difference).
@@ -71,6 +73,7 @@ from kit.research.grid.spec import (
 from kit.risk.rules import Rules, load_rules
 
 TRADED = ("short_strangle", "iron_condor")
+OTM_RULES = ("otm_pct", "premium")  # the grid's strike rules the desk also picks by
 BAND_HALF_WIDTH = 0.05  # delta:X: the autopilot's band around X (its midpoint is X)
 CLOSE_MINUTE = 16 * 60  # minutes_to_close is counted to the 16:00 close
 NEVER_TIGHTEN_PCT = 1e9  # the desk's trailing stop never trails its peak: it stays at breakeven
@@ -146,9 +149,10 @@ class BacktestConfig:
             raise ConfigError(f"strategy {r['strategy']!r}: the event-driven backtest trades "
                               f"{' and '.join(TRADED)} so far")  # fmt: skip
         kind, _ = parse_strike_rule(r["strikes"])
-        if kind != "delta":
+        if kind not in (*OTM_RULES, "delta"):
             raise ConfigError(f"strikes {r['strikes']!r}: the event-driven backtest picks "
-                              "strikes by delta (delta:X) so far")  # fmt: skip
+                              "strikes by delta:X, otm_pct:X or premium:X so far (a P-band "
+                              "needs the grid's percentile moves)")  # fmt: skip
         tiers = parse_trailing(r["trailing"])
         if tiers and (len(tiers) > 1 or tiers[0][1] != 0):
             raise ConfigError(f"trailing {r['trailing']!r}: the desk's trailing stop arms at a "
@@ -191,7 +195,9 @@ class BacktestConfig:
             raise ConfigError(str(exc)) from None
 
     def band(self) -> DeltaBand:
-        _, target = parse_strike_rule(self.row["strikes"])
+        kind, target = parse_strike_rule(self.row["strikes"])
+        if kind != "delta":  # strikes by otm_pct or premium: the band is not used
+            return DeltaBand()
         try:
             half = min(BAND_HALF_WIDTH, target - 0.01, 0.49 - target)  # centred: mid = X
             return DeltaBand(target - half, target + half)
@@ -225,10 +231,12 @@ class BacktestConfig:
         sid = f"bt-{self.config_id}" if self.config_id is not None else "bt"
         condor = self.row["strategy"] == "iron_condor"
         wings = float(self.row["wings"]) if condor else 0.0
+        kind, _ = parse_strike_rule(self.row["strikes"])
         return AutoConfig(strategy_id=sid, dte=int(self.row["dte"]), band=self.band(),
                           liquidity=OPEN_LIQUIDITY, quantity=self.quantity,
                           first_entry=self.entry_time, last_entry=self.entry_time,
-                          nearest=True, wing_width=wings)  # fmt: skip
+                          nearest=True, wing_width=wings,
+                          strikes="" if kind == "delta" else self.row["strikes"])  # fmt: skip
 
     def rule_overrides(self, snapshot_s: float | None = None) -> dict[str, Any]:
         """The risk rules' tables for this config's exits (and nothing else that trades). The
