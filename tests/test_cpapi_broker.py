@@ -195,7 +195,7 @@ async def test_order_errors_are_rejections(desk: Desk) -> None:
     with pytest.raises(OrderRejectedError, match="no SPXW 2024-01-19 5000C"):
         await desk.broker.place(order("unlisted", [Leg(unlisted, 1)], Side.BUY, 1, 1.0))
     desk.quote(CALL, 0.0, 5.4)  # one-sided: the engine refuses, the gateway answers 400
-    with pytest.raises(OrderRejectedError, match="no two-sided quote"):
+    with pytest.raises(OrderRejectedError, match="no bid to sell into"):
         await desk.broker.place(order("one-sided", [Leg(CALL, 1)], Side.SELL, 1, 5.0))
     assert desk.broker.order("one-sided") is None
 

@@ -77,15 +77,22 @@ def test_the_guard_uses_max_spread_pct_of_mid():
     assert not loose.wide[0] and loose.mark[0] == pytest.approx(10.0)
 
 
-def test_a_zero_bid_keeps_the_last_mark():
+def test_a_zero_bid_keeps_the_last_mark_unless_the_ask_is_a_tick_or_two():
+    """No bid and a wide ask is a missing market (the mark is held); no bid and an ask within
+    ``max_spread`` (0.00 / 0.05) is a worthless option's market, marked at its mid: held, a
+    0DTE short leg kept its last bid-side mark and froze the position's automation."""
     m = MarketState()
     i = m.on_quote(quote(PUT, 0.98, 1.02))
     m.on_underlying(UnderlyingTick("SPX", 5000.0, NOW))
     m.refresh(None, NOW)  # consume the fresh flag
-    m.on_quote(quote(PUT, 0.0, 0.05, NOW + 1))  # no bid: 0.05 is not a mark
+    m.on_quote(quote(PUT, 0.0, 0.95, NOW + 1))  # no bid, an ask far from it: no mark
     assert m.mark[i] == pytest.approx(1.0)
-    assert m.wide[i]
-    assert not m.fresh[i]
+    assert m.wide[i] and not m.fresh[i]
+    assert m.tradable(i, buy=True) and not m.tradable(i, buy=False)  # bought back, not sold
+    m.on_quote(quote(PUT, 0.0, 0.05, NOW + 2))
+    assert m.mark[i] == pytest.approx(0.025) and not m.wide[i] and m.fresh[i]
+    m.on_quote(quote(PUT, 0.0, 0.0, NOW + 3))  # nothing shown at all
+    assert not m.tradable(i, buy=True) and m.wide[i]
 
 
 def test_a_quote_without_an_offer_is_not_a_mark():

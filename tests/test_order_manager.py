@@ -23,6 +23,7 @@ from kit.core.model import (
     Position,
     Quote,
     Right,
+    Side,
     StrategyType,
     UnderlyingTick,
 )
@@ -273,7 +274,7 @@ async def test_a_ladder_step_without_a_two_sided_quote_cancels_the_order_before_
     await env.run(2)
     env.quote((PUT, 0.0, 2.10, 0, 10), (CALL, 1.90, 2.10))  # the put's bid vanishes
     await env.finish(rec)  # the 5 s step cannot be priced
-    assert rec.status == "failed" and "no two-sided quote" in rec.message
+    assert rec.status == "failed" and "a leg sold a bid" in rec.message
     state = env.broker.order("S1.open/C")
     assert (state.status, state.order.limit_price) == (OrderStatus.CANCELLED, 4.00)
     env.strangle_quotes()
@@ -285,6 +286,20 @@ async def test_a_ladder_step_without_a_two_sided_quote_cancels_the_order_before_
 
 
 # --- 4. a close finishing with a market order ---
+
+
+async def test_a_short_leg_quoted_without_a_bid_is_bought_back(env):
+    """0DTE: the call far out of the money quotes 0.00 / 0.05. Buying it back needs only the
+    ask, so the strangle closes (before, "no two-sided quote" held it to settlement); selling
+    into no bid is still refused, for an entry as for any leg sold."""
+    await hold(env, "S1", "strat")
+    env.strangle_quotes(call=(0.0, 0.05))
+    rec = await env.finish(env.manager.submit(closing(env, "S1", "strat")))
+    assert rec.status == "done" and env.desk.book.held("S1") is None
+    bought = [f for _, f in env.desk.book.fills if f.contract == CALL and f.side is Side.BUY]
+    assert bought and all(f.price <= 0.05 for f in bought)
+    with pytest.raises(OrderRejectedError, match="no two-sided quote"):
+        env.manager.submit(open_intent(strangle(env, "S2"), "strat2", "in"))
 
 
 async def test_a_close_whose_ladder_does_not_fill_finishes_with_a_market_order():

@@ -437,8 +437,8 @@ async def test_orders_the_venue_could_not_fill_are_rejected_with_a_reason():
     e.quote(SPY, 3.0, 3.1)
     cases = [
         (order("u", [(Contract("SPY", EXP, 610.0, "P"), 1)], BUY, 1, 1.0), "not tracked"),
-        (order("n", [(PUT, 1)], BUY, 1, 1.0), "no two-sided quote"),
-        (order("o", [(CALL, 1)], SELL, 1), "no two-sided quote"),
+        (order("n", [(PUT, 1)], BUY, 1, 1.0), "no ask to buy from"),
+        (order("o", [(CALL, 1)], SELL, 1), "no bid to sell into"),
         (order("c", [(SPY, 1), (CALL, 1)], BUY, 1, 1.0), "single-leg orders only"),
     ]
     for o, reason in cases:

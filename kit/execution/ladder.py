@@ -76,10 +76,11 @@ def ladder_price(
     rows = m.rows([leg.contract for leg in legs])
     ratio = np.array([leg.ratio for leg in legs], dtype=float)
     bid, ask = m.bid[rows], m.ask[rows]
-    if not (np.all(bid > 0) and np.all(ask > 0)):
-        names = ", ".join(to_occ(leg.contract, padded=False) for leg in legs)
-        raise OrderRejectedError(f"no two-sided quote for every leg of {names}")
     buying = (ratio > 0) == (side is Side.BUY)
+    if not all(m.tradable(int(r), bool(b)) for r, b in zip(rows, buying, strict=True)):
+        names = ", ".join(to_occ(leg.contract, padded=False) for leg in legs)
+        raise OrderRejectedError(f"no quote to trade every leg of {names} against (a leg "
+                                 "bought needs an ask, a leg sold a bid)")  # fmt: skip
     mid = float(ratio @ (0.5 * (bid + ask)))
     natural = float(ratio @ np.where(buying, ask, bid))
     price = mid + min(1.0, step * cfg.step_fraction) * (natural - mid)

@@ -49,7 +49,10 @@ def check_intent(
     now = desk.clock.now_ns()
     for leg in legs:
         i = market.index.get(leg.contract)
-        if i is None or not (market.bid[i] > 0 and market.ask[i] > 0):
+        # what adds risk needs both sides; a close may buy a short back from a worthless
+        # option's no-bid quote (the ladder and the broker then check each leg's side)
+        if i is None or not (market.tradable(i, buy=True)
+                             and (market.bid[i] > 0 or not intent.kind.adds_risk)):  # fmt: skip
             raise OrderRejectedError(f"no two-sided quote for {leg.contract}")
         if market.expiry_ns[i] <= now:
             raise OrderRejectedError(f"{leg.contract} has expired")

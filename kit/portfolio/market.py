@@ -201,8 +201,11 @@ class MarketState:
         self.quote_ts[i] = q.ts_ns
         mid = 0.5 * (q.bid + q.ask)
         width = q.ask - q.bid
+        # no bid and an ask of a tick or two (0.00 / 0.05) is the market of a worthless option,
+        # not a missing one: its mid is the mark (held, it kept a short leg's last bid-side
+        # mark and froze the position's automation until the close)
         if (
-            q.bid > 0
+            q.bid >= 0
             and q.ask > 0
             and (width <= self.config.max_spread_pct * 0.01 * mid or width <= self._tight)
         ):
@@ -245,6 +248,13 @@ class MarketState:
         if tick.ts_ns > self.last_event_ns:
             self.last_event_ns = tick.ts_ns
         return u
+
+    def tradable(self, row: int, buy: bool) -> bool:
+        """Whether a leg can trade on its quote now: bought, an ask is enough (the bid may be
+        0, a worthless option's 0.00 / 0.05 market, from which a short is bought back); sold,
+        only into a bid. NaN, or no quote, is never tradable."""
+        bid, ask = self.bid[row], self.ask[row]
+        return bool(ask > 0 and (bid >= 0 if buy else bid > 0))
 
     def spot_of(self, symbol: str) -> float:
         u = self.underlyings.get(symbol)

@@ -207,9 +207,11 @@ class PaperBroker:
             row = m.index.get(leg.contract)
             if row is None:
                 raise OrderRejectedError(f"{_label(leg.contract)}: not tracked, no quote to fill")
-            if not (positive(m.bid[row]) and positive(m.ask[row])):
+            buy = order.side.sign * leg.ratio > 0
+            if not m.tradable(row, buy):
                 b, a = float(m.bid[row]), float(m.ask[row])
-                raise OrderRejectedError(f"{_label(leg.contract)}: no two-sided quote ({b}/{a})")
+                what = "no ask to buy from" if buy else "no bid to sell into"
+                raise OrderRejectedError(f"{_label(leg.contract)}: {what} ({b}/{a})")
             if m.expiry_ns[row] <= self.clock.now_ns():
                 raise OrderRejectedError(f"{_label(leg.contract)}: expired")
 

@@ -72,11 +72,11 @@ def price_order(
     ``aggressive``: the order just arrived (or was replaced) and takes liquidity at the touch;
     otherwise it rests and fills at its limit."""
     found = [m.index.get(leg.contract) for leg in order.legs]
-    if any(r is None or not (positive(m.bid[r]) and positive(m.ask[r])) for r in found):
-        return None
-    rows = [r for r in found if r is not None]
     ratios = [leg.ratio for leg in order.legs]
     buys = [order.side.sign * r > 0 for r in ratios]
+    if any(r is None or not m.tradable(r, b) for r, b in zip(found, buys, strict=True)):
+        return None
+    rows = [r for r in found if r is not None]
     touch = [float(m.ask[r] if b else m.bid[r]) for r, b in zip(rows, buys, strict=True)]
     natural = sum(r * p for r, p in zip(ratios, touch, strict=True))
     sign, limit = order.side.sign, order.limit_price

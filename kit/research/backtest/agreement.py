@@ -15,8 +15,9 @@ The models differ in known ways, each named in a row's ``causes``:
   after slippage and its exit cost, so a threshold near the line (a target, a stop, a trailing
   stop's arming profit or its breakeven) is crossed a snapshot or more apart.
 * ``held_quote``: the desk never executes automatically on a position whose leg has no
-  two-sided quote (a 0DTE wing bid at 0): its exit is only proposed, and the position settles;
-  the grid closes at the ask.
+  quote to mark (wide, or gone), and cannot sell a long wing that has no bid (a 0DTE wing bid
+  at 0): its exit is only proposed or refused, and the position settles; the grid closes at
+  the quotes. (A short leg quoted 0.00 / 0.05 is marked at its mid and bought back.)
 * ``strikes``: the desk's deltas (its own IV from the quotes) and the history's put another
   strike nearest the target.
 * ``entry``: one side entered and the other did not (a refused or unfillable entry).
@@ -30,7 +31,7 @@ from typing import Any
 
 import polars as pl
 
-from kit.research.backtest.runner import BacktestResult
+from kit.research.backtest.runner import HELD_NO_BID, BacktestResult
 
 # grid exit reason -> the desk rule that carries it out
 EXIT_RULE = {"profit_target": "profit_target", "stop": "stop_loss", "exit_time": "time_stop",
@@ -89,7 +90,8 @@ def _pair(day: str, g: dict[str, Any], d: dict[str, Any], tol: Tolerance) -> dic
     if not 0 <= entry_lag <= tol.fill_s:
         causes.append("fill")
     if EXIT_RULE.get(grid["exit_reason"]) != desk_exit:
-        if "proposed: illiquid quotes, no automatic execution" in d.get("proposed", ()):
+        held = {"proposed: illiquid quotes, no automatic execution", HELD_NO_BID}
+        if held & set(d.get("proposed", ())):
             causes.append("held_quote")
         else:
             causes.append("exit_snapshot")

@@ -50,6 +50,10 @@ from kit.research.grid.stats import statistics
 SIM_CONFLATE_S = 15.0  # the simulator's batches in a backtest: 1,560 evaluations per session
 HISTORY_CONFLATE_S = 60.0  # a history's snapshots are a minute apart: a heartbeat per snapshot
 CAPITAL = 100_000.0
+# a close the order manager refused because a leg it would sell (a long wing) has no bid: the
+# exit is held as an illiquid quote holds it (agreement's ``held_quote``)
+NO_BID = "a leg sold a bid"
+HELD_NO_BID = "held: a leg to sell has no bid"
 Emit = Callable[[dict[str, Any]], None]
 
 
@@ -156,6 +160,8 @@ async def run_day(
             actions[pid] = str(doc.get("rule"))
         elif doc.get("kind") == "decision" and status.startswith("proposed"):
             proposed.setdefault(pid, set()).add(status)
+        elif doc.get("kind") == "decision" and NO_BID in str(doc.get("message")):
+            proposed.setdefault(pid, set()).add(HELD_NO_BID)
         if emit is not None and doc.get("kind") != "summary":
             emit(doc)
 
