@@ -23,7 +23,7 @@ import requests
 from delta_rest_client import DeltaRestClient
 
 from kit.adapters.delta.emulator import DeltaEmulator
-from kit.adapters.delta.parsing import settlement_ns
+from kit.adapters.delta.parsing import DeltaError, settlement_ns
 from kit.adapters.delta.signing import auth_headers, body_string
 
 KEY, SECRET = "test-key", "test-secret"
@@ -166,3 +166,20 @@ async def test_window_user_agent_rate_limit_and_account_rules():
             assert r.json()["result"]["client_order_id"] == "abc"
             r = await _signed(c, "POST", "/v2/orders", base | {"client_order_id": "abc"})
             assert r.json()["error"]["code"] == "duplicate_client_order_id"
+
+
+async def test_an_order_the_book_has_no_quote_for_is_insufficient_liquidity(monkeypatch):
+    """The paper venue under the emulator refuses a buy with no ask ("no ask to buy from"):
+    Delta's answer is ``insufficient_liquidity``, not a schema error."""
+    from kit.core.model import Quote
+
+    async with DeltaEmulator(api_key=KEY, api_secret=SECRET) as emu:
+        ex = emu.exchange
+        pid = ex.alive()[0]
+        empty = lambda c: ex.book.on_quote(Quote(c, 5.0, 0.0, 1.0, 0.0, ex.clock.now_ns()))  # noqa: E731
+        monkeypatch.setattr(ex, "_quote", empty)
+        body = {"product_id": pid, "size": 1, "side": "buy", "order_type": "limit_order",
+                "limit_price": "10"}  # fmt: skip
+        with pytest.raises(DeltaError) as err:
+            await ex.place(body)
+        assert err.value.code == "insufficient_liquidity" and "no ask" in str(err.value.context)

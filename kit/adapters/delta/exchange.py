@@ -256,8 +256,9 @@ class DeltaExchange:
         except OrderRejectedError as exc:
             del self.orders[oid]
             self.by_client.pop(coid or "", None)
-            # the paper venue refuses an order with no two-sided quote to fill against
-            code = "insufficient_liquidity" if "two-sided" in str(exc) else "bad_schema"
+            # the paper venue refuses an order with no quote to fill against
+            thin = ("no ask to buy from", "no bid to sell into", "two-sided")
+            code = "insufficient_liquidity" if any(t in str(exc) for t in thin) else "bad_schema"
             raise DeltaError(code, 400, {"reason": str(exc)}) from None
         await self._settle()
         if kind is OrderType.MARKET and not self.paper.order(str(oid)).status.done:
