@@ -793,3 +793,24 @@ async def test_rolling_the_untested_side_is_one_combo_order_and_the_book_holds_t
         assert await env.broker.positions() == {old_put: -2, new_call: -2}
     finally:
         await env.close()
+
+
+async def test_a_condor_close_buys_the_shorts_back_and_leaves_a_wing_nobody_bids_for():
+    """0DTE afternoon: the call wing quotes 0.00 / 0.05. It cannot be sold, so the close buys
+    back both shorts and sells the put wing, and the call wing is left to expire (before, the
+    whole close was refused and the condor held to settlement); closing again says why not."""
+    env = Env()
+    env.quote(*((c, b, a) for c, (b, a) in CONDOR_QUOTES.items()))
+    try:
+        rec = await env.finish(env.manager.submit(open_intent(condor(env, "IC", 1), "ic", "in")))
+        assert rec.status == "done"
+        env.quote((WING_CALL, 0.0, 0.05, 0, 10))
+        rec = await env.finish(env.manager.submit(closing(env, "IC", "ic")))
+        assert rec.status == "done"
+        assert await env.broker.positions() == {WING_CALL: 1}  # the worthless wing, kept
+        held = env.desk.book.held("IC")
+        assert held is not None and [leg.contract for leg in held.legs] == [WING_CALL]
+        with pytest.raises(OrderRejectedError, match="nobody bids for, left to expire"):
+            env.manager.submit(closing(env, "IC", "ic"))
+    finally:
+        await env.close()

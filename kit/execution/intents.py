@@ -21,6 +21,9 @@ from kit.portfolio.market import MarketState
 from kit.portfolio.strategies import protected, roll_target, rolled, wings
 
 _ID = re.compile(r"^[A-Za-z0-9_.:-]{1,80}$")
+# a close of a position whose legs left are long options with no bid (see closing_legs)
+NOTHING_TO_SELL = ("nothing to close in {}: the legs left are long options nobody bids for, "
+                   "left to expire")  # fmt: skip
 CLOSE_FRACTIONS = {
     ActionKind.CLOSE_ALL: 1.0,
     ActionKind.CLOSE_HALF: 0.5,
@@ -123,6 +126,20 @@ def close_intent(
 ) -> Intent:  # fmt: skip
     return Intent(intent_id, IntentKind.CLOSE, held.id, strategy_id, ts_ns, reason, source,
                   fraction=fraction)  # fmt: skip
+
+
+def closing_legs(market: MarketState, held: Position) -> tuple[Leg, ...]:
+    """The legs (per unit, signed) that close ``held``: each leg reversed, except a long leg
+    nobody bids for. Such an option (a 0DTE wing quoted 0.00 / 0.05) cannot be sold; it is
+    left to expire, worth nothing now and whatever a late move gives it, instead of holding
+    back the buy-back of the shorts it protected. Empty: nothing can be closed now."""
+    out = []
+    for leg in held.legs:
+        row = market.index.get(leg.contract)
+        if leg.ratio > 0 and row is not None and not market.tradable(row, buy=False):
+            continue
+        out.append(Leg(leg.contract, -leg.ratio))
+    return tuple(out)
 
 
 def roll_intent(

@@ -44,7 +44,14 @@ from kit.execution.broker import (
     OrderRejectedError,
     SimulatedVenue,
 )
-from kit.execution.intents import Intent, IntentKind, IntentRecord, intent_for_action
+from kit.execution.intents import (
+    NOTHING_TO_SELL,
+    Intent,
+    IntentKind,
+    IntentRecord,
+    closing_legs,
+    intent_for_action,
+)
 from kit.execution.ladder import Ladder, ManagerConfig, orient
 from kit.execution.pretrade import check_intent
 from kit.execution.state import MemoryStateStore, StateStore
@@ -317,7 +324,10 @@ class OrderManager:
             raise OrderRejectedError(f"position {intent.position_id!r} is flat")
         if intent.kind is IntentKind.CLOSE:
             units = rec.quantity or units_to_close(held.quantity, intent.fraction)
-            return tuple(Leg(leg.contract, -leg.ratio) for leg in held.legs), units
+            legs = closing_legs(self.desk.market, held)
+            if not legs:
+                raise OrderRejectedError(NOTHING_TO_SELL.format(intent.position_id))
+            return legs, units
         return intent.legs, rec.quantity or held.quantity
 
     def _release(self, pid: str) -> None:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from kit.execution.broker import OrderRejectedError
-from kit.execution.intents import Intent, IntentKind
+from kit.execution.intents import NOTHING_TO_SELL, Intent, IntentKind, closing_legs
 from kit.risk.limits import check_limits, stress_loss, tightest
 
 if TYPE_CHECKING:
@@ -46,6 +46,8 @@ def check_intent(
         if held is None:
             raise OrderRejectedError(f"position {pid!r} is not held: nothing to {intent.kind}")
         legs, quantity = intent.legs or held.legs, held.quantity
+        if intent.kind is IntentKind.CLOSE and not closing_legs(market, held):
+            raise OrderRejectedError(NOTHING_TO_SELL.format(pid))
     now = desk.clock.now_ns()
     for leg in legs:
         i = market.index.get(leg.contract)

@@ -151,13 +151,15 @@ async def run_day(
     ``auto``: the entry, default ``cfg.auto()``). ``conflate_s=None, quote_chain=True`` is the
     live pace (every step, the whole expiry quoted all day): the speed baseline."""
     held: list[Run] = []
-    actions: dict[str, str] = {}  # position -> the rule whose action closed it
+    actions: dict[str, list[str]] = {}  # position -> rules whose actions were carried out
     proposed: dict[str, set[str]] = {}  # position -> why an action was only proposed
 
     def listen(doc: dict[str, Any]) -> None:
         status, pid = str(doc.get("status")), doc.get("position_id") or ""
         if doc.get("kind") == "decision" and status == "executed":
-            actions[pid] = str(doc.get("rule"))
+            actions.setdefault(pid, []).append(str(doc.get("rule")))
+        elif doc.get("decision") == "rejected" and "not carried out" in str(doc.get("message")):
+            actions.get(pid, [""]).pop()  # executed, then refused: it closed nothing
         elif doc.get("kind") == "decision" and status.startswith("proposed"):
             proposed.setdefault(pid, set()).add(status)
         elif doc.get("kind") == "decision" and NO_BID in str(doc.get("message")):
@@ -182,7 +184,8 @@ async def run_day(
     by_position: dict[str, list[Any]] = {}
     for pid, fill in desk.book.fills:
         by_position.setdefault(pid, []).append(fill)
-    trades = [_trade(pid, fills, day, actions.get(pid), sorted(proposed.get(pid, ())))
+    trades = [_trade(pid, fills, day, (actions.get(pid) or [None])[-1],
+                     sorted(proposed.get(pid, ())))
               for pid, fills in by_position.items()]  # fmt: skip
     fees = sum(f.commission for fills in by_position.values() for f in fills)
     return DayResult(day, result.entered, trades, result.realized_pnl, fees, result.fills,
@@ -218,6 +221,11 @@ def _trade(
     opened = [f for f in fills if ".open" in f.client_id] or fills[:1]  # the entry's order
     premium = sum(f.price * f.quantity * 100 for f in opened)
     entry, exit_ = fills[0].ts_ns, fills[-1].ts_ns
+    # a close that left worthless long legs to expire (strategies' closing_legs) exits at the
+    # close: their settlement at 0 moves no money
+    closes = [f for f in fills if f not in opened and f.client_id != "settlement"]
+    if closes and all(f.price == 0 for f in fills if f.client_id == "settlement"):
+        exit_ = closes[-1].ts_ns
     session = us_session(day)
     settled = session is not None and exit_ >= int(session.close.timestamp() * NS_PER_S)
     return {"position_id": pid, "date": day.isoformat(),
