@@ -180,3 +180,24 @@ def test_strikes_by_distance_or_premium_are_the_grids(history, strikes):
     assert all(r["desk"]["strikes"] == r["grid"]["strikes"] for r in rows), text
     assert all(set(r["causes"]) <= {"held_quote", "exit_snapshot"} for r in rows), text
     assert sum(r["status"] == "agree" for r in rows) >= 4, text
+
+
+def test_a_p_band_config_skips_where_the_grid_cannot_place_it_and_sells_its_strikes(history):
+    """``P90``: the put and the call first beyond the session's move band, which the grid
+    computes from past horizons (here at least 2, ``band_min_samples``). The desk asks the
+    grid's own contexts: the first two sessions have too few past moves and are skipped, as the
+    grid skips them; the other three sell the grid's strikes."""
+    grid = parse_grid({"settings": {"band_min_samples": 2},
+                       "grid": {**GRID["grid"], "entry_time": ["10:00"],
+                                "strikes": ["P90"]}})  # fmt: skip
+    trades = run_grid(history, grid, workers=1).trades
+    cfg = BacktestConfig.from_grid(grid, 0)
+    cfg.check()
+    desk = run_backtest(cfg, FIRST, LAST, history=history)
+    skipped = [d for d in desk.days if not d.entered]
+    assert [d.day for d in skipped] == [FIRST, date(2024, 3, 12)]
+    rows = compare(trades, desk)
+    text = report(rows)
+    assert len(rows) == 3 and all(r["grid"] and r["desk"] for r in rows), text
+    assert all(r["desk"]["strikes"] == r["grid"]["strikes"] for r in rows), text
+    assert all(set(r["causes"]) <= {"exit_snapshot", "fill"} for r in rows), text

@@ -123,7 +123,6 @@ def test_a_grid_results_row(results, history):
     ("text", "message"),
     [
         ('[grid]\nstrategy = "put_credit_spread"', "trades short_strangle and iron_condor"),
-        ('[grid]\nstrategy = "short_strangle"\nstrikes = "P90"', "P-band"),
         ('[grid]\nstrategy = "short_strangle"\ndte = 1\nexit_dte = 1', "exit_dte"),
         ('[grid]\nstrategy = "short_strangle"\ntrailing = "50:25"', "trailing"),
         ('[grid]\nstrategy = "short_strangle"\nweekdays = "funday"', "weekdays"),
@@ -188,6 +187,23 @@ def test_a_strike_rule_is_checked_where_the_strategy_is_read():
 
     doc = config_doc(AutoConfig(strikes="otm_pct:1.5"))
     assert config_from_doc(doc).rule == ("otm_pct", 1.5)
-    for bad in ("otm_pct:x", "premium:0", "P95", "delta:0.1"):
+    assert config_from_doc({**doc, "strikes": "band:-0.02:0.015"}).rule == ("band", -0.02, 0.015)
+    for bad in ("otm_pct:x", "premium:0", "P95", "delta:0.1", "band:0.01:-0.01", "band:1"):
         with pytest.raises(ValueError, match=r"^strategy: strikes .*otm_pct:X or premium:X"):
             config_from_doc({**doc, "strikes": bad})
+
+
+def test_a_p_band_config_needs_a_history(tmp_path, capsys):
+    """``P90`` strikes sit beyond the session's move band, which the grid computes from past
+    sessions: the simulator has none, and ``kit run --auto`` trades one session as it comes,
+    so both refuse it in one line (``kit backtest run --history`` replays it)."""
+    path = tmp_path / "band.toml"
+    path.write_text('[grid]\nstrategy = "short_strangle"\nstrikes = "P90"\n')
+    cfg = BacktestConfig.from_toml(path)
+    assert cfg.band_key == (600, 0, 90.0)
+    assert main(["backtest", "run", "--config-file", str(path), "--from", "2024-03-12",
+                 "--to", "2024-03-12"]) == 2  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--history" in err
+    with pytest.raises(ConfigError, match="cannot place it"):
+        cfg.for_live()

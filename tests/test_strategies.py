@@ -480,4 +480,10 @@ def test_otm_pct_and_premium_pick_the_grids_strike_for_each_side():
     with pytest.raises(StrategyError, match="out-of-the-money"):
         nearest_otm(market, [c for c in puts if c.strike >= 4960.0], "otm_pct", 1.0)
     with pytest.raises(StrategyError, match="unknown strike rule"):
-        nearest_otm(market, puts, "band", 95.0)
+        nearest_otm(market, puts, "P95", 95.0)
+    # the grid's P-band: the first strike beyond spot x (1 + LO) for a put, (1 + HI) a call
+    calls = [c for c in chain if c.is_call]
+    assert nearest_otm(market, puts, "band", -0.0095, 0.0095).strike == 4950.0  # <= 4952.5
+    assert nearest_otm(market, calls, "band", -0.0095, 0.0095).strike == 5050.0  # >= 5047.5
+    pos = short_strangle(market, chain, "b", NOW, rule=("band", -0.0095, 0.0095))
+    assert pos.note == "short strangle beyond the move band -0.95%/+0.95%"

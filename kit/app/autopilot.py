@@ -13,6 +13,7 @@ its fills add up to.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from datetime import date, datetime, time, timedelta
@@ -66,26 +67,30 @@ class AutoConfig:
     # an iron condor: long wings this many points beyond the shorts (the grid's ``wings``,
     # strategies.wings_at_width); 0: the strangle alone
     wing_width: float = 0.0
-    # the grid's ``otm_pct:X`` or ``premium:X`` rule, each side unfiltered as with ``nearest``
+    # the grid's ``otm_pct:X`` or ``premium:X`` rule, or ``band:LO:HI`` (a P-band's move
+    # fractions for the session), each side unfiltered as with ``nearest``
     # (strategies.nearest_otm); "": by delta
     strikes: str = ""
 
     def __post_init__(self) -> None:
         if self.strikes:
-            kind, _, x = self.strikes.partition(":")
+            kind, *text = self.strikes.split(":")
             try:
-                ok = kind in ("otm_pct", "premium") and float(x) > 0
+                x = [float(v) for v in text]
             except ValueError:
-                ok = False
-            if not ok:
-                raise ValueError(f"strikes {self.strikes!r}: otm_pct:X or premium:X with X > 0 "
-                                 "(empty: by the band's delta)")  # fmt: skip
+                x = []
+            one = kind in ("otm_pct", "premium") and len(x) == 1 and x[0] > 0
+            band = kind == "band" and len(x) == 2 and all(map(math.isfinite, x)) and x[0] < x[1]
+            if not (one or band):
+                raise ValueError(f"strikes {self.strikes!r}: otm_pct:X or premium:X with X > 0, "
+                                 "or band:LO:HI (move fractions, LO < HI; empty: by the "
+                                 "band's delta)")  # fmt: skip
 
     @property
-    def rule(self) -> tuple[str, float] | None:
+    def rule(self) -> tuple[Any, ...] | None:
         """The strike rule for ``strategies.short_strangle`` (None: by delta)."""
-        kind, _, x = self.strikes.partition(":")
-        return (kind, float(x)) if self.strikes else None
+        kind, *x = self.strikes.split(":")
+        return (kind, *map(float, x)) if self.strikes else None
 
 
 CONFIG_DOC = "autopilot_config"  # state document per session day: the strategy and rules run

@@ -32,6 +32,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -180,11 +181,12 @@ def nearest_delta(market: MarketState, contracts: Sequence[Contract], target: fl
     return contracts[int(np.nanargmin(gap))]
 
 
-def nearest_otm(market: MarketState, contracts: Sequence[Contract], kind: str,
-                x: float) -> Contract:  # fmt: skip
+def nearest_otm(market: MarketState, contracts: Sequence[Contract], kind: str, x: float,
+                x2: float = math.nan) -> Contract:  # fmt: skip
     """The research grid's other strike rules, for one side: of the out-of-the-money contracts
-    quoted on both sides, the one nearest ``x`` % from spot (``otm_pct``) or whose mid is
-    nearest ``x`` dollars (``premium``)."""
+    quoted on both sides, the one nearest ``x`` % from spot (``otm_pct``), whose mid is nearest
+    ``x`` dollars (``premium``), or nearest beyond the move band (``band``: spot x (1 + x) for
+    a put, spot x (1 + x2) for a call, the grid's P-band edges)."""
     if not contracts:
         raise StrategyError("no contracts to choose from")
     rows = market.rows(contracts)
@@ -197,8 +199,12 @@ def nearest_otm(market: MarketState, contracts: Sequence[Contract], kind: str,
             gap = np.abs(k - spot * (1 + np.where(call, x, -x) / 100))
         elif kind == "premium":
             gap = np.abs(0.5 * (bid + ask) - x)
+        elif kind == "band":
+            edge = spot * (1 + np.where(call, x2, x))
+            ok &= np.where(call, k >= edge, k <= edge)
+            gap = np.abs(k - edge)
         else:
-            raise StrategyError(f"unknown strike rule {kind!r} (otm_pct or premium)")
+            raise StrategyError(f"unknown strike rule {kind!r} (otm_pct, premium or band)")
     gap = np.where(ok, gap, np.inf)
     if not np.isfinite(gap).any():
         raise StrategyError("no out-of-the-money contract quoted on both sides with a spot")
@@ -213,11 +219,12 @@ def short_strangle(
     *,
     delta: float = 0.10,
     quantity: int = 1,
-    rule: tuple[str, float] | None = None,
+    rule: tuple[Any, ...] | None = None,
 ) -> Position:
     """Sell the put and the call nearest ``delta`` (absolute) from one expiry's ``chain``, with no
     liquidity filter (the demo scenarios' original selection; :func:`strangle` filters); or,
-    with ``rule`` (``("otm_pct", 1.0)``, ``("premium", 2.5)``), by :func:`nearest_otm`."""
+    with ``rule`` (``("otm_pct", 1.0)``, ``("premium", 2.5)``, ``("band", -0.012, 0.011)``),
+    by :func:`nearest_otm`."""
     _one_expiry(chain, "a strangle")
     puts, calls = [c for c in chain if not c.is_call], [c for c in chain if c.is_call]
     if rule is None:
@@ -228,8 +235,10 @@ def short_strangle(
         note = f"short {abs(delta):g}-delta strangle"
     else:
         put, call = nearest_otm(market, puts, *rule), nearest_otm(market, calls, *rule)
-        note = (f"short {rule[1]:g}% OTM strangle" if rule[0] == "otm_pct"
-                else f"short ${rule[1]:.2f}-premium strangle")  # fmt: skip
+        note = {"otm_pct": lambda: f"short {rule[1]:g}% OTM strangle",
+                "premium": lambda: f"short ${rule[1]:.2f}-premium strangle",
+                "band": lambda: f"short strangle beyond the move band "
+                                f"{rule[1]:+.2%}/{rule[2]:+.2%}"}[rule[0]]()  # fmt: skip
     return Position(position_id, StrategyType.STRANGLE, (Leg(put, -1), Leg(call, -1)), quantity,
                     opened_ts_ns, note=note)  # fmt: skip
 

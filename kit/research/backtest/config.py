@@ -15,7 +15,9 @@ What the desk does with each axis (the grid's meaning, the desk's rules):
   ``dte`` sessions to expiry; ``strikes`` ``delta:X`` the put and the call each nearest
   X (the grid's rule: ``AutoConfig.nearest``), ``otm_pct:X`` / ``premium:X`` the grid's
   out-of-the-money, two-sided strike nearest X % from spot / with a mid nearest $X
-  (``strategies.nearest_otm``); ``sizing`` ``contracts:N``.
+  (``strategies.nearest_otm``), ``P95`` (an options history only) the first strike beyond
+  the session's move band, computed by the grid's own contexts (a session without enough past
+  moves is skipped, as the grid skips it); ``sizing`` ``contracts:N``.
 * ``profit_target_pct`` closes all at that % of the credit (the ``profit_target`` rule),
   ``stop_mult`` closes all at a loss of that multiple of the credit (``stop_loss`` at
   100 x mult %), ``exit_time`` closes all from that time on the expiry day (``time_stop``
@@ -42,7 +44,7 @@ What the desk does with each axis (the grid's meaning, the desk's rules):
 * ``exit_delta`` (a short leg's |delta| reaching X) is the desk's ``leg_delta`` rule at X,
   closing the position. Both read the largest |delta| of the short legs; the grid's is the
   history's delta at each snapshot, the desk's its own from each quote.
-  P-band strikes (``P95``), credit spreads and cost models other than the paper broker's are not
+  Credit spreads and cost models other than the paper broker's are not
   modelled by the desk yet: a config that sets them is refused with one line naming the axis.
   ``wings`` means nothing to a strangle; ``min_credit`` is not enforced (the desk enters below
   it: a listed difference).
@@ -149,10 +151,8 @@ class BacktestConfig:
             raise ConfigError(f"strategy {r['strategy']!r}: the event-driven backtest trades "
                               f"{' and '.join(TRADED)} so far")  # fmt: skip
         kind, _ = parse_strike_rule(r["strikes"])
-        if kind not in (*OTM_RULES, "delta"):
-            raise ConfigError(f"strikes {r['strikes']!r}: the event-driven backtest picks "
-                              "strikes by delta:X, otm_pct:X or premium:X so far (a P-band "
-                              "needs the grid's percentile moves)")  # fmt: skip
+        if kind not in (*OTM_RULES, "delta", "band"):  # pragma: no cover - the grid's own
+            raise ConfigError(f"strikes {r['strikes']!r}: not a strike rule")
         tiers = parse_trailing(r["trailing"])
         if tiers and (len(tiers) > 1 or tiers[0][1] != 0):
             raise ConfigError(f"trailing {r['trailing']!r}: the desk's trailing stop arms at a "
@@ -171,6 +171,15 @@ class BacktestConfig:
         self.filter_plan  # noqa: B018 -- a filter value the grid's parser refuses
 
     @property
+    def band_key(self) -> tuple[int, int, float] | None:
+        """A P-band strike rule's key into the grid's session contexts (entry minute, dte,
+        percentile); None for the other rules."""
+        kind, pct = parse_strike_rule(self.row["strikes"])
+        if kind != "band":
+            return None
+        return minute_of(self.row["entry_time"], "entry_time"), int(self.row["dte"]), pct
+
+    @property
     def filtered(self) -> bool:
         """Does the config set an entry filter (the grid's ``any`` is off)?"""
         return any(str(self.row[a]).strip().lower() != "any" for a in FILTERS)
@@ -178,6 +187,10 @@ class BacktestConfig:
     def for_live(self) -> BacktestConfig:
         """The config for ``kit run --auto --strategy``: one session traded as it comes, where
         no filter is applied, so a filtered config is refused rather than traded unfiltered."""
+        if self.band_key is not None:
+            raise ConfigError(f"strikes {self.row['strikes']!r}: the move band comes from past "
+                              "sessions of an options history; kit run --auto cannot place "
+                              "it (kit backtest run --history DIR can)")  # fmt: skip
         if self.filtered:
             axis = next(a for a in FILTERS if str(self.row[a]).strip().lower() != "any")
             raise ConfigError(f"{axis} {self.row[axis]!r}: kit run --auto trades every "
@@ -236,7 +249,7 @@ class BacktestConfig:
                           liquidity=OPEN_LIQUIDITY, quantity=self.quantity,
                           first_entry=self.entry_time, last_entry=self.entry_time,
                           nearest=True, wing_width=wings,
-                          strikes="" if kind == "delta" else self.row["strikes"])  # fmt: skip
+                          strikes=self.row["strikes"] if kind in OTM_RULES else "")  # fmt: skip
 
     def rule_overrides(self, snapshot_s: float | None = None) -> dict[str, Any]:
         """The risk rules' tables for this config's exits (and nothing else that trades). The

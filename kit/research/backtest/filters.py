@@ -40,6 +40,7 @@ def session_contexts(
     a session the history does not hold has none (its replay reports the missing file)."""
     if history is None:
         data = [a for a in DATA_FILTERS if str(cfg.row[a]) != "any"]
+        data += ["strikes"] if cfg.band_key else []
         if data:
             raise ConfigError(f"{data[0]} {cfg.row[data[0]]!r}: the grid decides it from past "
                               "sessions of an options history; give --history DIR (the "
@@ -54,13 +55,27 @@ def session_contexts(
     first = int(np.searchsorted(np.array([d.toordinal() for d in held]), days[0].toordinal()))
     keep = max(IV_WINDOW_DAYS, VixRegimeConfig().window_days, st.trend_days)
     summaries = summary_task(str(history), st.underlying, held[max(0, first - keep) :])
-    ctxs = contexts(summaries, set(), trend_days=st.trend_days, trend_band_pct=st.trend_band_pct)
+    bands = {cfg.band_key} if cfg.band_key else set()
+    ctxs = contexts(summaries, bands, lookback=st.band_lookback, min_samples=st.band_min_samples,
+                    trend_days=st.trend_days, trend_band_pct=st.trend_band_pct)  # fmt: skip
     return {c.day: c for c in ctxs if c.day >= days[0]}
+
+
+def band_strikes(cfg: BacktestConfig, ctx: DayContext | None) -> str | None:
+    """A P-band config's strike rule for ``ctx``'s session (``band:LO:HI``, the grid's move
+    fractions), or None when the grid has too few past moves to place it (it does not trade)."""
+    key = cfg.band_key
+    band = None if key is None or ctx is None else ctx.bands.get(key)
+    return None if band is None else f"band:{band[0]!r}:{band[1]!r}"
 
 
 def skip_reason(cfg: BacktestConfig, ctx: DayContext | None) -> str | None:
     """None when the grid's filters let ``cfg`` trade on ``ctx``'s session (the grid's own
-    :func:`~kit.research.grid.engine.allowed`), else why not, one clause per failing filter."""
+    :func:`~kit.research.grid.engine.allowed`), else why not, one clause per failing filter.
+    A P-band config is also skipped where the grid cannot place its strikes."""
+    if cfg.band_key is not None and band_strikes(cfg, ctx) is None:
+        return (f"strikes {cfg.row['strikes']}: fewer than {cfg.settings.band_min_samples} past "
+                "moves over this horizon (the grid does not trade it)")  # fmt: skip
     if ctx is None or not cfg.filtered:
         return None
     plan = cfg.filter_plan

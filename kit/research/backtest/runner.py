@@ -44,7 +44,7 @@ from kit.app.build import FeedSpec, Run
 from kit.core.clock import NEW_YORK, NS_PER_S, from_ns, us_session
 from kit.core.model import Contract, Fill
 from kit.research.backtest.config import BacktestConfig
-from kit.research.backtest.filters import session_contexts, skip_reason
+from kit.research.backtest.filters import band_strikes, session_contexts, skip_reason
 from kit.research.grid.stats import statistics
 
 SIM_CONFLATE_S = 15.0  # the simulator's batches in a backtest: 1,560 evaluations per session
@@ -269,7 +269,8 @@ def run_backtest(
     if not days:
         raise ValueError(f"no sessions from {date_from} to {date_to}")
     out = BacktestResult(cfg)
-    ctxs = session_contexts(cfg, days, history) if cfg.filtered else {}
+    banded = cfg.band_key is not None
+    ctxs = session_contexts(cfg, days, history) if cfg.filtered or banded else {}
     with tempfile.TemporaryDirectory(prefix="kit-backtest-") as scratch:
         for i, day in enumerate(days):
             if why := skip_reason(cfg, ctxs.get(day)):
@@ -288,6 +289,8 @@ def run_backtest(
                                        dte=dte, roots=roots)  # fmt: skip
                 feed, pace = FeedSpec("replay", path), conflate_s or HISTORY_CONFLATE_S
                 auto = replace(cfg.auto(), root=root, dte=0)  # the recording's one expiry
+                if banded:  # this session's P-band edges, as the grid places them
+                    auto = replace(auto, strikes=band_strikes(cfg, ctxs.get(day)) or "")
             result = asyncio.run(run_day(cfg, day, feed=feed, seed=seed + i, conflate_s=pace,
                                          emit=emit, auto=auto))  # fmt: skip
             out.days.append(result)
