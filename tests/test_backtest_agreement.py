@@ -22,6 +22,7 @@ from kit.research.grid import parse_grid, run_grid
 from kit.research.history.band import Band, sessions
 from kit.research.history.build import run_build
 from kit.research.history.sim import SimHistory
+from kit.risk.rules import Lock
 
 FIRST, LAST = date(2024, 3, 11), date(2024, 3, 15)
 GRID = {"grid": {"strategy": ["short_strangle"], "entry_time": ["10:00", "11:00"],
@@ -130,7 +131,8 @@ def test_a_trailing_stop_config_agrees_where_the_models_do(history):
                                 "trailing": ["20:0"], "exit_dte": [1]}})  # fmt: skip
     trades = run_grid(history, grid, workers=1).trades
     cfg = BacktestConfig.from_grid(grid, 0)
-    assert cfg.rules().trailing_stop.enabled and cfg.rules().trailing_stop.arm_pct == 20.0
+    assert cfg.rules().trailing_stop.enabled and cfg.rules().trailing_stop.locks == (
+        Lock(20.0, 0.0),)  # fmt: skip
     rows = compare(trades, run_backtest(cfg, FIRST, LAST, history=history))
     text = report(rows)
     assert len(rows) == 5 and all(r["grid"] and r["desk"] for r in rows), text
@@ -201,3 +203,23 @@ def test_a_p_band_config_skips_where_the_grid_cannot_place_it_and_sells_its_stri
     assert len(rows) == 3 and all(r["grid"] and r["desk"] for r in rows), text
     assert all(r["desk"]["strikes"] == r["grid"]["strikes"] for r in rows), text
     assert all(set(r["causes"]) <= {"exit_snapshot", "fill"} for r in rows), text
+
+
+def test_trailing_tiers_with_locks_replay_as_the_grids_fixed_stops(history):
+    """``trailing = "20:5,40:25"``: from a 20% peak close back at 5% of the credit, from 40% at
+    25%: the trailing rule's fixed tiers (``locks``), its own stages never armed. Measured:
+    5 of 5 sessions agree, four of them trailing exits at the grid's snapshot (over four tier
+    sets, 19 of 20)."""
+    grid = parse_grid({"grid": {**GRID["grid"], "entry_time": ["10:00"],
+                                "strikes": ["delta:0.16"], "profit_target_pct": [80],
+                                "trailing": ["20:5,40:25"]}})  # fmt: skip
+    trades = run_grid(history, grid, workers=1).trades
+    cfg = BacktestConfig.from_grid(grid, 0)
+    assert cfg.rules().trailing_stop.locks == (Lock(20.0, 5.0), Lock(40.0, 25.0))
+    rows = compare(trades, run_backtest(cfg, FIRST, LAST, history=history))
+    text = report(rows)
+    assert len(rows) == 5 and all(r["grid"] and r["desk"] for r in rows), text
+    trailed = [r for r in rows if r["status"] == "agree"
+               and r["desk"]["exit_reason"] == "trailing_stop"]  # fmt: skip
+    assert len(trailed) >= 3 and all(r["grid"]["exit_reason"] == "trailing" for r in trailed)
+    assert sum(r["status"] == "agree" for r in rows) >= 4, text

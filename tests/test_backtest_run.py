@@ -124,7 +124,6 @@ def test_a_grid_results_row(results, history):
     [
         ('[grid]\nstrategy = "put_credit_spread"', "trades short_strangle and iron_condor"),
         ('[grid]\nstrategy = "short_strangle"\ndte = 1\nexit_dte = 1', "exit_dte"),
-        ('[grid]\nstrategy = "short_strangle"\ntrailing = "50:25"', "trailing"),
         ('[grid]\nstrategy = "short_strangle"\nweekdays = "funday"', "weekdays"),
         ('[grid]\nstrategy = "short_strangle"\nentry_time = ["10:00", "11:00"]', "expands to 2"),
         ('[grid]\nstrategy = "short_strangle"\nstrikes = "delta:0.7"', "delta"),

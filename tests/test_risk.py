@@ -257,3 +257,21 @@ def test_leg_delta_fires_at_a_short_legs_own_delta_when_enabled():
     assert found[0].action.kind is ActionKind.CLOSE_ALL
     assert found[0].alert.inputs["short_delta"] == 0.30
     assert "|delta| 0.300 reached 0.3" in found[0].alert.message
+
+
+def test_trailing_locks_are_fixed_tiers_beside_the_breakeven_stop_and_the_trail():
+    """The grid's ``trailing = "20:5,45:25"``: from a 20% peak the stop is at 5%, from 45% at
+    25%, never following the peak; with the default stages (breakeven at 40, trailing from 50)
+    the higher stop wins."""
+    rules = load_rules(overrides={"trailing_stop": {
+        "arm_pct": 1e9, "tighten_from_pct": 1e9,
+        "locks": [{"at": 45, "lock": 25}, {"at": 20, "lock": 5}]}})  # fmt: skip
+    assert [(lk.at, lk.lock) for lk in rules.trailing_stop.locks] == [(20, 5), (45, 25)]
+    view = make_view(6, peak_pct=[19.9, 20.0, 30.0, 44.9, 45.0, 90.0],
+                     pnl_pct=[-50.0, 5.0, 5.1, 5.0, 25.0, 25.1])  # fmt: skip
+    got = {pid for pid, _ in fired(risk.trailing_stop(ctx(view, rules=rules)), "trailing_stop")}
+    assert got == {"P1", "P3", "P4"}  # at each lock, not a hair above, never below 20% peak
+    both = load_rules(overrides={"trailing_stop": {"locks": [{"at": 20, "lock": 5}]}})
+    view = make_view(3, peak_pct=[30.0, 45.0, 60.0], pnl_pct=[5.0, 0.1, 35.0])
+    got = {pid for pid, _ in fired(risk.trailing_stop(ctx(view, rules=both)), "trailing_stop")}
+    assert got == {"P0", "P1", "P2"}  # the lock below 40; from 40 the stop is max(0, lock 5)

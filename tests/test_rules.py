@@ -24,6 +24,7 @@ def test_defaults_are_the_documented_seed_values():
     assert (r.entry.max_spread_pct, r.entry.min_open_interest) == (2, 100)
     assert (r.entry.max_abs_delta, r.entry.min_iv_rank) == (0.05, 30)
     assert not r.leg_delta.enabled and r.leg_delta.levels[0].at == 0.30  # a leg's own |delta|
+    assert r.trailing_stop.locks == ()  # no fixed tiers by default
     assert set(RULE_IDS) == {"entry", "delta", "profit_target", "trailing_stop", "stop_loss",
                              "strike_breach", "leg_delta", "time_stop", "gamma", "rapid_move",
                              "liquidity", "feed_stale", "correlation_break",
@@ -58,6 +59,9 @@ def test_a_user_file_overrides_what_it_names_and_keeps_the_rest(tmp_path):
         ({"limits": 5}, "[limits] must be a table"),
         ({"leg_delta": {"levels": [{"at": 30, "severity": "WARNING"}]}}, "(0.30, not 30)"),
         ({"leg_delta": {"levels": [{"at": 1.0, "severity": "WARNING"}]}}, "between 0 and 1"),
+        ({"trailing_stop": {"locks": [{"at": 20, "lock": 20}]}}, "a lock below its level"),
+        ({"trailing_stop": {"locks": [{"at": 20}]}}, "missing key 'lock'"),
+        ({"trailing_stop": {"locks": {"at": 20, "lock": 5}}}, "expected a list of locks"),
     ],
 )
 def test_broken_settings_are_named_errors(overrides, message):

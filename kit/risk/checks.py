@@ -264,10 +264,17 @@ def gamma(ctx: Context) -> list[Finding]:
 
 def trailing_stop(ctx: Context) -> list[Finding]:
     cfg, v = ctx.rules.trailing_stop, ctx.view
-    armed = v.is_open & (v.peak_pct >= cfg.arm_pct)
+    peak = v.peak_pct
+    armed = v.is_open & (peak >= min([cfg.arm_pct, *(lk.at for lk in cfg.locks)]))
     if not armed.any():  # no position ever reached the arming profit: the usual tick
         return []
-    stop = np.where(v.peak_pct >= cfg.tighten_from_pct, v.peak_pct - cfg.trail_pct, 0.0)
+    stop = np.where(
+        peak >= cfg.arm_pct,
+        np.where(peak >= cfg.tighten_from_pct, peak - cfg.trail_pct, 0.0),
+        -np.inf,
+    )
+    for lk in cfg.locks:  # fixed tiers: from a peak of ``at`` the stop is at least ``lock``
+        stop = np.where(peak >= lk.at, np.maximum(stop, lk.lock), stop)
     out = []
     for i in np.flatnonzero(armed & (v.pnl_pct <= stop)):
         msg = (f"profit {v.pnl_pct[i]:.1f}% fell to the trailing stop {stop[i]:.1f}% "

@@ -46,12 +46,22 @@ class EntryRule:
 
 
 @dataclass(frozen=True)
+class Lock:
+    """A fixed trailing tier (the research grid's ``trailing = "AT:LOCK"``): once the peak
+    profit reached ``at`` % of the credit, the stop sits at ``lock`` % for good."""
+
+    at: float
+    lock: float
+
+
+@dataclass(frozen=True)
 class TrailingStopRule:
     arm_pct: float
     tighten_from_pct: float
     trail_pct: float
     action: str
     enabled: bool = True
+    locks: tuple[Lock, ...] = ()  # fixed tiers beside the breakeven stop and the trail
 
 
 @dataclass(frozen=True)
@@ -188,17 +198,24 @@ def _value(where: str, hint: Any, value: Any) -> Any:
             raise ConfigError(f"{where}: expected a list of strings, got {value!r}")
         return tuple(value)
     if typing.get_origin(hint) is tuple:
-        if not isinstance(value, list) or not value:
-            raise ConfigError(f"{where}: expected a non-empty list of levels")
-        levels = [_build(f"{where}[{i}]", Level, v) for i, v in enumerate(value)]
-        return tuple(sorted(levels, key=lambda lv: lv.at))
+        item = typing.get_args(hint)[0]
+        if not isinstance(value, list) or (item is Level and not value):
+            raise ConfigError(f"{where}: expected a {'non-empty ' * (item is Level)}list of "
+                              f"{item.__name__.lower()}s")  # fmt: skip
+        items = [_build(f"{where}[{i}]", item, v) for i, v in enumerate(value)]
+        for i, x in enumerate(items):
+            if item is Lock and not 0 <= x.lock < x.at:
+                raise ConfigError(f"{where}[{i}]: a lock below its level (0 <= lock < at), "
+                                  f"got at {x.at:g}, lock {x.lock:g}")  # fmt: skip
+        return tuple(sorted(items, key=lambda x: x.at))
     raise ConfigError(f"{where}: unsupported setting type {hint!r}")  # pragma: no cover
 
 
 def _build(where: str, cls: type, table: Any) -> Any:
     if not isinstance(table, dict):
         raise ConfigError(f"{where}: expected a table, got {table!r}")
-    hints = typing.get_type_hints(cls, localns={"Level": Level, "Severity": Severity})
+    hints = typing.get_type_hints(cls, localns={"Level": Level, "Lock": Lock,
+                                                 "Severity": Severity})  # fmt: skip
     known = {f.name for f in fields(cls)}
     if unknown := sorted(set(table) - known):
         known_keys = ", ".join(sorted(known))

@@ -34,10 +34,10 @@ What the desk does with each axis (the grid's meaning, the desk's rules):
   The simulator's sessions have no past, so there only ``weekdays`` is accepted; the others
   need ``--history``. ``kit run --auto --strategy`` trades one live session and applies no
   filter, so it refuses a filtered config.
-* ``trailing`` ``T:0`` (one tier, lock 0: once the profit reached T % of the credit, close
-  when it falls back to breakeven) is the ``trailing_stop`` rule armed at T % that never
-  tightens (its stop stays at breakeven). Any other lock, or more tiers, is refused: the
-  desk's stop trails its peak where the grid's stays at the lock.
+* ``trailing`` ``"T:L,..."`` (once the profit reached T % of the credit, close when it falls
+  back to L %) is the ``trailing_stop`` rule's fixed tiers (``locks``), with its breakeven
+  stop and its trail never armed: the grid's stop stays at each lock, it never follows the
+  peak.
 * ``exit_dte``: the grid closes from the session after the entry on; the backtest holds one
   session, so it is accepted with ``dte = 0`` (where it never fires in the grid either) and
   refused otherwise.
@@ -78,7 +78,7 @@ TRADED = ("short_strangle", "iron_condor")
 OTM_RULES = ("otm_pct", "premium")  # the grid's strike rules the desk also picks by
 BAND_HALF_WIDTH = 0.05  # delta:X: the autopilot's band around X (its midpoint is X)
 CLOSE_MINUTE = 16 * 60  # minutes_to_close is counted to the 16:00 close
-NEVER_TIGHTEN_PCT = 1e9  # the desk's trailing stop never trails its peak: it stays at breakeven
+NEVER_TIGHTEN_PCT = 1e9  # a trailing-stop stage that never arms: only the grid's fixed tiers
 # the grid's entry filters (kit.research.backtest.filters applies them per session); the data
 # filters read past sessions, so they need a history
 FILTERS = ("weekdays", "vix_regime", "iv_rank", "trend")
@@ -153,11 +153,6 @@ class BacktestConfig:
         kind, _ = parse_strike_rule(r["strikes"])
         if kind not in (*OTM_RULES, "delta", "band"):  # pragma: no cover - the grid's own
             raise ConfigError(f"strikes {r['strikes']!r}: not a strike rule")
-        tiers = parse_trailing(r["trailing"])
-        if tiers and (len(tiers) > 1 or tiers[0][1] != 0):
-            raise ConfigError(f"trailing {r['trailing']!r}: the desk's trailing stop arms at a "
-                              "profit and then stops at breakeven or trails its peak; only one "
-                              "TRIGGER:0 tier has the grid's meaning")  # fmt: skip
         if r["exit_dte"] != "none" and int(r["dte"]) > 0:
             raise ConfigError(f"exit_dte {r['exit_dte']!r}: the grid closes on a later session; "
                               "the event-driven backtest holds one session (use none, or "
@@ -260,9 +255,10 @@ class BacktestConfig:
         out: dict[str, Any] = {"entry": off, "delta": off, "gamma": off, "strike_breach": off,
                                "trailing_stop": off,
                                "liquidity": {"max_spread_pct": 1e6}}  # fmt: skip
-        if tiers := parse_trailing(r["trailing"]):  # one TRIGGER:0 tier (check)
-            out["trailing_stop"] = {"arm_pct": tiers[0][0], "trail_pct": 0.0,
-                                    "tighten_from_pct": NEVER_TIGHTEN_PCT,
+        if tiers := parse_trailing(r["trailing"]):  # the grid's fixed tiers, nothing trailing
+            out["trailing_stop"] = {"enabled": True, "arm_pct": NEVER_TIGHTEN_PCT,
+                                    "tighten_from_pct": NEVER_TIGHTEN_PCT, "trail_pct": 0.0,
+                                    "locks": [{"at": t, "lock": lk} for t, lk in tiers],
                                     "action": "close_all"}  # fmt: skip
         if snapshot_s:
             out["feed_stale"] = {"after_s": 2.5 * snapshot_s}
