@@ -60,6 +60,10 @@ class ManagerConfig:
             raise ValueError("ticks and waits must be positive")
 
 
+# why a leg cannot trade (MarketState.tradable); the backtest names such refusals held_quote
+NEEDS_QUOTE = "a leg bought needs an ask, a leg sold a bid"
+
+
 def orient(legs: tuple[Leg, ...]) -> tuple[Side, tuple[Leg, ...]]:
     """The order side and legs for per-unit ``legs`` (signed): all-short legs become a SELL of
     the positive combo (a strangle is sold for a credit), anything else a BUY as given."""
@@ -79,8 +83,7 @@ def ladder_price(
     buying = (ratio > 0) == (side is Side.BUY)
     if not all(m.tradable(int(r), bool(b)) for r, b in zip(rows, buying, strict=True)):
         names = ", ".join(to_occ(leg.contract, padded=False) for leg in legs)
-        raise OrderRejectedError(f"no quote to trade every leg of {names} against (a leg "
-                                 "bought needs an ask, a leg sold a bid)")  # fmt: skip
+        raise OrderRejectedError(f"no quote to trade every leg of {names} against ({NEEDS_QUOTE})")
     mid = float(ratio @ (0.5 * (bid + ask)))
     natural = float(ratio @ np.where(buying, ask, bid))
     price = mid + min(1.0, step * cfg.step_fraction) * (natural - mid)

@@ -235,10 +235,12 @@ def short_strangle(
         note = f"short {abs(delta):g}-delta strangle"
     else:
         put, call = nearest_otm(market, puts, *rule), nearest_otm(market, calls, *rule)
-        note = {"otm_pct": lambda: f"short {rule[1]:g}% OTM strangle",
-                "premium": lambda: f"short ${rule[1]:.2f}-premium strangle",
-                "band": lambda: f"short strangle beyond the move band "
-                                f"{rule[1]:+.2%}/{rule[2]:+.2%}"}[rule[0]]()  # fmt: skip
+        if rule[0] == "otm_pct":
+            note = f"short {rule[1]:g}% OTM strangle"
+        elif rule[0] == "premium":
+            note = f"short ${rule[1]:.2f}-premium strangle"
+        else:
+            note = f"short strangle beyond the move band {rule[1]:+.2%}/{rule[2]:+.2%}"
     return Position(position_id, StrategyType.STRANGLE, (Leg(put, -1), Leg(call, -1)), quantity,
                     opened_ts_ns, note=note)  # fmt: skip
 

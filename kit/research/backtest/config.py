@@ -150,9 +150,6 @@ class BacktestConfig:
         if r["strategy"] not in TRADED:
             raise ConfigError(f"strategy {r['strategy']!r}: the event-driven backtest trades "
                               f"{' and '.join(TRADED)} so far")  # fmt: skip
-        kind, _ = parse_strike_rule(r["strikes"])
-        if kind not in (*OTM_RULES, "delta", "band"):  # pragma: no cover - the grid's own
-            raise ConfigError(f"strikes {r['strikes']!r}: not a strike rule")
         if r["exit_dte"] != "none" and int(r["dte"]) > 0:
             raise ConfigError(f"exit_dte {r['exit_dte']!r}: the grid closes on a later session; "
                               "the event-driven backtest holds one session (use none, or "

@@ -43,6 +43,8 @@ from kit.app.autopilot import AUTO_SEED, AutoConfig, run_auto
 from kit.app.build import FeedSpec, Run
 from kit.core.clock import NEW_YORK, NS_PER_S, from_ns, us_session
 from kit.core.model import Contract, Fill
+from kit.execution.broker import SETTLEMENT
+from kit.execution.ladder import NEEDS_QUOTE
 from kit.research.backtest.config import BacktestConfig
 from kit.research.backtest.filters import band_strikes, session_contexts, skip_reason
 from kit.research.grid.stats import statistics
@@ -50,9 +52,8 @@ from kit.research.grid.stats import statistics
 SIM_CONFLATE_S = 15.0  # the simulator's batches in a backtest: 1,560 evaluations per session
 HISTORY_CONFLATE_S = 60.0  # a history's snapshots are a minute apart: a heartbeat per snapshot
 CAPITAL = 100_000.0
-# a close the order manager refused because a leg it would sell (a long wing) has no bid: the
-# exit is held as an illiquid quote holds it (agreement's ``held_quote``)
-NO_BID = "a leg sold a bid"
+# a close the order manager refused because a leg had no quote to trade against (the ladder's
+# NEEDS_QUOTE): the exit is held as an illiquid quote holds it (agreement's ``held_quote``)
 HELD_NO_BID = "held: a leg to sell has no bid"
 Emit = Callable[[dict[str, Any]], None]
 
@@ -162,7 +163,7 @@ async def run_day(
             actions.get(pid, [""]).pop()  # executed, then refused: it closed nothing
         elif doc.get("kind") == "decision" and status.startswith("proposed"):
             proposed.setdefault(pid, set()).add(status)
-        elif doc.get("kind") == "decision" and NO_BID in str(doc.get("message")):
+        elif doc.get("kind") == "decision" and NEEDS_QUOTE in str(doc.get("message")):
             proposed.setdefault(pid, set()).add(HELD_NO_BID)
         if emit is not None and doc.get("kind") != "summary":
             emit(doc)
@@ -221,10 +222,10 @@ def _trade(
     opened = [f for f in fills if ".open" in f.client_id] or fills[:1]  # the entry's order
     premium = sum(f.price * f.quantity * 100 for f in opened)
     entry, exit_ = fills[0].ts_ns, fills[-1].ts_ns
-    # a close that left worthless long legs to expire (strategies' closing_legs) exits at the
+    # a close that left worthless long legs to expire (intents.closing_legs) exits at the
     # close: their settlement at 0 moves no money
-    closes = [f for f in fills if f not in opened and f.client_id != "settlement"]
-    if closes and all(f.price == 0 for f in fills if f.client_id == "settlement"):
+    closes = [f for f in fills if f not in opened and f.client_id != SETTLEMENT]
+    if closes and all(f.price == 0 for f in fills if f.client_id == SETTLEMENT):
         exit_ = closes[-1].ts_ns
     session = us_session(day)
     settled = session is not None and exit_ >= int(session.close.timestamp() * NS_PER_S)
